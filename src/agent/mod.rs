@@ -1,0 +1,409 @@
+//! The agent: the composition root of one running node.
+//!
+//! [`Agent`] owns the RocksDB store, the Raft server (on server agents), the in-memory catalog
+//! view, the agent's local services and checks, and the check runners. It exposes the
+//! operations the HTTP and DNS front ends need and runs the background loops:
+//! - check results → local state → anti-entropy sync (at once on a status change);
+//! - a periodic full anti-entropy sync (Consul's `ae` loop);
+//! - on the leader, reconciliation of server nodes (`serfHealth`, the `consul` service).
+//!
+//! Listeners and the HTTP/DNS servers are wired by `daemon`, which sits above this module.
+
+mod anti_entropy;
+pub mod local;
+mod operations;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+
+use crate::agent::local::{CheckRunner, LocalCheck, LocalService, LocalState};
+use crate::catalog::Command;
+use crate::catalog::command::Registration;
+use crate::checks::{CheckLimits, CheckResult, Scheduler};
+use crate::config::RuntimeConfig;
+use crate::raft::{CatalogView, RaftServer, RaftSettings, RaftStatus, ServerNode};
+use crate::store::Store;
+
+pub use anti_entropy::{LEADER_OWNED_CHECK_ID, LEADER_OWNED_SERVICE_ID};
+
+/// Capacity of the check-result channel; results beyond it are dropped and re-reported.
+const CHECK_RESULTS_QUEUE_MAX: usize = 1024;
+/// Consul's anti-entropy interval for clusters of up to 128 nodes.
+const ANTI_ENTROPY_INTERVAL_MS: u64 = 60_000;
+/// How often the leader re-checks server nodes' registrations.
+const RECONCILE_INTERVAL_MS: u64 = 30_000;
+/// Consul's `rpc_hold_timeout`: how long a request waits for a leader.
+pub const RPC_HOLD_TIMEOUT_MS: u64 = 7_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("cannot use data dir {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error("storage: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("raft: {0}")]
+    RaftStart(#[from] crate::raft::RaftStartError),
+    #[error("{0}")]
+    Write(#[from] crate::raft::WriteError),
+    #[error("{0}")]
+    Read(#[from] crate::raft::ReadError),
+    /// A rule of the data model refused the command (Consul answers these with 500 or 400).
+    #[error("{0}")]
+    Rejected(String),
+    /// Bad input to an agent operation (answered with 400).
+    #[error("{0}")]
+    Invalid(String),
+    /// An unknown service or check ID (answered with 404).
+    #[error("{0}")]
+    NotFound(String),
+    #[error("this agent is not a server and cannot reach one")]
+    NoServer,
+}
+
+/// Who this agent is on the network.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    pub node_name: String,
+    pub node_id: String,
+    pub datacenter: String,
+    pub advertise_addr: IpAddr,
+}
+
+/// One running agent.
+pub struct Agent {
+    config: RuntimeConfig,
+    identity: Identity,
+    data_dir: PathBuf,
+    store: Store,
+    view: Arc<CatalogView>,
+    raft: Option<Arc<RaftServer>>,
+    /// Services and checks registered with this agent. Short critical sections only, never
+    /// held across an await.
+    local: Mutex<LocalState>,
+    /// Serializes anti-entropy syncs so that two syncs never race each other's writes.
+    sync_lock: tokio::sync::Mutex<()>,
+    scheduler: Scheduler,
+    /// Set to `true` to stop the agent (signal, `PUT /v1/agent/leave`).
+    shutdown: watch::Sender<bool>,
+    started_at: Instant,
+}
+
+impl Agent {
+    /// Opens the store, starts Raft (on servers) and the check runners, and restores the local
+    /// state persisted by a previous run. Background loops start with [`Agent::spawn_loops`].
+    pub async fn start(config: RuntimeConfig, data_dir: PathBuf) -> Result<(Arc<Agent>, mpsc::Receiver<CheckResult>), AgentError> {
+        std::fs::create_dir_all(&data_dir).map_err(|source| AgentError::DataDir { path: data_dir.clone(), source })?;
+        let store = {
+            let path = data_dir.join("rocksdb");
+            tokio::task::spawn_blocking(move || Store::open(&path)).await.map_err(|e| AgentError::Invalid(e.to_string()))??
+        };
+        let node_id = match &config.node_id {
+            Some(id) => id.clone(),
+            None => load_or_create_node_id(&store)?,
+        };
+        let advertise_addr = config.advertise_addr.unwrap_or_else(|| default_advertise(config.bind_addr));
+        let identity = Identity {
+            node_name: config.node_name.clone(),
+            node_id: node_id.clone(),
+            datacenter: config.datacenter.clone(),
+            advertise_addr,
+        };
+        let view = CatalogView::new();
+        let raft = if config.server {
+            let settings = RaftSettings {
+                node_id: raft_node_id(&node_id),
+                node: ServerNode {
+                    name: identity.node_name.clone(),
+                    raft_addr: format!("{}:{}", advertise_addr, config.ports.server),
+                    http_addr: format!("{}:{}", advertise_addr, config.ports.http.unwrap_or(0)),
+                },
+                heartbeat_interval_ms: config.raft.heartbeat_interval_ms,
+                election_timeout_min_ms: config.raft.election_timeout_min_ms,
+                election_timeout_max_ms: config.raft.election_timeout_max_ms,
+                snapshot_threshold_entries: config.raft.snapshot_threshold_entries,
+                trailing_logs_entries: config.raft.trailing_logs_entries,
+                leader_wait_ms_max: RPC_HOLD_TIMEOUT_MS,
+                snapshot_dir: data_dir.join("raft"),
+            };
+            Some(RaftServer::start(settings, store.clone(), view.clone()).await?)
+        } else {
+            None
+        };
+        let (results_tx, results_rx) = mpsc::channel(CHECK_RESULTS_QUEUE_MAX);
+        let scheduler = Scheduler::new(results_tx, CheckLimits { output_bytes_max: config.check_output_max_size_bytes });
+        let local = restore_local_state(&store)?;
+        let (shutdown, _) = watch::channel(false);
+        let agent = Arc::new(Agent {
+            config,
+            identity,
+            data_dir,
+            store,
+            view,
+            raft,
+            local: Mutex::new(local),
+            sync_lock: tokio::sync::Mutex::new(()),
+            scheduler,
+            shutdown,
+            started_at: Instant::now(),
+        });
+        agent.restart_check_runners();
+        Ok((agent, results_rx))
+    }
+
+    /// Makes a `-bootstrap`/`-dev` server the sole voter of a new cluster (no-op once formed).
+    pub async fn bootstrap_if_configured(&self) -> Result<(), AgentError> {
+        if let Some(raft) = &self.raft
+            && (self.config.bootstrap || self.config.dev)
+        {
+            raft.bootstrap_single().await?;
+        }
+        Ok(())
+    }
+
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.data_dir
+    }
+
+    pub fn view(&self) -> &Arc<CatalogView> {
+        &self.view
+    }
+
+    pub fn raft(&self) -> Option<&Arc<RaftServer>> {
+        self.raft.as_ref()
+    }
+
+    pub fn uptime(&self) -> Duration {
+        self.started_at.elapsed()
+    }
+
+    pub fn raft_status(&self) -> Option<RaftStatus> {
+        self.raft.as_ref().map(|r| r.status())
+    }
+
+    /// Commits a command through Raft (forwarded to the leader when needed).
+    pub async fn write(&self, command: Command) -> Result<(u64, crate::catalog::Outcome), AgentError> {
+        let raft = self.raft.as_ref().ok_or(AgentError::NoServer)?;
+        Ok(raft.write(command).await?)
+    }
+
+    /// Waits until a read may be served linearizably (`?consistent`).
+    pub async fn consistent_barrier(&self) -> Result<(), AgentError> {
+        let raft = self.raft.as_ref().ok_or(AgentError::NoServer)?;
+        Ok(raft.linearizable_barrier().await?)
+    }
+
+    /// Asks the agent to stop (signal handler, `PUT /v1/agent/leave`).
+    pub fn request_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    pub fn shutdown_requested(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Stops check runners and Raft.
+    pub async fn stop(&self) {
+        self.scheduler.shutdown();
+        if let Some(raft) = &self.raft {
+            raft.shutdown().await;
+        }
+    }
+
+    /// The registration of this agent's own node, without services or checks.
+    fn node_registration(&self) -> Registration {
+        let address = self.identity.advertise_addr.to_string();
+        let mut tagged_addresses = std::collections::BTreeMap::new();
+        for tag in ["lan", "lan_ipv4", "wan", "wan_ipv4"] {
+            tagged_addresses.insert(tag.to_string(), address.clone());
+        }
+        let mut node_meta = self.config.node_meta.clone();
+        node_meta.insert("consul-network-segment".to_string(), String::new());
+        Registration {
+            node_id: self.identity.node_id.clone(),
+            node: self.identity.node_name.clone(),
+            address,
+            datacenter: self.identity.datacenter.clone(),
+            tagged_addresses,
+            node_meta,
+            skip_node_update: false,
+            service: None,
+            checks: Vec::new(),
+        }
+    }
+
+    /// Brings the catalog in line with the local state. Errors are logged, not returned: the
+    /// next sync retries, as in Consul.
+    pub async fn sync(&self) -> Result<(), AgentError> {
+        let _serialized = self.sync_lock.lock().await;
+        let commands = {
+            let local = self.local.lock().expect("local state lock poisoned").clone();
+            let node = self.node_registration();
+            self.view.read(|catalog| anti_entropy::diff(&local, catalog, &node))
+        };
+        for command in commands {
+            let (_, outcome) = self.write(command).await?;
+            if let crate::catalog::Outcome::Rejected(reason) = outcome {
+                tracing::warn!(%reason, "anti-entropy command rejected");
+            }
+        }
+        Ok(())
+    }
+
+    fn restart_check_runners(&self) {
+        let local = self.local.lock().expect("local state lock poisoned");
+        for (id, check) in &local.checks {
+            if let Some(runner) = &check.runner {
+                self.scheduler.add(id, operations::check_kind(runner));
+            }
+        }
+    }
+
+    /// Spawns the background loops; they stop when shutdown is requested.
+    pub fn spawn_loops(self: &Arc<Self>, results: mpsc::Receiver<CheckResult>) {
+        tokio::spawn(operations::check_results_loop(self.clone(), results));
+        tokio::spawn(anti_entropy_loop(self.clone()));
+        if let Some(raft) = &self.raft {
+            tokio::spawn(leader_loop(self.clone(), raft.clone()));
+        }
+    }
+
+    pub fn local_services(&self) -> Vec<LocalService> {
+        self.local.lock().expect("local state lock poisoned").services.values().cloned().collect()
+    }
+
+    pub fn local_service(&self, id: &str) -> Option<LocalService> {
+        self.local.lock().expect("local state lock poisoned").services.get(id).cloned()
+    }
+
+    pub fn local_checks(&self) -> Vec<LocalCheck> {
+        self.local.lock().expect("local state lock poisoned").checks.values().cloned().collect()
+    }
+
+    pub fn local_runner(&self, check_id: &str) -> Option<CheckRunner> {
+        self.local.lock().expect("local state lock poisoned").checks.get(check_id).and_then(|c| c.runner.clone())
+    }
+}
+
+async fn anti_entropy_loop(agent: Arc<Agent>) {
+    let mut shutdown = agent.shutdown_requested();
+    let mut delay = Duration::from_millis(0);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.changed() => return,
+        }
+        if let Err(error) = agent.sync().await {
+            tracing::debug!(%error, "anti-entropy sync failed; will retry");
+            delay = Duration::from_millis(1_000);
+            continue;
+        }
+        let jitter_ms = rand::random::<u64>() % (ANTI_ENTROPY_INTERVAL_MS / 16);
+        delay = Duration::from_millis(ANTI_ENTROPY_INTERVAL_MS + jitter_ms);
+    }
+}
+
+/// Logs leadership changes (pifpaf and operators look for `New leader elected`) and, while this
+/// server leads, keeps every server's node registered with `serfHealth` and the `consul` service.
+async fn leader_loop(agent: Arc<Agent>, raft: Arc<RaftServer>) {
+    let mut metrics = raft.leader_changes();
+    let mut shutdown = agent.shutdown_requested();
+    let mut last_leader = None;
+    let mut next_reconcile = Instant::now();
+    loop {
+        let status = raft.status();
+        let leader_id = status.leader.as_ref().map(|(id, _)| *id);
+        if leader_id != last_leader {
+            if let Some((_, node)) = &status.leader {
+                tracing::info!(term = status.term, "New leader elected: payload={}", node.name);
+            }
+            last_leader = leader_id;
+            next_reconcile = Instant::now();
+        }
+        if leader_id == Some(raft.node_id()) && Instant::now() >= next_reconcile {
+            match operations::reconcile_servers(&agent, &status).await {
+                Ok(()) => next_reconcile = Instant::now() + Duration::from_millis(RECONCILE_INTERVAL_MS),
+                Err(error) => {
+                    tracing::debug!(%error, "server reconcile failed; will retry");
+                    next_reconcile = Instant::now() + Duration::from_millis(500);
+                }
+            }
+        }
+        let wait = next_reconcile.saturating_duration_since(Instant::now()).max(Duration::from_millis(50));
+        tokio::select! {
+            changed = metrics.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+fn load_or_create_node_id(store: &Store) -> Result<String, AgentError> {
+    if let Some(bytes) = store.agent_get("node-id")? {
+        return Ok(String::from_utf8_lossy(&bytes).into_owned());
+    }
+    let id = new_uuid();
+    store.agent_put("node-id", id.clone().into_bytes())?;
+    Ok(id)
+}
+
+/// A random (version 4) UUID in Consul's textual form.
+pub fn new_uuid() -> String {
+    let mut bytes: [u8; 16] = rand::random();
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+}
+
+/// The Raft node ID: the first 8 bytes of the node UUID, so it is stable across restarts.
+fn raft_node_id(node_id: &str) -> u64 {
+    let hex: String = node_id.chars().filter(|c| c.is_ascii_hexdigit()).take(16).collect();
+    u64::from_str_radix(&hex, 16).unwrap_or_else(|_| crc32fast::hash(node_id.as_bytes()) as u64)
+}
+
+fn default_advertise(bind: IpAddr) -> IpAddr {
+    if !bind.is_unspecified() {
+        return bind;
+    }
+    // Like Consul, advertise the address the default route would use; without a route, loopback.
+    std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|socket| {
+            socket.connect("192.0.2.1:9")?;
+            socket.local_addr()
+        })
+        .map(|addr| addr.ip())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+}
+
+fn restore_local_state(store: &Store) -> Result<LocalState, AgentError> {
+    let mut local = LocalState::default();
+    for (key, bytes) in store.agent_scan(local::SERVICE_PREFIX)? {
+        match local::decode::<LocalService>(&bytes) {
+            Ok(service) => {
+                local.services.insert(service.registration.id.clone(), service);
+            }
+            Err(error) => tracing::warn!(%key, %error, "skipping unreadable local service"),
+        }
+    }
+    for (key, bytes) in store.agent_scan(local::CHECK_PREFIX)? {
+        match local::decode::<LocalCheck>(&bytes) {
+            Ok(check) => {
+                local.checks.insert(check.registration.check_id.clone(), check);
+            }
+            Err(error) => tracing::warn!(%key, %error, "skipping unreadable local check"),
+        }
+    }
+    Ok(local)
+}

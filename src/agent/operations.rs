@@ -1,0 +1,355 @@
+//! Agent operations behind the `/v1/agent/*` endpoints, plus the loops that feed check results
+//! into the local state and keep server nodes registered.
+//!
+//! Every operation follows the same order: validate, change local state, persist it (synced),
+//! start or stop check runners, then run an anti-entropy sync so the catalog reflects the
+//! change before the HTTP request returns.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::agent::local::{self, CheckRunner, LocalCheck, LocalService};
+use crate::agent::{Agent, AgentError, LEADER_OWNED_CHECK_ID, LEADER_OWNED_SERVICE_ID};
+use crate::catalog::Command;
+use crate::catalog::command::{CheckRegistration, Registration, ServiceRegistration};
+use crate::catalog::model::{CheckDefinition, HealthStatus, Weights};
+use crate::checks::{CheckKind, CheckResult, CheckStatus};
+use crate::raft::RaftStatus;
+
+/// Consul's ID of the node maintenance check.
+pub(crate) const NODE_MAINTENANCE_CHECK_ID: &str = "_node_maintenance";
+/// Prefix of a service maintenance check ID (`_service_maintenance:<service id>`).
+pub(crate) const SERVICE_MAINTENANCE_CHECK_PREFIX: &str = "_service_maintenance:";
+/// Most services one agent may hold (a bound on local state and sync work).
+pub(crate) const LOCAL_SERVICES_MAX: usize = 4096;
+/// Most checks one agent may hold.
+pub(crate) const LOCAL_CHECKS_MAX: usize = 8192;
+
+pub(crate) fn check_kind(runner: &CheckRunner) -> CheckKind {
+    let ms = Duration::from_millis;
+    match runner {
+        CheckRunner::Ttl { ttl_ms } => CheckKind::Ttl { ttl: ms(*ttl_ms) },
+        CheckRunner::Http { url, method, headers, body, tls_skip_verify, interval_ms, timeout_ms } => CheckKind::Http {
+            url: url.clone(),
+            method: method.clone(),
+            headers: headers.clone(),
+            body: body.clone(),
+            tls_skip_verify: *tls_skip_verify,
+            interval: ms(*interval_ms),
+            timeout: ms(*timeout_ms),
+        },
+        CheckRunner::Tcp { address, interval_ms, timeout_ms } => {
+            CheckKind::Tcp { address: address.clone(), interval: ms(*interval_ms), timeout: ms(*timeout_ms) }
+        }
+        CheckRunner::Script { args, interval_ms, timeout_ms } => {
+            CheckKind::Script { args: args.clone(), interval: ms(*interval_ms), timeout: ms(*timeout_ms) }
+        }
+    }
+}
+
+fn health(status: CheckStatus) -> HealthStatus {
+    match status {
+        CheckStatus::Passing => HealthStatus::Passing,
+        CheckStatus::Warning => HealthStatus::Warning,
+        CheckStatus::Critical => HealthStatus::Critical,
+    }
+}
+
+impl Agent {
+    fn persist_service(&self, service: &LocalService) -> Result<(), AgentError> {
+        let key = format!("{}{}", local::SERVICE_PREFIX, service.registration.id);
+        Ok(self.store.agent_put(&key, local::encode(service))?)
+    }
+
+    fn persist_check(&self, check: &LocalCheck) -> Result<(), AgentError> {
+        let key = format!("{}{}", local::CHECK_PREFIX, check.registration.check_id);
+        Ok(self.store.agent_put(&key, local::encode(check))?)
+    }
+
+    fn validate_runner(&self, runner: &Option<CheckRunner>) -> Result<(), AgentError> {
+        if let Some(CheckRunner::Script { .. }) = runner
+            && !(self.config.enable_script_checks || self.config.enable_local_script_checks)
+        {
+            return Err(AgentError::Invalid(
+                "Scripts are disabled on this agent; to enable, configure 'enable_script_checks' or 'enable_local_script_checks' to true".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Registers (or replaces) a service and its checks with this agent.
+    pub async fn register_service(&self, service: ServiceRegistration, checks: Vec<LocalCheck>, replace_existing_checks: bool) -> Result<(), AgentError> {
+        if service.name.is_empty() {
+            return Err(AgentError::Invalid("Missing service name".into()));
+        }
+        for check in &checks {
+            self.validate_runner(&check.runner)?;
+        }
+        let service = LocalService { registration: service };
+        let id = service.registration.id.clone();
+        let removed: Vec<String> = {
+            let mut local = self.local.lock().expect("local state lock poisoned");
+            if !local.services.contains_key(&id) && local.services.len() >= LOCAL_SERVICES_MAX {
+                return Err(AgentError::Invalid(format!("this agent already holds {LOCAL_SERVICES_MAX} services")));
+            }
+            local.services.insert(id.clone(), service.clone());
+            let removed = if replace_existing_checks {
+                let keep: Vec<&str> = checks.iter().map(|c| c.registration.check_id.as_str()).collect();
+                let doomed: Vec<String> = local
+                    .checks
+                    .values()
+                    .filter(|c| c.registration.service_id == id && !keep.contains(&c.registration.check_id.as_str()))
+                    .map(|c| c.registration.check_id.clone())
+                    .collect();
+                for check_id in &doomed {
+                    local.checks.remove(check_id);
+                }
+                doomed
+            } else {
+                Vec::new()
+            };
+            for check in &checks {
+                local.checks.insert(check.registration.check_id.clone(), check.clone());
+            }
+            removed
+        };
+        self.persist_service(&service)?;
+        for check_id in &removed {
+            self.scheduler.remove(check_id);
+            self.store.agent_delete(&format!("{}{check_id}", local::CHECK_PREFIX))?;
+        }
+        for check in &checks {
+            self.persist_check(check)?;
+            match &check.runner {
+                Some(runner) => self.scheduler.add(&check.registration.check_id, check_kind(runner)),
+                None => self.scheduler.remove(&check.registration.check_id),
+            }
+        }
+        self.sync().await
+    }
+
+    /// Removes a service and the checks bound to it.
+    pub async fn deregister_service(&self, id: &str) -> Result<(), AgentError> {
+        let removed_checks: Vec<String> = {
+            let mut local = self.local.lock().expect("local state lock poisoned");
+            if local.services.remove(id).is_none() {
+                return Err(AgentError::NotFound(format!("Unknown service ID {id:?}. Ensure that the service ID is passed, not the service name.")));
+            }
+            let doomed: Vec<String> =
+                local.checks.values().filter(|c| c.registration.service_id == id).map(|c| c.registration.check_id.clone()).collect();
+            for check_id in &doomed {
+                local.checks.remove(check_id);
+            }
+            doomed
+        };
+        self.store.agent_delete(&format!("{}{id}", local::SERVICE_PREFIX))?;
+        for check_id in &removed_checks {
+            self.scheduler.remove(check_id);
+            self.store.agent_delete(&format!("{}{check_id}", local::CHECK_PREFIX))?;
+        }
+        self.sync().await
+    }
+
+    /// Registers (or replaces) one check with this agent.
+    pub async fn register_check(&self, check: LocalCheck) -> Result<(), AgentError> {
+        self.validate_runner(&check.runner)?;
+        if check.registration.name.is_empty() {
+            return Err(AgentError::Invalid("Missing check name".into()));
+        }
+        let service_id = &check.registration.service_id;
+        {
+            let mut local = self.local.lock().expect("local state lock poisoned");
+            if !service_id.is_empty() && !local.services.contains_key(service_id) {
+                return Err(AgentError::Invalid(format!("ServiceID {service_id:?} does not exist")));
+            }
+            let id = &check.registration.check_id;
+            if !local.checks.contains_key(id) && local.checks.len() >= LOCAL_CHECKS_MAX {
+                return Err(AgentError::Invalid(format!("this agent already holds {LOCAL_CHECKS_MAX} checks")));
+            }
+            local.checks.insert(id.clone(), check.clone());
+        }
+        self.persist_check(&check)?;
+        match &check.runner {
+            Some(runner) => self.scheduler.add(&check.registration.check_id, check_kind(runner)),
+            None => self.scheduler.remove(&check.registration.check_id),
+        }
+        self.sync().await
+    }
+
+    pub async fn deregister_check(&self, id: &str) -> Result<(), AgentError> {
+        if self.local.lock().expect("local state lock poisoned").checks.remove(id).is_none() {
+            return Err(AgentError::NotFound(format!("Unknown check ID {id:?}. Ensure that the check ID is passed, not the check name.")));
+        }
+        self.scheduler.remove(id);
+        self.store.agent_delete(&format!("{}{id}", local::CHECK_PREFIX))?;
+        self.sync().await
+    }
+
+    /// `check/pass|warn|fail|update`: sets a TTL check's status and resets its timer.
+    pub async fn update_ttl(&self, id: &str, status: CheckStatus, output: &str) -> Result<(), AgentError> {
+        match self.local_runner(id) {
+            Some(CheckRunner::Ttl { .. }) => {}
+            Some(_) => return Err(AgentError::Invalid(format!("check {id:?} is not a TTL check"))),
+            None if self.local.lock().expect("local state lock poisoned").checks.contains_key(id) => {
+                return Err(AgentError::Invalid(format!("check {id:?} is not a TTL check")));
+            }
+            None => return Err(AgentError::NotFound(format!("Unknown check ID {id:?}. Ensure that the check ID is passed, not the check name."))),
+        }
+        self.apply_result(id, health(status), output)?;
+        if let Err(error) = self.scheduler.ttl_update(id, status, output) {
+            return Err(AgentError::NotFound(error.to_string()));
+        }
+        self.sync().await
+    }
+
+    /// Records a check result locally. Returns whether the status changed.
+    fn apply_result(&self, id: &str, status: HealthStatus, output: &str) -> Result<bool, AgentError> {
+        let changed = {
+            let mut local = self.local.lock().expect("local state lock poisoned");
+            let Some(check) = local.checks.get_mut(id) else { return Ok(false) };
+            if check.registration.status == status && check.registration.output == output {
+                return Ok(false);
+            }
+            let status_changed = check.registration.status != status;
+            check.registration.status = status;
+            check.registration.output = output.to_string();
+            status_changed.then(|| check.clone())
+        };
+        match changed {
+            Some(check) => {
+                self.persist_check(&check)?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Node maintenance mode: a critical `_node_maintenance` check while enabled.
+    pub async fn set_node_maintenance(&self, enable: bool, reason: &str) -> Result<(), AgentError> {
+        if enable {
+            let notes = if reason.is_empty() {
+                "Maintenance mode is enabled for this node, but no reason was provided. This is a default message."
+            } else {
+                reason
+            };
+            self.register_check(maintenance_check(NODE_MAINTENANCE_CHECK_ID, "Node Maintenance Mode", notes, "")).await
+        } else {
+            match self.deregister_check(NODE_MAINTENANCE_CHECK_ID).await {
+                Err(AgentError::NotFound(_)) => Ok(()),
+                other => other,
+            }
+        }
+    }
+
+    /// Service maintenance mode: a critical `_service_maintenance:<id>` check while enabled.
+    pub async fn set_service_maintenance(&self, service_id: &str, enable: bool, reason: &str) -> Result<(), AgentError> {
+        if self.local_service(service_id).is_none() {
+            return Err(AgentError::NotFound(format!("No service registered with ID {service_id:?}")));
+        }
+        let check_id = format!("{SERVICE_MAINTENANCE_CHECK_PREFIX}{service_id}");
+        if enable {
+            let notes = if reason.is_empty() {
+                "Maintenance mode is enabled for this service, but no reason was provided. This is a default message."
+            } else {
+                reason
+            };
+            self.register_check(maintenance_check(&check_id, "Service Maintenance Mode", notes, service_id)).await
+        } else {
+            match self.deregister_check(&check_id).await {
+                Err(AgentError::NotFound(_)) => Ok(()),
+                other => other,
+            }
+        }
+    }
+}
+
+fn maintenance_check(id: &str, name: &str, notes: &str, service_id: &str) -> LocalCheck {
+    LocalCheck {
+        registration: CheckRegistration {
+            check_id: id.to_string(),
+            name: name.to_string(),
+            status: HealthStatus::Critical,
+            notes: notes.to_string(),
+            output: String::new(),
+            service_id: service_id.to_string(),
+            definition: CheckDefinition { check_type: "maintenance".into(), ..CheckDefinition::default() },
+        },
+        runner: None,
+    }
+}
+
+/// Feeds check results into the local state; a status change is synced at once, an
+/// output-only change waits for the next periodic sync (Consul's `check_update_interval`).
+pub(crate) async fn check_results_loop(agent: Arc<Agent>, mut results: mpsc::Receiver<CheckResult>) {
+    let mut shutdown = agent.shutdown_requested();
+    loop {
+        let result = tokio::select! {
+            result = results.recv() => match result { Some(r) => r, None => return },
+            _ = shutdown.changed() => return,
+        };
+        match agent.apply_result(&result.check_id, health(result.status), &result.output) {
+            Ok(true) => {
+                if let Err(error) = agent.sync().await {
+                    tracing::warn!(check_id = %result.check_id, %error, "check status sync failed; anti-entropy will retry");
+                }
+            }
+            Ok(false) => {}
+            Err(error) => tracing::warn!(check_id = %result.check_id, %error, "cannot record check result"),
+        }
+    }
+}
+
+/// On the leader: every Raft server has a catalog node with a passing `serfHealth` check and
+/// the `consul` service, as in Consul (until gossip feeds real liveness into `serfHealth`).
+pub(crate) async fn reconcile_servers(agent: &Agent, status: &RaftStatus) -> Result<(), AgentError> {
+    for node in status.voters.values().chain(status.learners.values()) {
+        let (host, port) = node.raft_addr.rsplit_once(':').unwrap_or((node.raft_addr.as_str(), "8300"));
+        let port: u16 = port.parse().unwrap_or(8300);
+        let registration = Registration {
+            node_id: String::new(),
+            node: node.name.clone(),
+            address: host.to_string(),
+            datacenter: agent.identity.datacenter.clone(),
+            tagged_addresses: BTreeMap::new(),
+            node_meta: BTreeMap::new(),
+            skip_node_update: true,
+            service: Some(ServiceRegistration {
+                id: LEADER_OWNED_SERVICE_ID.into(),
+                name: LEADER_OWNED_SERVICE_ID.into(),
+                tags: Vec::new(),
+                address: String::new(),
+                tagged_addresses: BTreeMap::new(),
+                meta: BTreeMap::from([("raft_version".to_string(), "3".to_string())]),
+                port,
+                kind: String::new(),
+                enable_tag_override: false,
+                weights: Weights::default(),
+                opaque_json: BTreeMap::new(),
+            }),
+            checks: vec![CheckRegistration {
+                check_id: LEADER_OWNED_CHECK_ID.into(),
+                name: "Serf Health Status".into(),
+                status: HealthStatus::Passing,
+                notes: String::new(),
+                output: "Agent alive and reachable".into(),
+                service_id: String::new(),
+                definition: CheckDefinition::default(),
+            }],
+        };
+        let in_sync = agent.view.read(|catalog| {
+            let service_ok = catalog.service(&node.name, LEADER_OWNED_SERVICE_ID).is_some_and(|s| s.port == port);
+            let check_ok = catalog
+                .node_checks(&node.name)
+                .iter()
+                .any(|c| c.check_id == LEADER_OWNED_CHECK_ID && c.status == HealthStatus::Passing);
+            catalog.node(&node.name).is_some() && service_ok && check_ok
+        });
+        if !in_sync {
+            agent.write(Command::Register(registration)).await?;
+        }
+    }
+    Ok(())
+}

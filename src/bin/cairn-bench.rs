@@ -1,0 +1,326 @@
+//! `cairn-bench`: measures a running (or self-started) dev agent over its real HTTP and DNS
+//! interfaces, as a Consul client would use them.
+//!
+//! ```text
+//! cairn-bench [--start-agent] [--http 127.0.0.1:8500] [--dns 127.0.0.1:8600]
+//!             [--clients 1,64] [--duration-s 10] [--value-bytes 256] [--dns-iterations 50]
+//! ```
+//! With `--start-agent` it starts `cairn agent -dev` (the binary next to this one) on free
+//! loopback ports with a fresh data dir, so the run needs nothing else. It reports, per client
+//! count, KV PUT and GET throughput and latency percentiles, then the time from a service
+//! registration's 200 OK until the service answers in DNS. Results go to stdout as a table and
+//! as one JSON line (`RESULT {...}`) for scripts.
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use hickory_server::proto::op::{Message, Query, ResponseCode};
+use hickory_server::proto::rr::{Name, RecordType};
+
+/// Keys each client cycles through, so GETs hit existing keys and PUTs overwrite.
+const KEYS_PER_CLIENT: usize = 100;
+/// Each HTTP request may take at most this long before the run is declared broken.
+const REQUEST_TIMEOUT_S: u64 = 30;
+/// How long to wait for a registration to show in DNS before giving up on that sample.
+const DNS_VISIBILITY_TIMEOUT_MS: u64 = 10_000;
+
+struct Options {
+    start_agent: bool,
+    http: String,
+    dns: SocketAddr,
+    clients: Vec<usize>,
+    duration: Duration,
+    value_bytes: usize,
+    dns_iterations: usize,
+}
+
+fn parse_options() -> Result<Options, String> {
+    let mut options = Options {
+        start_agent: false,
+        http: "127.0.0.1:8500".into(),
+        dns: "127.0.0.1:8600".parse().expect("literal address"),
+        clients: vec![1, 64],
+        duration: Duration::from_secs(10),
+        value_bytes: 256,
+        dns_iterations: 50,
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < args.len() {
+        let (flag, inline) = match args[i].split_once('=') {
+            Some((f, v)) => (f.trim_start_matches('-').to_string(), Some(v.to_string())),
+            None => (args[i].trim_start_matches('-').to_string(), None),
+        };
+        let mut value = || -> Result<String, String> {
+            if let Some(v) = inline.clone() {
+                return Ok(v);
+            }
+            i += 1;
+            args.get(i).cloned().ok_or_else(|| format!("--{flag} needs a value"))
+        };
+        match flag.as_str() {
+            "start-agent" => options.start_agent = true,
+            "http" => options.http = value()?,
+            "dns" => options.dns = value()?.parse().map_err(|e| format!("--dns: {e}"))?,
+            "clients" => {
+                options.clients = value()?.split(',').map(|c| c.trim().parse().map_err(|e| format!("--clients: {e}"))).collect::<Result<_, _>>()?
+            }
+            "duration-s" => options.duration = Duration::from_secs(value()?.parse().map_err(|e| format!("--duration-s: {e}"))?),
+            "value-bytes" => options.value_bytes = value()?.parse().map_err(|e| format!("--value-bytes: {e}"))?,
+            "dns-iterations" => options.dns_iterations = value()?.parse().map_err(|e| format!("--dns-iterations: {e}"))?,
+            "h" | "help" => return Err("usage: see the //! doc at the top of src/bin/cairn-bench.rs".into()),
+            other => return Err(format!("unknown flag --{other}")),
+        }
+        i += 1;
+    }
+    Ok(options)
+}
+
+fn free_port() -> u16 {
+    loop {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+        let port = tcp.local_addr().expect("local addr").port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A dev agent started for the run; killed when dropped.
+struct OwnAgent {
+    child: Child,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for OwnAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn start_agent(options: &mut Options) -> Result<OwnAgent, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let cairn = exe.with_file_name("cairn");
+    let dir = std::env::temp_dir().join(format!("cairn-bench-{:016x}", rand::random::<u64>()));
+    let (http, dns, server) = (free_port(), free_port(), free_port());
+    let child = Command::new(&cairn)
+        .args(["agent", "-dev", "-node=bench", "-log-level=warn"])
+        .arg(format!("-data-dir={}", dir.join("data").display()))
+        .arg(format!("-http-port={http}"))
+        .arg(format!("-dns-port={dns}"))
+        .arg(format!("-server-port={server}"))
+        .arg(format!("-serf-lan-port={}", free_port()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", cairn.display()))?;
+    options.http = format!("127.0.0.1:{http}");
+    options.dns = SocketAddr::from(([127, 0, 0, 1], dns));
+    Ok(OwnAgent { child, dir })
+}
+
+async fn wait_ready(client: &reqwest::Client, http: &str) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if let Ok(r) = client.get(format!("http://{http}/v1/status/leader")).send().await
+            && r.text().await.is_ok_and(|t| t.len() > 2)
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(format!("agent at {http} did not become ready"))
+}
+
+struct Stats {
+    operations: usize,
+    errors: usize,
+    elapsed: Duration,
+    latencies_us: Vec<u64>,
+}
+
+impl Stats {
+    fn percentile_ms(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return 0.0;
+        }
+        let rank = ((p / 100.0) * (self.latencies_us.len() - 1) as f64).round() as usize;
+        self.latencies_us[rank] as f64 / 1000.0
+    }
+
+    fn throughput(&self) -> f64 {
+        self.operations as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+async fn run_load(client: &reqwest::Client, http: &str, clients: usize, duration: Duration, value: Arc<Vec<u8>>, write: bool) -> Stats {
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let client = client.clone();
+        let stop = stop.clone();
+        let value = value.clone();
+        let base = format!("http://{http}/v1/kv/bench/{c}/");
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0;
+            let mut n = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                let url = format!("{base}{}", n % KEYS_PER_CLIENT);
+                let begun = Instant::now();
+                let ok = if write {
+                    client.put(&url).body(value.as_ref().clone()).send().await.is_ok_and(|r| r.status().is_success())
+                } else {
+                    match client.get(&url).send().await {
+                        Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                        Err(_) => false,
+                    }
+                };
+                if ok {
+                    latencies.push(begun.elapsed().as_micros() as u64);
+                } else {
+                    errors += 1;
+                }
+                n += 1;
+            }
+            (latencies, errors)
+        }));
+    }
+    tokio::time::sleep(duration).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut latencies_us = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        if let Ok((l, e)) = task.await {
+            latencies_us.extend(l);
+            errors += e;
+        }
+    }
+    let elapsed = started.elapsed();
+    latencies_us.sort_unstable();
+    Stats { operations: latencies_us.len(), errors, elapsed, latencies_us }
+}
+
+async fn dns_answers(dns: SocketAddr, name: &str) -> bool {
+    let mut message = Message::query();
+    message.metadata.id = rand::random();
+    let Ok(qname) = Name::from_ascii(name) else { return false };
+    message.add_query(Query::query(qname, RecordType::SRV));
+    let Ok(bytes) = message.to_vec() else { return false };
+    let Ok(socket) = tokio::net::UdpSocket::bind("127.0.0.1:0").await else { return false };
+    if socket.send_to(&bytes, dns).await.is_err() {
+        return false;
+    }
+    let mut buffer = vec![0u8; 4096];
+    match tokio::time::timeout(Duration::from_millis(500), socket.recv_from(&mut buffer)).await {
+        Ok(Ok((len, _))) => Message::from_vec(&buffer[..len])
+            .is_ok_and(|reply| reply.metadata.response_code == ResponseCode::NoError && !reply.answers.is_empty()),
+        _ => false,
+    }
+}
+
+/// Registration 200 OK → first SRV answer, per sample, in milliseconds.
+async fn dns_visibility(client: &reqwest::Client, options: &Options) -> Vec<f64> {
+    let mut samples = Vec::new();
+    for i in 0..options.dns_iterations {
+        let name = format!("bench-dns-{i}");
+        let body = format!(r#"{{"Name":"{name}","Port":{}}}"#, 10_000 + i);
+        let url = format!("http://{}/v1/agent/service/register", options.http);
+        let Ok(response) = client.put(&url).body(body).send().await else { continue };
+        if !response.status().is_success() {
+            continue;
+        }
+        let acknowledged = Instant::now();
+        let deadline = acknowledged + Duration::from_millis(DNS_VISIBILITY_TIMEOUT_MS);
+        while Instant::now() < deadline {
+            if dns_answers(options.dns, &format!("{name}.service.consul.")).await {
+                samples.push(acknowledged.elapsed().as_secs_f64() * 1000.0);
+                break;
+            }
+        }
+        let _ = client.put(format!("http://{}/v1/agent/service/deregister/{name}", options.http)).send().await;
+    }
+    samples.sort_by(|a, b| a.total_cmp(b));
+    samples
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let mut options = match parse_options() {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("cairn-bench: {message}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let _agent = if options.start_agent {
+        match start_agent(&mut options) {
+            Ok(agent) => Some(agent),
+            Err(message) => {
+                eprintln!("cairn-bench: {message}");
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(REQUEST_TIMEOUT_S))
+        .pool_max_idle_per_host(1024)
+        .build()
+        .expect("http client");
+    if let Err(message) = wait_ready(&client, &options.http).await {
+        eprintln!("cairn-bench: {message}");
+        return std::process::ExitCode::FAILURE;
+    }
+    let value = Arc::new(vec![b'v'; options.value_bytes]);
+    let mut json_rows = Vec::new();
+    println!("{:<6} {:>8} {:>12} {:>9} {:>9} {:>9} {:>7}", "op", "clients", "ops/s", "p50 ms", "p99 ms", "max ms", "errors");
+    for &clients in &options.clients {
+        for write in [true, false] {
+            let stats = run_load(&client, &options.http, clients, options.duration, value.clone(), write).await;
+            let op = if write { "put" } else { "get" };
+            println!(
+                "{:<6} {:>8} {:>12.0} {:>9.2} {:>9.2} {:>9.2} {:>7}",
+                op,
+                clients,
+                stats.throughput(),
+                stats.percentile_ms(50.0),
+                stats.percentile_ms(99.0),
+                stats.percentile_ms(100.0),
+                stats.errors
+            );
+            json_rows.push(format!(
+                r#"{{"op":"{op}","clients":{clients},"ops_per_s":{:.1},"p50_ms":{:.3},"p99_ms":{:.3},"errors":{}}}"#,
+                stats.throughput(),
+                stats.percentile_ms(50.0),
+                stats.percentile_ms(99.0),
+                stats.errors
+            ));
+        }
+    }
+    let samples = dns_visibility(&client, &options).await;
+    let pick = |p: f64| if samples.is_empty() { 0.0 } else { samples[((p / 100.0) * (samples.len() - 1) as f64).round() as usize] };
+    println!(
+        "registration -> DNS visible: n={} p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        samples.len(),
+        pick(50.0),
+        pick(99.0),
+        pick(100.0)
+    );
+    println!(
+        "RESULT {{\"kv\":[{}],\"dns_visibility_ms\":{{\"n\":{},\"p50\":{:.3},\"p99\":{:.3},\"max\":{:.3}}}}}",
+        json_rows.join(","),
+        samples.len(),
+        pick(50.0),
+        pick(99.0),
+        pick(100.0)
+    );
+    std::process::ExitCode::SUCCESS
+}

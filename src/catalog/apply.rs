@@ -1,0 +1,407 @@
+//! `apply`: the single dispatch point that turns a committed command into catalog changes.
+//!
+//! Every arm validates before it mutates, so a rejected command leaves the catalog untouched.
+//! Rows whose content does not change keep their `modify_index`, as in Consul, so idempotent
+//! writes do not wake blocking queries that filter on the row's own index.
+
+use crate::catalog::command::{CheckRegistration, Command, Registration, SessionRequest};
+use crate::catalog::model::{Check, HealthStatus, KvEntry, Node, Service, Session, SessionBehavior};
+use crate::catalog::{Catalog, ChangeSet, RowKey};
+
+/// The result of applying one command, returned to the proposer.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Outcome {
+    /// The command took effect (or was a no-op).
+    Done,
+    /// A guarded write: `true` if it took effect (KV CAS, lock, unlock).
+    Bool(bool),
+    /// The command was refused by a rule of the data model; nothing changed.
+    Rejected(String),
+}
+
+/// Applies `command` committed at Raft `index`. `changes` receives every row touched.
+pub fn apply(catalog: &mut Catalog, index: u64, command: &Command, changes: &mut ChangeSet) -> Outcome {
+    assert!(index > 0, "raft indexes start at 1");
+    let outcome = match command {
+        Command::Register(registration) => register(catalog, index, registration, changes),
+        Command::DeregisterNode { node } => deregister_node(catalog, index, node, changes),
+        Command::DeregisterService { node, service_id } => {
+            deregister_service(catalog, index, node, service_id, changes)
+        }
+        Command::DeregisterCheck { node, check_id } => {
+            let key = (node.clone(), check_id.clone());
+            if catalog.checks.remove(&key).is_some() {
+                catalog.indexes.checks = index;
+                changes.touch(RowKey::Check(key.0, key.1));
+            }
+            Outcome::Done
+        }
+        Command::UpdateCheck { node, check_id, status, output } => {
+            update_check(catalog, index, node, check_id, *status, output, changes)
+        }
+        Command::KvSet { key, value, flags, cas_index } => {
+            kv_set(catalog, index, key, value, *flags, *cas_index, changes)
+        }
+        Command::KvDelete { key, cas_index } => kv_delete(catalog, index, key, *cas_index, changes),
+        Command::KvDeleteTree { prefix } => {
+            let doomed: Vec<String> =
+                catalog.kv.range(prefix.clone()..).take_while(|(k, _)| k.starts_with(prefix.as_str())).map(|(k, _)| k.clone()).collect();
+            for key in doomed {
+                catalog.kv.remove(&key);
+                changes.touch(RowKey::Kv(key));
+            }
+            catalog.indexes.kv = index;
+            Outcome::Bool(true)
+        }
+        Command::KvLock { key, value, flags, session, now_ms: _ } => {
+            kv_lock(catalog, index, key, value, *flags, session, changes)
+        }
+        Command::KvUnlock { key, value, flags, session } => {
+            kv_unlock(catalog, index, key, value, *flags, session, changes)
+        }
+        Command::SessionCreate(request) => session_create(catalog, index, request, changes),
+        Command::SessionDestroy { session, now_ms: _ } => {
+            if catalog.sessions.contains_key(session) {
+                invalidate_session(catalog, index, session, changes);
+            }
+            Outcome::Done
+        }
+    };
+    if !changes.is_empty() {
+        changes.touch(RowKey::Indexes);
+    }
+    outcome
+}
+
+fn register(catalog: &mut Catalog, index: u64, registration: &Registration, changes: &mut ChangeSet) -> Outcome {
+    let node_name = &registration.node;
+    // Validate every check's service binding before changing anything.
+    for check in &registration.checks {
+        if !check.service_id.is_empty() {
+            let in_this_registration =
+                registration.service.as_ref().is_some_and(|s| s.id == check.service_id);
+            let known = catalog.services.contains_key(&(node_name.clone(), check.service_id.clone()));
+            if !in_this_registration && !known {
+                return Outcome::Rejected(format!(
+                    "ServiceID {:?} does not exist on node {node_name:?}",
+                    check.service_id
+                ));
+            }
+        }
+    }
+
+    let existing = catalog.nodes.get(node_name);
+    if existing.is_none() || !registration.skip_node_update {
+        let create_index = existing.map_or(index, |n| n.create_index);
+        let mut node = Node {
+            id: registration.node_id.clone(),
+            name: node_name.clone(),
+            address: registration.address.clone(),
+            datacenter: registration.datacenter.clone(),
+            tagged_addresses: registration.tagged_addresses.clone(),
+            meta: registration.node_meta.clone(),
+            create_index,
+            modify_index: index,
+        };
+        if let Some(existing) = existing {
+            node.modify_index = existing.modify_index;
+            if *existing != node {
+                node.modify_index = index;
+            }
+        }
+        if existing != Some(&node) {
+            catalog.nodes.insert(node_name.clone(), node);
+            catalog.indexes.nodes = index;
+            changes.touch(RowKey::Node(node_name.clone()));
+        }
+    }
+
+    if let Some(service) = &registration.service {
+        let key = (node_name.clone(), service.id.clone());
+        let existing = catalog.services.get(&key);
+        let mut row = Service {
+            node: node_name.clone(),
+            id: service.id.clone(),
+            name: service.name.clone(),
+            tags: service.tags.clone(),
+            address: service.address.clone(),
+            tagged_addresses: service.tagged_addresses.clone(),
+            meta: service.meta.clone(),
+            port: service.port,
+            kind: service.kind.clone(),
+            enable_tag_override: service.enable_tag_override,
+            weights: service.weights,
+            opaque_json: service.opaque_json.clone(),
+            create_index: existing.map_or(index, |s| s.create_index),
+            modify_index: existing.map_or(index, |s| s.modify_index),
+        };
+        if existing != Some(&row) {
+            row.modify_index = index;
+            catalog.services.insert(key.clone(), row);
+            catalog.indexes.services = index;
+            changes.touch(RowKey::Service(key.0.clone(), key.1.clone()));
+            refresh_check_service_fields(catalog, index, node_name, &service.id, changes);
+        }
+    }
+
+    for check in &registration.checks {
+        upsert_check(catalog, index, node_name, check, changes);
+    }
+    Outcome::Done
+}
+
+/// Keeps the denormalized `ServiceName`/`ServiceTags` of checks in step with their service.
+fn refresh_check_service_fields(catalog: &mut Catalog, index: u64, node: &str, service_id: &str, changes: &mut ChangeSet) {
+    let Some(service) = catalog.services.get(&(node.to_string(), service_id.to_string())) else {
+        return;
+    };
+    let (name, tags) = (service.name.clone(), service.tags.clone());
+    for ((check_node, check_id), check) in catalog.checks.iter_mut() {
+        if check_node == node && check.service_id == service_id && (check.service_name != name || check.service_tags != tags) {
+            check.service_name = name.clone();
+            check.service_tags = tags.clone();
+            check.modify_index = index;
+            catalog.indexes.checks = index;
+            changes.touch(RowKey::Check(check_node.clone(), check_id.clone()));
+        }
+    }
+}
+
+fn upsert_check(catalog: &mut Catalog, index: u64, node: &str, check: &CheckRegistration, changes: &mut ChangeSet) {
+    let (service_name, service_tags) = if check.service_id.is_empty() {
+        (String::new(), Vec::new())
+    } else {
+        catalog
+            .services
+            .get(&(node.to_string(), check.service_id.clone()))
+            .map(|s| (s.name.clone(), s.tags.clone()))
+            .unwrap_or_default()
+    };
+    let key = (node.to_string(), check.check_id.clone());
+    let existing = catalog.checks.get(&key);
+    let mut row = Check {
+        node: node.to_string(),
+        check_id: check.check_id.clone(),
+        name: check.name.clone(),
+        status: check.status,
+        notes: check.notes.clone(),
+        output: check.output.clone(),
+        service_id: check.service_id.clone(),
+        service_name,
+        service_tags,
+        definition: check.definition.clone(),
+        create_index: existing.map_or(index, |c| c.create_index),
+        modify_index: existing.map_or(index, |c| c.modify_index),
+    };
+    if existing != Some(&row) {
+        row.modify_index = index;
+        catalog.checks.insert(key.clone(), row);
+        catalog.indexes.checks = index;
+        changes.touch(RowKey::Check(key.0, key.1));
+    }
+}
+
+fn update_check(catalog: &mut Catalog, index: u64, node: &str, check_id: &str, status: HealthStatus, output: &str, changes: &mut ChangeSet) -> Outcome {
+    let key = (node.to_string(), check_id.to_string());
+    let Some(check) = catalog.checks.get_mut(&key) else {
+        return Outcome::Rejected(format!("unknown check {check_id:?} on node {node:?}"));
+    };
+    if check.status != status || check.output != output {
+        check.status = status;
+        check.output = output.to_string();
+        check.modify_index = index;
+        catalog.indexes.checks = index;
+        changes.touch(RowKey::Check(key.0, key.1));
+    }
+    Outcome::Done
+}
+
+fn deregister_node(catalog: &mut Catalog, index: u64, node: &str, changes: &mut ChangeSet) -> Outcome {
+    if catalog.nodes.remove(node).is_none() {
+        return Outcome::Done;
+    }
+    catalog.indexes.nodes = index;
+    changes.touch(RowKey::Node(node.to_string()));
+    let services: Vec<_> = catalog.services.keys().filter(|(n, _)| n == node).cloned().collect();
+    for key in services {
+        catalog.services.remove(&key);
+        catalog.indexes.services = index;
+        changes.touch(RowKey::Service(key.0, key.1));
+    }
+    let checks: Vec<_> = catalog.checks.keys().filter(|(n, _)| n == node).cloned().collect();
+    for key in checks {
+        catalog.checks.remove(&key);
+        catalog.indexes.checks = index;
+        changes.touch(RowKey::Check(key.0, key.1));
+    }
+    let sessions: Vec<_> = catalog.sessions.values().filter(|s| s.node == node).map(|s| s.id.clone()).collect();
+    for session in sessions {
+        invalidate_session(catalog, index, &session, changes);
+    }
+    Outcome::Done
+}
+
+fn deregister_service(catalog: &mut Catalog, index: u64, node: &str, service_id: &str, changes: &mut ChangeSet) -> Outcome {
+    let key = (node.to_string(), service_id.to_string());
+    if catalog.services.remove(&key).is_none() {
+        return Outcome::Done;
+    }
+    catalog.indexes.services = index;
+    changes.touch(RowKey::Service(key.0, key.1));
+    let checks: Vec<_> = catalog
+        .checks
+        .iter()
+        .filter(|((n, _), c)| n == node && c.service_id == service_id)
+        .map(|(k, _)| k.clone())
+        .collect();
+    for key in checks {
+        catalog.checks.remove(&key);
+        catalog.indexes.checks = index;
+        changes.touch(RowKey::Check(key.0, key.1));
+    }
+    Outcome::Done
+}
+
+fn kv_set(catalog: &mut Catalog, index: u64, key: &str, value: &[u8], flags: u64, cas_index: Option<u64>, changes: &mut ChangeSet) -> Outcome {
+    let existing = catalog.kv.get(key);
+    match (cas_index, existing) {
+        (Some(0), Some(_)) => return Outcome::Bool(false),
+        (Some(cas), Some(entry)) if cas != 0 && entry.modify_index != cas => return Outcome::Bool(false),
+        (Some(cas), None) if cas != 0 => return Outcome::Bool(false),
+        _ => {}
+    }
+    let entry = KvEntry {
+        key: key.to_string(),
+        value: value.to_vec(),
+        flags,
+        create_index: existing.map_or(index, |e| e.create_index),
+        modify_index: index,
+        lock_index: existing.map_or(0, |e| e.lock_index),
+        session: existing.and_then(|e| e.session.clone()),
+    };
+    catalog.kv.insert(key.to_string(), entry);
+    catalog.indexes.kv = index;
+    changes.touch(RowKey::Kv(key.to_string()));
+    Outcome::Bool(true)
+}
+
+fn kv_delete(catalog: &mut Catalog, index: u64, key: &str, cas_index: Option<u64>, changes: &mut ChangeSet) -> Outcome {
+    if let Some(cas) = cas_index {
+        match catalog.kv.get(key) {
+            Some(entry) if entry.modify_index == cas => {}
+            // Consul: a delete-cas of a missing key succeeds only for index 0.
+            None if cas == 0 => return Outcome::Bool(true),
+            _ => return Outcome::Bool(false),
+        }
+    }
+    if catalog.kv.remove(key).is_some() {
+        catalog.indexes.kv = index;
+        changes.touch(RowKey::Kv(key.to_string()));
+    }
+    Outcome::Bool(true)
+}
+
+fn kv_lock(catalog: &mut Catalog, index: u64, key: &str, value: &[u8], flags: u64, session: &str, changes: &mut ChangeSet) -> Outcome {
+    if !catalog.sessions.contains_key(session) {
+        return Outcome::Rejected(format!("invalid session {session:?}"));
+    }
+    let existing = catalog.kv.get(key);
+    let lock_index = match existing.and_then(|e| e.session.as_deref()) {
+        Some(holder) if holder != session => return Outcome::Bool(false),
+        Some(_) => existing.map_or(0, |e| e.lock_index),
+        None => existing.map_or(0, |e| e.lock_index) + 1,
+    };
+    let entry = KvEntry {
+        key: key.to_string(),
+        value: value.to_vec(),
+        flags,
+        create_index: existing.map_or(index, |e| e.create_index),
+        modify_index: index,
+        lock_index,
+        session: Some(session.to_string()),
+    };
+    catalog.kv.insert(key.to_string(), entry);
+    catalog.indexes.kv = index;
+    changes.touch(RowKey::Kv(key.to_string()));
+    Outcome::Bool(true)
+}
+
+fn kv_unlock(catalog: &mut Catalog, index: u64, key: &str, value: &[u8], flags: u64, session: &str, changes: &mut ChangeSet) -> Outcome {
+    let Some(entry) = catalog.kv.get_mut(key) else {
+        return Outcome::Bool(false);
+    };
+    if entry.session.as_deref() != Some(session) {
+        return Outcome::Bool(false);
+    }
+    entry.value = value.to_vec();
+    entry.flags = flags;
+    entry.session = None;
+    entry.modify_index = index;
+    catalog.indexes.kv = index;
+    changes.touch(RowKey::Kv(key.to_string()));
+    Outcome::Bool(true)
+}
+
+fn session_create(catalog: &mut Catalog, index: u64, request: &SessionRequest, changes: &mut ChangeSet) -> Outcome {
+    if !catalog.nodes.contains_key(&request.node) {
+        return Outcome::Rejected(format!("Missing node registration for {:?}", request.node));
+    }
+    for check_id in request.node_checks.iter().chain(&request.service_checks) {
+        match catalog.checks.get(&(request.node.clone(), check_id.clone())) {
+            None => return Outcome::Rejected(format!("Missing check '{check_id}' registration")),
+            Some(check) if check.status == HealthStatus::Critical => {
+                return Outcome::Rejected(format!("Check '{check_id}' is in critical state"));
+            }
+            Some(_) => {}
+        }
+    }
+    if catalog.sessions.contains_key(&request.id) {
+        return Outcome::Rejected(format!("session {:?} already exists", request.id));
+    }
+    let session = Session {
+        id: request.id.clone(),
+        name: request.name.clone(),
+        node: request.node.clone(),
+        node_checks: request.node_checks.clone(),
+        service_checks: request.service_checks.clone(),
+        lock_delay_ms: request.lock_delay_ms,
+        behavior: request.behavior,
+        ttl_s: request.ttl_s,
+        create_index: index,
+        modify_index: index,
+    };
+    catalog.sessions.insert(request.id.clone(), session);
+    catalog.indexes.sessions = index;
+    changes.touch(RowKey::Session(request.id.clone()));
+    Outcome::Done
+}
+
+/// Ends a session: its locks are released or its keys deleted, per its behavior.
+fn invalidate_session(catalog: &mut Catalog, index: u64, session_id: &str, changes: &mut ChangeSet) {
+    let Some(session) = catalog.sessions.remove(session_id) else {
+        return;
+    };
+    catalog.indexes.sessions = index;
+    changes.touch(RowKey::Session(session_id.to_string()));
+    let held: Vec<String> = catalog
+        .kv
+        .values()
+        .filter(|e| e.session.as_deref() == Some(session_id))
+        .map(|e| e.key.clone())
+        .collect();
+    for key in held {
+        match session.behavior {
+            SessionBehavior::Release => {
+                if let Some(entry) = catalog.kv.get_mut(&key) {
+                    entry.session = None;
+                    entry.modify_index = index;
+                }
+            }
+            SessionBehavior::Delete => {
+                catalog.kv.remove(&key);
+            }
+        }
+        catalog.indexes.kv = index;
+        changes.touch(RowKey::Kv(key));
+    }
+}

@@ -1,0 +1,100 @@
+//! The replicated commands: every change to the catalog is one of these, committed through Raft.
+//!
+//! **Append-only.** postcard encodes the variant by its position, so the position *is* the
+//! wire tag: never reorder, remove or reuse a variant, and add fields only in new variants. A
+//! golden-bytes test in `catalog::tests` pins the encoding of each variant.
+//!
+//! Commands carry everything `apply` needs, including time (`now_ms`) stamped by the proposer,
+//! so that applying is deterministic on every server.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::model::{CheckDefinition, HealthStatus, ServiceAddress, SessionBehavior, Weights};
+
+/// One replicated change. See the module docs for the compatibility rules.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Register (or update) a node and optionally one service and some checks on it.
+    /// Used by `PUT /v1/catalog/register` and by an agent's anti-entropy sync.
+    Register(Registration),
+    /// Remove a node with all its services and checks.
+    DeregisterNode { node: String },
+    /// Remove one service and the checks bound to it.
+    DeregisterService { node: String, service_id: String },
+    /// Remove one check.
+    DeregisterCheck { node: String, check_id: String },
+    /// Set a check's status and output (health check results from an agent).
+    UpdateCheck { node: String, check_id: String, status: HealthStatus, output: String },
+    /// Write a KV entry, optionally guarded by a check-and-set index (0 = create only).
+    KvSet { key: String, value: Vec<u8>, flags: u64, cas_index: Option<u64> },
+    /// Delete one key, optionally guarded by a check-and-set index.
+    KvDelete { key: String, cas_index: Option<u64> },
+    /// Delete every key with this prefix.
+    KvDeleteTree { prefix: String },
+    /// Write a key and take its lock for a session.
+    KvLock { key: String, value: Vec<u8>, flags: u64, session: String, now_ms: u64 },
+    /// Write a key and release its lock, if the session holds it.
+    KvUnlock { key: String, value: Vec<u8>, flags: u64, session: String },
+    /// Create a session with an ID chosen by the proposer.
+    SessionCreate(SessionRequest),
+    /// Destroy a session, releasing or deleting its locks per its behavior.
+    SessionDestroy { session: String, now_ms: u64 },
+}
+
+/// A node, optionally with one service and checks, as submitted for registration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registration {
+    pub node_id: String,
+    pub node: String,
+    pub address: String,
+    pub datacenter: String,
+    pub tagged_addresses: BTreeMap<String, String>,
+    pub node_meta: BTreeMap<String, String>,
+    /// Leave an existing node's fields alone (Consul's `SkipNodeUpdate`).
+    pub skip_node_update: bool,
+    pub service: Option<ServiceRegistration>,
+    pub checks: Vec<CheckRegistration>,
+}
+
+/// The service part of a registration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceRegistration {
+    pub id: String,
+    pub name: String,
+    pub tags: Vec<String>,
+    pub address: String,
+    pub tagged_addresses: BTreeMap<String, ServiceAddress>,
+    pub meta: BTreeMap<String, String>,
+    pub port: u16,
+    pub kind: String,
+    pub enable_tag_override: bool,
+    pub weights: Weights,
+    pub opaque_json: BTreeMap<String, String>,
+}
+
+/// The check part of a registration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckRegistration {
+    pub check_id: String,
+    pub name: String,
+    pub status: HealthStatus,
+    pub notes: String,
+    pub output: String,
+    pub service_id: String,
+    pub definition: CheckDefinition,
+}
+
+/// A session as requested, with its ID already chosen.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRequest {
+    pub id: String,
+    pub name: String,
+    pub node: String,
+    pub node_checks: Vec<String>,
+    pub service_checks: Vec<String>,
+    pub lock_delay_ms: u64,
+    pub behavior: SessionBehavior,
+    pub ttl_s: u64,
+}

@@ -1,0 +1,167 @@
+//! The catalog: Consul's replicated state (nodes, services, checks, KV, sessions) as a pure,
+//! deterministic state machine plus the queries that read it.
+//!
+//! `apply` takes a committed [`Command`] and its Raft index and mutates [`Catalog`]; it never
+//! fails on user input (a rejected command is an [`Outcome`]), does no IO, and reads no clock or
+//! randomness, so every server applying the same log ends with the same state.
+//!
+//! Durability is the Raft layer's job, but the catalog tells it exactly what changed: `apply`
+//! records every touched row in a [`ChangeSet`], and [`Catalog::encode_row`] gives the bytes to
+//! write (or `None` to delete) for each. The Raft state machine writes those rows in the same
+//! RocksDB batch as `last_applied`, and [`Catalog::load_row`] rebuilds the catalog from them on
+//! restart, so a restart never replays the whole log.
+
+mod apply;
+pub mod codec;
+pub mod command;
+pub mod model;
+pub mod query;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+
+pub use apply::{Outcome, apply};
+pub use command::Command;
+
+use crate::catalog::model::{Check, KvEntry, Node, Service, Session, TableIndexes};
+
+/// The whole replicated state held in memory. Rows are keyed so that iteration order is
+/// deterministic (`BTreeMap`), which keeps snapshots and digests byte-identical across servers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Catalog {
+    nodes: BTreeMap<String, Node>,
+    /// Keyed by (node, service ID).
+    services: BTreeMap<(String, String), Service>,
+    /// Keyed by (node, check ID).
+    checks: BTreeMap<(String, String), Check>,
+    kv: BTreeMap<String, KvEntry>,
+    sessions: BTreeMap<String, Session>,
+    indexes: TableIndexes,
+}
+
+/// Identifies one persisted row of the catalog.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RowKey {
+    Node(String),
+    Service(String, String),
+    Check(String, String),
+    Kv(String),
+    Session(String),
+    Indexes,
+}
+
+/// The rows one `apply` touched, in first-touch order without duplicates.
+#[derive(Clone, Debug, Default)]
+pub struct ChangeSet {
+    rows: Vec<RowKey>,
+}
+
+impl ChangeSet {
+    pub fn new() -> ChangeSet {
+        ChangeSet::default()
+    }
+
+    fn touch(&mut self, row: RowKey) {
+        if !self.rows.contains(&row) {
+            self.rows.push(row);
+        }
+    }
+
+    pub fn rows(&self) -> &[RowKey] {
+        &self.rows
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.rows.clear();
+    }
+}
+
+impl Catalog {
+    pub fn new() -> Catalog {
+        Catalog::default()
+    }
+
+    /// The highest index at which each table changed.
+    pub fn indexes(&self) -> TableIndexes {
+        self.indexes
+    }
+
+    /// The bytes to persist for `row`, or `None` if the row no longer exists.
+    pub fn encode_row(&self, row: &RowKey) -> Option<(Vec<u8>, Vec<u8>)> {
+        let key = codec::encode_row_key(row);
+        let value = match row {
+            RowKey::Node(name) => codec::encode_row_value(self.nodes.get(name)?),
+            RowKey::Service(node, id) => {
+                codec::encode_row_value(self.services.get(&(node.clone(), id.clone()))?)
+            }
+            RowKey::Check(node, id) => {
+                codec::encode_row_value(self.checks.get(&(node.clone(), id.clone()))?)
+            }
+            RowKey::Kv(key) => codec::encode_row_value(self.kv.get(key)?),
+            RowKey::Session(id) => codec::encode_row_value(self.sessions.get(id)?),
+            RowKey::Indexes => codec::encode_row_value(&self.indexes),
+        };
+        Some((key, value))
+    }
+
+    /// The persisted key of `row`, for deletions.
+    pub fn row_key_bytes(row: &RowKey) -> Vec<u8> {
+        codec::encode_row_key(row)
+    }
+
+    /// Every row, in key order: what a snapshot contains.
+    pub fn all_rows(&self) -> Vec<RowKey> {
+        let mut rows = Vec::with_capacity(
+            self.nodes.len() + self.services.len() + self.checks.len() + self.kv.len() + 1,
+        );
+        rows.extend(self.nodes.keys().map(|n| RowKey::Node(n.clone())));
+        rows.extend(self.services.keys().map(|(n, s)| RowKey::Service(n.clone(), s.clone())));
+        rows.extend(self.checks.keys().map(|(n, c)| RowKey::Check(n.clone(), c.clone())));
+        rows.extend(self.kv.keys().map(|k| RowKey::Kv(k.clone())));
+        rows.extend(self.sessions.keys().map(|s| RowKey::Session(s.clone())));
+        rows.push(RowKey::Indexes);
+        rows
+    }
+
+    /// Rebuilds one row from its persisted bytes (restart and snapshot install).
+    pub fn load_row(&mut self, key: &[u8], value: &[u8]) -> Result<(), codec::CodecError> {
+        match codec::decode_row_key(key)? {
+            RowKey::Node(name) => {
+                self.nodes.insert(name, codec::decode_row_value(value)?);
+            }
+            RowKey::Service(node, id) => {
+                self.services.insert((node, id), codec::decode_row_value(value)?);
+            }
+            RowKey::Check(node, id) => {
+                self.checks.insert((node, id), codec::decode_row_value(value)?);
+            }
+            RowKey::Kv(key) => {
+                self.kv.insert(key, codec::decode_row_value(value)?);
+            }
+            RowKey::Session(id) => {
+                self.sessions.insert(id, codec::decode_row_value(value)?);
+            }
+            RowKey::Indexes => self.indexes = codec::decode_row_value(value)?,
+        }
+        Ok(())
+    }
+
+    /// A digest of the whole state, equal on two servers exactly when their catalogs are equal.
+    pub fn digest(&self) -> u32 {
+        let mut hasher = crc32fast::Hasher::new();
+        for row in self.all_rows() {
+            if let Some((key, value)) = self.encode_row(&row) {
+                hasher.update(&(key.len() as u64).to_be_bytes());
+                hasher.update(&key);
+                hasher.update(&(value.len() as u64).to_be_bytes());
+                hasher.update(&value);
+            }
+        }
+        hasher.finalize()
+    }
+}

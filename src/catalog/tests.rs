@@ -1,0 +1,175 @@
+//! Unit tests of the pure catalog: apply semantics, persistence round trips and the pinned
+//! wire encoding of commands.
+
+use std::collections::BTreeMap;
+
+use crate::catalog::codec::{decode_command, encode_command};
+use crate::catalog::command::{CheckRegistration, Command, Registration, ServiceRegistration, SessionRequest};
+use crate::catalog::model::{CheckDefinition, HealthStatus, SessionBehavior, Weights};
+use crate::catalog::{Catalog, ChangeSet, Outcome, apply};
+
+fn registration(node: &str, service: Option<(&str, &str)>, checks: Vec<CheckRegistration>) -> Command {
+    Command::Register(Registration {
+        node_id: String::new(),
+        node: node.into(),
+        address: "10.0.0.1".into(),
+        datacenter: "dc1".into(),
+        tagged_addresses: BTreeMap::new(),
+        node_meta: BTreeMap::new(),
+        skip_node_update: false,
+        service: service.map(|(id, name)| ServiceRegistration {
+            id: id.into(),
+            name: name.into(),
+            tags: vec!["v1".into()],
+            address: String::new(),
+            tagged_addresses: BTreeMap::new(),
+            meta: BTreeMap::new(),
+            port: 8080,
+            kind: String::new(),
+            enable_tag_override: false,
+            weights: Weights::default(),
+            opaque_json: BTreeMap::new(),
+        }),
+        checks,
+    })
+}
+
+fn check(id: &str, service_id: &str, status: HealthStatus) -> CheckRegistration {
+    CheckRegistration {
+        check_id: id.into(),
+        name: id.into(),
+        status,
+        notes: String::new(),
+        output: String::new(),
+        service_id: service_id.into(),
+        definition: CheckDefinition::default(),
+    }
+}
+
+fn run(catalog: &mut Catalog, index: u64, command: Command) -> Outcome {
+    apply(catalog, index, &command, &mut ChangeSet::new())
+}
+
+#[test]
+fn register_then_query_health() {
+    let mut catalog = Catalog::new();
+    let outcome = run(&mut catalog, 5, registration("n1", Some(("web1", "web")), vec![check("c1", "web1", HealthStatus::Critical)]));
+    assert_eq!(outcome, Outcome::Done);
+    let instances = catalog.health_instances("web");
+    assert_eq!(instances.len(), 1);
+    assert_eq!(instances[0].aggregate_status(), HealthStatus::Critical);
+    assert_eq!(catalog.service_names().get("web"), Some(&vec!["v1".to_string()]));
+    assert_eq!(catalog.indexes().services, 5);
+
+    run(&mut catalog, 6, Command::UpdateCheck { node: "n1".into(), check_id: "c1".into(), status: HealthStatus::Passing, output: "ok".into() });
+    assert_eq!(catalog.health_instances("web")[0].aggregate_status(), HealthStatus::Passing);
+}
+
+#[test]
+fn check_bound_to_unknown_service_is_rejected_and_changes_nothing() {
+    let mut catalog = Catalog::new();
+    let before = catalog.clone();
+    let outcome = run(&mut catalog, 1, registration("n1", None, vec![check("c1", "nope", HealthStatus::Passing)]));
+    assert!(matches!(outcome, Outcome::Rejected(_)));
+    assert_eq!(catalog, before);
+}
+
+#[test]
+fn idempotent_register_keeps_modify_index() {
+    let mut catalog = Catalog::new();
+    run(&mut catalog, 3, registration("n1", Some(("a", "a")), vec![]));
+    let mut changes = ChangeSet::new();
+    apply(&mut catalog, 4, &registration("n1", Some(("a", "a")), vec![]), &mut changes);
+    assert!(changes.is_empty());
+    assert_eq!(catalog.service("n1", "a").map(|s| s.modify_index), Some(3));
+}
+
+#[test]
+fn kv_cas_rules() {
+    let mut catalog = Catalog::new();
+    let set = |cas| Command::KvSet { key: "k".into(), value: b"v".to_vec(), flags: 0, cas_index: cas };
+    assert_eq!(run(&mut catalog, 1, set(Some(50))), Outcome::Bool(false));
+    assert_eq!(run(&mut catalog, 2, set(Some(0))), Outcome::Bool(true));
+    assert_eq!(run(&mut catalog, 3, set(Some(0))), Outcome::Bool(false));
+    assert_eq!(run(&mut catalog, 4, set(Some(1))), Outcome::Bool(false));
+    assert_eq!(run(&mut catalog, 5, set(Some(2))), Outcome::Bool(true));
+    assert_eq!(catalog.kv_get("k").map(|e| (e.create_index, e.modify_index)), Some((2, 5)));
+    assert_eq!(run(&mut catalog, 6, Command::KvDelete { key: "k".into(), cas_index: Some(4) }), Outcome::Bool(false));
+    assert_eq!(run(&mut catalog, 7, Command::KvDelete { key: "k".into(), cas_index: Some(5) }), Outcome::Bool(true));
+    assert!(catalog.kv_get("k").is_none());
+    assert_eq!(catalog.indexes().kv, 7, "a delete moves the table index forward");
+}
+
+#[test]
+fn locks_and_session_destroy_release() {
+    let mut catalog = Catalog::new();
+    run(&mut catalog, 1, registration("n1", None, vec![]));
+    let session = |id: &str| Command::SessionCreate(SessionRequest {
+        id: id.into(),
+        name: String::new(),
+        node: "n1".into(),
+        node_checks: vec![],
+        service_checks: vec![],
+        lock_delay_ms: 0,
+        behavior: SessionBehavior::Release,
+        ttl_s: 0,
+    });
+    assert_eq!(run(&mut catalog, 2, session("s1")), Outcome::Done);
+    assert_eq!(run(&mut catalog, 3, session("s2")), Outcome::Done);
+    let lock = |s: &str| Command::KvLock { key: "l".into(), value: vec![], flags: 0, session: s.into(), now_ms: 0 };
+    assert_eq!(run(&mut catalog, 4, lock("s1")), Outcome::Bool(true));
+    assert_eq!(run(&mut catalog, 5, lock("s2")), Outcome::Bool(false));
+    assert!(matches!(run(&mut catalog, 6, lock("nope")), Outcome::Rejected(_)));
+    assert_eq!(catalog.kv_get("l").map(|e| e.lock_index), Some(1));
+    run(&mut catalog, 7, Command::SessionDestroy { session: "s1".into(), now_ms: 0 });
+    assert_eq!(catalog.kv_get("l").and_then(|e| e.session.clone()), None);
+    assert_eq!(run(&mut catalog, 8, lock("s2")), Outcome::Bool(true));
+    assert_eq!(catalog.kv_get("l").map(|e| e.lock_index), Some(2));
+}
+
+#[test]
+fn kv_keys_with_separator() {
+    let mut catalog = Catalog::new();
+    for (i, key) in ["bar", "base/foo", "base/base/foo"].iter().enumerate() {
+        run(&mut catalog, i as u64 + 1, Command::KvSet { key: (*key).into(), value: vec![], flags: 0, cas_index: None });
+    }
+    assert_eq!(catalog.kv_keys("base/", Some("/")), vec!["base/base/", "base/foo"]);
+    assert_eq!(catalog.kv_keys("", None), vec!["bar", "base/base/foo", "base/foo"]);
+}
+
+#[test]
+fn rows_round_trip_through_persistence() {
+    let mut catalog = Catalog::new();
+    run(&mut catalog, 1, registration("n1", Some(("web1", "web")), vec![check("c1", "web1", HealthStatus::Warning)]));
+    run(&mut catalog, 2, Command::KvSet { key: "a/b".into(), value: vec![0, 255], flags: 9, cas_index: None });
+    let mut reloaded = Catalog::new();
+    for row in catalog.all_rows() {
+        let (key, value) = catalog.encode_row(&row).expect("row exists");
+        reloaded.load_row(&key, &value).expect("row decodes");
+    }
+    assert_eq!(reloaded, catalog);
+    assert_eq!(reloaded.digest(), catalog.digest());
+}
+
+/// The encoding of each command is a compatibility promise: these bytes must never change.
+#[test]
+fn command_encoding_is_pinned() {
+    let cases: Vec<(Command, &str)> = vec![
+        (Command::DeregisterNode { node: "n".into() }, "0101016e"),
+        (Command::DeregisterService { node: "n".into(), service_id: "s".into() }, "0102016e0173"),
+        (Command::DeregisterCheck { node: "n".into(), check_id: "c".into() }, "0103016e0163"),
+        (Command::KvSet { key: "k".into(), value: vec![7], flags: 2, cas_index: Some(3) }, "0105016b01070201 03".trim()),
+        (Command::KvDelete { key: "k".into(), cas_index: None }, "0106016b00"),
+        (Command::KvDeleteTree { prefix: "p".into() }, "01070170"),
+        (Command::SessionDestroy { session: "s".into(), now_ms: 1 }, "010b017301"),
+    ];
+    for (command, hex) in cases {
+        let hex: String = hex.split_whitespace().collect();
+        let bytes = encode_command(&command);
+        let got: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(got, hex, "encoding of {command:?} changed");
+        assert_eq!(decode_command(&bytes).expect("decodes"), command);
+    }
+    assert!(decode_command(&[2, 0]).is_err(), "unknown versions are refused");
+    assert!(decode_command(&[]).is_err());
+}

@@ -1,0 +1,336 @@
+//! Health-check runners for the agent's locally registered checks, following
+//! Consul's `agent/checks` semantics (TTL, HTTP, TCP and script checks).
+//!
+//! The runners know nothing about the catalog or Raft: each check gets one
+//! tokio task that reports [`CheckResult`]s on a bounded channel the agent
+//! drains. Results are sent with `try_send` so a slow agent can never stall a
+//! runner; a full channel drops the result (counted, logged) because the next
+//! run reports again. Every result passes through a per-runner "live" fence
+//! that `remove`, `add` (replace) and `shutdown` clear under the same lock the
+//! sender holds, so no result from a stopped runner can arrive after those
+//! calls return.
+
+mod http;
+mod runner;
+mod script;
+mod tcp;
+mod ttl;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+use runner::{Emitter, Probe, clamp_interval, lock, nonzero_or, run_periodic};
+
+/// Smallest interval between two runs of an HTTP, TCP or script check
+/// (Consul's `checks.MinInterval`). Like Consul, a shorter interval is not an
+/// error: it is logged and raised to this value, so registering "100ms" works.
+pub const CHECK_INTERVAL_MIN: Duration = Duration::from_secs(1);
+
+/// Consul's default `check_output_max_size`.
+pub const OUTPUT_BYTES_MAX_DEFAULT: usize = 4096;
+
+/// Timeout used when the caller passes zero for an HTTP or TCP check
+/// (Consul's default), so a missing default can never make every run fail.
+const NETWORK_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
+
+/// Timeout used when the caller passes zero for a script check (Consul's).
+const SCRIPT_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
+
+/// Health of a check, as Consul reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckStatus {
+    Passing,
+    Warning,
+    Critical,
+}
+
+impl CheckStatus {
+    /// Consul's wire spelling (`passing`, `warning`, `critical`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckStatus::Passing => "passing",
+            CheckStatus::Warning => "warning",
+            CheckStatus::Critical => "critical",
+        }
+    }
+}
+
+/// What to run for a check. Timeouts of zero fall back to Consul's defaults.
+#[derive(Clone, Debug)]
+pub enum CheckKind {
+    Ttl {
+        ttl: Duration,
+    },
+    Http {
+        url: String,
+        /// Empty means GET.
+        method: String,
+        headers: Vec<(String, String)>,
+        body: Option<String>,
+        tls_skip_verify: bool,
+        interval: Duration,
+        timeout: Duration,
+    },
+    Tcp {
+        /// `host:port`.
+        address: String,
+        interval: Duration,
+        timeout: Duration,
+    },
+    Script {
+        /// Program and its arguments; run directly, no shell.
+        args: Vec<String>,
+        interval: Duration,
+        timeout: Duration,
+    },
+}
+
+/// One run's outcome. Sent on every run; deduplication is the agent's job.
+#[derive(Clone, Debug)]
+pub struct CheckResult {
+    pub check_id: String,
+    pub status: CheckStatus,
+    pub output: String,
+}
+
+/// Limits applied to every check of a [`Scheduler`].
+#[derive(Clone, Copy, Debug)]
+pub struct CheckLimits {
+    /// Largest `output` a result may carry (Consul's `check_output_max_size`).
+    pub output_bytes_max: usize,
+}
+
+impl Default for CheckLimits {
+    fn default() -> Self {
+        CheckLimits {
+            output_bytes_max: OUTPUT_BYTES_MAX_DEFAULT,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error("unknown check {check_id:?}")]
+    Unknown { check_id: String },
+    #[error("check {check_id:?} is not a TTL check")]
+    NotTtl { check_id: String },
+}
+
+/// Owns the runner task of every locally registered check.
+pub struct Scheduler {
+    /// Where runners report; cloned into each runner's `Emitter`.
+    results: mpsc::Sender<CheckResult>,
+    /// Applied to every runner started by `add`.
+    limits: CheckLimits,
+    /// Live runners by check id. Locked only for map updates and lookups
+    /// (never across an await), which also serialises add/remove of one id.
+    runners: Mutex<HashMap<String, Runner>>,
+    /// Results dropped because the channel was full; shared with every
+    /// emitter so the agent can see the total.
+    dropped: Arc<AtomicU64>,
+    /// HTTP clients shared by all HTTP checks, built on first use.
+    http: http::HttpClients,
+}
+
+/// Handle on one running check.
+struct Runner {
+    /// The check's task; aborted when the runner stops.
+    task: JoinHandle<()>,
+    /// The fence shared with the runner's `Emitter`; cleared on stop.
+    live: Arc<Mutex<bool>>,
+    /// State shared with `ttl_update`; `Some` only for TTL checks.
+    ttl: Option<Arc<ttl::TtlShared>>,
+}
+
+impl Runner {
+    /// Fences the emitter first, so nothing is sent once this returns even if
+    /// the task is mid-poll on another worker, then aborts the task (which
+    /// drops, and so kills, any script child it holds).
+    fn stop(self) {
+        *lock(&self.live) = false;
+        self.task.abort();
+    }
+}
+
+impl Scheduler {
+    /// Results go to `results` (a bounded channel the agent drains). Nothing
+    /// runs until `add`.
+    pub fn new(results: mpsc::Sender<CheckResult>, limits: CheckLimits) -> Scheduler {
+        Scheduler {
+            results,
+            limits,
+            runners: Mutex::new(HashMap::new()),
+            dropped: Arc::new(AtomicU64::new(0)),
+            http: http::HttpClients::default(),
+        }
+    }
+
+    /// Starts (or restarts, replacing) the runner for this check id. Must be
+    /// called inside a tokio runtime; outside one it logs an error and does
+    /// nothing rather than panic.
+    pub fn add(&self, check_id: &str, kind: CheckKind) {
+        let handle = match tokio::runtime::Handle::try_current() {
+            Ok(handle) => handle,
+            Err(err) => {
+                tracing::error!(check_id, error = %err, "cannot start check runner outside a tokio runtime");
+                return;
+            }
+        };
+        let live = Arc::new(Mutex::new(true));
+        let emitter = Emitter {
+            check_id: Arc::from(check_id),
+            results: self.results.clone(),
+            live: Arc::clone(&live),
+            dropped: Arc::clone(&self.dropped),
+            output_bytes_max: self.limits.output_bytes_max,
+        };
+        // The first HTTP check builds a client (loading root certificates);
+        // do that before taking the map lock.
+        let http_client = match &kind {
+            CheckKind::Http {
+                tls_skip_verify, ..
+            } => Some(self.http.get(*tls_skip_verify)),
+            _ => None,
+        };
+        // Hold the map lock across stop + spawn + insert so concurrent adds of
+        // one id cannot leave two runners reporting for it.
+        let mut runners = lock(&self.runners);
+        if let Some(previous) = runners.remove(check_id) {
+            previous.stop();
+        }
+        // Every log line of the runner carries the check id.
+        let span = tracing::info_span!("check", check_id);
+        let (task, ttl) = match kind {
+            CheckKind::Ttl { ttl } => {
+                let shared = Arc::new(ttl::TtlShared::new(ttl, emitter));
+                (
+                    handle.spawn(ttl::run(Arc::clone(&shared)).instrument(span)),
+                    Some(shared),
+                )
+            }
+            CheckKind::Http {
+                url,
+                method,
+                headers,
+                body,
+                tls_skip_verify,
+                interval,
+                timeout,
+            } => {
+                let probe = Probe::Http(http::HttpProbe {
+                    client: http_client.unwrap_or_else(|| self.http.get(tls_skip_verify)),
+                    method: if method.trim().is_empty() {
+                        "GET".to_owned()
+                    } else {
+                        method
+                    },
+                    url,
+                    headers,
+                    body,
+                    timeout: nonzero_or(timeout, NETWORK_TIMEOUT_DEFAULT),
+                });
+                let interval = clamp_interval(check_id, interval);
+                (
+                    handle.spawn(run_periodic(emitter, interval, probe).instrument(span)),
+                    None,
+                )
+            }
+            CheckKind::Tcp {
+                address,
+                interval,
+                timeout,
+            } => {
+                let probe = Probe::Tcp {
+                    address,
+                    timeout: nonzero_or(timeout, NETWORK_TIMEOUT_DEFAULT),
+                };
+                let interval = clamp_interval(check_id, interval);
+                (
+                    handle.spawn(run_periodic(emitter, interval, probe).instrument(span)),
+                    None,
+                )
+            }
+            CheckKind::Script {
+                args,
+                interval,
+                timeout,
+            } => {
+                let probe = Probe::Script {
+                    args,
+                    timeout: nonzero_or(timeout, SCRIPT_TIMEOUT_DEFAULT),
+                };
+                let interval = clamp_interval(check_id, interval);
+                (
+                    handle.spawn(run_periodic(emitter, interval, probe).instrument(span)),
+                    None,
+                )
+            }
+        };
+        runners.insert(check_id.to_owned(), Runner { task, live, ttl });
+        tracing::debug!(check_id, "check runner started");
+    }
+
+    /// Stops the runner for this id, if any. No result from it is sent after
+    /// this returns (results already queued stay in the channel).
+    pub fn remove(&self, check_id: &str) {
+        let removed = lock(&self.runners).remove(check_id);
+        if let Some(runner) = removed {
+            runner.stop();
+        }
+    }
+
+    /// TTL checks: pass/warn/fail/update. Resets the TTL timer and emits a
+    /// result at once. Output longer than the limit is cut the way Consul
+    /// does (`... (captured N of M bytes)`).
+    pub fn ttl_update(
+        &self,
+        check_id: &str,
+        status: CheckStatus,
+        output: &str,
+    ) -> Result<(), CheckError> {
+        let shared = {
+            let runners = lock(&self.runners);
+            let runner = runners.get(check_id).ok_or_else(|| CheckError::Unknown {
+                check_id: check_id.to_owned(),
+            })?;
+            runner.ttl.clone().ok_or_else(|| CheckError::NotTtl {
+                check_id: check_id.to_owned(),
+            })?
+        };
+        shared.update(status, output);
+        Ok(())
+    }
+
+    /// Stops all runners. The scheduler stays usable: later `add`s start anew.
+    pub fn shutdown(&self) {
+        let drained: Vec<Runner> = lock(&self.runners)
+            .drain()
+            .map(|(_, runner)| runner)
+            .collect();
+        for runner in drained {
+            runner.stop();
+        }
+    }
+
+    /// How many results were dropped so far because the channel was full.
+    pub fn dropped_results(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Scheduler {
+    /// Runners must not outlive their owner: they would keep probing and
+    /// spawning scripts for checks nobody tracks any more.
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

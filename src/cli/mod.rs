@@ -1,0 +1,314 @@
+//! The `cairn` command line: top-level dispatch plus the client verbs.
+//!
+//! The CLI mirrors Consul's (`cairn kv get -recurse foo`), so it has to accept
+//! Go `flag`-package syntax: single-dash long flags (`-http-addr=x`,
+//! `-http-addr x`), bare booleans (`-recurse`), `-flag=true|false`, and `--flag`.
+//! Rather than hand-roll a parser we keep clap (derive) for each verb's flags
+//! and help text, and first *normalise* the Go-style argv into clap's syntax
+//! ([`normalize_go_flags`]). The normaliser also reproduces Go's rule that
+//! flags end at the first positional argument, by inserting `--` there; that is
+//! what makes `cairn kv put key -value` store the string `-value` like Consul.
+//!
+//! Verb words (`kv get`, `catalog nodes`, ...) are matched by hand here, so
+//! the top-level and group usage texts read like Consul's.
+//!
+//! Everything is reachable through [`run_with`], which takes the environment
+//! lookup and the output streams as parameters so tests never touch the real
+//! process environment. Data goes to stdout; human messages (success notes,
+//! errors, usage) go to stderr. Exit codes: 0 ok, 1 any error, like Consul.
+
+mod catalog;
+mod client;
+mod kv;
+mod members;
+mod services;
+#[cfg(test)]
+mod tests;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+/// Flags that never consume the following argument, so the normaliser can
+/// tell `-recurse foo` (flag, then positional) from `-token foo` (flag and its
+/// value). All verbs share one list: no name is boolean in one verb and
+/// value-taking in another.
+const BOOL_FLAGS: &[&str] = &[
+    "recurse", "keys", "detailed", "base64", "cas", "stale", "tags", "wan", "h", "help",
+];
+
+/// The streams and environment a verb runs against; injected for tests.
+pub(crate) struct Io<'a> {
+    pub(crate) env: &'a dyn Fn(&str) -> Option<String>,
+    pub(crate) out: &'a mut dyn Write,
+    pub(crate) err: &'a mut dyn Write,
+}
+
+impl Io<'_> {
+    /// Write one human-facing line to stderr. A closed stderr is not worth
+    /// failing the command over, so write errors are ignored.
+    pub(crate) fn note(&mut self, msg: impl std::fmt::Display) {
+        let _ = writeln!(self.err, "{msg}");
+    }
+
+    /// Write one data line to stdout.
+    pub(crate) fn line(&mut self, data: impl std::fmt::Display) -> Result<(), Fail> {
+        writeln!(self.out, "{data}")
+            .map_err(|e| Fail::Msg(format!("Error! Failed to write output: {e}")))
+    }
+
+    /// Write raw bytes (a KV value may be binary) followed by a newline.
+    pub(crate) fn raw_line(&mut self, data: &[u8]) -> Result<(), Fail> {
+        self.out
+            .write_all(data)
+            .and_then(|()| self.out.write_all(b"\n"))
+            .map_err(|e| Fail::Msg(format!("Error! Failed to write output: {e}")))
+    }
+}
+
+/// Why a verb stopped early. Verbs return `Result<(), Fail>` so `?` works on
+/// client errors; [`finish`] turns it into the printed message and exit code.
+#[derive(Debug)]
+pub(crate) enum Fail {
+    /// Print to stderr, exit 1.
+    Msg(String),
+    /// Help was asked for: print to stderr, exit 0.
+    Help(String),
+}
+
+impl From<client::ClientError> for Fail {
+    fn from(e: client::ClientError) -> Self {
+        Fail::Msg(format!("Error! {e}"))
+    }
+}
+
+/// Shorthand for the common "print this and exit 1" case.
+pub(crate) fn fail<T>(msg: impl Into<String>) -> Result<T, Fail> {
+    Err(Fail::Msg(msg.into()))
+}
+
+/// Process entry point, called by `main`.
+pub fn run(argv: Vec<String>) -> ExitCode {
+    // The agent logs from many threads to the process's stdout: it must not run while this
+    // thread holds the stdout lock, so it is dispatched before the streams are locked.
+    if argv.get(1).is_some_and(|verb| verb == "agent") {
+        return run_agent(&argv[2..]);
+    }
+    let env = |k: &str| std::env::var(k).ok();
+    let (stdout, stderr) = (std::io::stdout(), std::io::stderr());
+    run_with(&argv, &env, &mut stdout.lock(), &mut stderr.lock())
+}
+
+/// [`run`] with the environment and output streams injected (for tests).
+/// `argv[0]` is the program name and is ignored.
+pub(crate) fn run_with(
+    argv: &[String],
+    env: &dyn Fn(&str) -> Option<String>,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+) -> ExitCode {
+    let args = argv.get(1..).unwrap_or_default();
+    let mut io = Io {
+        env,
+        out: stdout,
+        err: stderr,
+    };
+    let Some((verb, rest)) = args.split_first() else {
+        return finish(&mut io, fail(USAGE));
+    };
+    let result = match (verb.as_str(), rest.first().map(String::as_str)) {
+        ("agent", _) => {
+            // Hand the streams back: the agent writes to the real process ones.
+            let _ = io.out.flush();
+            return run_agent(rest);
+        }
+        ("version" | "-v" | "-version" | "--version", _) => version(&mut io),
+        (h, _) if is_help(h) => Err(Fail::Help(USAGE.to_owned())),
+        ("kv", Some("get")) => kv::get(&rest[1..], &mut io),
+        ("kv", Some("put")) => kv::put(&rest[1..], &mut io),
+        ("kv", Some("delete")) => kv::delete(&rest[1..], &mut io),
+        ("kv", sub) => group_usage(sub, KV_USAGE),
+        ("catalog", Some("services")) => catalog::services(&rest[1..], &mut io),
+        ("catalog", Some("nodes")) => catalog::nodes(&rest[1..], &mut io),
+        ("catalog", Some("datacenters")) => catalog::datacenters(&rest[1..], &mut io),
+        ("catalog", sub) => group_usage(sub, CATALOG_USAGE),
+        ("services", Some("register")) => services::register(&rest[1..], &mut io),
+        ("services", Some("deregister")) => services::deregister(&rest[1..], &mut io),
+        ("services", sub) => group_usage(sub, SERVICES_USAGE),
+        ("members", _) => members::members(rest, &mut io),
+        (other, _) => fail(format!("Unknown command: {other:?}\n\n{USAGE}")),
+    };
+    finish(&mut io, result)
+}
+
+/// Print a verb's failure (or requested help) and pick the exit code.
+fn finish(io: &mut Io<'_>, result: Result<(), Fail>) -> ExitCode {
+    let _ = io.out.flush();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Fail::Help(text)) => {
+            io.note(text.trim_end());
+            ExitCode::SUCCESS
+        }
+        Err(Fail::Msg(text)) => {
+            io.note(text.trim_end());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn is_help(arg: &str) -> bool {
+    matches!(arg, "-h" | "-help" | "--help" | "help")
+}
+
+/// `cairn kv` alone is bad usage (exit 1); `cairn kv -h` is a help request.
+fn group_usage(sub: Option<&str>, usage: &str) -> Result<(), Fail> {
+    match sub {
+        Some(s) if is_help(s) => Err(Fail::Help(usage.to_owned())),
+        Some(s) => fail(format!("Unknown subcommand: {s:?}\n\n{usage}")),
+        None => fail(usage),
+    }
+}
+
+/// `cairn agent ...`: load configuration and run the agent in the foreground.
+/// The agent owns its tokio runtime, so nothing async happens here.
+fn run_agent(args: &[String]) -> ExitCode {
+    let rest_args: Vec<String> = args.to_vec();
+    let loaded = match crate::config::load(&rest_args) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("==> Error loading configuration: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for warning in &loaded.warnings {
+        eprintln!("==> warning: {warning}");
+    }
+    match crate::daemon::run(loaded.config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("==> Error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `cairn version`: same shape as `consul version`, and needs no agent.
+fn version(io: &mut Io<'_>) -> Result<(), Fail> {
+    io.line(format_args!("Cairn v{}", env!("CARGO_PKG_VERSION")))?;
+    io.line(
+        "Protocol 2 spoken by default, understands 2 to 3 \
+         (agent will automatically use protocol >2 when speaking to compatible agents)",
+    )
+}
+
+/// Parse a verb's (already split off) arguments with clap after Go-style
+/// normalisation. Clap's own errors become exit 1 (Consul's code, not clap's 2).
+pub(crate) fn parse<T: clap::Parser>(name: &str, args: &[String]) -> Result<T, Fail> {
+    let argv = std::iter::once(name.to_owned()).chain(normalize_go_flags(args));
+    T::try_parse_from(argv).map_err(|e| {
+        use clap::error::ErrorKind;
+        match e.kind() {
+            ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => Fail::Help(e.to_string()),
+            _ => Fail::Msg(e.to_string()),
+        }
+    })
+}
+
+/// Rewrite Go `flag`-style arguments into the form clap expects.
+///
+/// * `-name`, `-name=v`, `--name=v` → `--name`, `--name=v`; single-letter
+///   flags (`-h`) keep one dash.
+/// * A value-taking flag given as `-name v` is joined to `--name=v`, so a
+///   value that itself starts with `-` is not mistaken for a flag.
+/// * Booleans accept Go's `-b=true|false|1|0|t|f`: true becomes the bare flag,
+///   false drops it.
+/// * At the first positional argument (or `-`, or a negative number) flag
+///   parsing stops, as in Go: a `--` is inserted and the rest passed verbatim.
+pub(crate) fn normalize_go_flags(args: &[String]) -> Vec<String> {
+    let mut out = Vec::with_capacity(args.len() + 1);
+    let mut i = 0;
+    while let Some(arg) = args.get(i) {
+        i += 1;
+        let is_flag = arg.starts_with('-')
+            && arg.len() > 1
+            && !arg[1..].starts_with(|c: char| c.is_ascii_digit());
+        if arg == "--" || !is_flag {
+            if arg != "--" {
+                out.push("--".to_owned());
+            }
+            out.extend(args[i - 1..].iter().cloned());
+            break;
+        }
+        let body = arg.strip_prefix("--").unwrap_or(&arg[1..]);
+        if body.starts_with('-') || body.is_empty() {
+            out.push(arg.clone()); // `---x`: let clap report it
+            continue;
+        }
+        let (name, value) = match body.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (body, None),
+        };
+        let dashes = if name.chars().count() == 1 { "-" } else { "--" };
+        if BOOL_FLAGS.contains(&name) {
+            match value.map(parse_go_bool) {
+                None | Some(Some(true)) => out.push(format!("{dashes}{name}")),
+                Some(Some(false)) => {}
+                Some(None) => out.push(format!("{dashes}{body}")),
+            }
+            continue;
+        }
+        match value {
+            Some(v) => out.push(format!("{dashes}{name}={v}")),
+            None => match args.get(i) {
+                Some(v) => {
+                    out.push(format!("{dashes}{name}={v}"));
+                    i += 1;
+                }
+                None => out.push(format!("{dashes}{name}")),
+            },
+        }
+    }
+    out
+}
+
+/// Go's `strconv.ParseBool`, which is what `-flag=value` accepts for booleans.
+fn parse_go_bool(v: &str) -> Option<bool> {
+    match v {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+const USAGE: &str = "Usage: cairn [--version] [--help] <command> [<args>]
+
+Available commands are:
+    agent          Runs a Cairn agent
+    catalog        Interact with the catalog
+    kv             Interact with the key-value store
+    members        Lists the members of a Cairn cluster
+    services       Interact with services
+    version        Prints the Cairn version
+
+Client commands talk to an agent's HTTP API: -http-addr, or CAIRN_HTTP_ADDR,
+or CONSUL_HTTP_ADDR (default http://127.0.0.1:8500).";
+
+const KV_USAGE: &str = "Usage: cairn kv <subcommand> [options] [args]
+
+Subcommands:
+    delete    Removes data from the KV store
+    get       Retrieves or lists data from the KV store
+    put       Sets or updates data in the KV store";
+
+const CATALOG_USAGE: &str = "Usage: cairn catalog <subcommand> [options] [args]
+
+Subcommands:
+    datacenters    Lists all known datacenters
+    nodes          Lists all nodes in the given datacenter
+    services       Lists all registered services in a datacenter";
+
+const SERVICES_USAGE: &str = "Usage: cairn services <subcommand> [options] [args]
+
+Subcommands:
+    deregister    Deregister services with the local agent
+    register      Register services with the local agent";

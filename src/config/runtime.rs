@@ -1,0 +1,480 @@
+//! The validated, fully defaulted runtime configuration the rest of cairn reads.
+//!
+//! This is the only place defaults live: `raw.rs` only says what a file or flag
+//! set, and [`RuntimeConfig::build`] turns "unset" into Consul's default (or the
+//! `-dev` default) and converts durations into plain integer fields whose names
+//! end in their unit. The cross-field rules (Consul's `Builder.Validate`) run on
+//! the finished value in `mod.rs`, so they read typed, defaulted fields only.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::ConfigError;
+use super::raw::{GoDuration, Port, RawConfig, RawDnsConfig, RawLimits, RawPorts, RawRaft};
+
+const DEFAULT_HTTP_PORT: u16 = 8500;
+const DEFAULT_DNS_PORT: u16 = 8600;
+const DEFAULT_SERVER_PORT: u16 = 8300;
+const DEFAULT_SERF_LAN_PORT: u16 = 8301;
+/// Consul's production default; `-dev` uses 1 (the fastest supported).
+const DEFAULT_RAFT_MULTIPLIER: u32 = 5;
+const DEFAULT_KV_MAX_VALUE_SIZE_BYTES: usize = 512 * 1024;
+const DEFAULT_TXN_MAX_REQ_LEN_BYTES: usize = 512 * 1024;
+/// Head-room for JSON framing and base64 expansion around the largest payload.
+const HTTP_BODY_OVERHEAD_BYTES: usize = 64 * 1024;
+
+/// Everything the agent needs to start, with no `Option` left where a default exists.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuntimeConfig {
+    pub node_name: String,
+    /// Lowercased UUID; `None` means the agent derives or persists one itself.
+    pub node_id: Option<String>,
+    pub datacenter: String,
+    /// Always fully qualified (trailing dot), e.g. `consul.`.
+    pub domain: String,
+    pub server: bool,
+    pub bootstrap: bool,
+    pub bootstrap_expect: u32,
+    pub dev: bool,
+    /// `None` only in `-dev` mode, where the agent makes a temporary directory.
+    pub data_dir: Option<PathBuf>,
+    pub client_addrs: Vec<IpAddr>,
+    pub bind_addr: IpAddr,
+    pub advertise_addr: Option<IpAddr>,
+    pub ports: Ports,
+    pub log_level: LogLevel,
+    pub log_json: bool,
+    pub enable_script_checks: bool,
+    pub enable_local_script_checks: bool,
+    pub retry_join: Vec<String>,
+    pub retry_interval_s: u64,
+    /// 0 means retry forever, like Consul's `retry_max`.
+    pub retry_max_attempts: u32,
+    pub rejoin_after_leave: bool,
+    pub pid_file: Option<PathBuf>,
+    pub ui: bool,
+    pub raft: RaftTiming,
+    pub limits: Limits,
+    pub default_query_time_s: u64,
+    pub max_query_time_s: u64,
+    pub dns: DnsOptions,
+    pub session_ttl_min_s: u64,
+    pub check_output_max_size_bytes: usize,
+    /// Consul service definitions (`services` and `service`), undecoded.
+    pub services: Vec<serde_json::Value>,
+    /// Consul check definitions (`checks` and `check`), undecoded.
+    pub checks: Vec<serde_json::Value>,
+    pub acl_enabled: bool,
+    /// `allow` or `deny`.
+    pub acl_default_policy: String,
+    pub acl_tokens: AclTokens,
+    /// Gossip key; accepted so Consul configs load, not used yet.
+    pub encrypt: Option<String>,
+    pub primary_datacenter: Option<String>,
+    pub node_meta: BTreeMap<String, String>,
+}
+
+/// Listener ports; `None` means the listener is disabled (Consul's `-1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ports {
+    pub http: Option<u16>,
+    pub dns: Option<u16>,
+    pub server: u16,
+    pub serf_lan: u16,
+    pub https: Option<u16>,
+    pub grpc: Option<u16>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RaftTiming {
+    pub raft_multiplier: u32,
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    pub snapshot_threshold_entries: u64,
+    pub trailing_logs_entries: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub kv_max_value_size_bytes: usize,
+    pub txn_max_req_len_bytes: usize,
+    pub http_max_conns_per_client: u32,
+    /// Derived: the larger of the two payload limits plus 64 KiB of framing.
+    pub http_body_bytes_max: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsOptions {
+    pub only_passing: bool,
+    pub node_ttl_s: u32,
+    /// Consul's `dns_config.service_ttl["*"]`.
+    pub service_ttl_s: u32,
+    pub allow_stale: bool,
+    pub a_record_limit: usize,
+    pub udp_answer_limit: usize,
+    pub enable_truncate: bool,
+    pub recursors: Vec<String>,
+}
+
+/// ACL secrets; `Debug` prints only whether each is set, so logging the config is safe.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct AclTokens {
+    pub initial_management: Option<String>,
+    pub agent: Option<String>,
+    pub default: Option<String>,
+}
+
+impl std::fmt::Debug for AclTokens {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redact = |token: &Option<String>| token.as_ref().map(|_| "<redacted>");
+        formatter
+            .debug_struct("AclTokens")
+            .field("initial_management", &redact(&self.initial_management))
+            .field("agent", &redact(&self.agent))
+            .field("default", &redact(&self.default))
+            .finish()
+    }
+}
+
+/// Log verbosity with hclog's names; parsing is case-insensitive like Consul.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    /// The name `tracing`'s env-filter understands.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Trace => "trace",
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+}
+
+/// A Go duration string that could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid duration {input:?}: {reason}")]
+pub struct DurationError {
+    pub input: String,
+    pub reason: String,
+}
+
+/// Parses Go's `time.ParseDuration` syntax ("10s", "1m30s", "15.0s", "100ms", "0").
+///
+/// Consul writes every duration this way, in files and flags alike. Negative
+/// durations are rejected because no cairn setting can use them.
+///
+/// # Errors
+/// Returns a [`DurationError`] for a missing or unknown unit, a malformed
+/// number, a negative duration, or one longer than Go's ~292-year limit.
+pub fn parse_go_duration(text: &str) -> Result<Duration, DurationError> {
+    let fail = |reason: String| DurationError {
+        input: text.to_string(),
+        reason,
+    };
+    let mut rest = text.strip_prefix('+').unwrap_or(text);
+    if rest.starts_with('-') {
+        return Err(fail("negative durations are not allowed".to_string()));
+    }
+    if rest == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if rest.is_empty() {
+        return Err(fail("empty duration".to_string()));
+    }
+    let mut total_nanos: u128 = 0;
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let (number, after_number) = rest.split_at(number_len);
+        let unit_len = after_number
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(after_number.len());
+        let (unit, after_unit) = after_number.split_at(unit_len);
+        let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+        if (whole.is_empty() && fraction.is_empty()) || fraction.contains('.') {
+            return Err(fail(format!("expected a number before {unit:?}")));
+        }
+        let unit_nanos: u128 = match unit {
+            "ns" => 1,
+            "us" | "µs" | "μs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            "" => return Err(fail("missing unit (use ns, us, ms, s, m or h)".to_string())),
+            other => return Err(fail(format!("unknown unit {other:?}"))),
+        };
+        let whole_value: u128 = if whole.is_empty() {
+            0
+        } else {
+            whole
+                .parse()
+                .map_err(|_| fail("number too large".to_string()))?
+        };
+        // Digits past 18 cannot change a nanosecond count, and would overflow.
+        let (mut fraction_value, mut fraction_scale) = (0u128, 1u128);
+        for digit in fraction.bytes().take(18) {
+            fraction_value = fraction_value * 10 + u128::from(digit - b'0');
+            fraction_scale *= 10;
+        }
+        total_nanos = whole_value
+            .checked_mul(unit_nanos)
+            .and_then(|nanos| nanos.checked_add(fraction_value * unit_nanos / fraction_scale))
+            .and_then(|nanos| nanos.checked_add(total_nanos))
+            .ok_or_else(|| fail("duration too large".to_string()))?;
+        rest = after_unit;
+    }
+    // Go's limit is i64 nanoseconds (about 292 years); anything above is a typo.
+    let nanos = i64::try_from(total_nanos).map_err(|_| fail("duration too large".to_string()))?;
+    Ok(Duration::from_nanos(nanos.unsigned_abs()))
+}
+
+/// Whole seconds, rounding a fractional second up so "500ms" never becomes 0.
+fn seconds_rounded_up(duration: Duration) -> u64 {
+    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
+}
+
+fn seconds_or(value: Option<GoDuration>, default_s: u64) -> u64 {
+    value.map_or(default_s, |duration| seconds_rounded_up(duration.0))
+}
+
+/// The machine's hostname without libc: procfs first, then /etc/hostname.
+fn default_node_name() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .filter_map(|path| std::fs::read_to_string(path).ok())
+        .map(|text| text.trim().to_string())
+        .find(|name| !name.is_empty())
+        .unwrap_or_else(|| "cairn".to_string())
+}
+
+/// A port that may be disabled: unset -> default, `<= 0` -> disabled (Consul's rule).
+fn optional_port(value: Option<Port>, default: Option<u16>) -> Option<u16> {
+    match value {
+        None => default,
+        Some(Port(port)) => u16::try_from(port).ok().filter(|port| *port > 0),
+    }
+}
+
+fn required_port(key: &str, value: Option<Port>, default: u16) -> Result<u16, ConfigError> {
+    optional_port(value, Some(default))
+        .ok_or_else(|| ConfigError::Invalid(format!("{key} cannot be disabled")))
+}
+
+impl RuntimeConfig {
+    /// Applies defaults (dev-aware) to the merged sources, like Consul's
+    /// `Builder.Build`; the cross-field rules are checked afterwards by
+    /// `validate` in `mod.rs`, like Consul's `Builder.Validate`.
+    pub(super) fn build(
+        raw: RawConfig,
+        dev: bool,
+        warnings: &mut Vec<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut bootstrap = raw.bootstrap.unwrap_or(dev);
+        let mut bootstrap_expect = raw.bootstrap_expect.unwrap_or(0);
+        // Consul converts before validating, so `bootstrap_expect = 1` is legal even in -dev.
+        if bootstrap_expect == 1 {
+            warnings
+                .push("bootstrap_expect is set to 1; this is the same as bootstrap mode".into());
+            (bootstrap, bootstrap_expect) = (true, 0);
+        }
+        let node_name = raw.node_name.filter(|name| !name.is_empty());
+        let node_name = node_name.unwrap_or_else(default_node_name);
+        if !node_name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            warnings.push(format!(
+                "node name {node_name:?} will not be discoverable via dns due to invalid characters"
+            ));
+        }
+        let mut domain = raw.domain.unwrap_or_else(|| "consul.".to_string());
+        if !domain.ends_with('.') {
+            domain.push('.');
+        }
+        let primary_datacenter = raw.primary_datacenter.or(raw.acl_datacenter.clone());
+        let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let any_addr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+        let raft_multiplier = raw.performance.and_then(|section| section.raft_multiplier);
+        let raft = RaftTiming::build(
+            raft_multiplier,
+            &raw.raft.unwrap_or_default(),
+            raw.raft_snapshot_threshold,
+            raw.raft_trailing_logs,
+            dev,
+        );
+        if raw.raft_protocol.is_some_and(|version| version != 3) {
+            warnings.push("raft_protocol: only raft protocol 3 is supported; ignored".into());
+        }
+        let recursors = raw.recursors.unwrap_or_default();
+        // New-style ACL keys win over the pre-1.4 top-level ones.
+        let acl = raw.acl.unwrap_or_default();
+        let tokens = acl.tokens.unwrap_or_default();
+        let acl_default_policy = acl.default_policy.or(raw.acl_default_policy);
+        let ui_enabled = raw.ui_config.and_then(|section| section.enabled);
+
+        Ok(RuntimeConfig {
+            node_name,
+            // Consul lowercases both identifiers before checking them.
+            node_id: raw.node_id.map(|id| id.to_ascii_lowercase()),
+            datacenter: raw
+                .datacenter
+                .unwrap_or_else(|| "dc1".to_string())
+                .to_ascii_lowercase(),
+            domain,
+            server: raw.server.unwrap_or(dev),
+            bootstrap,
+            bootstrap_expect,
+            dev,
+            data_dir: raw.data_dir.filter(|dir| !dir.as_os_str().is_empty()),
+            client_addrs: raw
+                .client_addr
+                .map_or_else(|| vec![loopback], |list| list.0),
+            bind_addr: raw
+                .bind_addr
+                .unwrap_or(if dev { loopback } else { any_addr }),
+            advertise_addr: raw.advertise_addr,
+            ports: Ports::build(&raw.ports.unwrap_or_default())?,
+            log_level: raw.log_level.unwrap_or(LogLevel::Info),
+            log_json: raw.log_json.unwrap_or(false),
+            enable_script_checks: raw.enable_script_checks.unwrap_or(false),
+            enable_local_script_checks: raw.enable_local_script_checks.unwrap_or(false),
+            retry_join: raw.retry_join.unwrap_or_default(),
+            retry_interval_s: seconds_or(raw.retry_interval, 30),
+            retry_max_attempts: raw.retry_max.unwrap_or(0),
+            rejoin_after_leave: raw.rejoin_after_leave.unwrap_or(false),
+            pid_file: raw.pid_file,
+            ui: ui_enabled.or(raw.ui).unwrap_or(true),
+            raft,
+            limits: Limits::build(&raw.limits.unwrap_or_default()),
+            default_query_time_s: seconds_or(raw.default_query_time, 300),
+            max_query_time_s: seconds_or(raw.max_query_time, 600),
+            dns: DnsOptions::build(raw.dns_config.unwrap_or_default(), recursors, warnings),
+            session_ttl_min_s: seconds_or(raw.session_ttl_min, 10),
+            check_output_max_size_bytes: raw.check_output_max_size.unwrap_or(4096),
+            services: [raw.services, raw.service]
+                .into_iter()
+                .flatten()
+                .flatten()
+                .collect(),
+            checks: [raw.checks, raw.check]
+                .into_iter()
+                .flatten()
+                .flatten()
+                .collect(),
+            // Before Consul 1.4, setting acl_datacenter is what turned ACLs on.
+            acl_enabled: acl.enabled.unwrap_or(raw.acl_datacenter.is_some()),
+            acl_default_policy: acl_default_policy.unwrap_or_else(|| "allow".to_string()),
+            acl_tokens: AclTokens {
+                initial_management: (tokens.initial_management.or(tokens.master))
+                    .or(raw.acl_master_token),
+                agent: tokens.agent.or(raw.acl_agent_token),
+                default: tokens.default.or(raw.acl_token),
+            },
+            encrypt: raw.encrypt,
+            primary_datacenter: primary_datacenter.map(|name| name.to_ascii_lowercase()),
+            node_meta: raw.node_meta.unwrap_or_default(),
+        })
+    }
+}
+
+impl Ports {
+    /// Server RPC and LAN gossip cannot be switched off; the listeners can.
+    fn build(raw: &RawPorts) -> Result<Self, ConfigError> {
+        Ok(Ports {
+            http: optional_port(raw.http, Some(DEFAULT_HTTP_PORT)),
+            dns: optional_port(raw.dns, Some(DEFAULT_DNS_PORT)),
+            server: required_port("ports.server", raw.server, DEFAULT_SERVER_PORT)?,
+            serf_lan: required_port("ports.serf_lan", raw.serf_lan, DEFAULT_SERF_LAN_PORT)?,
+            https: optional_port(raw.https, None),
+            grpc: optional_port(raw.grpc, None),
+        })
+    }
+}
+
+impl RaftTiming {
+    fn build(
+        raft_multiplier: Option<u32>,
+        overrides: &RawRaft,
+        snapshot_threshold: Option<u64>,
+        trailing_logs: Option<u64>,
+        dev: bool,
+    ) -> Self {
+        let raft_multiplier =
+            raft_multiplier.unwrap_or(if dev { 1 } else { DEFAULT_RAFT_MULTIPLIER });
+        // Dev mode wants a leader well within a second; otherwise scale like Consul
+        // (multiplier 1 = 1 s election timeout). The range is checked by `validate`.
+        let (heartbeat_ms, election_min_ms, election_max_ms) = if dev && raft_multiplier == 1 {
+            (50, 150, 300)
+        } else {
+            let multiplier = u64::from(raft_multiplier);
+            (100 * multiplier, 1000 * multiplier, 2000 * multiplier)
+        };
+        let millis = |value: Option<GoDuration>, default: u64| {
+            value.map_or(default, |duration| {
+                u64::try_from(duration.0.as_millis()).unwrap_or(u64::MAX)
+            })
+        };
+        RaftTiming {
+            raft_multiplier,
+            heartbeat_interval_ms: millis(overrides.heartbeat_interval, heartbeat_ms),
+            election_timeout_min_ms: millis(overrides.election_timeout_min, election_min_ms),
+            election_timeout_max_ms: millis(overrides.election_timeout_max, election_max_ms),
+            snapshot_threshold_entries: snapshot_threshold.unwrap_or(16384),
+            trailing_logs_entries: trailing_logs.unwrap_or(10240),
+        }
+    }
+}
+
+impl Limits {
+    fn build(raw: &RawLimits) -> Self {
+        let kv_max_value_size_bytes = raw
+            .kv_max_value_size
+            .unwrap_or(DEFAULT_KV_MAX_VALUE_SIZE_BYTES);
+        let txn_max_req_len_bytes = raw.txn_max_req_len.unwrap_or(DEFAULT_TXN_MAX_REQ_LEN_BYTES);
+        let largest_payload_bytes = kv_max_value_size_bytes.max(txn_max_req_len_bytes);
+        Limits {
+            kv_max_value_size_bytes,
+            txn_max_req_len_bytes,
+            http_max_conns_per_client: raw.http_max_conns_per_client.unwrap_or(200),
+            http_body_bytes_max: largest_payload_bytes.saturating_add(HTTP_BODY_OVERHEAD_BYTES),
+        }
+    }
+}
+
+impl DnsOptions {
+    fn build(raw: RawDnsConfig, recursors: Vec<String>, warnings: &mut Vec<String>) -> Self {
+        let mut service_ttls = raw.service_ttl.unwrap_or_default();
+        let wildcard_service_ttl = service_ttls.remove("*");
+        for service in service_ttls.keys() {
+            warnings.push(format!(
+                "dns_config.service_ttl.{service}: only the \"*\" entry is supported yet; ignored"
+            ));
+        }
+        let ttl_s = |value| u32::try_from(seconds_or(value, 0)).unwrap_or(u32::MAX);
+        DnsOptions {
+            only_passing: raw.only_passing.unwrap_or(false),
+            node_ttl_s: ttl_s(raw.node_ttl),
+            service_ttl_s: ttl_s(wildcard_service_ttl),
+            allow_stale: raw.allow_stale.unwrap_or(true),
+            a_record_limit: raw.a_record_limit.unwrap_or(0),
+            udp_answer_limit: raw.udp_answer_limit.unwrap_or(3),
+            enable_truncate: raw.enable_truncate.unwrap_or(false),
+            recursors,
+        }
+    }
+}

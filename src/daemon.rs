@@ -1,0 +1,250 @@
+//! The daemon: everything `cairn agent` wires around an [`Agent`] — logging, the data dir,
+//! listeners, the HTTP, DNS and Raft RPC servers, signals and an orderly shutdown.
+//!
+//! This is the composition layer above `agent`, `http` and `dns`. Listeners are bound here and
+//! handed to the servers, so the servers themselves never choose addresses.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::agent::{Agent, AgentError};
+use crate::catalog::model::HealthStatus;
+use crate::catalog::query::aggregate_status;
+use crate::config::RuntimeConfig;
+use crate::dns::{DnsCatalog, DnsConfig, DnsHealth, DnsInstance, DnsNode, DnsServer};
+use crate::raft::CatalogView;
+
+/// Worker threads of the agent's runtime: the agent is IO-bound; two keep a busy disk from
+/// stalling the HTTP path.
+const RUNTIME_WORKER_THREADS: usize = 2;
+/// How long a `-dev` server may take to become leader before start-up is reported as slow.
+const DEV_LEADER_WAIT_MS: u64 = 5_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("cannot bind {what} on {addr}: {source}")]
+    Bind { what: &'static str, addr: SocketAddr, source: std::io::Error },
+    #[error("cannot create the dev data dir: {0}")]
+    TempDir(std::io::Error),
+    #[error("data_dir is required (set -data-dir or use -dev)")]
+    NoDataDir,
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+}
+
+/// Runs an agent until it is told to stop. Blocks the calling thread.
+pub fn run(config: RuntimeConfig) -> Result<(), DaemonError> {
+    init_logging(&config);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(RUNTIME_WORKER_THREADS)
+        .enable_all()
+        .thread_name("cairn")
+        .build()
+        .map_err(DaemonError::Runtime)?;
+    runtime.block_on(run_async(config))
+}
+
+fn init_logging(config: &RuntimeConfig) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{},openraft=warn,hickory_server=warn", config.log_level.as_str())));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(ansi);
+    let _ = if config.log_json { builder.json().try_init() } else { builder.try_init() };
+}
+
+async fn run_async(config: RuntimeConfig) -> Result<(), DaemonError> {
+    let (data_dir, temporary) = match &config.data_dir {
+        Some(dir) => (dir.clone(), false),
+        None if config.dev => {
+            let dir = std::env::temp_dir().join(format!("cairn-dev-{}", crate::agent::new_uuid()));
+            std::fs::create_dir_all(&dir).map_err(DaemonError::TempDir)?;
+            (dir, true)
+        }
+        None => return Err(DaemonError::NoDataDir),
+    };
+    if let Some(pid_file) = &config.pid_file
+        && let Err(error) = std::fs::write(pid_file, std::process::id().to_string())
+    {
+        tracing::warn!(path = %pid_file.display(), %error, "cannot write pid file");
+    }
+    let result = serve(config.clone(), data_dir.clone()).await;
+    if temporary {
+        let _ = std::fs::remove_dir_all(&data_dir);
+    }
+    if let Some(pid_file) = &config.pid_file {
+        let _ = std::fs::remove_file(pid_file);
+    }
+    result
+}
+
+async fn bind_tcp(what: &'static str, addr: SocketAddr) -> Result<tokio::net::TcpListener, DaemonError> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|source| DaemonError::Bind { what, addr, source })
+}
+
+async fn serve(config: RuntimeConfig, data_dir: PathBuf) -> Result<(), DaemonError> {
+    // Bind everything before starting the agent, so a port conflict fails fast and cleanly.
+    let mut http_listeners = Vec::new();
+    if let Some(port) = config.ports.http {
+        for ip in &config.client_addrs {
+            http_listeners.push(bind_tcp("HTTP", SocketAddr::new(*ip, port)).await?);
+        }
+    }
+    let mut dns_sockets = Vec::new();
+    if let Some(port) = config.ports.dns {
+        for ip in &config.client_addrs {
+            let addr = SocketAddr::new(*ip, port);
+            let udp = tokio::net::UdpSocket::bind(addr).await.map_err(|source| DaemonError::Bind { what: "DNS (udp)", addr, source })?;
+            dns_sockets.push((udp, bind_tcp("DNS (tcp)", addr).await?));
+        }
+    }
+    let raft_listener = if config.server {
+        Some(bind_tcp("server RPC", SocketAddr::new(config.bind_addr, config.ports.server)).await?)
+    } else {
+        None
+    };
+
+    let (agent, results) = Agent::start(config.clone(), data_dir).await?;
+    let mut shutdown = agent.shutdown_requested();
+    let mut tasks = Vec::new();
+    if let (Some(listener), Some(raft)) = (raft_listener, agent.raft().cloned()) {
+        let router = crate::raft::network::router(raft);
+        let mut stop = agent.shutdown_requested();
+        tasks.push(tokio::spawn(async move {
+            let _ = axum::serve(listener, router).with_graceful_shutdown(async move { let _ = stop.wait_for(|s| *s).await; }).await;
+        }));
+    }
+    agent.bootstrap_if_configured().await?;
+    for listener in http_listeners {
+        let addr = listener.local_addr().ok();
+        tracing::info!(?addr, "HTTP API listening");
+        let router = crate::http::router(agent.clone());
+        let mut stop = agent.shutdown_requested();
+        tasks.push(tokio::spawn(async move {
+            let _ = axum::serve(listener, router).with_graceful_shutdown(async move { let _ = stop.wait_for(|s| *s).await; }).await;
+        }));
+    }
+    let mut dns_servers = Vec::new();
+    for (udp, tcp) in dns_sockets {
+        tracing::info!(addr = ?udp.local_addr().ok(), "DNS listening (udp and tcp)");
+        dns_servers.push(DnsServer::start(udp, tcp, dns_config(&config), Arc::new(CatalogDns { view: agent.view().clone() })));
+    }
+    agent.spawn_loops(results);
+    if config.dev
+        && let Some(raft) = agent.raft()
+        && !raft.wait_until_leader(Duration::from_millis(DEV_LEADER_WAIT_MS)).await
+    {
+        tracing::warn!("dev server is not leader after {DEV_LEADER_WAIT_MS} ms");
+    }
+    tracing::info!(node = %agent.identity().node_name, datacenter = %agent.identity().datacenter, server = config.server, "cairn agent running");
+
+    tokio::select! {
+        _ = shutdown.wait_for(|s| *s) => {}
+        _ = terminate_signal() => tracing::info!("caught signal; shutting down"),
+    }
+    agent.request_shutdown();
+    for server in dns_servers {
+        server.shutdown().await;
+    }
+    for task in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+    }
+    agent.stop().await;
+    tracing::info!("agent stopped");
+    Ok(())
+}
+
+async fn terminate_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
+
+fn dns_config(config: &RuntimeConfig) -> DnsConfig {
+    DnsConfig {
+        domain: config.domain.clone(),
+        datacenter: config.datacenter.clone(),
+        only_passing: config.dns.only_passing,
+        node_ttl_s: config.dns.node_ttl_s,
+        service_ttl_s: config.dns.service_ttl_s,
+        a_record_limit: config.dns.a_record_limit,
+        udp_answer_limit: config.dns.udp_answer_limit,
+        enable_truncate: config.dns.enable_truncate,
+    }
+}
+
+/// DNS reads straight from the agent's committed catalog (Consul's `allow_stale` default).
+struct CatalogDns {
+    view: Arc<CatalogView>,
+}
+
+fn dns_node(node: &crate::catalog::model::Node) -> DnsNode {
+    DnsNode { name: node.name.clone(), address: node.address.clone(), meta: node.meta.clone() }
+}
+
+impl DnsCatalog for CatalogDns {
+    fn service_instances(&self, service: &str) -> Option<Vec<DnsInstance>> {
+        self.view.read(|catalog| {
+            let names: Vec<String> =
+                catalog.service_names().into_keys().filter(|name| name.eq_ignore_ascii_case(service)).collect();
+            if names.is_empty() {
+                return None;
+            }
+            let mut instances = Vec::new();
+            for name in names {
+                for instance in catalog.health_instances(&name) {
+                    let health = match aggregate_status(instance.checks.iter().copied()) {
+                        HealthStatus::Passing => DnsHealth::Passing,
+                        HealthStatus::Warning => DnsHealth::Warning,
+                        HealthStatus::Critical => DnsHealth::Critical,
+                    };
+                    instances.push(DnsInstance {
+                        node: dns_node(instance.node),
+                        service_id: instance.service.id.clone(),
+                        service_address: instance.service.address.clone(),
+                        port: instance.service.port,
+                        tags: instance.service.tags.clone(),
+                        weight_passing: instance.service.weights.passing.min(u16::MAX as u32) as u16,
+                        weight_warning: instance.service.weights.warning.min(u16::MAX as u32) as u16,
+                        health,
+                    });
+                }
+            }
+            Some(instances)
+        })
+    }
+
+    fn node(&self, node: &str) -> Option<DnsNode> {
+        self.view.read(|catalog| catalog.nodes().find(|n| n.name.eq_ignore_ascii_case(node)).map(dns_node))
+    }
+
+    fn servers(&self) -> Vec<DnsNode> {
+        self.view.read(|catalog| {
+            catalog
+                .service_instances(crate::agent::LEADER_OWNED_SERVICE_ID)
+                .into_iter()
+                .map(|(node, _)| dns_node(node))
+                .collect()
+        })
+    }
+}
+

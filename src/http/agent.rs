@@ -1,0 +1,397 @@
+//! `/v1/agent/*`: this agent's own view: itself, its members, and the services and checks
+//! registered with it. Reads here are local (no Raft), like Consul's agent endpoints.
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::agent::local::{LocalCheck, LocalService};
+use crate::catalog::model::HealthStatus;
+use crate::checks::CheckStatus;
+use crate::http::AppState;
+use crate::http::decode::{self, Fields};
+use crate::http::dto::{WeightsOut, opaque, tagged_addresses_out};
+use crate::http::error::ApiError;
+use crate::http::query::{Params, apply_filter, check_datacenter, json_body, read_options};
+
+/// The Consul version we report: the API level cairn implements.
+pub(crate) const CONSUL_COMPAT_VERSION: &str = "1.22.0";
+/// Longest check note/output accepted through the TTL endpoints.
+const CHECK_NOTE_BYTES_MAX: usize = 64 * 1024;
+
+fn json_ok(value: &Value, params: &Params) -> Response {
+    ([("content-type", "application/json")], json_body(value, params.contains_key("pretty"))).into_response()
+}
+
+fn member(state: &AppState, wan: bool) -> Value {
+    let agent = &state.agent;
+    let identity = agent.identity();
+    let config = agent.config();
+    let name = if wan { format!("{}.{}", identity.node_name, identity.datacenter) } else { identity.node_name.clone() };
+    let mut tags = BTreeMap::from([
+        ("role".to_string(), if config.server { "consul" } else { "node" }.to_string()),
+        ("dc".to_string(), identity.datacenter.clone()),
+        ("id".to_string(), identity.node_id.clone()),
+        ("build".to_string(), format!("{CONSUL_COMPAT_VERSION}:cairn-{}", env!("CARGO_PKG_VERSION"))),
+        ("vsn".to_string(), "2".to_string()),
+        ("vsn_min".to_string(), "2".to_string()),
+        ("vsn_max".to_string(), "3".to_string()),
+        ("segment".to_string(), String::new()),
+    ]);
+    if config.server {
+        tags.insert("port".into(), config.ports.server.to_string());
+        tags.insert("raft_vsn".into(), "3".into());
+        if config.bootstrap || config.dev {
+            tags.insert("bootstrap".into(), "1".into());
+        }
+    }
+    json!({
+        "Name": name,
+        "Addr": identity.advertise_addr.to_string(),
+        "Port": config.ports.serf_lan,
+        "Tags": tags,
+        "Status": 1,
+        "ProtocolMin": 1, "ProtocolMax": 5, "ProtocolCur": 2,
+        "DelegateMin": 2, "DelegateMax": 5, "DelegateCur": 4,
+    })
+}
+
+fn leader_addr(state: &AppState) -> String {
+    state.agent.raft_status().and_then(|s| s.leader.map(|(_, node)| node.raft_addr)).unwrap_or_default()
+}
+
+pub(super) async fn agent_self(State(state): State<AppState>, Query(params): Query<Params>) -> Response {
+    let agent = &state.agent;
+    let identity = agent.identity();
+    let config = agent.config();
+    let raft = agent.raft_status();
+    let body = json!({
+        "Config": {
+            "Datacenter": identity.datacenter,
+            "PrimaryDatacenter": config.primary_datacenter.clone().unwrap_or_else(|| identity.datacenter.clone()),
+            "NodeName": identity.node_name,
+            "NodeID": identity.node_id,
+            "Server": config.server,
+            "Revision": "cairn",
+            "Version": CONSUL_COMPAT_VERSION,
+            "BuildDate": "",
+        },
+        "DebugConfig": {
+            "Bootstrap": config.bootstrap,
+            "DataDir": agent.data_dir().display().to_string(),
+            "DevMode": config.dev,
+            "EnableScriptChecks": config.enable_script_checks,
+            "ServerMode": config.server,
+        },
+        "Coord": {"Vec": [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], "Error": 1.5, "Adjustment": 0.0, "Height": 1e-5},
+        "Member": member(&state, false),
+        "Stats": {
+            "agent": {"checks": agent.local_checks().len().to_string(), "services": agent.local_services().len().to_string()},
+            "consul": {
+                "server": config.server.to_string(),
+                "bootstrap": config.bootstrap.to_string(),
+                "known_datacenters": "1",
+                "leader": raft.as_ref().is_some_and(|s| s.state == "leader").to_string(),
+                "leader_addr": leader_addr(&state),
+            },
+            "raft": raft.as_ref().map(|s| json!({
+                "state": s.state.to_uppercase(),
+                "term": s.term.to_string(),
+                "last_log_index": s.last_log_index.to_string(),
+                "applied_index": s.applied_index.to_string(),
+                "num_peers": s.voters.len().saturating_sub(1).to_string(),
+            })).unwrap_or(json!({})),
+            "runtime": {"arch": std::env::consts::ARCH, "os": std::env::consts::OS, "version": "cairn"},
+        },
+        "Meta": config.node_meta,
+        "xDS": {"SupportedProxies": {}, "Port": -1, "Ports": {"Plaintext": -1, "TLS": -1}},
+    });
+    json_ok(&body, &params)
+}
+
+pub(super) async fn members(State(state): State<AppState>, Query(params): Query<Params>) -> Response {
+    let wan = params.contains_key("wan");
+    if wan && !state.agent.config().server {
+        return json_ok(&json!([]), &params);
+    }
+    json_ok(&json!([member(&state, wan)]), &params)
+}
+
+pub(super) async fn host(State(state): State<AppState>, Query(params): Query<Params>) -> Response {
+    json_ok(&json!({"Host": {"hostname": state.agent.identity().node_name, "os": std::env::consts::OS}}), &params)
+}
+
+pub(super) async fn version(Query(params): Query<Params>) -> Response {
+    json_ok(&json!({"SHA": "", "BuildDate": "", "HumanVersion": CONSUL_COMPAT_VERSION, "FIPS": ""}), &params)
+}
+
+pub(super) async fn leave(State(state): State<AppState>) -> StatusCode {
+    tracing::info!("leave requested over HTTP; shutting down");
+    state.agent.request_shutdown();
+    StatusCode::OK
+}
+
+pub(super) async fn reload() -> StatusCode {
+    StatusCode::OK
+}
+
+fn enable_param(params: &Params) -> Result<bool, ApiError> {
+    match params.get("enable").map(String::as_str) {
+        Some("true") => Ok(true),
+        Some("false") => Ok(false),
+        Some(other) => Err(ApiError::BadRequest(format!("Invalid value for enable: {other:?}"))),
+        None => Err(ApiError::BadRequest("Missing value for enable".into())),
+    }
+}
+
+pub(super) async fn node_maintenance(State(state): State<AppState>, Query(params): Query<Params>) -> Result<StatusCode, ApiError> {
+    let enable = enable_param(&params)?;
+    let reason = params.get("reason").cloned().unwrap_or_default();
+    state.agent.set_node_maintenance(enable, &reason).await?;
+    Ok(StatusCode::OK)
+}
+
+pub(super) async fn service_maintenance(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(params): Query<Params>,
+) -> Result<StatusCode, ApiError> {
+    let enable = enable_param(&params)?;
+    let reason = params.get("reason").cloned().unwrap_or_default();
+    state.agent.set_service_maintenance(&id, enable, &reason).await?;
+    Ok(StatusCode::OK)
+}
+
+pub(super) async fn metrics(Query(params): Query<Params>) -> Response {
+    if params.get("format").is_some_and(|f| f == "prometheus") {
+        return ([("content-type", "text/plain; version=0.0.4")], String::new()).into_response();
+    }
+    let timestamp = format!("{:?}", std::time::SystemTime::now());
+    json_ok(&json!({"Timestamp": timestamp, "Gauges": [], "Points": [], "Counters": [], "Samples": []}), &params)
+}
+
+pub(super) async fn monitor(Query(params): Query<Params>) -> Result<Response, ApiError> {
+    let level = params.get("loglevel").map(String::as_str).unwrap_or("info");
+    if !["trace", "debug", "info", "warn", "err", "error"].contains(&level.to_lowercase().as_str()) {
+        return Err(ApiError::BadRequest(format!("Unknown log level: {level}")));
+    }
+    Err(ApiError::NotImplemented("log streaming is not implemented yet".into()))
+}
+
+pub(super) async fn force_leave(State(state): State<AppState>, Path(node): Path<String>) -> Result<StatusCode, ApiError> {
+    if node == state.agent.identity().node_name {
+        return Ok(StatusCode::OK);
+    }
+    Err(ApiError::Internal(format!("agent: No node found with name '{node}'")))
+}
+
+pub(super) async fn token(State(state): State<AppState>, Path(kind): Path<String>) -> Result<StatusCode, ApiError> {
+    if !state.agent.config().acl_enabled {
+        return Err(ApiError::Unauthorized("ACL support disabled".into()));
+    }
+    const KINDS: [&str; 9] = ["default", "agent", "agent_recovery", "agent_master", "replication", "config_file_service_registration", "acl_token", "acl_agent_token", "acl_replication_token"];
+    if !KINDS.contains(&kind.as_str()) {
+        return Err(ApiError::NotFound(format!("Token {kind:?} is unknown")));
+    }
+    Ok(StatusCode::OK)
+}
+
+/// A locally registered service as `/v1/agent/services` shows it.
+fn service_json(state: &AppState, service: &LocalService) -> Value {
+    let r = &service.registration;
+    let mut out = json!({
+        "ID": r.id,
+        "Service": r.name,
+        "Tags": r.tags,
+        "Meta": r.meta,
+        "Port": r.port,
+        "Address": r.address,
+        "TaggedAddresses": tagged_addresses_out(&r.tagged_addresses),
+        "Weights": WeightsOut::from(r.weights),
+        "EnableTagOverride": r.enable_tag_override,
+        "Datacenter": state.agent.identity().datacenter,
+    });
+    if let Value::Object(map) = &mut out {
+        if !r.kind.is_empty() {
+            map.insert("Kind".into(), Value::from(r.kind.clone()));
+        }
+        for field in ["Proxy", "Connect", "Locality"] {
+            if let Some(value) = opaque(&r.opaque_json, field) {
+                map.insert(field.into(), value);
+            }
+        }
+    }
+    out
+}
+
+fn check_json(state: &AppState, check: &LocalCheck) -> Value {
+    let r = &check.registration;
+    let (service_name, service_tags) = state
+        .agent
+        .local_service(&r.service_id)
+        .map(|s| (s.registration.name, s.registration.tags))
+        .unwrap_or_default();
+    let check_type = if r.definition.check_type == "maintenance" { "" } else { r.definition.check_type.as_str() };
+    json!({
+        "Node": state.agent.identity().node_name,
+        "CheckID": r.check_id,
+        "Name": r.name,
+        "Status": r.status.as_str(),
+        "Notes": r.notes,
+        "Output": r.output,
+        "ServiceID": r.service_id,
+        "ServiceName": service_name,
+        "ServiceTags": service_tags,
+        "Type": check_type,
+        "Interval": r.definition.interval,
+        "Timeout": r.definition.timeout,
+        "ExposedPort": 0,
+        "Definition": {},
+        "CreateIndex": 0,
+        "ModifyIndex": 0,
+    })
+}
+
+pub(super) async fn services(State(state): State<AppState>, Query(params): Query<Params>) -> Result<Response, ApiError> {
+    let options = read_options(&state, &params)?;
+    let services: Vec<Value> = state.agent.local_services().iter().map(|s| service_json(&state, s)).collect();
+    let services = apply_filter(services, options.filter.as_ref());
+    let map: serde_json::Map<String, Value> =
+        services.into_iter().filter_map(|s| s.get("ID").and_then(Value::as_str).map(str::to_string).map(|id| (id, s))).collect();
+    Ok(json_ok(&Value::Object(map), &params))
+}
+
+pub(super) async fn service(State(state): State<AppState>, Path(id): Path<String>, Query(params): Query<Params>) -> Result<Response, ApiError> {
+    let service = state.agent.local_service(&id).ok_or_else(|| ApiError::NotFound(format!("unknown service ID: {id}")))?;
+    let mut value = service_json(&state, &service);
+    let hash = format!("{:016x}", crc32fast::hash(value.to_string().as_bytes()));
+    if let Value::Object(map) = &mut value {
+        map.insert("ContentHash".into(), Value::from(hash.clone()));
+    }
+    let mut response = json_ok(&value, &params);
+    if let Ok(header) = hash.parse() {
+        response.headers_mut().insert("x-consul-contenthash", header);
+    }
+    Ok(response)
+}
+
+pub(super) async fn register_service(State(state): State<AppState>, Query(params): Query<Params>, body: Bytes) -> Result<StatusCode, ApiError> {
+    check_datacenter(&state, &params)?;
+    let fields = Fields::parse(&body)?;
+    let (registration, checks) = decode::service_definition(&fields)?;
+    let replace = params.get("replace-existing-checks").is_some_and(|v| v.is_empty() || v == "true");
+    state.agent.register_service(registration, checks, replace).await?;
+    Ok(StatusCode::OK)
+}
+
+pub(super) async fn deregister_service(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    state.agent.deregister_service(&id).await?;
+    Ok(StatusCode::OK)
+}
+
+fn aggregate(state: &AppState, service_id: &str) -> HealthStatus {
+    state
+        .agent
+        .local_checks()
+        .iter()
+        .filter(|c| c.registration.service_id == service_id || c.registration.check_id == "_node_maintenance")
+        .map(|c| c.registration.status)
+        .max()
+        .unwrap_or(HealthStatus::Passing)
+}
+
+fn health_response(state: &AppState, services: Vec<LocalService>, params: &Params, what: &str) -> Result<Response, ApiError> {
+    if services.is_empty() {
+        return Err(ApiError::NotFound(format!("ServiceName not found: {what}")));
+    }
+    let mut worst = HealthStatus::Passing;
+    let mut entries = Vec::new();
+    for service in &services {
+        let status = aggregate(state, &service.registration.id);
+        worst = worst.max(status);
+        let checks: Vec<Value> = state
+            .agent
+            .local_checks()
+            .iter()
+            .filter(|c| c.registration.service_id == service.registration.id)
+            .map(|c| check_json(state, c))
+            .collect();
+        entries.push(json!({"AggregatedStatus": status.as_str(), "Service": service_json(state, service), "Checks": checks}));
+    }
+    let code = match worst {
+        HealthStatus::Passing => StatusCode::OK,
+        HealthStatus::Warning => StatusCode::TOO_MANY_REQUESTS,
+        HealthStatus::Critical => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    if params.get("format").is_some_and(|f| f == "text") {
+        return Ok((code, worst.as_str()).into_response());
+    }
+    let body = if services.len() == 1 && what.starts_with("id:") { entries.remove(0) } else { Value::Array(entries) };
+    Ok((code, [("content-type", "application/json")], json_body(&body, params.contains_key("pretty"))).into_response())
+}
+
+pub(super) async fn health_by_name(State(state): State<AppState>, Path(name): Path<String>, Query(params): Query<Params>) -> Result<Response, ApiError> {
+    let services: Vec<LocalService> = state.agent.local_services().into_iter().filter(|s| s.registration.name == name).collect();
+    health_response(&state, services, &params, &name)
+}
+
+pub(super) async fn health_by_id(State(state): State<AppState>, Path(id): Path<String>, Query(params): Query<Params>) -> Result<Response, ApiError> {
+    let services: Vec<LocalService> = state.agent.local_service(&id).into_iter().collect();
+    health_response(&state, services, &params, &format!("id:{id}"))
+}
+
+pub(super) async fn checks(State(state): State<AppState>, Query(params): Query<Params>) -> Result<Response, ApiError> {
+    let options = read_options(&state, &params)?;
+    let checks: Vec<Value> = state.agent.local_checks().iter().map(|c| check_json(&state, c)).collect();
+    let checks = apply_filter(checks, options.filter.as_ref());
+    let map: serde_json::Map<String, Value> =
+        checks.into_iter().filter_map(|c| c.get("CheckID").and_then(Value::as_str).map(str::to_string).map(|id| (id, c))).collect();
+    Ok(json_ok(&Value::Object(map), &params))
+}
+
+pub(super) async fn register_check(State(state): State<AppState>, body: Bytes) -> Result<StatusCode, ApiError> {
+    let fields = Fields::parse(&body)?;
+    let check = decode::check_definition(&fields, None, String::new())?;
+    state.agent.register_check(check).await?;
+    Ok(StatusCode::OK)
+}
+
+pub(super) async fn deregister_check(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    state.agent.deregister_check(&id).await?;
+    Ok(StatusCode::OK)
+}
+
+async fn ttl(state: AppState, id: String, status: CheckStatus, note: String) -> Result<StatusCode, ApiError> {
+    if note.len() > CHECK_NOTE_BYTES_MAX {
+        return Err(ApiError::PayloadTooLarge(format!("check output exceeds {CHECK_NOTE_BYTES_MAX} byte limit")));
+    }
+    state.agent.update_ttl(&id, status, &note).await?;
+    Ok(StatusCode::OK)
+}
+
+pub(super) async fn check_pass(State(state): State<AppState>, Path(id): Path<String>, Query(params): Query<Params>) -> Result<StatusCode, ApiError> {
+    ttl(state, id, CheckStatus::Passing, params.get("note").cloned().unwrap_or_default()).await
+}
+
+pub(super) async fn check_warn(State(state): State<AppState>, Path(id): Path<String>, Query(params): Query<Params>) -> Result<StatusCode, ApiError> {
+    ttl(state, id, CheckStatus::Warning, params.get("note").cloned().unwrap_or_default()).await
+}
+
+pub(super) async fn check_fail(State(state): State<AppState>, Path(id): Path<String>, Query(params): Query<Params>) -> Result<StatusCode, ApiError> {
+    ttl(state, id, CheckStatus::Critical, params.get("note").cloned().unwrap_or_default()).await
+}
+
+pub(super) async fn check_update(State(state): State<AppState>, Path(id): Path<String>, body: Bytes) -> Result<StatusCode, ApiError> {
+    let fields = Fields::parse(&body)?;
+    let status = match fields.string(&["Status"])?.as_str() {
+        "passing" => CheckStatus::Passing,
+        "warning" => CheckStatus::Warning,
+        "critical" => CheckStatus::Critical,
+        other => return Err(ApiError::BadRequest(format!("Invalid check status: {other:?}"))),
+    };
+    ttl(state, id, status, fields.string(&["Output"])?).await
+}

@@ -1,0 +1,286 @@
+//! `/v1/catalog/*`: the committed catalog, read with blocking queries and written through Raft.
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::catalog::command::{Command, Registration};
+use crate::catalog::model::{CheckDefinition, HealthStatus};
+use crate::catalog::{Catalog, Outcome};
+use crate::catalog::command::CheckRegistration;
+use crate::http::AppState;
+use crate::http::decode::{self, Fields};
+use crate::http::dto::{CatalogServiceOut, NodeOut, ServiceOut};
+use crate::http::error::ApiError;
+use crate::http::query::{Params, apply_filter, blocking_read, check_datacenter, json_body, json_response, read_options};
+
+fn services_index(catalog: &Catalog) -> u64 {
+    let i = catalog.indexes();
+    i.services.max(i.nodes)
+}
+
+fn nodes_index(catalog: &Catalog) -> u64 {
+    let i = catalog.indexes();
+    i.nodes.max(i.services)
+}
+
+/// `?node-meta=key:value`, repeatable in Consul; we take the one value the map holds.
+fn node_meta_matches(params: &Params, meta: &BTreeMap<String, String>) -> bool {
+    match params.get("node-meta") {
+        None => true,
+        Some(pair) => {
+            let (key, value) = pair.split_once(':').unwrap_or((pair.as_str(), ""));
+            meta.get(key).is_some_and(|v| v == value)
+        }
+    }
+}
+
+fn ok_bool(outcome: Outcome) -> Result<Response, ApiError> {
+    match outcome {
+        Outcome::Rejected(reason) => Err(ApiError::Internal(reason)),
+        _ => Ok(([("content-type", "application/json")], "true").into_response()),
+    }
+}
+
+pub(super) async fn register(State(state): State<AppState>, Query(params): Query<Params>, body: Bytes) -> Result<Response, ApiError> {
+    check_datacenter(&state, &params)?;
+    let fields = Fields::parse(&body)?;
+    let datacenter = fields.string(&["Datacenter"])?;
+    if !datacenter.is_empty() && datacenter != state.agent.identity().datacenter {
+        return Err(ApiError::Internal("No path to datacenter".into()));
+    }
+    let node = fields.name(&["Node"])?;
+    let address = fields.string(&["Address"])?;
+    if node.is_empty() {
+        return Err(ApiError::BadRequest("Must provide node".into()));
+    }
+    if address.is_empty() {
+        return Err(ApiError::BadRequest("Must provide address if SkipNodeUpdate is not set".into()));
+    }
+    let service = match fields.object(&["Service"])? {
+        Some(service) => {
+            let name = service.name(&["Service", "Name"])?;
+            if name.is_empty() {
+                return Err(ApiError::BadRequest("Must provide service name".into()));
+            }
+            let id = match service.name(&["ID"])? {
+                id if id.is_empty() => name.clone(),
+                id => id,
+            };
+            Some(decode::service_registration(&service, id, name)?)
+        }
+        None => None,
+    };
+    let mut checks = Vec::new();
+    let mut definitions = Vec::new();
+    if let Some(check) = fields.object(&["Check"])? {
+        definitions.push(check);
+    }
+    if let Some(Value::Array(items)) = fields.get(&["Checks"]) {
+        for item in items {
+            definitions.push(Fields::from_value(item.clone(), "Checks")?);
+        }
+    }
+    for check in definitions {
+        let name = check.name(&["Name"])?;
+        let check_id = match check.name(&["CheckID", "ID"])? {
+            id if id.is_empty() => name.clone(),
+            id => id,
+        };
+        if check_id.is_empty() {
+            return Err(ApiError::BadRequest("Missing check ID".into()));
+        }
+        let status = match check.string(&["Status"])?.as_str() {
+            "" => HealthStatus::Critical,
+            text => HealthStatus::parse(text).ok_or_else(|| ApiError::BadRequest(format!("Invalid check status: {text:?}")))?,
+        };
+        let definition = check.object(&["Definition"])?;
+        let def_string = |name: &str| definition.as_ref().map(|d| d.string(&[name]).unwrap_or_default()).unwrap_or_default();
+        checks.push(CheckRegistration {
+            check_id,
+            name,
+            status,
+            notes: check.string(&["Notes"])?,
+            output: check.string(&["Output"])?,
+            service_id: check.name(&["ServiceID"])?,
+            definition: CheckDefinition {
+                check_type: check.string(&["Type"])?,
+                http: def_string("HTTP"),
+                tcp: def_string("TCP"),
+                interval: def_string("Interval"),
+                timeout: def_string("Timeout"),
+                deregister_critical_service_after: def_string("DeregisterCriticalServiceAfter"),
+            },
+        });
+    }
+    let registration = Registration {
+        node_id: fields.string(&["ID"])?,
+        node,
+        address,
+        datacenter: state.agent.identity().datacenter.clone(),
+        tagged_addresses: fields.string_map(&["TaggedAddresses"])?,
+        node_meta: fields.string_map(&["NodeMeta"])?,
+        skip_node_update: fields.bool(&["SkipNodeUpdate"])?,
+        service,
+        checks,
+    };
+    let (_, outcome) = state.agent.write(Command::Register(registration)).await?;
+    ok_bool(outcome)
+}
+
+pub(super) async fn deregister(State(state): State<AppState>, Query(params): Query<Params>, body: Bytes) -> Result<Response, ApiError> {
+    check_datacenter(&state, &params)?;
+    let fields = Fields::parse(&body)?;
+    let datacenter = fields.string(&["Datacenter"])?;
+    if !datacenter.is_empty() && datacenter != state.agent.identity().datacenter {
+        return Err(ApiError::Internal("No path to datacenter".into()));
+    }
+    let node = fields.name(&["Node"])?;
+    if node.is_empty() {
+        return Err(ApiError::BadRequest("Must provide node".into()));
+    }
+    let service_id = fields.name(&["ServiceID"])?;
+    let check_id = fields.name(&["CheckID"])?;
+    let command = if !service_id.is_empty() {
+        Command::DeregisterService { node, service_id }
+    } else if !check_id.is_empty() {
+        Command::DeregisterCheck { node, check_id }
+    } else {
+        Command::DeregisterNode { node }
+    };
+    let (_, outcome) = state.agent.write(command).await?;
+    ok_bool(outcome)
+}
+
+pub(super) async fn datacenters(State(state): State<AppState>, Query(params): Query<Params>) -> Response {
+    ([("content-type", "application/json")], json_body(&json!([state.agent.identity().datacenter]), params.contains_key("pretty")))
+        .into_response()
+}
+
+pub(super) async fn nodes(State(state): State<AppState>, Query(params): Query<Params>) -> Result<Response, ApiError> {
+    let options = read_options(&state, &params)?;
+    let (meta, nodes) = blocking_read(&state, &options, |catalog| {
+        let nodes: Vec<NodeOut> = catalog.nodes().filter(|n| node_meta_matches(&params, &n.meta)).map(NodeOut::from).collect();
+        (nodes_index(catalog), nodes)
+    })
+    .await?;
+    let nodes = apply_filter(nodes, options.filter.as_ref());
+    Ok(json_response(&meta, &nodes, options.pretty))
+}
+
+pub(super) async fn services(State(state): State<AppState>, Query(params): Query<Params>) -> Result<Response, ApiError> {
+    let options = read_options(&state, &params)?;
+    let (meta, rows) = blocking_read(&state, &options, |catalog| {
+        let rows: Vec<CatalogServiceOut> = catalog
+            .services()
+            .filter_map(|s| catalog.node(&s.node).map(|n| (n, s)))
+            .filter(|(n, _)| node_meta_matches(&params, &n.meta))
+            .map(|(n, s)| CatalogServiceOut::new(n, s))
+            .collect();
+        (services_index(catalog), rows)
+    })
+    .await?;
+    let rows = apply_filter(rows, options.filter.as_ref());
+    let mut names: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for row in rows {
+        let tags = names.entry(row.service_name).or_default();
+        for tag in row.service_tags {
+            if !tags.contains(&tag) {
+                tags.push(tag);
+            }
+        }
+    }
+    for tags in names.values_mut() {
+        tags.sort();
+    }
+    Ok(json_response(&meta, &names, options.pretty))
+}
+
+pub(super) async fn service(State(state): State<AppState>, Path(name): Path<String>, Query(params): Query<Params>) -> Result<Response, ApiError> {
+    let options = read_options(&state, &params)?;
+    let tag = params.get("tag").cloned();
+    let peer = params.get("peer").filter(|p| !p.is_empty()).cloned();
+    let (meta, rows) = blocking_read(&state, &options, |catalog| {
+        let rows: Vec<CatalogServiceOut> = if peer.is_some() {
+            Vec::new()
+        } else {
+            catalog
+                .service_instances(&name)
+                .into_iter()
+                .filter(|(_, s)| tag.as_ref().is_none_or(|t| s.tags.contains(t)))
+                .filter(|(n, _)| node_meta_matches(&params, &n.meta))
+                .map(|(n, s)| CatalogServiceOut::new(n, s))
+                .collect()
+        };
+        (services_index(catalog), rows)
+    })
+    .await?;
+    let rows = apply_filter(rows, options.filter.as_ref());
+    Ok(json_response(&meta, &rows, options.pretty))
+}
+
+/// Connect-capable instances: cairn has no service mesh yet, so only `connect-proxy` services
+/// for the name would qualify, and there are none.
+pub(super) async fn connect(State(state): State<AppState>, Path(name): Path<String>, Query(params): Query<Params>) -> Result<Response, ApiError> {
+    let options = read_options(&state, &params)?;
+    let (meta, rows) = blocking_read(&state, &options, |catalog| {
+        let rows: Vec<CatalogServiceOut> = catalog
+            .services()
+            .filter(|s| s.kind == "connect-proxy" && s.opaque_json.get("Proxy").is_some_and(|p| p.contains(&format!("\"{name}\""))))
+            .filter_map(|s| catalog.node(&s.node).map(|n| CatalogServiceOut::new(n, s)))
+            .collect();
+        (services_index(catalog), rows)
+    })
+    .await?;
+    let rows = apply_filter(rows, options.filter.as_ref());
+    Ok(json_response(&meta, &rows, options.pretty))
+}
+
+pub(super) async fn node(State(state): State<AppState>, Path(node): Path<String>, Query(params): Query<Params>) -> Result<Response, ApiError> {
+    let options = read_options(&state, &params)?;
+    let (meta, found) = blocking_read(&state, &options, |catalog| {
+        let found = catalog.node(&node).map(|n| {
+            let services: Vec<ServiceOut> = catalog.node_services(&node).into_iter().map(ServiceOut::from).collect();
+            (NodeOut::from(n), services)
+        });
+        (nodes_index(catalog), found)
+    })
+    .await?;
+    let body = match found {
+        None => Value::Null,
+        Some((node, services)) => {
+            let services = apply_filter(services, options.filter.as_ref());
+            let map: serde_json::Map<String, Value> =
+                services.into_iter().map(|s| (s.id.clone(), serde_json::to_value(&s).unwrap_or(Value::Null))).collect();
+            json!({"Node": node, "Services": map})
+        }
+    };
+    Ok(json_response(&meta, &body, options.pretty))
+}
+
+pub(super) async fn node_services(State(state): State<AppState>, Path(node): Path<String>, Query(params): Query<Params>) -> Result<Response, ApiError> {
+    let options = read_options(&state, &params)?;
+    let (meta, found) = blocking_read(&state, &options, |catalog| {
+        let found = catalog.node(&node).map(|n| {
+            let services: Vec<ServiceOut> = catalog.node_services(&node).into_iter().map(ServiceOut::from).collect();
+            (NodeOut::from(n), services)
+        });
+        (nodes_index(catalog), found)
+    })
+    .await?;
+    let body = match found {
+        None => Value::Null,
+        Some((node, services)) => json!({"Node": node, "Services": apply_filter(services, options.filter.as_ref())}),
+    };
+    Ok(json_response(&meta, &body, options.pretty))
+}
+
+/// Gateway services come from config entries, which cairn does not have yet: always empty.
+pub(super) async fn gateway_services(State(state): State<AppState>, Query(params): Query<Params>) -> Result<Response, ApiError> {
+    let options = read_options(&state, &params)?;
+    let (meta, ()) = blocking_read(&state, &options, |catalog| (services_index(catalog), ())).await?;
+    Ok(json_response(&meta, &json!([]), options.pretty))
+}

@@ -1,0 +1,97 @@
+//! `/v1/health/*`: service instances with their checks, and checks by service, node or state.
+
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use serde_json::json;
+
+use crate::catalog::Catalog;
+use crate::catalog::model::HealthStatus;
+use crate::http::AppState;
+use crate::http::dto::{CheckOut, HealthEntryOut, NodeOut, ServiceOut};
+use crate::http::error::ApiError;
+use crate::http::query::{Params, apply_filter, blocking_read, json_response, read_options};
+
+fn health_index(catalog: &Catalog) -> u64 {
+    let i = catalog.indexes();
+    i.nodes.max(i.services).max(i.checks)
+}
+
+pub(super) async fn service(State(state): State<AppState>, Path(name): Path<String>, Query(params): Query<Params>) -> Result<Response, ApiError> {
+    let options = read_options(&state, &params)?;
+    let tag = params.get("tag").cloned();
+    let passing = params.get("passing").is_some_and(|v| v.is_empty() || v == "true" || v == "1");
+    let node_meta = params.get("node-meta").cloned();
+    let peer = params.get("peer").filter(|p| !p.is_empty()).cloned();
+    let (meta, entries) = blocking_read(&state, &options, |catalog| {
+        let entries: Vec<HealthEntryOut> = if peer.is_some() {
+            Vec::new()
+        } else {
+            catalog
+                .health_instances(&name)
+                .into_iter()
+                .filter(|i| tag.as_ref().is_none_or(|t| i.service.tags.contains(t)))
+                .filter(|i| {
+                    node_meta.as_ref().is_none_or(|pair| {
+                        let (k, v) = pair.split_once(':').unwrap_or((pair.as_str(), ""));
+                        i.node.meta.get(k).is_some_and(|m| m == v)
+                    })
+                })
+                .filter(|i| !passing || i.checks.iter().all(|c| c.status == HealthStatus::Passing))
+                .map(|i| HealthEntryOut {
+                    node: NodeOut::from(i.node),
+                    service: ServiceOut::from(i.service),
+                    checks: i.checks.iter().map(|c| CheckOut::from(*c)).collect(),
+                })
+                .collect()
+        };
+        (health_index(catalog), entries)
+    })
+    .await?;
+    let entries = apply_filter(entries, options.filter.as_ref());
+    Ok(json_response(&meta, &entries, options.pretty))
+}
+
+/// cairn has no service mesh yet, so no instance is connect-capable.
+pub(super) async fn connect(State(state): State<AppState>, Query(params): Query<Params>) -> Result<Response, ApiError> {
+    let options = read_options(&state, &params)?;
+    let (meta, ()) = blocking_read(&state, &options, |catalog| (health_index(catalog), ())).await?;
+    Ok(json_response(&meta, &json!([]), options.pretty))
+}
+
+pub(super) async fn checks(State(state): State<AppState>, Path(name): Path<String>, Query(params): Query<Params>) -> Result<Response, ApiError> {
+    let options = read_options(&state, &params)?;
+    let (meta, checks) = blocking_read(&state, &options, |catalog| {
+        let checks: Vec<CheckOut> = catalog.service_name_checks(&name).into_iter().map(CheckOut::from).collect();
+        (health_index(catalog), checks)
+    })
+    .await?;
+    let checks = apply_filter(checks, options.filter.as_ref());
+    Ok(json_response(&meta, &checks, options.pretty))
+}
+
+pub(super) async fn node(State(state): State<AppState>, Path(node): Path<String>, Query(params): Query<Params>) -> Result<Response, ApiError> {
+    let options = read_options(&state, &params)?;
+    let (meta, checks) = blocking_read(&state, &options, |catalog| {
+        let checks: Vec<CheckOut> = catalog.node_checks(&node).into_iter().map(CheckOut::from).collect();
+        (health_index(catalog), checks)
+    })
+    .await?;
+    let checks = apply_filter(checks, options.filter.as_ref());
+    Ok(json_response(&meta, &checks, options.pretty))
+}
+
+pub(super) async fn state(State(app): State<AppState>, Path(wanted): Path<String>, Query(params): Query<Params>) -> Result<Response, ApiError> {
+    let wanted = match wanted.as_str() {
+        "any" => None,
+        other => Some(HealthStatus::parse(other).ok_or_else(|| ApiError::BadRequest(format!("Bad state: {other}")))?),
+    };
+    let options = read_options(&app, &params)?;
+    let (meta, checks) = blocking_read(&app, &options, |catalog| {
+        let checks: Vec<CheckOut> =
+            catalog.checks().filter(|c| wanted.is_none_or(|w| c.status == w)).map(CheckOut::from).collect();
+        (health_index(catalog), checks)
+    })
+    .await?;
+    let checks = apply_filter(checks, options.filter.as_ref());
+    Ok(json_response(&meta, &checks, options.pretty))
+}

@@ -1,0 +1,114 @@
+//! Consul's HTTP API: the route table and the server.
+//!
+//! `router` is THE route table: every `/v1` path the agent serves, grouped by API family, in one
+//! place. Handlers live in one file per family and turn requests into agent operations, catalog
+//! queries (through `query::blocking_read`) or Raft commands. Unknown paths get 404 and known
+//! paths with the wrong method 405, as in Consul.
+
+mod agent;
+mod catalog;
+pub mod decode;
+pub mod dto;
+pub mod error;
+mod health;
+mod kv;
+pub mod query;
+mod session;
+mod status;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, put};
+
+use crate::agent::Agent;
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub agent: Arc<Agent>,
+}
+
+/// The route table.
+pub fn router(agent: Arc<Agent>) -> Router {
+    let body_bytes_max = agent.config().limits.http_body_bytes_max;
+    let state = AppState { agent };
+    Router::new()
+        // agent
+        .route("/v1/agent/self", get(agent::agent_self))
+        .route("/v1/agent/members", get(agent::members))
+        .route("/v1/agent/host", get(agent::host))
+        .route("/v1/agent/version", get(agent::version))
+        .route("/v1/agent/leave", put(agent::leave))
+        .route("/v1/agent/reload", put(agent::reload))
+        .route("/v1/agent/maintenance", put(agent::node_maintenance))
+        .route("/v1/agent/metrics", get(agent::metrics))
+        .route("/v1/agent/monitor", get(agent::monitor))
+        .route("/v1/agent/force-leave/{node}", put(agent::force_leave))
+        .route("/v1/agent/token/{kind}", put(agent::token))
+        .route("/v1/agent/services", get(agent::services))
+        .route("/v1/agent/service/{*id}", get(agent::service))
+        .route("/v1/agent/service/register", put(agent::register_service))
+        .route("/v1/agent/service/deregister/{*id}", put(agent::deregister_service))
+        .route("/v1/agent/service/maintenance/{*id}", put(agent::service_maintenance))
+        .route("/v1/agent/health/service/name/{*name}", get(agent::health_by_name))
+        .route("/v1/agent/health/service/id/{*id}", get(agent::health_by_id))
+        .route("/v1/agent/checks", get(agent::checks))
+        .route("/v1/agent/check/register", put(agent::register_check))
+        .route("/v1/agent/check/deregister/{*id}", put(agent::deregister_check))
+        .route("/v1/agent/check/pass/{*id}", put(agent::check_pass))
+        .route("/v1/agent/check/warn/{*id}", put(agent::check_warn))
+        .route("/v1/agent/check/fail/{*id}", put(agent::check_fail))
+        .route("/v1/agent/check/update/{*id}", put(agent::check_update))
+        // catalog
+        .route("/v1/catalog/register", put(catalog::register))
+        .route("/v1/catalog/deregister", put(catalog::deregister))
+        .route("/v1/catalog/datacenters", get(catalog::datacenters))
+        .route("/v1/catalog/nodes", get(catalog::nodes))
+        .route("/v1/catalog/services", get(catalog::services))
+        .route("/v1/catalog/service/{*name}", get(catalog::service))
+        .route("/v1/catalog/connect/{*name}", get(catalog::connect))
+        .route("/v1/catalog/node/{*node}", get(catalog::node))
+        .route("/v1/catalog/node-services/{*node}", get(catalog::node_services))
+        .route("/v1/catalog/gateway-services/{*name}", get(catalog::gateway_services))
+        // health
+        .route("/v1/health/service/{*name}", get(health::service))
+        .route("/v1/health/connect/{*name}", get(health::connect))
+        .route("/v1/health/ingress/{*name}", get(health::connect))
+        .route("/v1/health/checks/{*name}", get(health::checks))
+        .route("/v1/health/node/{*node}", get(health::node))
+        .route("/v1/health/state/{state}", get(health::state))
+        // kv
+        .route("/v1/kv/", get(kv::get).put(kv::put).delete(kv::delete))
+        .route("/v1/kv/{*key}", get(kv::get).put(kv::put).delete(kv::delete))
+        // session
+        .route("/v1/session/create", put(session::create))
+        .route("/v1/session/destroy/{id}", put(session::destroy))
+        .route("/v1/session/renew/{id}", put(session::renew))
+        .route("/v1/session/info/{id}", get(session::info))
+        .route("/v1/session/node/{node}", get(session::node))
+        .route("/v1/session/list", get(session::list))
+        // status
+        .route("/v1/status/leader", get(status::leader))
+        .route("/v1/status/peers", get(status::peers))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(body_bytes_max))
+        .layer(axum::middleware::map_response(default_headers))
+        .with_state(state)
+}
+
+async fn not_found() -> impl IntoResponse {
+    (StatusCode::NOT_FOUND, "404 page not found")
+}
+
+/// Headers every Consul response carries.
+async fn default_headers(mut response: axum::response::Response) -> axum::response::Response {
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED {
+        response = (StatusCode::METHOD_NOT_ALLOWED, "method not allowed").into_response();
+    }
+    response.headers_mut().insert("x-consul-default-acl-policy", HeaderValue::from_static("allow"));
+    response
+}

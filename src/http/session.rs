@@ -1,0 +1,133 @@
+//! `/v1/session/*`: sessions, the owners of KV locks.
+//!
+//! TTL expiry (enforced by the leader) arrives with the sessions issue; sessions here are
+//! created, listed, renewed and destroyed, and destroying one releases or deletes its locks.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::agent::new_uuid;
+use crate::catalog::command::{Command, SessionRequest};
+use crate::catalog::model::SessionBehavior;
+use crate::catalog::{Catalog, Outcome};
+use crate::http::AppState;
+use crate::http::decode::Fields;
+use crate::http::dto::SessionOut;
+use crate::http::error::ApiError;
+use crate::http::query::{Params, blocking_read, check_datacenter, json_body, json_response, read_options};
+
+/// Consul's upper bound on a session TTL.
+pub(crate) const SESSION_TTL_S_MAX: u64 = 86_400;
+/// Consul's default lock delay.
+const LOCK_DELAY_MS_DEFAULT: u64 = 15_000;
+
+fn sessions_index(catalog: &Catalog) -> u64 {
+    catalog.indexes().sessions
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+pub(super) async fn create(State(state): State<AppState>, Query(params): Query<Params>, body: Bytes) -> Result<Response, ApiError> {
+    check_datacenter(&state, &params)?;
+    let fields = if body.iter().all(u8::is_ascii_whitespace) { Fields::parse(b"{}")? } else { Fields::parse(&body)? };
+    let node = match fields.name(&["Node"])? {
+        node if node.is_empty() => state.agent.identity().node_name.clone(),
+        node => node,
+    };
+    let node_checks = match fields.get(&["NodeChecks", "Checks"]) {
+        None => vec![crate::agent::LEADER_OWNED_CHECK_ID.to_string()],
+        Some(_) => {
+            let mut checks = fields.strings(&["NodeChecks"])?;
+            checks.extend(fields.strings(&["Checks"])?);
+            checks
+        }
+    };
+    let mut service_checks = Vec::new();
+    if let Some(serde_json::Value::Array(items)) = fields.get(&["ServiceChecks"]) {
+        for item in items {
+            service_checks.push(Fields::from_value(item.clone(), "ServiceChecks")?.name(&["ID"])?);
+        }
+    }
+    let behavior = match fields.string(&["Behavior"])?.as_str() {
+        "" | "release" => SessionBehavior::Release,
+        "delete" => SessionBehavior::Delete,
+        other => return Err(ApiError::BadRequest(format!("Invalid Behavior setting '{other}'"))),
+    };
+    let ttl_s = match fields.duration(&["TTL"])? {
+        None => 0,
+        Some(ttl) => {
+            let min = state.agent.config().session_ttl_min_s;
+            let secs = ttl.as_secs_f64();
+            if secs != 0.0 && (secs < min as f64 || secs > SESSION_TTL_S_MAX as f64) {
+                return Err(ApiError::BadRequest(format!(
+                    "Invalid Session TTL '{}', must be between [{min}s={SESSION_TTL_S_MAX}s]",
+                    fields.string(&["TTL"]).unwrap_or_default()
+                )));
+            }
+            secs.ceil() as u64
+        }
+    };
+    let lock_delay_ms = match fields.duration(&["LockDelay"])? {
+        None => LOCK_DELAY_MS_DEFAULT,
+        // Consul reads a bare number below one second as seconds.
+        Some(delay) if delay.as_nanos() > 0 && delay.as_nanos() < 1_000_000_000 && fields.get(&["LockDelay"]).is_some_and(|v| v.is_number()) => {
+            delay.as_nanos() as u64 * 1000
+        }
+        Some(delay) => delay.as_millis() as u64,
+    };
+    let id = new_uuid();
+    let request = SessionRequest { id: id.clone(), name: fields.string(&["Name"])?, node, node_checks, service_checks, lock_delay_ms, behavior, ttl_s };
+    let (_, outcome) = state.agent.write(Command::SessionCreate(request)).await?;
+    if let Outcome::Rejected(reason) = outcome {
+        return Err(ApiError::Internal(reason));
+    }
+    Ok(([("content-type", "application/json")], json_body(&json!({"ID": id}), params.contains_key("pretty"))).into_response())
+}
+
+pub(super) async fn destroy(State(state): State<AppState>, Path(id): Path<String>, Query(params): Query<Params>) -> Result<Response, ApiError> {
+    check_datacenter(&state, &params)?;
+    state.agent.write(Command::SessionDestroy { session: id, now_ms: now_ms() }).await?;
+    Ok(([("content-type", "application/json")], "true").into_response())
+}
+
+pub(super) async fn renew(State(state): State<AppState>, Path(id): Path<String>, Query(params): Query<Params>) -> Result<Response, ApiError> {
+    check_datacenter(&state, &params)?;
+    let session = state.agent.view().read(|catalog| catalog.session(&id).map(SessionOut::from));
+    match session {
+        Some(session) => Ok(([("content-type", "application/json")], json_body(&[session], params.contains_key("pretty"))).into_response()),
+        None => Ok((StatusCode::NOT_FOUND, format!("Session id '{id}' not found")).into_response()),
+    }
+}
+
+pub(super) async fn info(State(state): State<AppState>, Path(id): Path<String>, Query(params): Query<Params>) -> Result<Response, ApiError> {
+    let options = read_options(&state, &params)?;
+    let (meta, sessions) = blocking_read(&state, &options, |catalog| {
+        (sessions_index(catalog), catalog.session(&id).map(SessionOut::from).into_iter().collect::<Vec<_>>())
+    })
+    .await?;
+    Ok(json_response(&meta, &sessions, options.pretty))
+}
+
+pub(super) async fn node(State(state): State<AppState>, Path(node): Path<String>, Query(params): Query<Params>) -> Result<Response, ApiError> {
+    let options = read_options(&state, &params)?;
+    let (meta, sessions) = blocking_read(&state, &options, |catalog| {
+        let sessions: Vec<SessionOut> = catalog.sessions().filter(|s| s.node == node).map(SessionOut::from).collect();
+        (sessions_index(catalog), sessions)
+    })
+    .await?;
+    Ok(json_response(&meta, &sessions, options.pretty))
+}
+
+pub(super) async fn list(State(state): State<AppState>, Query(params): Query<Params>) -> Result<Response, ApiError> {
+    let options = read_options(&state, &params)?;
+    let (meta, sessions) = blocking_read(&state, &options, |catalog| {
+        (sessions_index(catalog), catalog.sessions().map(SessionOut::from).collect::<Vec<_>>())
+    })
+    .await?;
+    Ok(json_response(&meta, &sessions, options.pretty))
+}

@@ -1,0 +1,27 @@
+//! cairn: a service-discovery and configuration agent that speaks Consul's HTTP API and DNS.
+//!
+//! Modules in reading order, from the pure core outwards (see ARCHITECTURE.md for the layer
+//! table that says which may use which):
+//! - `catalog`: the replicated state machine and its queries (pure);
+//! - `bexpr`: Consul's `?filter=` expressions (pure);
+//! - `config`: flags and config files into a validated runtime config (pure);
+//! - `store`: RocksDB, and nothing else;
+//! - `raft`: openraft glue: log store, state machine, network;
+//! - `checks`: health-check runners;
+//! - `agent`: the composition root of a running agent;
+//! - `http`: Consul's HTTP API;
+//! - `dns`: Consul's DNS interface;
+//! - `daemon`: listeners, servers and signals around a running agent;
+//! - `cli`: the command line.
+
+pub mod agent;
+pub mod bexpr;
+pub mod catalog;
+pub mod checks;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod dns;
+pub mod http;
+pub mod raft;
+pub mod store;

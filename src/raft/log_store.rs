@@ -1,0 +1,181 @@
+//! The Raft log on RocksDB (`openraft::storage::RaftLogStorage`).
+//!
+//! Invariants kept here, each of which openraft relies on:
+//! - an `append` is acknowledged (`LogFlushed`) only after its one `WriteBatch` is fsynced;
+//! - the vote is durable before `save_vote` returns;
+//! - `purge` records `last_purged` in the same synced batch that deletes the entries.
+//!
+//! Entries are stored as `[LOG_FORMAT_V1] + postcard(Entry)`.
+
+use std::fmt::Debug;
+use std::ops::{Bound, RangeBounds};
+
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
+use openraft::{Entry, LogId, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote};
+
+use crate::raft::{NodeId, TypeConfig};
+use crate::store::Store;
+
+/// Format version of a stored log entry.
+const LOG_FORMAT_V1: u8 = 1;
+const META_VOTE: &str = "vote";
+const META_COMMITTED: &str = "committed";
+const META_LAST_PURGED: &str = "last_purged";
+
+/// The log store. Cheap to clone: openraft hands clones to replication tasks as readers.
+#[derive(Clone)]
+pub struct LogStore {
+    store: Store,
+}
+
+impl LogStore {
+    pub fn new(store: Store) -> LogStore {
+        LogStore { store }
+    }
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    let mut out = vec![LOG_FORMAT_V1];
+    out.extend(postcard::to_allocvec(value).expect("postcard serializes openraft's plain types"));
+    out
+}
+
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, std::io::Error> {
+    match bytes.split_first() {
+        Some((&LOG_FORMAT_V1, body)) => postcard::from_bytes(body).map_err(std::io::Error::other),
+        Some((version, _)) => Err(std::io::Error::other(format!("unknown log format version {version}"))),
+        None => Err(std::io::Error::other("empty log record")),
+    }
+}
+
+/// Runs blocking RocksDB work off the async runtime.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, std::io::Error> + Send + 'static) -> Result<T, std::io::Error> {
+    tokio::task::spawn_blocking(work).await.map_err(std::io::Error::other)?
+}
+
+fn io(error: impl std::error::Error + Send + Sync + 'static) -> std::io::Error {
+    std::io::Error::other(error)
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry<TypeConfig>>, StorageError<NodeId>> {
+        let start = match range.start_bound() {
+            Bound::Included(i) => *i,
+            Bound::Excluded(i) => i.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(i) => i.saturating_add(1),
+            Bound::Excluded(i) => *i,
+            Bound::Unbounded => u64::MAX,
+        };
+        let store = self.store.clone();
+        let read = blocking(move || {
+            let rows = store.log_range(start, end).map_err(io)?;
+            rows.iter().map(|(_, bytes)| decode::<Entry<TypeConfig>>(bytes)).collect()
+        })
+        .await;
+        read.map_err(|e| StorageIOError::read_logs(&e).into())
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<NodeId>> {
+        let store = self.store.clone();
+        let state = blocking(move || {
+            let last_purged: Option<LogId<NodeId>> = match store.raft_meta_get(META_LAST_PURGED).map_err(io)? {
+                Some(bytes) => Some(decode(&bytes)?),
+                None => None,
+            };
+            let last = match store.log_last().map_err(io)? {
+                Some((_, bytes)) => Some(decode::<Entry<TypeConfig>>(&bytes)?.log_id),
+                None => None,
+            };
+            Ok(LogState { last_purged_log_id: last_purged, last_log_id: last.or(last_purged) })
+        })
+        .await;
+        state.map_err(|e| StorageIOError::read_logs(&e).into())
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
+        let store = self.store.clone();
+        let bytes = encode(vote);
+        blocking(move || store.raft_meta_put(META_VOTE, bytes).map_err(io))
+            .await
+            .map_err(|e| StorageIOError::write_vote(&e).into())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
+        let store = self.store.clone();
+        blocking(move || match store.raft_meta_get(META_VOTE).map_err(io)? {
+            Some(bytes) => Ok(Some(decode(&bytes)?)),
+            None => Ok(None),
+        })
+        .await
+        .map_err(|e| StorageIOError::read_vote(&e).into())
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), StorageError<NodeId>> {
+        let store = self.store.clone();
+        let bytes = encode(&committed);
+        blocking(move || store.raft_meta_put(META_COMMITTED, bytes).map_err(io))
+            .await
+            .map_err(|e| StorageIOError::write(&e).into())
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
+        let store = self.store.clone();
+        blocking(move || match store.raft_meta_get(META_COMMITTED).map_err(io)? {
+            Some(bytes) => decode(&bytes),
+            None => Ok(None),
+        })
+        .await
+        .map_err(|e| StorageIOError::read(&e).into())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let rows: Vec<(u64, Vec<u8>)> = entries.into_iter().map(|e| (e.log_id.index, encode(&e))).collect();
+        let store = self.store.clone();
+        // One batch, one fsync, then the acknowledgement: never acknowledge before the sync.
+        let written = blocking(move || store.log_append(rows).map_err(io)).await;
+        match written {
+            Ok(()) => {
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                let message = e.to_string();
+                callback.log_io_completed(Err(std::io::Error::other(message)));
+                Err(StorageIOError::write_logs(&e).into())
+            }
+        }
+    }
+
+    async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        let store = self.store.clone();
+        blocking(move || store.log_truncate_from(log_id.index).map_err(io))
+            .await
+            .map_err(|e| StorageIOError::write_logs(&e).into())
+    }
+
+    async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        let store = self.store.clone();
+        let bytes = encode(&log_id);
+        blocking(move || store.log_purge_upto(log_id.index, META_LAST_PURGED, bytes).map_err(io))
+            .await
+            .map_err(|e| StorageIOError::write_logs(&e).into())
+    }
+}

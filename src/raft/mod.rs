@@ -1,0 +1,343 @@
+//! Raft: the only module that names `openraft`.
+//!
+//! [`RaftServer`] runs one openraft node over the RocksDB log store ([`log_store`]) and state
+//! machine ([`state_machine`]), talking to peers through [`network`]. The rest of the agent sees
+//! three things: `write(command)` (forwarded to the leader when needed), a consistency barrier
+//! for reads, and [`CatalogView`], the in-memory catalog that applied entries update and blocking
+//! queries wait on. A single server is a one-voter cluster on the same code path.
+
+pub mod log_store;
+pub mod network;
+pub mod snapshot;
+pub mod state_machine;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Cursor;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock, RwLockWriteGuard};
+use std::time::{Duration, Instant};
+
+use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::{Config, Raft, ServerState, SnapshotPolicy};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::catalog::{Catalog, ChangeSet, Command, Outcome};
+use crate::store::Store;
+
+pub type NodeId = u64;
+
+/// What the cluster knows about a server: its name and addresses.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerNode {
+    pub name: String,
+    /// `host:port` of the server port (Raft RPC).
+    pub raft_addr: String,
+    /// `host:port` of the HTTP API.
+    pub http_addr: String,
+}
+
+openraft::declare_raft_types!(
+    /// openraft type configuration for cairn.
+    pub TypeConfig:
+        D = Command,
+        R = Outcome,
+        NodeId = NodeId,
+        Node = ServerNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+/// The in-memory catalog, derived from what the state machine applied.
+pub struct CatalogView {
+    /// The catalog itself. Held for writing only while `apply` mutates it (microseconds);
+    /// readers take short read locks and never await while holding one.
+    catalog: RwLock<Catalog>,
+    /// The last applied Raft index, published after each applied batch. Blocking queries
+    /// subscribe to it and re-run their query when it moves.
+    applied: watch::Sender<u64>,
+}
+
+impl CatalogView {
+    pub fn new() -> Arc<CatalogView> {
+        let (applied, _) = watch::channel(0);
+        Arc::new(CatalogView { catalog: RwLock::new(Catalog::new()), applied })
+    }
+
+    /// Runs `read` against the current catalog.
+    pub fn read<T>(&self, read: impl FnOnce(&Catalog) -> T) -> T {
+        let catalog = self.catalog.read().expect("catalog lock poisoned by a panic in apply");
+        read(&catalog)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Catalog> {
+        self.catalog.write().expect("catalog lock poisoned by a panic in apply")
+    }
+
+    fn replace(&self, catalog: Catalog, applied: u64) {
+        *self.write() = catalog;
+        self.applied.send_replace(applied);
+    }
+
+    fn publish_applied(&self, index: u64, _changes: &ChangeSet) {
+        self.applied.send_replace(index);
+    }
+
+    pub fn applied_index(&self) -> u64 {
+        *self.applied.borrow()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.applied.subscribe()
+    }
+}
+
+/// Timing and compaction settings, from the agent's runtime config.
+#[derive(Clone, Debug)]
+pub struct RaftSettings {
+    pub node_id: NodeId,
+    pub node: ServerNode,
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    pub snapshot_threshold_entries: u64,
+    pub trailing_logs_entries: u64,
+    /// How long a write waits for a leader before failing (Consul's `rpc_hold_timeout`).
+    pub leader_wait_ms_max: u64,
+    pub snapshot_dir: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RaftStartError {
+    #[error("invalid raft settings: {0}")]
+    Config(String),
+    #[error("cannot open the state machine: {0}")]
+    StateMachine(std::io::Error),
+    #[error("raft failed to start: {0}")]
+    Fatal(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// Consul's exact message, which clients match on.
+    #[error("No cluster leader")]
+    NoLeader,
+    #[error("raft is shutting down")]
+    ShuttingDown,
+    #[error("forwarding to the leader failed: {0}")]
+    Forward(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("No cluster leader")]
+    NoLeader,
+    #[error("raft is shutting down")]
+    ShuttingDown,
+}
+
+/// A snapshot of this server's Raft state, for status endpoints and the dashboard.
+#[derive(Clone, Debug)]
+pub struct RaftStatus {
+    pub node_id: NodeId,
+    pub state: &'static str,
+    pub term: u64,
+    pub leader: Option<(NodeId, ServerNode)>,
+    pub last_log_index: u64,
+    pub applied_index: u64,
+    pub millis_since_quorum_ack: Option<u64>,
+    pub voters: BTreeMap<NodeId, ServerNode>,
+    pub learners: BTreeMap<NodeId, ServerNode>,
+}
+
+/// One running Raft server.
+pub struct RaftServer {
+    raft: Raft<TypeConfig>,
+    settings: RaftSettings,
+    view: Arc<CatalogView>,
+    /// Pooled HTTP client for forwarding writes to the leader.
+    client: reqwest::Client,
+}
+
+impl RaftServer {
+    pub async fn start(settings: RaftSettings, store: Store, view: Arc<CatalogView>) -> Result<Arc<RaftServer>, RaftStartError> {
+        let config = Config {
+            cluster_name: "cairn".to_string(),
+            heartbeat_interval: settings.heartbeat_interval_ms,
+            election_timeout_min: settings.election_timeout_min_ms,
+            election_timeout_max: settings.election_timeout_max_ms,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_threshold_entries),
+            max_in_snapshot_log_to_keep: settings.trailing_logs_entries,
+            install_snapshot_timeout: 10_000,
+            ..Config::default()
+        }
+        .validate()
+        .map_err(|e| RaftStartError::Config(e.to_string()))?;
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build()
+            .map_err(|e| RaftStartError::Config(e.to_string()))?;
+        let state_machine = state_machine::StateMachine::open(store.clone(), view.clone(), settings.snapshot_dir.clone())
+            .map_err(RaftStartError::StateMachine)?;
+        let raft = Raft::new(
+            settings.node_id,
+            Arc::new(config),
+            network::Network::new(client.clone()),
+            log_store::LogStore::new(store),
+            state_machine,
+        )
+        .await
+        .map_err(|e| RaftStartError::Fatal(e.to_string()))?;
+        Ok(Arc::new(RaftServer { raft, settings, view, client }))
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.settings.node_id
+    }
+
+    pub fn view(&self) -> &Arc<CatalogView> {
+        &self.view
+    }
+
+    /// Makes this server the only voter of a new cluster. A no-op on an initialized server,
+    /// so it is safe on every start (`-bootstrap`, `-dev`).
+    pub async fn bootstrap_single(&self) -> Result<(), RaftStartError> {
+        let members = BTreeMap::from([(self.settings.node_id, self.settings.node.clone())]);
+        match self.raft.initialize(members).await {
+            Ok(()) => Ok(()),
+            Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
+            Err(e) => Err(RaftStartError::Fatal(e.to_string())),
+        }
+    }
+
+    /// Commits `command`, forwarding it to the leader if this server is not the leader, and
+    /// returns the index it was applied at and its outcome.
+    pub async fn write(&self, command: Command) -> Result<(u64, Outcome), WriteError> {
+        let deadline = Instant::now() + Duration::from_millis(self.settings.leader_wait_ms_max);
+        loop {
+            match self.raft.client_write(command.clone()).await {
+                Ok(response) => return Ok((response.log_id.index, response.data)),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
+                    if let Some(leader) = forward.leader_node {
+                        return self.forward(&leader, &command).await;
+                    }
+                }
+                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+                    return Err(WriteError::Forward(e.to_string()));
+                }
+                Err(RaftError::Fatal(_)) => return Err(WriteError::ShuttingDown),
+            }
+            if !self.wait_for_leader(deadline).await {
+                return Err(WriteError::NoLeader);
+            }
+        }
+    }
+
+    /// A write received from a follower: commit it only if we lead, never forward again.
+    async fn write_local(&self, command: Command) -> Result<(u64, Outcome), WriteError> {
+        match self.raft.client_write(command).await {
+            Ok(response) => Ok((response.log_id.index, response.data)),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(WriteError::NoLeader),
+            Err(RaftError::APIError(e)) => Err(WriteError::Forward(e.to_string())),
+            Err(RaftError::Fatal(_)) => Err(WriteError::ShuttingDown),
+        }
+    }
+
+    async fn forward(&self, leader: &ServerNode, command: &Command) -> Result<(u64, Outcome), WriteError> {
+        let response = self
+            .client
+            .post(format!("http://{}/raft/forward", leader.raft_addr))
+            .timeout(Duration::from_millis(self.settings.leader_wait_ms_max))
+            .body(network::encode(command))
+            .send()
+            .await
+            .map_err(|e| WriteError::Forward(e.to_string()))?;
+        let bytes = response.bytes().await.map_err(|e| WriteError::Forward(e.to_string()))?;
+        let result: Result<(u64, Outcome), String> =
+            network::decode(&bytes).map_err(|e| WriteError::Forward(e.to_string()))?;
+        let (index, outcome) = result.map_err(WriteError::Forward)?;
+        // Read-your-writes on this server: wait until the write is applied locally too.
+        let mut applied = self.view.subscribe();
+        let _ = tokio::time::timeout(
+            Duration::from_millis(self.settings.leader_wait_ms_max),
+            applied.wait_for(|a| *a >= index),
+        )
+        .await;
+        Ok((index, outcome))
+    }
+
+    /// Waits until some server is known as leader, or the deadline passes.
+    async fn wait_for_leader(&self, deadline: Instant) -> bool {
+        let mut metrics = self.raft.metrics();
+        let wait = metrics.wait_for(|m| m.current_leader.is_some());
+        match tokio::time::timeout_at(deadline.into(), wait).await {
+            Ok(Ok(_)) => Instant::now() < deadline,
+            _ => false,
+        }
+    }
+
+    /// Consul's `consistent` mode: confirms leadership with a quorum (ReadIndex) and waits
+    /// until the local state machine has applied up to the read index.
+    pub async fn linearizable_barrier(&self) -> Result<(), ReadError> {
+        match self.raft.ensure_linearizable().await {
+            Ok(_) => Ok(()),
+            Err(RaftError::Fatal(_)) => Err(ReadError::ShuttingDown),
+            Err(RaftError::APIError(_)) => Err(ReadError::NoLeader),
+        }
+    }
+
+    /// This server's view of the cluster.
+    pub fn status(&self) -> RaftStatus {
+        let metrics = self.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        let voter_ids: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let mut voters = BTreeMap::new();
+        let mut learners = BTreeMap::new();
+        for (id, node) in membership.nodes() {
+            if voter_ids.contains(id) {
+                voters.insert(*id, node.clone());
+            } else {
+                learners.insert(*id, node.clone());
+            }
+        }
+        let leader = metrics.current_leader.and_then(|id| membership.get_node(&id).map(|n| (id, n.clone())));
+        RaftStatus {
+            node_id: metrics.id,
+            state: match metrics.state {
+                ServerState::Leader => "leader",
+                ServerState::Follower => "follower",
+                ServerState::Candidate => "candidate",
+                ServerState::Learner => "learner",
+                ServerState::Shutdown => "shutdown",
+            },
+            term: metrics.current_term,
+            leader,
+            last_log_index: metrics.last_log_index.unwrap_or(0),
+            applied_index: metrics.last_applied.map_or(0, |l| l.index),
+            millis_since_quorum_ack: metrics.millis_since_quorum_ack,
+            voters,
+            learners,
+        }
+    }
+
+    /// Waits until this server is leader, up to `timeout`.
+    pub async fn wait_until_leader(&self, timeout: Duration) -> bool {
+        let id = self.settings.node_id;
+        let mut metrics = self.raft.metrics();
+        let wait = metrics.wait_for(|m| m.current_leader == Some(id) && m.state == ServerState::Leader);
+        matches!(tokio::time::timeout(timeout, wait).await, Ok(Ok(_)))
+    }
+
+    /// A receiver that changes whenever the leader changes, for logging elections.
+    pub fn leader_changes(&self) -> watch::Receiver<openraft::RaftMetrics<NodeId, ServerNode>> {
+        self.raft.metrics()
+    }
+
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown");
+        }
+    }
+}

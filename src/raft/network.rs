@@ -1,0 +1,180 @@
+//! Server-to-server transport for Raft: axum routes on the server port and a reqwest client.
+//!
+//! Every body is `[RPC_FORMAT_V1] + postcard(...)`. Requests carry the openraft RPC; responses
+//! carry `Result<Response, RaftError>` so a remote Raft error comes back typed. Timeouts come
+//! from openraft's `RPCOption::hard_ttl`, and the body limit is larger than a snapshot chunk.
+//!
+//! The same port also carries write forwarding: a follower that receives a write posts the
+//! encoded command to the leader's `/raft/forward` and relays the outcome.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::catalog::Command;
+use crate::raft::{NodeId, RaftServer, ServerNode, TypeConfig};
+
+const RPC_FORMAT_V1: u8 = 1;
+/// openraft's snapshot chunks are 3 MiB by default; leave room for the envelope and entries.
+pub const RAFT_RPC_BODY_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut out = vec![RPC_FORMAT_V1];
+    out.extend(postcard::to_allocvec(value).expect("postcard serializes raft messages"));
+    out
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, std::io::Error> {
+    match bytes.split_first() {
+        Some((&RPC_FORMAT_V1, body)) => postcard::from_bytes(body).map_err(std::io::Error::other),
+        Some((version, _)) => Err(std::io::Error::other(format!("unknown rpc format version {version}"))),
+        None => Err(std::io::Error::other("empty rpc body")),
+    }
+}
+
+/// Creates one [`PeerClient`] per target server, sharing a connection pool.
+#[derive(Clone)]
+pub struct Network {
+    client: reqwest::Client,
+}
+
+impl Network {
+    pub fn new(client: reqwest::Client) -> Network {
+        Network { client }
+    }
+}
+
+pub struct PeerClient {
+    client: reqwest::Client,
+    target: NodeId,
+    base_url: String,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &ServerNode) -> PeerClient {
+        PeerClient { client: self.client.clone(), target, base_url: format!("http://{}", node.raft_addr) }
+    }
+}
+
+impl PeerClient {
+    async fn call<Req, Resp, E>(&self, path: &str, request: &Req, option: &RPCOption) -> Result<Resp, RPCError<NodeId, ServerNode, E>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base_url))
+            .timeout(option.hard_ttl())
+            .body(encode(request))
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_connect() {
+                    RPCError::Unreachable(Unreachable::new(&e))
+                } else {
+                    RPCError::Network(NetworkError::new(&e))
+                }
+            })?;
+        if !response.status().is_success() {
+            let status = response.status();
+            return Err(RPCError::Network(NetworkError::new(&std::io::Error::other(format!("peer answered {status}")))));
+        }
+        let bytes = response.bytes().await.map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let result: Result<Resp, E> = decode(&bytes).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        request: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, ServerNode, RaftError<NodeId>>> {
+        self.call("/raft/append", &request, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        request: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, ServerNode, RaftError<NodeId, InstallSnapshotError>>> {
+        self.call("/raft/snapshot", &request, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        request: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, ServerNode, RaftError<NodeId>>> {
+        self.call("/raft/vote", &request, &option).await
+    }
+}
+
+/// The routes served on the server port.
+pub fn router(server: Arc<RaftServer>) -> Router {
+    Router::new()
+        .route("/raft/append", post(append))
+        .route("/raft/vote", post(vote))
+        .route("/raft/snapshot", post(snapshot))
+        .route("/raft/forward", post(forward))
+        .layer(DefaultBodyLimit::max(RAFT_RPC_BODY_BYTES_MAX))
+        .with_state(server)
+}
+
+fn reply<T: Serialize>(value: &T) -> Response {
+    (StatusCode::OK, encode(value)).into_response()
+}
+
+fn bad_request(error: std::io::Error) -> Response {
+    (StatusCode::BAD_REQUEST, error.to_string()).into_response()
+}
+
+async fn append(State(server): State<Arc<RaftServer>>, body: Bytes) -> Response {
+    match decode::<AppendEntriesRequest<TypeConfig>>(&body) {
+        Ok(request) => reply(&server.raft.append_entries(request).await),
+        Err(e) => bad_request(e),
+    }
+}
+
+async fn vote(State(server): State<Arc<RaftServer>>, body: Bytes) -> Response {
+    match decode::<VoteRequest<NodeId>>(&body) {
+        Ok(request) => reply(&server.raft.vote(request).await),
+        Err(e) => bad_request(e),
+    }
+}
+
+async fn snapshot(State(server): State<Arc<RaftServer>>, body: Bytes) -> Response {
+    match decode::<InstallSnapshotRequest<TypeConfig>>(&body) {
+        Ok(request) => reply(&server.raft.install_snapshot(request).await),
+        Err(e) => bad_request(e),
+    }
+}
+
+/// A write forwarded by a follower: applied here if we lead, else refused with the reason.
+async fn forward(State(server): State<Arc<RaftServer>>, body: Bytes) -> Response {
+    match decode::<Command>(&body) {
+        Ok(command) => {
+            let result = server.write_local(command).await.map_err(|e| e.to_string());
+            reply(&result)
+        }
+        Err(e) => bad_request(e),
+    }
+}

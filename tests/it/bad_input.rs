@@ -1,0 +1,44 @@
+//! Bad input gets the right 4xx, and the agent keeps serving afterwards.
+
+use crate::util::TestAgent;
+
+#[tokio::test]
+async fn bad_input_gets_4xx_and_agent_keeps_serving() {
+    let agent = TestAgent::start().await;
+    let cases: Vec<(reqwest::Response, u16, &str)> = vec![
+        (agent.put("/v1/agent/service/register", "{not json").await, 400, "malformed JSON"),
+        (agent.put("/v1/agent/service/register", r#"{"Name": 42}"#).await, 400, "Name of the wrong type"),
+        (agent.put("/v1/agent/service/register", r#"{"Name": "x", "Port": "eighty"}"#).await, 400, "Port of the wrong type"),
+        (agent.put("/v1/agent/service/register", r#"{"Name": "x", "Port": 70000}"#).await, 400, "Port out of range"),
+        (agent.put("/v1/agent/service/register", r#"{"Name": "x", "Check": {"HTTP": "http://x"}}"#).await, 400, "HTTP check without interval"),
+        (agent.put("/v1/kv/big", vec![b'x'; 512 * 1024 + 1]).await, 413, "value over 512 KiB"),
+        (agent.get("/v1/kv/x?index=abc").await, 400, "invalid index"),
+        (agent.get("/v1/kv/x?index=-1").await, 400, "negative index"),
+        (agent.get("/v1/kv/x?index=1&wait=forever").await, 400, "absurd wait"),
+        (agent.get("/v1/kv/x?index=1&wait=-5s").await, 400, "negative wait"),
+        (agent.put("/v1/kv/bad%0akey", "v").await, 400, "key containing %0a"),
+        (agent.get("/v1/kv/bad%0akey").await, 400, "key containing %0a on read"),
+        (agent.get("/v1/kv/x?stale&consistent").await, 400, "stale and consistent"),
+        (agent.get("/v1/catalog/nodes?filter=not%20a%20valid%20expression((").await, 400, "bad filter"),
+        (agent.put("/v1/kv/x?flags=abc", "v").await, 400, "bad flags"),
+        (agent.put("/v1/kv/x?cas=abc", "v").await, 400, "bad cas"),
+        (agent.put("/v1/agent/check/pass/no-such-check", "").await, 404, "unknown check"),
+        (agent.put("/v1/agent/service/deregister/no-such-service", "").await, 404, "unknown service"),
+        (agent.client.post(agent.url("/v1/kv/x")).send().await.unwrap(), 405, "wrong method"),
+        (agent.get("/v1/no/such/endpoint").await, 404, "unknown endpoint"),
+        (agent.get("/v1/health/state/sideways").await, 400, "bad health state"),
+    ];
+    for (response, expected, what) in cases {
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap_or_default();
+        assert_eq!(status, expected, "{what}: got {status} {body}");
+        assert!(!body.contains('\n'), "{what}: error is one line: {body:?}");
+    }
+    // An absurdly long wait is clamped, not an error: it returns 200 at once (no index).
+    assert_eq!(agent.get("/v1/kv/x?wait=87600h").await.status(), 404);
+    // Nothing was lost and the agent still serves.
+    assert_eq!(agent.get("/v1/kv/big").await.status(), 404, "the oversized value was not stored");
+    assert_eq!(agent.put("/v1/kv/ok", "fine").await.status(), 200);
+    assert_eq!(agent.get("/v1/kv/ok?raw").await.text().await.unwrap(), "fine");
+    assert!(agent.get("/v1/status/leader").await.status().is_success());
+}

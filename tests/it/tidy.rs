@@ -1,0 +1,84 @@
+//! Tidy checks on the source tree itself: every file documents itself, stays a readable size,
+//! and modules only use the modules the layer table in ARCHITECTURE.md allows.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Largest source file we accept (lines); the style target is about 500.
+const SOURCE_FILE_LINES_MAX: usize = 700;
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("read source dir") {
+        let path = entry.expect("dir entry").path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+fn sources() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    files
+}
+
+#[test]
+fn every_source_file_starts_with_a_module_doc_and_stays_small() {
+    for file in sources() {
+        let text = std::fs::read_to_string(&file).expect("read source");
+        assert!(text.starts_with("//!"), "{} must start with a //! doc comment", file.display());
+        let lines = text.lines().count();
+        assert!(lines <= SOURCE_FILE_LINES_MAX, "{} has {lines} lines (max {SOURCE_FILE_LINES_MAX})", file.display());
+    }
+}
+
+/// The layer table: which top-level modules each module may `use crate::` from.
+fn layer_table() -> BTreeMap<&'static str, &'static [&'static str]> {
+    BTreeMap::from([
+        ("catalog", &[][..]),
+        ("bexpr", &[][..]),
+        ("config", &[][..]),
+        ("store", &[][..]),
+        ("checks", &[][..]),
+        ("dns", &[][..]),
+        ("raft", &["catalog", "store"][..]),
+        ("agent", &["catalog", "raft", "checks", "store", "config"][..]),
+        ("http", &["agent", "catalog", "bexpr", "config", "checks", "raft"][..]),
+        ("daemon", &["agent", "http", "dns", "raft", "catalog", "config"][..]),
+        ("cli", &["config", "daemon"][..]),
+    ])
+}
+
+#[test]
+fn modules_only_use_what_the_layer_table_allows() {
+    let table = layer_table();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    for file in sources() {
+        let relative = file.strip_prefix(&src).expect("under src");
+        let module = relative.components().next().and_then(|c| c.as_os_str().to_str()).unwrap_or("").trim_end_matches(".rs");
+        let Some(allowed) = table.get(module) else { continue };
+        let text = std::fs::read_to_string(&file).expect("read source");
+        for (number, line) in text.lines().enumerate() {
+            let mut rest = line;
+            while let Some(at) = rest.find("crate::") {
+                let after = &rest[at + "crate::".len()..];
+                let used: String = after.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                if !used.is_empty() && used != module && !allowed.contains(&used.as_str()) {
+                    panic!("{}:{}: `{module}` may not use `crate::{used}` (see the layer table in ARCHITECTURE.md)", file.display(), number + 1);
+                }
+                rest = &after[used.len()..];
+            }
+        }
+    }
+}
+
+#[test]
+fn agent_toml_sample_parses() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("agent.toml");
+    let args = vec![format!("-config-file={}", path.display()), "-dev".to_string()];
+    let loaded = cairn::config::load(&args).expect("agent.toml parses");
+    assert!(loaded.warnings.is_empty(), "agent.toml has unknown keys: {:?}", loaded.warnings);
+}

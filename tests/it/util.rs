@@ -1,0 +1,210 @@
+//! Test harness: [`TestAgent`] runs the built binary as a `-dev` server on free loopback ports,
+//! waits until it leads, and can be killed with SIGKILL and restarted on the same data dir.
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hickory_server::proto::op::{Message, Query};
+use hickory_server::proto::rr::{Name, RecordType};
+
+/// How long an agent may take to start and elect itself.
+const START_TIMEOUT_MS: u64 = 15_000;
+
+/// A TCP port that is free for both TCP and UDP on 127.0.0.1 right now.
+pub(crate) fn free_port() -> u16 {
+    loop {
+        let tcp = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+        let port = tcp.local_addr().expect("local addr").port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+pub(crate) struct TestAgent {
+    child: Option<Child>,
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) http_port: u16,
+    pub(crate) dns_port: u16,
+    pub(crate) server_port: u16,
+    extra_args: Vec<String>,
+    pub(crate) client: reqwest::Client,
+}
+
+impl TestAgent {
+    pub(crate) async fn start() -> TestAgent {
+        TestAgent::start_with(&[]).await
+    }
+
+    pub(crate) async fn start_with(extra_args: &[&str]) -> TestAgent {
+        let mut agent = TestAgent {
+            child: None,
+            dir: tempfile::tempdir().expect("temp dir"),
+            http_port: free_port(),
+            dns_port: free_port(),
+            server_port: free_port(),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("http client"),
+        };
+        agent.spawn().await;
+        agent
+    }
+
+    pub(crate) fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub(crate) fn log_path(&self) -> PathBuf {
+        self.dir.path().join("agent.log")
+    }
+
+    pub(crate) fn args(&self) -> Vec<String> {
+        let mut args = vec![
+            "agent".to_string(),
+            "-dev".to_string(),
+            "-node=test-node".to_string(),
+            format!("-data-dir={}", self.data_dir().display()),
+            format!("-http-port={}", self.http_port),
+            format!("-dns-port={}", self.dns_port),
+            format!("-server-port={}", self.server_port),
+            format!("-serf-lan-port={}", free_port()),
+        ];
+        args.extend(self.extra_args.iter().cloned());
+        args
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .args(self.args())
+            .stdout(Stdio::from(log.try_clone().expect("clone log handle")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start cairn");
+        self.child = Some(child);
+        self.wait_ready().await;
+    }
+
+    /// Waits until the agent answers, leads, and has registered itself in the catalog.
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_millis(START_TIMEOUT_MS);
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("agent exited early with {status}; log:\n{}", self.log());
+            }
+            let ready = async {
+                let leader = self.client.get(self.url("/v1/status/leader")).send().await.ok()?.text().await.ok()?;
+                let nodes: serde_json::Value = self.client.get(self.url("/v1/health/node/test-node")).send().await.ok()?.json().await.ok()?;
+                let serf_passing = nodes.as_array()?.iter().any(|c| c["CheckID"] == "serfHealth" && c["Status"] == "passing");
+                Some(leader.len() > 2 && serf_passing)
+            };
+            if ready.await == Some(true) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "agent did not become ready; log:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.http_port)
+    }
+
+    pub(crate) fn http_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.http_port)
+    }
+
+    pub(crate) fn dns_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.dns_port))
+    }
+
+    /// SIGKILL, no chance to flush anything.
+    pub(crate) fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("kill -9 the agent");
+            child.wait().expect("reap the agent");
+        }
+    }
+
+    pub(crate) async fn restart(&mut self) {
+        self.kill9();
+        self.spawn().await;
+    }
+
+    pub(crate) async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.expect("GET")
+    }
+
+    pub(crate) async fn get_json(&self, path: &str) -> serde_json::Value {
+        let response = self.get(path).await;
+        assert!(response.status().is_success(), "GET {path} -> {}", response.status());
+        response.json().await.expect("JSON body")
+    }
+
+    pub(crate) async fn put(&self, path: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.client.put(self.url(path)).body(body).send().await.expect("PUT")
+    }
+
+    pub(crate) async fn delete(&self, path: &str) -> reqwest::Response {
+        self.client.delete(self.url(path)).send().await.expect("DELETE")
+    }
+
+    /// Runs the CLI against this agent; returns (exit code, stdout, stderr).
+    pub(crate) fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let output = Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .args(args)
+            .env("CONSUL_HTTP_ADDR", self.http_addr())
+            .env_remove("CAIRN_HTTP_ADDR")
+            .output()
+            .expect("run the cli");
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+}
+
+impl Drop for TestAgent {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Sends one DNS query over UDP and returns the parsed reply.
+pub(crate) async fn dns_query(server: SocketAddr, name: &str, record_type: RecordType) -> Message {
+    let mut message = Message::query();
+    message.metadata.id = rand::random();
+    message.add_query(Query::query(Name::from_ascii(name).expect("query name"), record_type));
+    let bytes = message.to_vec().expect("encode query");
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind udp");
+    socket.send_to(&bytes, server).await.expect("send query");
+    let mut buffer = vec![0u8; 4096];
+    let (len, _) = tokio::time::timeout(Duration::from_secs(5), socket.recv_from(&mut buffer))
+        .await
+        .expect("dns reply within 5 s")
+        .expect("recv");
+    Message::from_vec(&buffer[..len]).expect("parse reply")
+}
+
+/// Polls `check` every 50 ms until it returns true or `timeout_ms` passes.
+pub(crate) async fn eventually(timeout_ms: u64, mut check: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_millis(timeout_ms);
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
