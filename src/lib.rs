@@ -12,6 +12,7 @@
 //! - `http`: Consul's HTTP API;
 //! - `dns`: Consul's DNS interface;
 //! - `daemon`: listeners, servers and signals around a running agent;
+//! - `ui`: the embedded web dashboard;
 //! - `cli`: the command line.
 
 pub mod agent;
@@ -25,3 +26,4 @@ pub mod dns;
 pub mod http;
 pub mod raft;
 pub mod store;
+pub mod ui;

@@ -163,7 +163,8 @@ impl Agent {
         {
             let mut local = self.local.lock().expect("local state lock poisoned");
             if !service_id.is_empty() && !local.services.contains_key(service_id) {
-                return Err(AgentError::Invalid(format!("ServiceID {service_id:?} does not exist")));
+                // Consul 1.12+ answers an unknown ServiceID with 404.
+                return Err(AgentError::NotFound(format!("ServiceID {service_id:?} does not exist")));
             }
             let id = &check.registration.check_id;
             if !local.checks.contains_key(id) && local.checks.len() >= LOCAL_CHECKS_MAX {

@@ -66,11 +66,54 @@ pub fn apply(catalog: &mut Catalog, index: u64, command: &Command, changes: &mut
             }
             Outcome::Done
         }
+        Command::ConfigSet { kind, name, body_json, cas_index } => {
+            config_set(catalog, index, kind, name, body_json, *cas_index, changes)
+        }
+        Command::ConfigDelete { kind, name, cas_index } => {
+            let key = (kind.clone(), name.clone());
+            match (cas_index, catalog.config_entries.get(&key)) {
+                (Some(cas), Some(entry)) if entry.modify_index != *cas => return_bool(false),
+                (Some(_), None) => return_bool(false),
+                (_, None) => return_bool(true),
+                (_, Some(_)) => {
+                    catalog.config_entries.remove(&key);
+                    catalog.indexes.config_entries = index;
+                    changes.touch(RowKey::ConfigEntry(key.0, key.1));
+                    return_bool(true)
+                }
+            }
+        }
     };
     if !changes.is_empty() {
         changes.touch(RowKey::Indexes);
     }
     outcome
+}
+
+fn return_bool(ok: bool) -> Outcome {
+    Outcome::Bool(ok)
+}
+
+fn config_set(catalog: &mut Catalog, index: u64, kind: &str, name: &str, body_json: &str, cas_index: Option<u64>, changes: &mut ChangeSet) -> Outcome {
+    let key = (kind.to_string(), name.to_string());
+    let existing = catalog.config_entries.get(&key);
+    match (cas_index, existing) {
+        (Some(0), Some(_)) => return Outcome::Bool(false),
+        (Some(cas), Some(entry)) if cas != 0 && entry.modify_index != cas => return Outcome::Bool(false),
+        (Some(cas), None) if cas != 0 => return Outcome::Bool(false),
+        _ => {}
+    }
+    let entry = crate::catalog::model::ConfigEntry {
+        kind: kind.to_string(),
+        name: name.to_string(),
+        body_json: body_json.to_string(),
+        create_index: existing.map_or(index, |e| e.create_index),
+        modify_index: index,
+    };
+    catalog.config_entries.insert(key.clone(), entry);
+    catalog.indexes.config_entries = index;
+    changes.touch(RowKey::ConfigEntry(key.0, key.1));
+    Outcome::Bool(true)
 }
 
 fn register(catalog: &mut Catalog, index: u64, registration: &Registration, changes: &mut ChangeSet) -> Outcome {

@@ -92,6 +92,11 @@ pub(crate) fn encode_row_key(row: &RowKey) -> Vec<u8> {
             part(&mut key, id);
         }
         RowKey::Indexes => key.push(b'i'),
+        RowKey::ConfigEntry(kind, name) => {
+            key.push(b'e');
+            part(&mut key, kind);
+            part(&mut key, name);
+        }
     }
     key
 }
@@ -118,6 +123,7 @@ pub(crate) fn decode_row_key(bytes: &[u8]) -> Result<RowKey, CodecError> {
         b'k' => RowKey::Kv(next()?),
         b'x' => RowKey::Session(next()?),
         b'i' => RowKey::Indexes,
+        b'e' => RowKey::ConfigEntry(next()?, next()?),
         _ => return Err(CodecError::BadRowKey),
     };
     if !rest.is_empty() {

@@ -41,6 +41,10 @@ pub enum Command {
     SessionCreate(SessionRequest),
     /// Destroy a session, releasing or deleting its locks per its behavior.
     SessionDestroy { session: String, now_ms: u64 },
+    /// Create or replace a config entry, optionally guarded by a check-and-set index.
+    ConfigSet { kind: String, name: String, body_json: String, cas_index: Option<u64> },
+    /// Delete a config entry, optionally guarded by a check-and-set index.
+    ConfigDelete { kind: String, name: String, cas_index: Option<u64> },
 }
 
 /// A node, optionally with one service and checks, as submitted for registration.

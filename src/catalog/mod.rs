@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 pub use apply::{Outcome, apply};
 pub use command::Command;
 
-use crate::catalog::model::{Check, KvEntry, Node, Service, Session, TableIndexes};
+use crate::catalog::model::{Check, ConfigEntry, KvEntry, Node, Service, Session, TableIndexes};
 
 /// The whole replicated state held in memory. Rows are keyed so that iteration order is
 /// deterministic (`BTreeMap`), which keeps snapshots and digests byte-identical across servers.
@@ -37,6 +37,8 @@ pub struct Catalog {
     checks: BTreeMap<(String, String), Check>,
     kv: BTreeMap<String, KvEntry>,
     sessions: BTreeMap<String, Session>,
+    /// Keyed by (kind, name).
+    config_entries: BTreeMap<(String, String), ConfigEntry>,
     indexes: TableIndexes,
 }
 
@@ -49,12 +51,13 @@ pub enum RowKey {
     Kv(String),
     Session(String),
     Indexes,
+    ConfigEntry(String, String),
 }
 
-/// The rows one `apply` touched, in first-touch order without duplicates.
+/// The rows one `apply` touched, without duplicates.
 #[derive(Clone, Debug, Default)]
 pub struct ChangeSet {
-    rows: Vec<RowKey>,
+    rows: std::collections::BTreeSet<RowKey>,
 }
 
 impl ChangeSet {
@@ -63,13 +66,11 @@ impl ChangeSet {
     }
 
     fn touch(&mut self, row: RowKey) {
-        if !self.rows.contains(&row) {
-            self.rows.push(row);
-        }
+        self.rows.insert(row);
     }
 
-    pub fn rows(&self) -> &[RowKey] {
-        &self.rows
+    pub fn rows(&self) -> impl Iterator<Item = &RowKey> {
+        self.rows.iter()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -105,6 +106,9 @@ impl Catalog {
             RowKey::Kv(key) => codec::encode_row_value(self.kv.get(key)?),
             RowKey::Session(id) => codec::encode_row_value(self.sessions.get(id)?),
             RowKey::Indexes => codec::encode_row_value(&self.indexes),
+            RowKey::ConfigEntry(kind, name) => {
+                codec::encode_row_value(self.config_entries.get(&(kind.clone(), name.clone()))?)
+            }
         };
         Some((key, value))
     }
@@ -124,6 +128,7 @@ impl Catalog {
         rows.extend(self.checks.keys().map(|(n, c)| RowKey::Check(n.clone(), c.clone())));
         rows.extend(self.kv.keys().map(|k| RowKey::Kv(k.clone())));
         rows.extend(self.sessions.keys().map(|s| RowKey::Session(s.clone())));
+        rows.extend(self.config_entries.keys().map(|(k, n)| RowKey::ConfigEntry(k.clone(), n.clone())));
         rows.push(RowKey::Indexes);
         rows
     }
@@ -147,6 +152,9 @@ impl Catalog {
                 self.sessions.insert(id, codec::decode_row_value(value)?);
             }
             RowKey::Indexes => self.indexes = codec::decode_row_value(value)?,
+            RowKey::ConfigEntry(kind, name) => {
+                self.config_entries.insert((kind, name), codec::decode_row_value(value)?);
+            }
         }
         Ok(())
     }

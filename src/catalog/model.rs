@@ -168,4 +168,17 @@ pub struct TableIndexes {
     pub checks: u64,
     pub kv: u64,
     pub sessions: u64,
+    pub config_entries: u64,
+}
+
+/// A configuration entry (`/v1/config`): a JSON document keyed by kind and name. The catalog
+/// stores it without interpreting it, except where a query needs a field (ingress gateways).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigEntry {
+    pub kind: String,
+    pub name: String,
+    /// The entry's JSON text, without `Kind`, `Name` and the indexes.
+    pub body_json: String,
+    pub create_index: u64,
+    pub modify_index: u64,
 }

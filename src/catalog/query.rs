@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::catalog::Catalog;
-use crate::catalog::model::{Check, HealthStatus, KvEntry, Node, Service, Session};
+use crate::catalog::model::{Check, ConfigEntry, HealthStatus, KvEntry, Node, Service, Session};
 
 /// A service instance with its node and every check that affects it: the node-level checks
 /// (such as `serfHealth`) first, then the service's own.
@@ -141,5 +141,14 @@ impl Catalog {
 
     pub fn sessions(&self) -> impl Iterator<Item = &Session> {
         self.sessions.values()
+    }
+
+    pub fn config_entry(&self, kind: &str, name: &str) -> Option<&ConfigEntry> {
+        self.config_entries.get(&(kind.to_string(), name.to_string()))
+    }
+
+    /// Every config entry of `kind`, by name.
+    pub fn config_entries_of(&self, kind: &str) -> Vec<&ConfigEntry> {
+        self.config_entries.values().filter(|e| e.kind == kind).collect()
     }
 }

@@ -284,12 +284,55 @@ pub(super) async fn register_service(State(state): State<AppState>, Query(params
     let fields = Fields::parse(&body)?;
     let (registration, checks) = decode::service_definition(&fields)?;
     let replace = params.get("replace-existing-checks").is_some_and(|v| v.is_empty() || v == "true");
+    let sidecar = sidecar_registration(&state, &fields, &registration)?;
     state.agent.register_service(registration, checks, replace).await?;
+    if let Some(sidecar) = sidecar {
+        state.agent.register_service(sidecar, Vec::new(), replace).await?;
+    }
     Ok(StatusCode::OK)
+}
+
+/// First port of Consul's sidecar range (`sidecar_min_port`..=`sidecar_max_port`).
+const SIDECAR_PORT_MIN: u16 = 21000;
+const SIDECAR_PORT_MAX: u16 = 21255;
+
+/// `Connect.SidecarService`: Consul registers a companion `connect-proxy` service,
+/// `<id>-sidecar-proxy`, on a port from the sidecar range.
+fn sidecar_registration(
+    state: &AppState,
+    fields: &Fields,
+    parent: &crate::catalog::command::ServiceRegistration,
+) -> Result<Option<crate::catalog::command::ServiceRegistration>, ApiError> {
+    let Some(connect) = fields.object(&["Connect"])? else { return Ok(None) };
+    let Some(sidecar) = connect.object(&["SidecarService"])? else { return Ok(None) };
+    let id = format!("{}-sidecar-proxy", parent.id);
+    let used: Vec<u16> = state.agent.local_services().iter().filter(|s| s.registration.id != id).map(|s| s.registration.port).collect();
+    let port = match sidecar.port(&["Port"])? {
+        0 => (SIDECAR_PORT_MIN..=SIDECAR_PORT_MAX)
+            .find(|p| !used.contains(p))
+            .ok_or_else(|| ApiError::BadRequest("no free port in the sidecar range".into()))?,
+        port => port,
+    };
+    let mut registration = decode::service_registration(&sidecar, id, format!("{}-sidecar-proxy", parent.name))?;
+    registration.port = port;
+    registration.kind = "connect-proxy".into();
+    let local_port = if parent.port == 0 { Value::Null } else { Value::from(parent.port) };
+    let proxy = json!({
+        "DestinationServiceName": parent.name,
+        "DestinationServiceID": parent.id,
+        "LocalServiceAddress": "127.0.0.1",
+        "LocalServicePort": local_port,
+    });
+    registration.opaque_json.insert("Proxy".into(), proxy.to_string());
+    Ok(Some(registration))
 }
 
 pub(super) async fn deregister_service(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     state.agent.deregister_service(&id).await?;
+    let sidecar = format!("{id}-sidecar-proxy");
+    if state.agent.local_service(&sidecar).is_some_and(|s| s.registration.kind == "connect-proxy") {
+        state.agent.deregister_service(&sidecar).await?;
+    }
     Ok(StatusCode::OK)
 }
 

@@ -278,9 +278,12 @@ pub(super) async fn node_services(State(state): State<AppState>, Path(node): Pat
     Ok(json_response(&meta, &body, options.pretty))
 }
 
-/// Gateway services come from config entries, which cairn does not have yet: always empty.
-pub(super) async fn gateway_services(State(state): State<AppState>, Query(params): Query<Params>) -> Result<Response, ApiError> {
+/// The services a gateway routes to, from its gateway config entry.
+pub(super) async fn gateway_services(State(state): State<AppState>, Path(name): Path<String>, Query(params): Query<Params>) -> Result<Response, ApiError> {
     let options = read_options(&state, &params)?;
-    let (meta, ()) = blocking_read(&state, &options, |catalog| (services_index(catalog), ())).await?;
-    Ok(json_response(&meta, &json!([]), options.pretty))
+    let (meta, services) = blocking_read(&state, &options, |catalog| {
+        (catalog.indexes().config_entries.max(services_index(catalog)), crate::http::config::gateway_services(catalog, &name))
+    })
+    .await?;
+    Ok(json_response(&meta, &services, options.pretty))
 }

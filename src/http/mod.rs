@@ -7,6 +7,7 @@
 
 mod agent;
 mod catalog;
+mod config;
 pub mod decode;
 pub mod dto;
 pub mod error;
@@ -91,13 +92,35 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/v1/session/info/{id}", get(session::info))
         .route("/v1/session/node/{node}", get(session::node))
         .route("/v1/session/list", get(session::list))
+        // config entries
+        .route("/v1/config", put(config::apply))
+        .route("/v1/config/{kind}", get(config::list))
+        .route("/v1/config/{kind}/{name}", get(config::get).delete(config::delete))
         // status
         .route("/v1/status/leader", get(status::leader))
         .route("/v1/status/peers", get(status::peers))
+        // the dashboard
+        .route("/", get(ui_root))
+        .route("/ui", get(ui_root))
+        .route("/ui/", get(ui_asset))
+        .route("/ui/{*path}", get(ui_asset))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_bytes_max))
         .layer(axum::middleware::map_response(default_headers))
         .with_state(state)
+}
+
+/// `/` and `/ui` redirect to the dashboard, as Consul's agent does.
+async fn ui_root() -> axum::response::Redirect {
+    axum::response::Redirect::permanent("/ui/")
+}
+
+async fn ui_asset(path: Option<axum::extract::Path<String>>) -> axum::response::Response {
+    let path = path.map(|axum::extract::Path(p)| p).unwrap_or_default();
+    match crate::ui::asset(&path) {
+        Some(asset) => ([("content-type", asset.mime)], asset.bytes.into_owned()).into_response(),
+        None => (StatusCode::NOT_FOUND, "404 page not found").into_response(),
+    }
 }
 
 async fn not_found() -> impl IntoResponse {

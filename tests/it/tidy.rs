@@ -44,9 +44,10 @@ fn layer_table() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("store", &[][..]),
         ("checks", &[][..]),
         ("dns", &[][..]),
+        ("ui", &[][..]),
         ("raft", &["catalog", "store"][..]),
         ("agent", &["catalog", "raft", "checks", "store", "config"][..]),
-        ("http", &["agent", "catalog", "bexpr", "config", "checks", "raft"][..]),
+        ("http", &["agent", "catalog", "bexpr", "config", "checks", "raft", "ui"][..]),
         ("daemon", &["agent", "http", "dns", "raft", "catalog", "config"][..]),
         ("cli", &["config", "daemon"][..]),
     ])
