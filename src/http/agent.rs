@@ -210,12 +210,14 @@ fn service_json(state: &AppState, service: &LocalService) -> Value {
         "Meta": r.meta,
         "Port": r.port,
         "Address": r.address,
-        "TaggedAddresses": tagged_addresses_out(&r.tagged_addresses),
         "Weights": WeightsOut::from(r.weights),
         "EnableTagOverride": r.enable_tag_override,
         "Datacenter": state.agent.identity().datacenter,
     });
     if let Value::Object(map) = &mut out {
+        if !r.tagged_addresses.is_empty() {
+            map.insert("TaggedAddresses".into(), serde_json::to_value(tagged_addresses_out(&r.tagged_addresses)).unwrap_or(Value::Null));
+        }
         if !r.kind.is_empty() {
             map.insert("Kind".into(), Value::from(r.kind.clone()));
         }

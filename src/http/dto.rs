@@ -81,6 +81,8 @@ pub struct ServiceOut {
     pub service: String,
     pub tags: Vec<String>,
     pub address: String,
+    /// Omitted when empty, as Consul's `omitempty` does.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub tagged_addresses: BTreeMap<String, ServiceAddressOut>,
     pub meta: BTreeMap<String, String>,
     pub port: u16,
@@ -137,6 +139,7 @@ pub struct CatalogServiceOut {
     pub service_name: String,
     pub service_tags: Vec<String>,
     pub service_address: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub service_tagged_addresses: BTreeMap<String, ServiceAddressOut>,
     pub service_weights: WeightsOut,
     pub service_meta: BTreeMap<String, String>,

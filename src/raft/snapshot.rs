@@ -109,3 +109,43 @@ impl<'a> Reader<'a> {
         Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use openraft::{LogId, StoredMembership};
+
+    use super::*;
+
+    fn header(rows: u64) -> SnapshotHeader {
+        SnapshotHeader {
+            last_log_id: Some(LogId::new(openraft::CommittedLeaderId::new(3, 1), 42)),
+            membership: StoredMembership::default(),
+            snapshot_id: "3-42-1".into(),
+            row_count: rows,
+        }
+    }
+
+    #[test]
+    fn round_trip_and_every_corruption_is_rejected() {
+        let rows = vec![(b"k1".to_vec(), b"v1".to_vec()), (b"k2".to_vec(), vec![0u8; 1000])];
+        let bytes = encode(&header(2), &rows);
+        let (decoded_header, decoded_rows) = decode(&bytes).expect("decodes");
+        assert_eq!(decoded_header, header(2));
+        assert_eq!(decoded_rows, rows);
+
+        for cut in [0, 5, 9, 14, bytes.len() / 2, bytes.len() - 1] {
+            assert!(decode(&bytes[..cut]).is_err(), "truncated at {cut} must be rejected");
+        }
+        for flip in [12, bytes.len() / 2, bytes.len() - 5] {
+            let mut corrupt = bytes.clone();
+            corrupt[flip] ^= 0x40;
+            assert!(decode(&corrupt).is_err(), "bit flip at {flip} must be rejected");
+        }
+        let mut wrong_version = bytes.clone();
+        wrong_version[9] = 2;
+        assert!(matches!(decode(&wrong_version), Err(SnapshotError::UnknownVersion { version: 2 })));
+        assert!(matches!(decode(b"not a snapshot at all"), Err(SnapshotError::BadMagic)));
+        let lying = encode(&header(3), &rows);
+        assert!(decode(&lying).is_err(), "a row count that disagrees is rejected");
+    }
+}

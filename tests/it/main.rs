@@ -8,5 +8,6 @@ mod checks;
 mod cli;
 mod durability;
 mod kv;
+mod lifecycle;
 mod tidy;
 mod util;

@@ -134,6 +134,11 @@ impl TestAgent {
         }
     }
 
+    /// Hands over the running process (for tests that stop it themselves).
+    pub(crate) fn take_child(&mut self) -> Child {
+        self.child.take().expect("the agent is running")
+    }
+
     pub(crate) async fn restart(&mut self) {
         self.kill9();
         self.spawn().await;

@@ -138,6 +138,7 @@ function mountKey(root, key, { signal, navigate }) {
 
   replace(root,
     h('div', { class: 'toolbar' }, crumbs(key)),
+    h('code', { class: 'kv-fullkey', 'data-testid': 'kv-key' }, key),
     status,
     h('form', { class: 'card form', 'data-testid': 'kv-edit-form', onsubmit: save },
       h('label', { for: 'kv-value' }, 'Value'), editor,
