@@ -111,7 +111,8 @@ async fn serve(config: RuntimeConfig, data_dir: PathBuf) -> Result<(), DaemonErr
     let mut shutdown = agent.shutdown_requested();
     let mut tasks = Vec::new();
     if let (Some(listener), Some(raft)) = (raft_listener, agent.raft().cloned()) {
-        let router = crate::raft::network::router(raft);
+        // The server port also carries the HTTP API under /fwd, for reads forwarded to the leader.
+        let router = crate::raft::network::router(raft).nest("/fwd", crate::http::router(agent.clone()));
         let mut stop = agent.shutdown_requested();
         tasks.push(tokio::spawn(async move {
             let _ = axum::serve(listener, router).with_graceful_shutdown(async move { let _ = stop.wait_for(|s| *s).await; }).await;

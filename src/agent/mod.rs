@@ -10,6 +10,7 @@
 //! Listeners and the HTTP/DNS servers are wired by `daemon`, which sits above this module.
 
 mod anti_entropy;
+mod cluster;
 pub mod local;
 mod operations;
 
@@ -127,6 +128,7 @@ impl Agent {
                 snapshot_threshold_entries: config.raft.snapshot_threshold_entries,
                 trailing_logs_entries: config.raft.trailing_logs_entries,
                 leader_wait_ms_max: RPC_HOLD_TIMEOUT_MS,
+                datacenter: config.datacenter.clone(),
                 snapshot_dir: data_dir.join("raft"),
             };
             Some(RaftServer::start(settings, store.clone(), view.clone()).await?)
@@ -276,6 +278,8 @@ impl Agent {
         tokio::spawn(anti_entropy_loop(self.clone()));
         if let Some(raft) = &self.raft {
             tokio::spawn(leader_loop(self.clone(), raft.clone()));
+            tokio::spawn(cluster::formation_loop(self.clone(), raft.clone()));
+            tokio::spawn(cluster::autopilot_loop(self.clone(), raft.clone()));
         }
     }
 

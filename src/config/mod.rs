@@ -32,7 +32,7 @@ use serde_json::{Map, Value};
 use self::flags::ConfigFormat;
 use self::raw::RawConfig;
 pub use self::runtime::{
-    AclTokens, DnsOptions, DurationError, Limits, LogLevel, Ports, RaftTiming, RuntimeConfig,
+    AclTokens, Autopilot, DnsOptions, DurationError, Limits, LogLevel, Ports, RaftTiming, RuntimeConfig,
     parse_go_duration,
 };
 

@@ -52,6 +52,7 @@ pub(super) struct RawConfig {
     /// cairn-only explicit raft timings; Consul only has `performance.raft_multiplier`.
     pub(super) raft: Option<RawRaft>,
     pub(super) raft_protocol: Option<u32>,
+    pub(super) autopilot: Option<RawAutopilot>,
     pub(super) raft_snapshot_threshold: Option<u64>,
     pub(super) raft_trailing_logs: Option<u64>,
     pub(super) limits: Option<RawLimits>,
@@ -105,6 +106,16 @@ pub(super) struct RawUiConfig {
 #[derive(Debug, Default, Deserialize)]
 pub(super) struct RawPerformance {
     pub(super) raft_multiplier: Option<u32>,
+    #[serde(flatten)]
+    pub(super) unknown: UnknownKeys,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RawAutopilot {
+    pub(super) cleanup_dead_servers: Option<bool>,
+    pub(super) last_contact_threshold: Option<GoDuration>,
+    pub(super) max_trailing_logs: Option<u64>,
+    pub(super) server_stabilization_time: Option<GoDuration>,
     #[serde(flatten)]
     pub(super) unknown: UnknownKeys,
 }
@@ -266,7 +277,8 @@ impl RawConfig {
     /// Dotted names of every key no struct declared, e.g. `telemetry`, `ports.grpc_tls`.
     pub(super) fn unknown_keys(&self) -> Vec<String> {
         let acl_tokens = self.acl.as_ref().and_then(|acl| acl.tokens.as_ref());
-        let nested: [(&str, Option<&UnknownKeys>); 8] = [
+        let nested: [(&str, Option<&UnknownKeys>); 9] = [
+            ("autopilot", self.autopilot.as_ref().map(|section| &section.unknown)),
             ("ports", self.ports.as_ref().map(|section| &section.unknown)),
             (
                 "ui_config",

@@ -56,6 +56,7 @@ pub struct RuntimeConfig {
     pub pid_file: Option<PathBuf>,
     pub ui: bool,
     pub raft: RaftTiming,
+    pub autopilot: Autopilot,
     pub limits: Limits,
     pub default_query_time_s: u64,
     pub max_query_time_s: u64,
@@ -85,6 +86,33 @@ pub struct Ports {
     pub serf_lan: u16,
     pub https: Option<u16>,
     pub grpc: Option<u16>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Autopilot {
+    /// Remove failed servers from the Raft configuration when a replacement joins.
+    pub cleanup_dead_servers: bool,
+    /// A server that has not heard from the leader for longer is unhealthy.
+    pub last_contact_threshold_ms: u64,
+    /// A server more than this many entries behind the leader is unhealthy.
+    pub max_trailing_logs: u64,
+    /// A new server must stay healthy this long before it becomes a voter.
+    pub server_stabilization_time_ms: u64,
+}
+
+impl Autopilot {
+    /// Consul's defaults.
+    fn build(raw: Option<&super::raw::RawAutopilot>) -> Autopilot {
+        let millis = |value: Option<GoDuration>, default: u64| {
+            value.map_or(default, |duration| u64::try_from(duration.0.as_millis()).unwrap_or(u64::MAX))
+        };
+        Autopilot {
+            cleanup_dead_servers: raw.and_then(|r| r.cleanup_dead_servers).unwrap_or(true),
+            last_contact_threshold_ms: millis(raw.and_then(|r| r.last_contact_threshold), 200),
+            max_trailing_logs: raw.and_then(|r| r.max_trailing_logs).unwrap_or(250),
+            server_stabilization_time_ms: millis(raw.and_then(|r| r.server_stabilization_time), 10_000),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -360,6 +388,7 @@ impl RuntimeConfig {
             pid_file: raw.pid_file,
             ui: ui_enabled.or(raw.ui).unwrap_or(true),
             raft,
+            autopilot: Autopilot::build(raw.autopilot.as_ref()),
             limits: Limits::build(&raw.limits.unwrap_or_default()),
             default_query_time_s: seconds_or(raw.default_query_time, 300),
             max_query_time_s: seconds_or(raw.max_query_time, 600),

@@ -189,6 +189,11 @@ pub(super) async fn force_leave(State(state): State<AppState>, Path(node): Path<
     Err(ApiError::Internal(format!("agent: No node found with name '{node}'")))
 }
 
+pub(super) async fn join(State(state): State<AppState>, Path(address): Path<String>) -> Result<StatusCode, ApiError> {
+    state.agent.join(&address).await?;
+    Ok(StatusCode::OK)
+}
+
 pub(super) async fn token(State(state): State<AppState>, Path(kind): Path<String>) -> Result<StatusCode, ApiError> {
     if !state.agent.config().acl_enabled {
         return Err(ApiError::Unauthorized("ACL support disabled".into()));

@@ -11,6 +11,8 @@ mod config;
 pub mod decode;
 pub mod dto;
 pub mod error;
+mod forward;
+mod operator;
 mod health;
 mod kv;
 pub mod query;
@@ -31,12 +33,18 @@ use crate::agent::Agent;
 #[derive(Clone)]
 pub struct AppState {
     pub agent: Arc<Agent>,
+    /// Pooled client for forwarding reads to the leader.
+    pub client: reqwest::Client,
 }
 
 /// The route table.
 pub fn router(agent: Arc<Agent>) -> Router {
     let body_bytes_max = agent.config().limits.http_body_bytes_max;
-    let state = AppState { agent };
+    let client = reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(2))
+        .build()
+        .expect("a reqwest client with default TLS settings builds");
+    let state = AppState { agent, client };
     Router::new()
         // agent
         .route("/v1/agent/self", get(agent::agent_self))
@@ -49,6 +57,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/v1/agent/metrics", get(agent::metrics))
         .route("/v1/agent/monitor", get(agent::monitor))
         .route("/v1/agent/force-leave/{node}", put(agent::force_leave))
+        .route("/v1/agent/join/{address}", put(agent::join))
         .route("/v1/agent/token/{kind}", put(agent::token))
         .route("/v1/agent/services", get(agent::services))
         .route("/v1/agent/service/{*id}", get(agent::service))
@@ -96,6 +105,10 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/v1/config", put(config::apply))
         .route("/v1/config/{kind}", get(config::list))
         .route("/v1/config/{kind}/{name}", get(config::get).delete(config::delete))
+        // operator
+        .route("/v1/operator/raft/configuration", get(operator::raft_configuration))
+        .route("/v1/operator/raft/peer", axum::routing::delete(operator::remove_peer))
+        .route("/v1/operator/autopilot/health", get(operator::autopilot_health))
         // status
         .route("/v1/status/leader", get(status::leader))
         .route("/v1/status/peers", get(status::peers))
@@ -105,6 +118,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/ui/", get(ui_asset))
         .route("/ui/{*path}", get(ui_asset))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), forward::leader_reads))
         .layer(DefaultBodyLimit::max(body_bytes_max))
         .layer(axum::middleware::map_response(default_headers))
         .with_state(state)

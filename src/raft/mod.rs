@@ -6,6 +6,7 @@
 //! for reads, and [`CatalogView`], the in-memory catalog that applied entries update and blocking
 //! queries wait on. A single server is a one-voter cluster on the same code path.
 
+pub mod cluster;
 pub mod log_store;
 pub mod network;
 pub mod snapshot;
@@ -105,6 +106,8 @@ pub struct RaftSettings {
     pub trailing_logs_entries: u64,
     /// How long a write waits for a leader before failing (Consul's `rpc_hold_timeout`).
     pub leader_wait_ms_max: u64,
+    /// This server's datacenter; joins from other datacenters are refused.
+    pub datacenter: String,
     pub snapshot_dir: PathBuf,
 }
 

@@ -128,13 +128,15 @@ impl RaftNetwork<TypeConfig> for PeerClient {
     }
 }
 
-/// The routes served on the server port.
+/// The routes served on the server port. `datacenter` is checked on join.
 pub fn router(server: Arc<RaftServer>) -> Router {
     Router::new()
         .route("/raft/append", post(append))
         .route("/raft/vote", post(vote))
         .route("/raft/snapshot", post(snapshot))
         .route("/raft/forward", post(forward))
+        .route("/raft/info", axum::routing::get(info))
+        .route("/raft/join", post(join))
         .layer(DefaultBodyLimit::max(RAFT_RPC_BODY_BYTES_MAX))
         .with_state(server)
 }
@@ -164,6 +166,22 @@ async fn vote(State(server): State<Arc<RaftServer>>, body: Bytes) -> Response {
 async fn snapshot(State(server): State<Arc<RaftServer>>, body: Bytes) -> Response {
     match decode::<InstallSnapshotRequest<TypeConfig>>(&body) {
         Ok(request) => reply(&server.raft.install_snapshot(request).await),
+        Err(e) => bad_request(e),
+    }
+}
+
+async fn info(State(server): State<Arc<RaftServer>>) -> Response {
+    reply(&server.info(&server.settings.datacenter))
+}
+
+/// A server asking to join: the leader adds it as a non-voter; others forward to the leader.
+async fn join(State(server): State<Arc<RaftServer>>, body: Bytes) -> Response {
+    match decode::<crate::raft::cluster::JoinRequest>(&body) {
+        Ok(request) => {
+            let datacenter = server.settings.datacenter.clone();
+            let result = server.handle_join(request, &datacenter).await.map_err(|e| e.to_string());
+            reply(&result)
+        }
         Err(e) => bad_request(e),
     }
 }

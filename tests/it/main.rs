@@ -5,6 +5,8 @@ mod bad_input;
 mod blocking;
 mod catalog_health_dns;
 mod checks;
+mod cluster;
+mod cluster_util;
 mod cli;
 mod durability;
 mod kv;

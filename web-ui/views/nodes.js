@@ -72,7 +72,7 @@ export function mountNodeDetail(root, { signal, params }) {
   const headBadge = h('span');
   replace(root,
     h('div', { class: 'toolbar' },
-      h('h2', null, h('a', { href: '#/nodes', class: 'crumb' }, 'Nodes'), ' / ', h('span', { 'data-testid': 'node-name' }, name), ' ', headBadge)),
+      h('h2', null, h('a', { href: '#/nodes', class: 'crumb' }, 'Nodes'), ' / ', h('span', { 'data-testid': 'node-detail-name' }, name), ' ', headBadge)),
     info, status,
     h('h3', null, 'Health checks'), checksBox,
     h('h3', null, 'Services'), servicesBox);

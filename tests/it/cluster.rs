@@ -1,0 +1,115 @@
+//! Process-level cluster tests: real servers forming a Raft quorum and surviving failures.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::cluster_util::TestCluster;
+
+/// Reads every `load/` key from server `i` with `?stale` (its own state machine).
+async fn keys_on(cluster: &TestCluster, i: usize) -> Option<BTreeMap<String, String>> {
+    let url = format!("{}/v1/kv/load/?recurse&stale", cluster.servers[i].http());
+    let response = cluster.client.get(url).send().await.ok()?;
+    if response.status() == 404 {
+        return Some(BTreeMap::new());
+    }
+    let entries: serde_json::Value = response.json().await.ok()?;
+    use base64::Engine;
+    Some(
+        entries
+            .as_array()?
+            .iter()
+            .map(|e| {
+                let value = e["Value"].as_str().map(|v| base64::engine::general_purpose::STANDARD.decode(v).unwrap_or_default()).unwrap_or_default();
+                (e["Key"].as_str().unwrap_or("").to_string(), String::from_utf8_lossy(&value).into_owned())
+            })
+            .collect(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_servers_elect_one_leader_and_forward_writes() {
+    let cluster = TestCluster::start(3).await;
+    let leader = cluster.wait_for_leader(Duration::from_secs(10)).await;
+    // Every server lists the same three voters.
+    for i in 0..3 {
+        let url = format!("{}/v1/status/peers", cluster.servers[i].http());
+        let peers: Vec<String> = cluster.client.get(url).send().await.unwrap().json().await.unwrap();
+        assert_eq!(peers.len(), 3, "server {i} sees {peers:?}");
+    }
+    // A write to a follower is forwarded to the leader and visible everywhere.
+    let follower = (leader + 1) % 3;
+    let url = format!("{}/v1/kv/load/forwarded", cluster.servers[follower].http());
+    let body = cluster.client.put(url).body("yes").send().await.unwrap().text().await.unwrap();
+    assert_eq!(body, "true");
+    for i in 0..3 {
+        let url = format!("{}/v1/kv/load/forwarded?raw", cluster.servers[i].http());
+        // Default consistency: followers forward the read to the leader.
+        assert_eq!(cluster.client.get(url).send().await.unwrap().text().await.unwrap(), "yes", "server {i}");
+    }
+    let url = format!("{}/v1/kv/load/forwarded?consistent&raw", cluster.servers[follower].http());
+    assert_eq!(cluster.client.get(url).send().await.unwrap().text().await.unwrap(), "yes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_the_leader_under_write_load_loses_no_acknowledged_write() {
+    let mut cluster = TestCluster::start(3).await;
+    let old_leader = cluster.wait_for_leader(Duration::from_secs(10)).await;
+    let acknowledged = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let targets: Vec<String> = cluster.servers.iter().map(|s| s.http()).collect();
+        let client = cluster.client.clone();
+        let acknowledged = acknowledged.clone();
+        let stop = stop.clone();
+        writers.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let key = format!("load/w{w}-{n:05}");
+                let target = &targets[(n as usize + w) % targets.len()];
+                let sent = client.put(format!("{target}/v1/kv/{key}")).body(key.clone()).timeout(Duration::from_secs(10)).send().await;
+                if let Ok(response) = sent
+                    && response.status() == 200
+                    && response.text().await.is_ok_and(|t| t == "true")
+                {
+                    acknowledged.lock().unwrap().push(key);
+                }
+                n += 1;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = acknowledged.lock().unwrap().len();
+    assert!(before > 0, "writes were acknowledged before the kill");
+    cluster.kill9(old_leader);
+    let new_leader = cluster.wait_for_leader(Duration::from_secs(15)).await;
+    assert_ne!(new_leader, old_leader);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, Ordering::Relaxed);
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(acknowledged.len() > before, "writes resumed after failover");
+
+    // Bring the old leader back; it catches up. Then every server holds every acknowledged write.
+    cluster.spawn(old_leader);
+    cluster.wait_for_leader(Duration::from_secs(15)).await;
+    let mut converged = false;
+    for _ in 0..100 {
+        let mut all = true;
+        for i in 0..3 {
+            let keys = keys_on(&cluster, i).await.unwrap_or_default();
+            let missing = acknowledged.iter().filter(|k| keys.get(*k) != Some(*k)).count();
+            all &= missing == 0;
+        }
+        if all {
+            converged = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(converged, "every acknowledged write ({}) is on every server", acknowledged.len());
+}

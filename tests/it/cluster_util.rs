@@ -1,0 +1,187 @@
+//! A cluster of real `cairn` server processes, each on its own loopback address
+//! (127.x.y.z) with ephemeral ports, joined through `-retry-join` and `-bootstrap-expect`.
+
+use std::net::{IpAddr, Ipv4Addr, TcpListener, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Raft timings for tests: fast elections so failover tests run in seconds.
+const TEST_CONFIG: &str = r#"
+raft.heartbeat_interval = "50ms"
+raft.election_timeout_min = "400ms"
+raft.election_timeout_max = "800ms"
+autopilot.server_stabilization_time = "1s"
+"#;
+
+fn free_port_on(ip: IpAddr) -> u16 {
+    loop {
+        let tcp = TcpListener::bind((ip, 0)).expect("bind an ephemeral port");
+        let port = tcp.local_addr().expect("local addr").port();
+        if UdpSocket::bind((ip, port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+fn random_loopback() -> IpAddr {
+    let bytes: [u8; 3] = rand::random();
+    IpAddr::V4(Ipv4Addr::new(127, bytes[0].max(1), bytes[1], bytes[2].clamp(2, 254)))
+}
+
+pub(crate) struct Server {
+    pub(crate) name: String,
+    pub(crate) ip: IpAddr,
+    pub(crate) http_port: u16,
+    pub(crate) server_port: u16,
+    dns_port: u16,
+    serf_port: u16,
+    data_dir: PathBuf,
+    log_path: PathBuf,
+    child: Option<Child>,
+}
+
+impl Server {
+    pub(crate) fn http(&self) -> String {
+        format!("http://{}:{}", self.ip, self.http_port)
+    }
+
+    pub(crate) fn server_addr(&self) -> String {
+        format!("{}:{}", self.ip, self.server_port)
+    }
+
+    pub(crate) fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
+
+pub(crate) struct TestCluster {
+    pub(crate) servers: Vec<Server>,
+    dir: tempfile::TempDir,
+    pub(crate) client: reqwest::Client,
+    expect: usize,
+}
+
+impl TestCluster {
+    /// Starts `size` servers that form one cluster with `-bootstrap-expect=size`.
+    pub(crate) async fn start(size: usize) -> TestCluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("test.toml"), TEST_CONFIG).expect("write test config");
+        let servers = (0..size)
+            .map(|i| {
+                let ip = random_loopback();
+                Server {
+                    name: format!("s{}", i + 1),
+                    ip,
+                    http_port: free_port_on(ip),
+                    server_port: free_port_on(ip),
+                    dns_port: free_port_on(ip),
+                    serf_port: free_port_on(ip),
+                    data_dir: dir.path().join(format!("s{}", i + 1)),
+                    log_path: dir.path().join(format!("s{}.log", i + 1)),
+                    child: None,
+                }
+            })
+            .collect();
+        let mut cluster = TestCluster {
+            servers,
+            dir,
+            client: reqwest::Client::builder().timeout(Duration::from_secs(20)).build().expect("client"),
+            expect: size,
+        };
+        for i in 0..size {
+            cluster.spawn(i);
+        }
+        cluster.wait_for_leader(Duration::from_secs(30)).await;
+        cluster
+    }
+
+    fn args(&self, i: usize) -> Vec<String> {
+        let s = &self.servers[i];
+        let mut args = vec![
+            "agent".into(),
+            "-server".into(),
+            format!("-bootstrap-expect={}", self.expect),
+            format!("-node={}", s.name),
+            format!("-data-dir={}", s.data_dir.display()),
+            format!("-bind={}", s.ip),
+            format!("-client={}", s.ip),
+            format!("-advertise={}", s.ip),
+            format!("-http-port={}", s.http_port),
+            format!("-dns-port={}", s.dns_port),
+            format!("-server-port={}", s.server_port),
+            format!("-serf-lan-port={}", s.serf_port),
+            format!("-config-file={}", self.dir.path().join("test.toml").display()),
+        ];
+        for (j, other) in self.servers.iter().enumerate() {
+            if j != i {
+                args.push(format!("-retry-join={}", other.server_addr()));
+            }
+        }
+        args
+    }
+
+    pub(crate) fn spawn(&mut self, i: usize) {
+        let args = self.args(i);
+        let server = &mut self.servers[i];
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&server.log_path).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .args(args)
+            .stdout(Stdio::from(log.try_clone().expect("clone log")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start cairn");
+        server.child = Some(child);
+    }
+
+    pub(crate) fn kill9(&mut self, i: usize) {
+        if let Some(mut child) = self.servers[i].child.take() {
+            child.kill().expect("kill -9");
+            child.wait().expect("reap");
+        }
+    }
+
+    /// `(index, leader address)` as server `i` reports it, if it answers.
+    pub(crate) async fn leader_seen_by(&self, i: usize) -> Option<String> {
+        let url = format!("{}/v1/status/leader", self.servers[i].http());
+        let text = self.client.get(url).timeout(Duration::from_secs(2)).send().await.ok()?.text().await.ok()?;
+        let leader: String = serde_json::from_str(&text).ok()?;
+        (!leader.is_empty()).then_some(leader)
+    }
+
+    /// Waits until every running server agrees on one leader; returns the leader's position.
+    pub(crate) async fn wait_for_leader(&self, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut seen = Vec::new();
+            for (i, server) in self.servers.iter().enumerate() {
+                if server.is_running() {
+                    seen.push(self.leader_seen_by(i).await);
+                }
+            }
+            if let Some(Some(first)) = seen.first()
+                && seen.iter().all(|s| s.as_ref() == Some(first))
+                && let Some(position) = self.servers.iter().position(|s| s.is_running() && s.server_addr() == *first)
+            {
+                return position;
+            }
+            if Instant::now() >= deadline {
+                let logs: Vec<String> = self.servers.iter().map(|s| format!("--- {}\n{}", s.name, s.log())).collect();
+                panic!("no agreed leader after {timeout:?}: {seen:?}\n{}", logs.join("\n"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for i in 0..self.servers.len() {
+            self.kill9(i);
+        }
+    }
+}
