@@ -21,6 +21,12 @@ const ROUTES = [
 ];
 
 let current = null; // AbortController of the mounted view
+let tabLabel = 'Services';
+
+function setTitle() {
+  const node = $('node-name').textContent;
+  document.title = node && node !== '—' ? `${tabLabel} · ${node} · cairn` : `${tabLabel} · cairn`;
+}
 
 function navigate(hash) {
   if (location.hash === hash) route();
@@ -46,7 +52,8 @@ function route() {
   root.replaceChildren();
   root.dataset.view = r.tab;
   r.mount(root, { signal: current.signal, params: r.params ? r.params(m) : {}, navigate });
-  document.title = `${r.tab === 'kv' ? 'Key/Value' : r.tab[0].toUpperCase() + r.tab.slice(1)} · ${$('node-name').textContent || 'cairn'}`;
+  tabLabel = document.querySelector(`nav.tabs a[data-tab="${r.tab}"]`).textContent;
+  setTitle();
 }
 
 // A deep link like /ui/services/web (the server answers it with index.html) becomes #/services/web.
@@ -69,6 +76,7 @@ function renderSelf(self, peers) {
   const consul = self.Stats?.consul || {};
   setText('node-name', cfg.NodeName);
   setText('datacenter', cfg.Datacenter);
+  setTitle();
   const role = raft?.state ? raft.state.toLowerCase() : (cfg.Server ? 'unknown' : 'client');
   const roleEl = $('raft-role');
   setText('raft-role', role);

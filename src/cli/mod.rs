@@ -21,6 +21,7 @@ mod catalog;
 mod client;
 mod kv;
 mod members;
+mod operator;
 mod services;
 #[cfg(test)]
 mod tests;
@@ -135,6 +136,13 @@ pub(crate) fn run_with(
         ("services", Some("deregister")) => services::deregister(&rest[1..], &mut io),
         ("services", sub) => group_usage(sub, SERVICES_USAGE),
         ("members", _) => members::members(rest, &mut io),
+        ("join", _) => operator::join(rest, &mut io),
+        ("operator", Some("raft")) => match rest.get(1).map(String::as_str) {
+            Some("list-peers") => operator::list_peers(&rest[2..], &mut io),
+            Some("remove-peer") => operator::remove_peer(&rest[2..], &mut io),
+            _ => fail("usage: cairn operator raft list-peers|remove-peer"),
+        },
+        ("operator", _) => fail("usage: cairn operator raft list-peers|remove-peer"),
         (other, _) => fail(format!("Unknown command: {other:?}\n\n{USAGE}")),
     };
     finish(&mut io, result)
@@ -287,6 +295,8 @@ Available commands are:
     catalog        Interact with the catalog
     kv             Interact with the key-value store
     members        Lists the members of a Cairn cluster
+    join           Joins this server to a cluster
+    operator       Cluster operations (raft list-peers, remove-peer)
     services       Interact with services
     version        Prints the Cairn version
 

@@ -50,6 +50,23 @@ async fn three_servers_elect_one_leader_and_forward_writes() {
     }
     let url = format!("{}/v1/kv/load/forwarded?consistent&raw", cluster.servers[follower].http());
     assert_eq!(cluster.client.get(url).send().await.unwrap().text().await.unwrap(), "yes");
+
+    // The CLI shows the same configuration: three voters, one leader.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["operator", "raft", "list-peers"])
+        .env("CONSUL_HTTP_ADDR", cluster.servers[follower].http())
+        .output()
+        .expect("run the cli");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout} {}", String::from_utf8_lossy(&output.stderr));
+    let rows: Vec<&str> = stdout.lines().skip(1).collect();
+    assert_eq!(rows.len(), 3, "{stdout}");
+    assert_eq!(rows.iter().filter(|r| r.contains(" leader ")).count(), 1, "{stdout}");
+    assert!(rows.iter().all(|r| r.contains("true")), "all voters: {stdout}");
+    let health: serde_json::Value =
+        cluster.client.get(format!("{}/v1/operator/autopilot/health", cluster.servers[leader].http())).send().await.unwrap().json().await.unwrap();
+    assert_eq!(health["Healthy"], true);
+    assert_eq!(health["FailureTolerance"], 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

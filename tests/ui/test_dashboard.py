@@ -83,45 +83,69 @@ def kv_path(key):
 
 # ---- fixtures ----------------------------------------------------------------------------
 
+def start_agent(node, tmp):
+    """Start `cairn agent -dev` on free ports and wait for a leader. Returns an Api, or None
+    when the agent exited during start-up (a port taken between picking and binding it)."""
+    http, dns, server, serf = free_ports(4)
+    data = tempfile.mkdtemp(prefix="data-", dir=tmp)
+    log_path = os.path.join(tmp, "agent.log")
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [CAIRN_BIN, "agent", "-dev", f"-node={node}", f"-data-dir={data}",
+             f"-http-port={http}", f"-dns-port={dns}", f"-server-port={server}", f"-serf-lan-port={serf}"],
+            stdout=log, stderr=subprocess.STDOUT)
+    api = Api(f"http://127.0.0.1:{http}")
+    api.server_port = server
+    api.proc = proc
+    api.log_path = log_path
+    deadline = time.monotonic() + 30
+    while True:
+        if proc.poll() is not None:
+            return None
+        try:
+            status, text = api.call("GET", "/v1/status/leader")
+            if status == 200 and json.loads(text):
+                return api
+        except (OSError, ValueError):
+            pass
+        if time.monotonic() > deadline:
+            stop(proc)
+            pytest.fail(f"agent elected no leader within 30 s:\n{tail(log_path)}")
+        time.sleep(0.2)
+
+
+def stop(proc):
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def tail(path, n=2000):
+    with open(path, errors="replace") as f:
+        return f.read()[-n:]
+
+
 @contextlib.contextmanager
 def running_agent(node):
     """A `cairn agent -dev` on free ports, up once it reports a leader; stopped on exit."""
     assert os.access(CAIRN_BIN, os.X_OK), f"cairn binary not found at {CAIRN_BIN} (set CAIRN_BIN)"
     tmp = tempfile.mkdtemp(prefix="cairn-ui-")
-    http, dns, server, serf = free_ports(4)
-    log_path = os.path.join(tmp, "agent.log")
-    log = open(log_path, "wb")
-    proc = subprocess.Popen(
-        [CAIRN_BIN, "agent", "-dev", f"-node={node}", f"-data-dir={tmp}/data",
-         f"-http-port={http}", f"-dns-port={dns}", f"-server-port={server}", f"-serf-lan-port={serf}"],
-        stdout=log, stderr=subprocess.STDOUT)
-    api = Api(f"http://127.0.0.1:{http}")
-    api.server_port = server
-    api.proc = proc
+    api = None
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                with open(log_path, errors="replace") as f:
-                    pytest.fail(f"agent exited with {proc.returncode}:\n{f.read()[-2000:]}")
-            try:
-                status, text = api.call("GET", "/v1/status/leader")
-                if status == 200 and json.loads(text):
-                    break
-            except (OSError, ValueError):
-                pass
-            assert time.monotonic() < deadline, "agent elected no leader within 30 s"
-            time.sleep(0.2)
+        for _ in range(3):
+            api = start_agent(node, tmp)
+            if api:
+                break
+        if api is None:
+            pytest.fail(f"agent failed to start 3 times:\n{tail(os.path.join(tmp, 'agent.log'))}")
         yield api
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        log.close()
+        if api:
+            stop(api.proc)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -151,7 +175,6 @@ def page(agent, browser):
     pg.requests = []
     pg.on("pageerror", lambda e: pg.errors.append(str(e)))
     pg.on("request", lambda r: pg.requests.append(r.url))
-    pg.goto(agent.base + "/ui/")
     yield pg
     pg.close()
 
@@ -169,6 +192,7 @@ def test_root_redirects_to_dashboard(agent):
 
 
 def test_header_shows_node_and_raft_leader(agent, page):
+    page.goto(agent.base + "/ui/")
     expect(page.get_by_test_id("node-name")).to_have_text("ui-node")
     expect(page.get_by_test_id("datacenter")).to_have_text("dc1")
     expect(page.get_by_test_id("raft-role")).to_have_text("leader")
@@ -236,6 +260,7 @@ def test_services_update_live_without_reload(agent, page):
 
 
 def test_nodes_tab_lists_agent_node(agent, page):
+    page.goto(agent.base + "/ui/")
     page.get_by_test_id("tab-nodes").click()
     node = row(page, "data-node", "ui-node")
     expect(node).to_be_visible()
@@ -246,6 +271,7 @@ def test_nodes_tab_lists_agent_node(agent, page):
 
 
 def test_kv_create_edit_delete_through_ui(agent, page):
+    page.goto(agent.base + "/ui/")
     page.get_by_test_id("tab-kv").click()
     expect(page).to_have_url(re.compile(r"#/kv/$"))
 

@@ -1,0 +1,103 @@
+//! `cairn operator raft list-peers|remove-peer` and `cairn join`: cluster membership from the
+//! command line, over `/v1/operator/raft/*` and `/v1/agent/join/:address`.
+
+use clap::Parser;
+use serde::Deserialize;
+
+use crate::cli::catalog::columnize;
+use crate::cli::client::{self, HttpFlags, Param};
+use crate::cli::{Fail, Io, fail, parse};
+
+/// Lists the Raft peers as the agent's server sees them.
+#[derive(Parser, Debug)]
+#[command(name = "cairn operator raft list-peers", disable_version_flag = true)]
+struct ListPeersArgs {
+    #[command(flatten)]
+    http: HttpFlags,
+}
+
+/// Removes a server from the Raft configuration.
+#[derive(Parser, Debug)]
+#[command(name = "cairn operator raft remove-peer", disable_version_flag = true)]
+struct RemovePeerArgs {
+    /// The server's Raft ID, as `list-peers` prints it.
+    #[arg(long)]
+    id: Option<String>,
+    /// The server's `ip:port` (server port).
+    #[arg(long)]
+    address: Option<String>,
+    #[command(flatten)]
+    http: HttpFlags,
+}
+
+/// Joins this agent's server to the cluster of the server at ADDRESS.
+#[derive(Parser, Debug)]
+#[command(name = "cairn join", disable_version_flag = true)]
+struct JoinArgs {
+    #[command(flatten)]
+    http: HttpFlags,
+    /// `host` (server port 8300) or `host:port`.
+    addresses: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Configuration {
+    servers: Vec<Peer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Peer {
+    #[serde(rename = "ID")]
+    id: String,
+    node: String,
+    address: String,
+    leader: bool,
+    voter: bool,
+}
+
+pub(crate) fn list_peers(args: &[String], io: &mut Io<'_>) -> Result<(), Fail> {
+    let a: ListPeersArgs = parse("cairn operator raft list-peers", args)?;
+    let c = client::connect(&a.http, io.env)?;
+    let configuration: Configuration = c.get("/v1/operator/raft/configuration", &[])?.json()?;
+    let mut rows = vec![["Node", "ID", "Address", "State", "Voter", "RaftProtocol"].map(str::to_owned).to_vec()];
+    for peer in configuration.servers {
+        let state = if peer.leader { "leader" } else { "follower" };
+        rows.push(vec![peer.node, peer.id, peer.address, state.to_owned(), peer.voter.to_string(), "3".to_owned()]);
+    }
+    io.line(columnize(&rows))
+}
+
+pub(crate) fn remove_peer(args: &[String], io: &mut Io<'_>) -> Result<(), Fail> {
+    let a: RemovePeerArgs = parse("cairn operator raft remove-peer", args)?;
+    let c = client::connect(&a.http, io.env)?;
+    let (params, what): (Vec<Param<'_>>, String) = match (a.id, a.address) {
+        (Some(id), None) => (vec![("id", Some(id.clone()))], id),
+        (None, Some(address)) => (vec![("address", Some(address.clone()))], address),
+        _ => return fail("Exactly one of -id or -address is required"),
+    };
+    c.delete("/v1/operator/raft/peer", &params)?.ok()?;
+    io.note(format_args!("Removed peer with id {what:?}"));
+    Ok(())
+}
+
+pub(crate) fn join(args: &[String], io: &mut Io<'_>) -> Result<(), Fail> {
+    let a: JoinArgs = parse("cairn join", args)?;
+    if a.addresses.is_empty() {
+        return fail("At least one address to join must be specified.");
+    }
+    let c = client::connect(&a.http, io.env)?;
+    let mut joined = 0;
+    for address in &a.addresses {
+        match c.put(&format!("/v1/agent/join/{}", client::encode(address, false)), &[], Vec::new()).and_then(|r| r.ok()) {
+            Ok(_) => joined += 1,
+            Err(error) => io.note(format_args!("Error joining address '{address}': {error}")),
+        }
+    }
+    if joined == 0 {
+        return fail("Failed to join any nodes.");
+    }
+    io.note(format_args!("Successfully joined cluster by contacting {joined} nodes."));
+    Ok(())
+}
