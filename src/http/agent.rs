@@ -60,6 +60,11 @@ fn member(state: &AppState, wan: bool) -> Value {
     })
 }
 
+fn capitalized(word: &str) -> String {
+    let mut chars = word.chars();
+    chars.next().map(|first| first.to_uppercase().chain(chars).collect()).unwrap_or_default()
+}
+
 fn leader_addr(state: &AppState) -> String {
     state.agent.raft_status().and_then(|s| s.leader.map(|(_, node)| node.raft_addr)).unwrap_or_default()
 }
@@ -99,11 +104,14 @@ pub(super) async fn agent_self(State(state): State<AppState>, Query(params): Que
                 "leader_addr": leader_addr(&state),
             },
             "raft": raft.as_ref().map(|s| json!({
-                "state": s.state.to_uppercase(),
+                // hashicorp/raft's spelling: Leader, Follower, Candidate.
+                "state": capitalized(s.state),
                 "term": s.term.to_string(),
                 "last_log_index": s.last_log_index.to_string(),
                 "applied_index": s.applied_index.to_string(),
                 "num_peers": s.voters.len().saturating_sub(1).to_string(),
+                "fsm_applied_index": agent.view().applied_index().to_string(),
+                "fsm_digest": format!("{:08x}", agent.view().read(|catalog| catalog.digest())),
             })).unwrap_or(json!({})),
             "runtime": {"arch": std::env::consts::ARCH, "os": std::env::consts::OS, "version": "cairn"},
         },

@@ -111,6 +111,7 @@ pub async fn blocking_read<T>(
     let jitter_ms = if options.wait.as_millis() >= 16 { rand::random::<u64>() % (options.wait.as_millis() as u64 / 16) } else { 0 };
     let deadline = tokio::time::Instant::now() + options.wait + Duration::from_millis(jitter_ms);
     let mut applied = agent.view().subscribe();
+    let mut shutdown = agent.shutdown_requested();
     loop {
         applied.borrow_and_update();
         let (index, value) = agent.view().read(&query);
@@ -119,12 +120,13 @@ pub async fn blocking_read<T>(
             None | Some(0) => true,
             Some(min) => index > min,
         };
-        if done || tokio::time::Instant::now() >= deadline {
+        if done || tokio::time::Instant::now() >= deadline || *shutdown.borrow() {
             return Ok((meta(state, index, options.consistency), value));
         }
         tokio::select! {
             changed = applied.changed() => if changed.is_err() { return Ok((meta(state, index, options.consistency), value)) },
             _ = tokio::time::sleep_until(deadline) => {}
+            _ = shutdown.changed() => {}
         }
     }
 }

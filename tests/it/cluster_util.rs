@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 /// Raft timings for tests: fast elections so failover tests run in seconds.
 const TEST_CONFIG: &str = r#"
+raft_snapshot_threshold = 64
+raft_trailing_logs = 16
 raft.heartbeat_interval = "50ms"
 raft.election_timeout_min = "400ms"
 raft.election_timeout_max = "800ms"
@@ -136,6 +138,49 @@ impl TestCluster {
             .spawn()
             .expect("start cairn");
         server.child = Some(child);
+    }
+
+    /// Sends a signal (`STOP`, `CONT`, `TERM`) to server `i`.
+    pub(crate) fn signal(&self, i: usize, signal: &str) {
+        let pid = self.servers[i].child.as_ref().expect("server is running").id().to_string();
+        let status = Command::new("kill").args([format!("-{signal}"), pid]).status().expect("run kill");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// `(applied index, state digest)` of server `i`'s state machine.
+    pub(crate) async fn digest(&self, i: usize) -> Option<(String, String)> {
+        let url = format!("{}/v1/agent/self", self.servers[i].http());
+        let me: serde_json::Value = self.client.get(url).timeout(Duration::from_secs(2)).send().await.ok()?.json().await.ok()?;
+        let raft = &me["Stats"]["raft"];
+        Some((raft["fsm_applied_index"].as_str()?.to_string(), raft["fsm_digest"].as_str()?.to_string()))
+    }
+
+    /// Waits until every running server reports the same applied index and digest.
+    pub(crate) async fn wait_identical(&self, timeout: Duration) -> (String, String) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut seen = Vec::new();
+            for (i, server) in self.servers.iter().enumerate() {
+                if server.is_running() {
+                    seen.push(self.digest(i).await);
+                }
+            }
+            if let Some(Some(first)) = seen.first()
+                && seen.iter().all(|d| d.as_ref() == Some(first))
+            {
+                return first.clone();
+            }
+            assert!(Instant::now() < deadline, "state machines differ: {seen:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub(crate) async fn put(&self, i: usize, key: &str, value: &str) -> bool {
+        let url = format!("{}/v1/kv/{key}", self.servers[i].http());
+        match self.client.put(url).body(value.to_string()).send().await {
+            Ok(response) => response.text().await.is_ok_and(|t| t == "true"),
+            Err(_) => false,
+        }
     }
 
     pub(crate) fn kill9(&mut self, i: usize) {
