@@ -129,6 +129,7 @@ impl Agent {
                 trailing_logs_entries: config.raft.trailing_logs_entries,
                 leader_wait_ms_max: RPC_HOLD_TIMEOUT_MS,
                 datacenter: config.datacenter.clone(),
+                fault_injection: std::env::var(crate::raft::fault::FAULT_INJECTION_ENV).is_ok_and(|v| v == "1"),
                 snapshot_dir: data_dir.join("raft"),
             };
             Some(RaftServer::start(settings, store.clone(), view.clone()).await?)

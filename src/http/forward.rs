@@ -43,11 +43,19 @@ pub(super) async fn leader_reads(State(state): State<AppState>, request: Request
         return next.run(request).await;
     }
     let Some(raft) = state.agent.raft() else { return next.run(request).await };
+    let consistent = request.uri().query().unwrap_or("").split('&').any(|pair| pair == "consistent" || pair.starts_with("consistent="));
+    if consistent && raft.faults().consistent_reads_from_follower() {
+        // A bug planted on purpose (fault injection only): see `raft::fault`.
+        return next.run(request).await;
+    }
     let deadline = tokio::time::Instant::now() + Duration::from_millis(RPC_HOLD_TIMEOUT_MS);
     loop {
         let status = raft.status();
         match status.leader {
             Some((id, _)) if id == status.node_id => return next.run(request).await,
+            Some((_, leader)) if raft.faults().blocks(&leader.raft_addr) => {
+                return (StatusCode::INTERNAL_SERVER_ERROR, "rpc error: the leader is unreachable").into_response();
+            }
             Some((_, leader)) => return forward(&state, &leader.raft_addr, request).await,
             None if tokio::time::Instant::now() >= deadline => {
                 return (StatusCode::INTERNAL_SERVER_ERROR, "No cluster leader").into_response();

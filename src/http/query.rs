@@ -105,7 +105,8 @@ pub async fn blocking_read<T>(
     query: impl Fn(&Catalog) -> (u64, T),
 ) -> Result<(QueryMeta, T), ApiError> {
     let agent = &state.agent;
-    if options.consistency == Consistency::Consistent {
+    let planted_bug = agent.raft().is_some_and(|r| r.faults().consistent_reads_from_follower());
+    if options.consistency == Consistency::Consistent && !planted_bug {
         agent.consistent_barrier().await?;
     }
     let jitter_ms = if options.wait.as_millis() >= 16 { rand::random::<u64>() % (options.wait.as_millis() as u64 / 16) } else { 0 };

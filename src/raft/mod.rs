@@ -7,6 +7,7 @@
 //! queries wait on. A single server is a one-voter cluster on the same code path.
 
 pub mod cluster;
+pub mod fault;
 pub mod log_store;
 pub mod network;
 pub mod snapshot;
@@ -108,6 +109,8 @@ pub struct RaftSettings {
     pub leader_wait_ms_max: u64,
     /// This server's datacenter; joins from other datacenters are refused.
     pub datacenter: String,
+    /// Accept fault plans over the server port (tests only).
+    pub fault_injection: bool,
     pub snapshot_dir: PathBuf,
 }
 
@@ -130,6 +133,8 @@ pub enum WriteError {
     ShuttingDown,
     #[error("forwarding to the leader failed: {0}")]
     Forward(String),
+    #[error("timed out waiting for the write to commit (no quorum?)")]
+    Timeout,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -157,6 +162,8 @@ pub struct RaftStatus {
 /// One running Raft server.
 pub struct RaftServer {
     raft: Raft<TypeConfig>,
+    /// Test-only transport faults (see `fault`); inert unless enabled at start.
+    faults: Arc<fault::Faults>,
     settings: RaftSettings,
     view: Arc<CatalogView>,
     /// Pooled HTTP client for forwarding writes to the leader.
@@ -182,18 +189,23 @@ impl RaftServer {
             .pool_idle_timeout(Duration::from_secs(90))
             .build()
             .map_err(|e| RaftStartError::Config(e.to_string()))?;
+        let faults = Arc::new(fault::Faults::new(settings.fault_injection));
         let state_machine = state_machine::StateMachine::open(store.clone(), view.clone(), settings.snapshot_dir.clone())
             .map_err(RaftStartError::StateMachine)?;
         let raft = Raft::new(
             settings.node_id,
             Arc::new(config),
-            network::Network::new(client.clone()),
+            network::Network::new(client.clone(), faults.clone(), settings.node.raft_addr.clone()),
             log_store::LogStore::new(store),
             state_machine,
         )
         .await
         .map_err(|e| RaftStartError::Fatal(e.to_string()))?;
-        Ok(Arc::new(RaftServer { raft, settings, view, client }))
+        Ok(Arc::new(RaftServer { raft, faults, settings, view, client }))
+    }
+
+    pub fn faults(&self) -> &fault::Faults {
+        &self.faults
     }
 
     pub fn node_id(&self) -> NodeId {
@@ -220,7 +232,11 @@ impl RaftServer {
     pub async fn write(&self, command: Command) -> Result<(u64, Outcome), WriteError> {
         let deadline = Instant::now() + Duration::from_millis(self.settings.leader_wait_ms_max);
         loop {
-            match self.raft.client_write(command.clone()).await {
+            // A leader cut off from its quorum never commits; give up at the hold timeout
+            // (the outcome is then unknown to the client, as with any timed-out request).
+            let attempt = tokio::time::timeout_at(deadline.into(), self.raft.client_write(command.clone())).await;
+            let Ok(attempt) = attempt else { return Err(WriteError::Timeout) };
+            match attempt {
                 Ok(response) => return Ok((response.log_id.index, response.data)),
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
                     if let Some(leader) = forward.leader_node {
@@ -249,9 +265,13 @@ impl RaftServer {
     }
 
     async fn forward(&self, leader: &ServerNode, command: &Command) -> Result<(u64, Outcome), WriteError> {
+        if self.faults.blocks(&leader.raft_addr) {
+            return Err(WriteError::Forward("leader unreachable (fault injection)".into()));
+        }
         let response = self
             .client
             .post(format!("http://{}/raft/forward", leader.raft_addr))
+            .header(fault::FROM_HEADER, &self.settings.node.raft_addr)
             .timeout(Duration::from_millis(self.settings.leader_wait_ms_max))
             .body(network::encode(command))
             .send()
@@ -284,7 +304,11 @@ impl RaftServer {
     /// Consul's `consistent` mode: confirms leadership with a quorum (ReadIndex) and waits
     /// until the local state machine has applied up to the read index.
     pub async fn linearizable_barrier(&self) -> Result<(), ReadError> {
-        match self.raft.ensure_linearizable().await {
+        let wait = Duration::from_millis(self.settings.leader_wait_ms_max);
+        let Ok(result) = tokio::time::timeout(wait, self.raft.ensure_linearizable()).await else {
+            return Err(ReadError::NoLeader);
+        };
+        match result {
             Ok(_) => Ok(()),
             Err(RaftError::Fatal(_)) => Err(ReadError::ShuttingDown),
             Err(RaftError::APIError(_)) => Err(ReadError::NoLeader),

@@ -25,6 +25,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::catalog::Command;
+use crate::raft::fault::{FROM_HEADER, FaultPlan, Faults};
 use crate::raft::{NodeId, RaftServer, ServerNode, TypeConfig};
 
 const RPC_FORMAT_V1: u8 = 1;
@@ -49,25 +50,38 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, std::io::Er
 #[derive(Clone)]
 pub struct Network {
     client: reqwest::Client,
+    faults: Arc<Faults>,
+    /// Our own server address, sent as `x-cairn-from` so a partitioned peer can refuse us.
+    own_addr: String,
 }
 
 impl Network {
-    pub fn new(client: reqwest::Client) -> Network {
-        Network { client }
+    pub fn new(client: reqwest::Client, faults: Arc<Faults>, own_addr: String) -> Network {
+        Network { client, faults, own_addr }
     }
 }
 
 pub struct PeerClient {
     client: reqwest::Client,
     target: NodeId,
+    target_addr: String,
     base_url: String,
+    faults: Arc<Faults>,
+    own_addr: String,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &ServerNode) -> PeerClient {
-        PeerClient { client: self.client.clone(), target, base_url: format!("http://{}", node.raft_addr) }
+        PeerClient {
+            client: self.client.clone(),
+            target,
+            target_addr: node.raft_addr.clone(),
+            base_url: format!("http://{}", node.raft_addr),
+            faults: self.faults.clone(),
+            own_addr: self.own_addr.clone(),
+        }
     }
 }
 
@@ -78,9 +92,14 @@ impl PeerClient {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
+        if self.faults.blocks(&self.target_addr) {
+            let error = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "partitioned (fault injection)");
+            return Err(RPCError::Unreachable(Unreachable::new(&error)));
+        }
         let response = self
             .client
             .post(format!("{}{path}", self.base_url))
+            .header(FROM_HEADER, &self.own_addr)
             .timeout(option.hard_ttl())
             .body(encode(request))
             .send()
@@ -137,6 +156,8 @@ pub fn router(server: Arc<RaftServer>) -> Router {
         .route("/raft/forward", post(forward))
         .route("/raft/info", axum::routing::get(info))
         .route("/raft/join", post(join))
+        .route("/raft/fault", post(set_faults))
+        .layer(axum::middleware::from_fn_with_state(server.clone(), refuse_partitioned))
         .layer(DefaultBodyLimit::max(RAFT_RPC_BODY_BYTES_MAX))
         .with_state(server)
 }
@@ -167,6 +188,25 @@ async fn snapshot(State(server): State<Arc<RaftServer>>, body: Bytes) -> Respons
     match decode::<InstallSnapshotRequest<TypeConfig>>(&body) {
         Ok(request) => reply(&server.raft.install_snapshot(request).await),
         Err(e) => bad_request(e),
+    }
+}
+
+/// Refuses requests from servers we are partitioned from (fault injection).
+async fn refuse_partitioned(State(server): State<Arc<RaftServer>>, request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let from = request.headers().get(FROM_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !from.is_empty() && server.faults.blocks(from) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "partitioned (fault injection)").into_response();
+    }
+    next.run(request).await
+}
+
+async fn set_faults(State(server): State<Arc<RaftServer>>, body: Bytes) -> Response {
+    match serde_json::from_slice::<FaultPlan>(&body) {
+        Ok(plan) => match server.faults.set(plan) {
+            Ok(()) => StatusCode::OK.into_response(),
+            Err(reason) => (StatusCode::FORBIDDEN, reason).into_response(),
+        },
+        Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
     }
 }
 

@@ -133,6 +133,7 @@ impl TestCluster {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&server.log_path).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_cairn"))
             .args(args)
+            .env("CAIRN_FAULT_INJECTION", "1")
             .stdout(Stdio::from(log.try_clone().expect("clone log")))
             .stderr(Stdio::from(log))
             .spawn()
@@ -180,6 +181,34 @@ impl TestCluster {
         match self.client.put(url).body(value.to_string()).send().await {
             Ok(response) => response.text().await.is_ok_and(|t| t == "true"),
             Err(_) => false,
+        }
+    }
+
+    /// Installs a fault plan on server `i` (see `raft::fault`).
+    pub(crate) async fn set_faults(&self, i: usize, partitioned_from: &[usize], consistent_reads_from_follower: bool) {
+        let addrs: Vec<String> = partitioned_from.iter().map(|&j| self.servers[j].server_addr()).collect();
+        let plan = serde_json::json!({"partitioned_from": addrs, "consistent_reads_from_follower": consistent_reads_from_follower});
+        let url = format!("http://{}/raft/fault", self.servers[i].server_addr());
+        let response = self.client.post(url).body(plan.to_string()).send().await.expect("set faults");
+        assert_eq!(response.status(), 200, "fault plan accepted");
+    }
+
+    /// Splits the running servers into `side` and the rest.
+    pub(crate) async fn partition(&self, side: &[usize]) {
+        let others: Vec<usize> = (0..self.servers.len()).filter(|i| !side.contains(i)).collect();
+        for i in 0..self.servers.len() {
+            if self.servers[i].is_running() {
+                let cut = if side.contains(&i) { &others } else { side };
+                self.set_faults(i, cut, false).await;
+            }
+        }
+    }
+
+    pub(crate) async fn heal(&self) {
+        for i in 0..self.servers.len() {
+            if self.servers[i].is_running() {
+                self.set_faults(i, &[], false).await;
+            }
         }
     }
 
