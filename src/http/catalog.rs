@@ -239,20 +239,25 @@ pub(super) async fn connect(State(state): State<AppState>, Path(name): Path<Stri
     Ok(json_response(&meta, &rows, options.pretty))
 }
 
-pub(super) async fn node(State(state): State<AppState>, Path(node): Path<String>, Query(params): Query<Params>) -> Result<Response, ApiError> {
-    let options = read_options(&state, &params)?;
-    let (meta, found) = blocking_read(&state, &options, |catalog| {
-        let found = catalog.node(&node).map(|n| {
-            let services: Vec<ServiceOut> = catalog.node_services(&node).into_iter().map(ServiceOut::from).collect();
-            (NodeOut::from(n), services)
+/// The node and its services, or `None` when the node is unknown.
+async fn node_with_services(state: &AppState, options: &crate::http::query::ReadOptions, node: &str) -> Result<(crate::http::query::QueryMeta, Option<(NodeOut, Vec<ServiceOut>)>), ApiError> {
+    blocking_read(state, options, |catalog| {
+        let found = catalog.node(node).map(|n| {
+            let services: Vec<ServiceOut> = catalog.node_services(node).into_iter().map(ServiceOut::from).collect();
+            (NodeOut::from(n), apply_filter(services, options.filter.as_ref()))
         });
         (nodes_index(catalog), found)
     })
-    .await?;
+    .await
+}
+
+/// `/v1/catalog/node/:node`: services as a map by ID.
+pub(super) async fn node(State(state): State<AppState>, Path(node): Path<String>, Query(params): Query<Params>) -> Result<Response, ApiError> {
+    let options = read_options(&state, &params)?;
+    let (meta, found) = node_with_services(&state, &options, &node).await?;
     let body = match found {
         None => Value::Null,
         Some((node, services)) => {
-            let services = apply_filter(services, options.filter.as_ref());
             let map: serde_json::Map<String, Value> =
                 services.into_iter().map(|s| (s.id.clone(), serde_json::to_value(&s).unwrap_or(Value::Null))).collect();
             json!({"Node": node, "Services": map})
@@ -261,19 +266,13 @@ pub(super) async fn node(State(state): State<AppState>, Path(node): Path<String>
     Ok(json_response(&meta, &body, options.pretty))
 }
 
+/// `/v1/catalog/node-services/:node`: services as a list.
 pub(super) async fn node_services(State(state): State<AppState>, Path(node): Path<String>, Query(params): Query<Params>) -> Result<Response, ApiError> {
     let options = read_options(&state, &params)?;
-    let (meta, found) = blocking_read(&state, &options, |catalog| {
-        let found = catalog.node(&node).map(|n| {
-            let services: Vec<ServiceOut> = catalog.node_services(&node).into_iter().map(ServiceOut::from).collect();
-            (NodeOut::from(n), services)
-        });
-        (nodes_index(catalog), found)
-    })
-    .await?;
+    let (meta, found) = node_with_services(&state, &options, &node).await?;
     let body = match found {
         None => Value::Null,
-        Some((node, services)) => json!({"Node": node, "Services": apply_filter(services, options.filter.as_ref())}),
+        Some((node, services)) => json!({"Node": node, "Services": services}),
     };
     Ok(json_response(&meta, &body, options.pretty))
 }

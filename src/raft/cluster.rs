@@ -78,18 +78,7 @@ impl RaftServer {
     /// Asks the server at `addr` to add us to its cluster.
     pub async fn request_join(&self, addr: &str, datacenter: &str) -> Result<(), MembershipError> {
         let request = JoinRequest { node_id: self.settings.node_id, node: self.settings.node.clone(), datacenter: datacenter.to_string() };
-        let unreachable = |reason: String| MembershipError::Unreachable { addr: addr.to_string(), reason };
-        let response = self
-            .client
-            .post(format!("http://{addr}/raft/join"))
-            .timeout(Duration::from_millis(self.settings.leader_wait_ms_max))
-            .body(encode(&request))
-            .send()
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
-        let bytes = response.bytes().await.map_err(|e| unreachable(e.to_string()))?;
-        let result: Result<(), String> = decode(&bytes).map_err(|e| unreachable(e.to_string()))?;
-        result.map_err(MembershipError::Refused)
+        self.request_join_as(addr, request).await
     }
 
     /// Handles a join request: the leader adds the caller as a non-voter; any other server
