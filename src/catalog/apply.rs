@@ -66,6 +66,7 @@ pub fn apply(catalog: &mut Catalog, index: u64, command: &Command, changes: &mut
             }
             Outcome::Done
         }
+        Command::Restore { rows } => restore(catalog, index, rows, changes),
         Command::ConfigSet { kind, name, body_json, cas_index } => {
             config_set(catalog, index, kind, name, body_json, *cas_index, changes)
         }
@@ -88,6 +89,33 @@ pub fn apply(catalog: &mut Catalog, index: u64, command: &Command, changes: &mut
         changes.touch(RowKey::Indexes);
     }
     outcome
+}
+
+/// Replaces the catalog with a snapshot's rows. Every table index moves to `index`, so blocking
+/// queries wake and no index a client has seen is ever ahead of the new state.
+fn restore(catalog: &mut Catalog, index: u64, rows: &[(Vec<u8>, Vec<u8>)], changes: &mut ChangeSet) -> Outcome {
+    let mut fresh = Catalog::new();
+    for (key, value) in rows {
+        if let Err(error) = fresh.load_row(key, value) {
+            return Outcome::Rejected(format!("snapshot row does not decode: {error}"));
+        }
+    }
+    for row in catalog.all_rows() {
+        changes.touch(row);
+    }
+    *catalog = fresh;
+    catalog.indexes = crate::catalog::model::TableIndexes {
+        nodes: index,
+        services: index,
+        checks: index,
+        kv: index,
+        sessions: index,
+        config_entries: index,
+    };
+    for row in catalog.all_rows() {
+        changes.touch(row);
+    }
+    Outcome::Done
 }
 
 fn return_bool(ok: bool) -> Outcome {

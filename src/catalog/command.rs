@@ -45,6 +45,8 @@ pub enum Command {
     ConfigSet { kind: String, name: String, body_json: String, cas_index: Option<u64> },
     /// Delete a config entry, optionally guarded by a check-and-set index.
     ConfigDelete { kind: String, name: String, cas_index: Option<u64> },
+    /// Replace the whole state with the rows of a snapshot (`PUT /v1/snapshot`).
+    Restore { rows: Vec<(Vec<u8>, Vec<u8>)> },
 }
 
 /// A node, optionally with one service and checks, as submitted for registration.

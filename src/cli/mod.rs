@@ -22,6 +22,7 @@ mod client;
 mod kv;
 mod members;
 mod operator;
+mod snapshot;
 mod services;
 #[cfg(test)]
 mod tests;
@@ -143,6 +144,10 @@ pub(crate) fn run_with(
             _ => fail("usage: cairn operator raft list-peers|remove-peer"),
         },
         ("operator", _) => fail("usage: cairn operator raft list-peers|remove-peer"),
+        ("snapshot", Some("save")) => snapshot::save(&rest[1..], &mut io),
+        ("snapshot", Some("restore")) => snapshot::restore(&rest[1..], &mut io),
+        ("snapshot", Some("inspect")) => snapshot::inspect(&rest[1..], &mut io),
+        ("snapshot", _) => fail("usage: cairn snapshot save|restore|inspect FILE"),
         (other, _) => fail(format!("Unknown command: {other:?}\n\n{USAGE}")),
     };
     finish(&mut io, result)
@@ -297,6 +302,7 @@ Available commands are:
     members        Lists the members of a Cairn cluster
     join           Joins this server to a cluster
     operator       Cluster operations (raft list-peers, remove-peer)
+    snapshot       Saves, restores and inspects snapshots of the state
     services       Interact with services
     version        Prints the Cairn version
 

@@ -17,6 +17,7 @@ mod health;
 mod kv;
 pub mod query;
 mod session;
+mod snapshot;
 mod status;
 
 use std::sync::Arc;
@@ -109,6 +110,11 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/v1/operator/raft/configuration", get(operator::raft_configuration))
         .route("/v1/operator/raft/peer", axum::routing::delete(operator::remove_peer))
         .route("/v1/operator/autopilot/health", get(operator::autopilot_health))
+        // snapshot
+        .route(
+            "/v1/snapshot",
+            get(snapshot::save).put(snapshot::restore).layer(DefaultBodyLimit::max(snapshot::SNAPSHOT_RESTORE_BYTES_MAX + 1)),
+        )
         // status
         .route("/v1/status/leader", get(status::leader))
         .route("/v1/status/peers", get(status::peers))

@@ -162,6 +162,8 @@ pub struct RaftStatus {
 /// One running Raft server.
 pub struct RaftServer {
     raft: Raft<TypeConfig>,
+    /// The store, for point-in-time exports (`GET /v1/snapshot`).
+    store: Store,
     /// Test-only transport faults (see `fault`); inert unless enabled at start.
     faults: Arc<fault::Faults>,
     settings: RaftSettings,
@@ -196,12 +198,19 @@ impl RaftServer {
             settings.node_id,
             Arc::new(config),
             network::Network::new(client.clone(), faults.clone(), settings.node.raft_addr.clone()),
-            log_store::LogStore::new(store),
+            log_store::LogStore::new(store.clone()),
             state_machine,
         )
         .await
         .map_err(|e| RaftStartError::Fatal(e.to_string()))?;
-        Ok(Arc::new(RaftServer { raft, faults, settings, view, client }))
+        Ok(Arc::new(RaftServer { raft, store, faults, settings, view, client }))
+    }
+
+    /// A point-in-time copy of the state machine, read from one consistent RocksDB view, in
+    /// the snapshot file format. Returns the bytes and the index they are current as of.
+    pub async fn export_snapshot(&self) -> Result<(Vec<u8>, u64), std::io::Error> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || state_machine::export(&store)).await.map_err(std::io::Error::other)?
     }
 
     pub fn faults(&self) -> &fault::Faults {

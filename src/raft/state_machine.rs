@@ -86,6 +86,22 @@ impl StateMachine {
     }
 }
 
+/// Encodes the durable state machine as a snapshot file (consistent RocksDB view).
+pub(crate) fn export(store: &Store) -> Result<(Vec<u8>, u64), std::io::Error> {
+    let (rows, meta) = store.sm_read_consistent(&[META_LAST_APPLIED, META_MEMBERSHIP]).map_err(io)?;
+    let last_log_id: Option<LogId<NodeId>> = match &meta[0] {
+        Some(bytes) => decode(bytes)?,
+        None => None,
+    };
+    let membership: StoredMembership<NodeId, ServerNode> = match &meta[1] {
+        Some(bytes) => decode(bytes)?,
+        None => StoredMembership::default(),
+    };
+    let index = last_log_id.map_or(0, |l| l.index);
+    let header = SnapshotHeader { last_log_id, membership, snapshot_id: format!("export-{index}"), row_count: rows.len() as u64 };
+    Ok((snapshot::encode(&header, &rows), index))
+}
+
 /// Writes `bytes` to `path` atomically and durably (temp file, fsync, rename, fsync dir).
 fn write_file_durably(path: &std::path::Path, bytes: &[u8]) -> Result<(), std::io::Error> {
     use std::io::Write;

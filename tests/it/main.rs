@@ -13,5 +13,6 @@ mod jepsen;
 mod kv;
 mod linearizability;
 mod lifecycle;
+mod snapshot;
 mod tidy;
 mod util;

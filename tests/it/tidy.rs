@@ -49,7 +49,7 @@ fn layer_table() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("agent", &["catalog", "raft", "checks", "store", "config"][..]),
         ("http", &["agent", "catalog", "bexpr", "config", "checks", "raft", "ui"][..]),
         ("daemon", &["agent", "http", "dns", "raft", "catalog", "config"][..]),
-        ("cli", &["config", "daemon"][..]),
+        ("cli", &["config", "daemon", "raft"][..]),
     ])
 }
 
