@@ -186,3 +186,32 @@ async fn five_servers_survive_two_failures() {
     assert_eq!(keys.get("load/before").map(String::as_str), Some("1"));
     assert_eq!(keys.get("load/after").map(String::as_str), Some("2"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_server_is_removed_and_a_new_one_added() {
+    let mut cluster = TestCluster::start(3).await;
+    let leader = cluster.wait_for_leader(Duration::from_secs(10)).await;
+    let victim = (leader + 1) % 3;
+    let url = format!("{}/v1/operator/raft/peer?address={}", cluster.servers[leader].http(), cluster.servers[victim].server_addr());
+    assert_eq!(cluster.client.delete(url).send().await.unwrap().status(), 200);
+    cluster.kill9(victim);
+    let voters = cluster.voters_seen_by(leader).await;
+    assert_eq!(voters.len(), 2, "{voters:?}");
+    assert!(cluster.put(leader, "load/two", "2").await, "two voters still commit");
+
+    // A new server joins as a non-voter and is promoted once it has caught up.
+    let newcomer = cluster.add_server();
+    let mut promoted = false;
+    for _ in 0..100 {
+        let voters = cluster.voters_seen_by(leader).await;
+        if voters.contains(&cluster.servers[newcomer].server_addr()) && voters.len() == 3 {
+            promoted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(promoted, "the new server became a voter: {}", cluster.servers[newcomer].log());
+    cluster.wait_identical(Duration::from_secs(10)).await;
+    let keys = keys_on(&cluster, newcomer).await.unwrap_or_default();
+    assert_eq!(keys.get("load/two").map(String::as_str), Some("2"));
+}

@@ -102,6 +102,34 @@ impl TestCluster {
         cluster
     }
 
+    /// Starts one more server that joins the running cluster through `-retry-join`.
+    pub(crate) fn add_server(&mut self) -> usize {
+        let i = self.servers.len();
+        let ip = random_loopback();
+        self.servers.push(Server {
+            name: format!("s{}", i + 1),
+            ip,
+            http_port: free_port_on(ip),
+            server_port: free_port_on(ip),
+            dns_port: free_port_on(ip),
+            serf_port: free_port_on(ip),
+            data_dir: self.dir.path().join(format!("s{}", i + 1)),
+            log_path: self.dir.path().join(format!("s{}.log", i + 1)),
+            child: None,
+        });
+        self.spawn(i);
+        i
+    }
+
+    /// The voters server `i` reports, as server addresses.
+    pub(crate) async fn voters_seen_by(&self, i: usize) -> Vec<String> {
+        let url = format!("{}/v1/status/peers", self.servers[i].http());
+        match self.client.get(url).send().await {
+            Ok(response) => response.json().await.unwrap_or_default(),
+            Err(_) => Vec::new(),
+        }
+    }
+
     fn args(&self, i: usize) -> Vec<String> {
         let s = &self.servers[i];
         let mut args = vec![
