@@ -19,7 +19,9 @@ const DEFAULT_DNS_PORT: u16 = 8600;
 const DEFAULT_SERVER_PORT: u16 = 8300;
 const DEFAULT_SERF_LAN_PORT: u16 = 8301;
 /// Consul's production default; `-dev` uses 1 (the fastest supported).
-const DEFAULT_RAFT_MULTIPLIER: u32 = 5;
+/// Consul defaults to 5 (5 s election timeout); cairn defaults to Consul's production advice,
+/// 1, so that writes resume within about 2 s after a leader dies on a LAN.
+const DEFAULT_RAFT_MULTIPLIER: u32 = 1;
 const DEFAULT_KV_MAX_VALUE_SIZE_BYTES: usize = 512 * 1024;
 const DEFAULT_TXN_MAX_REQ_LEN_BYTES: usize = 512 * 1024;
 /// Head-room for JSON framing and base64 expansion around the largest payload.
@@ -450,8 +452,9 @@ impl RaftTiming {
         let (heartbeat_ms, election_min_ms, election_max_ms) = if dev && raft_multiplier == 1 {
             (50, 150, 300)
         } else {
+            // Per unit: 100 ms heartbeat, 500-1000 ms randomized election timeout.
             let multiplier = u64::from(raft_multiplier);
-            (100 * multiplier, 1000 * multiplier, 2000 * multiplier)
+            (100 * multiplier, 500 * multiplier, 1000 * multiplier)
         };
         let millis = |value: Option<GoDuration>, default: u64| {
             value.map_or(default, |duration| {

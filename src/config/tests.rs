@@ -77,10 +77,10 @@ fn defaults_match_consul() {
     assert_eq!(config.ports, ports);
     assert_eq!(config.log_level, LogLevel::Info);
     let raft = config.raft;
-    assert_eq!(raft.raft_multiplier, 5);
-    assert_eq!(raft.heartbeat_interval_ms, 500);
-    assert_eq!(raft.election_timeout_min_ms, 5000);
-    assert_eq!(raft.election_timeout_max_ms, 10000);
+    assert_eq!(raft.raft_multiplier, 1);
+    assert_eq!(raft.heartbeat_interval_ms, 100);
+    assert_eq!(raft.election_timeout_min_ms, 500);
+    assert_eq!(raft.election_timeout_max_ms, 1000);
     assert_eq!(raft.snapshot_threshold_entries, 16384);
     assert_eq!(raft.trailing_logs_entries, 10240);
     let limits = config.limits;

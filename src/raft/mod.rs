@@ -29,6 +29,9 @@ use crate::store::Store;
 
 pub type NodeId = u64;
 
+/// Most entries in one AppendEntries request.
+pub const RAFT_APPEND_ENTRIES_MAX: u64 = 16;
+
 /// What the cluster knows about a server: its name and addresses.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerNode {
@@ -182,6 +185,9 @@ impl RaftServer {
             snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_threshold_entries),
             max_in_snapshot_log_to_keep: settings.trailing_logs_entries,
             install_snapshot_timeout: 10_000,
+            // openraft gives each AppendEntries one heartbeat interval to complete, so batches
+            // are kept small enough (16 × the 512 KiB value limit, 8 MiB) to cross in time.
+            max_payload_entries: RAFT_APPEND_ENTRIES_MAX,
             ..Config::default()
         }
         .validate()

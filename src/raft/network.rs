@@ -30,7 +30,7 @@ use crate::raft::{NodeId, RaftServer, ServerNode, TypeConfig};
 
 const RPC_FORMAT_V1: u8 = 1;
 /// openraft's snapshot chunks are 3 MiB by default; leave room for the envelope and entries.
-pub const RAFT_RPC_BODY_BYTES_MAX: usize = 16 * 1024 * 1024;
+pub const RAFT_RPC_BODY_BYTES_MAX: usize = 32 * 1024 * 1024;
 
 pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     let mut out = vec![RPC_FORMAT_V1];

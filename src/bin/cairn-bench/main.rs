@@ -5,6 +5,9 @@
 //! cairn-bench [--start-agent] [--http 127.0.0.1:8500] [--dns 127.0.0.1:8600]
 //!             [--clients 1,64] [--duration-s 10] [--value-bytes 256] [--dns-iterations 50]
 //! ```
+//! `--cluster N` instead starts N servers on loopback and measures write throughput, failover
+//! time and snapshot catch-up (`cluster.rs`; `--snapshot-mb` sets the state machine size).
+//!
 //! With `--start-agent` it starts `cairn agent -dev` (the binary next to this one) on free
 //! loopback ports with a fresh data dir, so the run needs nothing else. It reports, per client
 //! count, KV PUT and GET throughput and latency percentiles, then the time from a service
@@ -16,6 +19,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+mod cluster;
 
 use hickory_server::proto::op::{Message, Query, ResponseCode};
 use hickory_server::proto::rr::{Name, RecordType};
@@ -35,6 +40,8 @@ struct Options {
     duration: Duration,
     value_bytes: usize,
     dns_iterations: usize,
+    cluster: usize,
+    snapshot_mb: usize,
 }
 
 fn parse_options() -> Result<Options, String> {
@@ -46,6 +53,8 @@ fn parse_options() -> Result<Options, String> {
         duration: Duration::from_secs(10),
         value_bytes: 256,
         dns_iterations: 50,
+        cluster: 0,
+        snapshot_mb: 100,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -63,6 +72,8 @@ fn parse_options() -> Result<Options, String> {
         };
         match flag.as_str() {
             "start-agent" => options.start_agent = true,
+            "cluster" => options.cluster = value()?.parse().map_err(|e| format!("--cluster: {e}"))?,
+            "snapshot-mb" => options.snapshot_mb = value()?.parse().map_err(|e| format!("--snapshot-mb: {e}"))?,
             "http" => options.http = value()?,
             "dns" => options.dns = value()?.parse().map_err(|e| format!("--dns: {e}"))?,
             "clients" => {
@@ -137,15 +148,15 @@ async fn wait_ready(client: &reqwest::Client, http: &str) -> Result<(), String> 
     Err(format!("agent at {http} did not become ready"))
 }
 
-struct Stats {
+pub(crate) struct Stats {
     operations: usize,
-    errors: usize,
+    pub(crate) errors: usize,
     elapsed: Duration,
     latencies_us: Vec<u64>,
 }
 
 impl Stats {
-    fn percentile_ms(&self, p: f64) -> f64 {
+    pub(crate) fn percentile_ms(&self, p: f64) -> f64 {
         if self.latencies_us.is_empty() {
             return 0.0;
         }
@@ -153,12 +164,12 @@ impl Stats {
         self.latencies_us[rank] as f64 / 1000.0
     }
 
-    fn throughput(&self) -> f64 {
+    pub(crate) fn throughput(&self) -> f64 {
         self.operations as f64 / self.elapsed.as_secs_f64()
     }
 }
 
-async fn run_load(client: &reqwest::Client, http: &str, clients: usize, duration: Duration, value: Arc<Vec<u8>>, write: bool) -> Stats {
+pub(crate) async fn run_load(client: &reqwest::Client, http: &str, clients: usize, duration: Duration, value: Arc<Vec<u8>>, write: bool) -> Stats {
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -259,6 +270,15 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    if options.cluster > 0 {
+        return match cluster::run(options.cluster, &options.clients, options.duration, options.value_bytes, options.snapshot_mb).await {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("cairn-bench: {message}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let _agent = if options.start_agent {
         match start_agent(&mut options) {
             Ok(agent) => Some(agent),
