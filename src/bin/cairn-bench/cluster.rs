@@ -71,17 +71,25 @@ impl Cluster {
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         std::fs::write(dir.join("bench.toml"), CLUSTER_CONFIG).map_err(|e| e.to_string())?;
         let mut cluster = Cluster { servers: Vec::new(), dir, cairn, expect: size };
+        // Every server must know every other one's address before any starts.
         for _ in 0..size {
-            cluster.add()?;
+            cluster.declare();
+        }
+        for i in 0..size {
+            cluster.spawn(i)?;
         }
         Ok(cluster)
     }
 
-    fn add(&mut self) -> Result<usize, String> {
+    fn declare(&mut self) -> usize {
         let b: [u8; 3] = rand::random();
         let ip = IpAddr::V4(Ipv4Addr::new(127, b[0].max(1), b[1], b[2].clamp(2, 254)));
-        let i = self.servers.len();
         self.servers.push(Server { ip, http: port_on(ip), server: port_on(ip), child: None });
+        self.servers.len() - 1
+    }
+
+    fn add(&mut self) -> Result<usize, String> {
+        let i = self.declare();
         self.spawn(i)?;
         Ok(i)
     }
