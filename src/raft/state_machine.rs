@@ -61,21 +61,13 @@ impl StateMachine {
     /// Opens the state machine, rebuilding the catalog from RocksDB.
     pub fn open(store: Store, view: Arc<CatalogView>, snapshot_dir: PathBuf) -> Result<StateMachine, std::io::Error> {
         std::fs::create_dir_all(&snapshot_dir)?;
-        let (rows, meta) = store.sm_read_consistent(&[META_LAST_APPLIED, META_MEMBERSHIP]).map_err(io)?;
+        let (rows, last_applied, membership) = read_durable(&store)?;
         let mut catalog = Catalog::new();
         for (key, value) in &rows {
             // A row we wrote ourselves that no longer decodes means the store is corrupt:
             // refuse to start rather than serve a diverged catalog.
             catalog.load_row(key, value).map_err(io)?;
         }
-        let last_applied: Option<LogId<NodeId>> = match &meta[0] {
-            Some(bytes) => decode(bytes)?,
-            None => None,
-        };
-        let membership = match &meta[1] {
-            Some(bytes) => decode(bytes)?,
-            None => StoredMembership::default(),
-        };
         view.replace(catalog, last_applied.map_or(0, |l| l.index));
         tracing::info!(rows = rows.len(), last_applied = ?last_applied, "state machine reopened from rocksdb");
         Ok(StateMachine { store, view, last_applied, membership, snapshot_dir, snapshot_counter: 0 })
@@ -86,17 +78,25 @@ impl StateMachine {
     }
 }
 
-/// Encodes the durable state machine as a snapshot file (consistent RocksDB view).
-pub(crate) fn export(store: &Store) -> Result<(Vec<u8>, u64), std::io::Error> {
+/// The durable rows, `last_applied` and membership, from one consistent RocksDB view.
+type DurableState = (Vec<(Vec<u8>, Vec<u8>)>, Option<LogId<NodeId>>, StoredMembership<NodeId, ServerNode>);
+
+fn read_durable(store: &Store) -> Result<DurableState, std::io::Error> {
     let (rows, meta) = store.sm_read_consistent(&[META_LAST_APPLIED, META_MEMBERSHIP]).map_err(io)?;
-    let last_log_id: Option<LogId<NodeId>> = match &meta[0] {
+    let last_applied = match &meta[0] {
         Some(bytes) => decode(bytes)?,
         None => None,
     };
-    let membership: StoredMembership<NodeId, ServerNode> = match &meta[1] {
+    let membership = match &meta[1] {
         Some(bytes) => decode(bytes)?,
         None => StoredMembership::default(),
     };
+    Ok((rows, last_applied, membership))
+}
+
+/// Encodes the durable state machine as a snapshot file (consistent RocksDB view).
+pub(crate) fn export(store: &Store) -> Result<(Vec<u8>, u64), std::io::Error> {
+    let (rows, last_log_id, membership) = read_durable(store)?;
     let index = last_log_id.map_or(0, |l| l.index);
     let header = SnapshotHeader { last_log_id, membership, snapshot_id: format!("export-{index}"), row_count: rows.len() as u64 };
     Ok((snapshot::encode(&header, &rows), index))
@@ -129,15 +129,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let path = self.snapshot_path.clone();
         let counter = self.counter;
         let built = tokio::task::spawn_blocking(move || -> Result<_, std::io::Error> {
-            let (rows, meta) = store.sm_read_consistent(&[META_LAST_APPLIED, META_MEMBERSHIP]).map_err(io)?;
-            let last_log_id: Option<LogId<NodeId>> = match &meta[0] {
-                Some(bytes) => decode(bytes)?,
-                None => None,
-            };
-            let membership: StoredMembership<NodeId, ServerNode> = match &meta[1] {
-                Some(bytes) => decode(bytes)?,
-                None => StoredMembership::default(),
-            };
+            let (rows, last_log_id, membership) = read_durable(&store)?;
             let snapshot_id = match last_log_id {
                 Some(l) => format!("{}-{}-{counter}", l.leader_id.term, l.index),
                 None => format!("0-0-{counter}"),

@@ -73,28 +73,16 @@ impl TestCluster {
     pub(crate) async fn start(size: usize) -> TestCluster {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("test.toml"), TEST_CONFIG).expect("write test config");
-        let servers = (0..size)
-            .map(|i| {
-                let ip = random_loopback();
-                Server {
-                    name: format!("s{}", i + 1),
-                    ip,
-                    http_port: free_port_on(ip),
-                    server_port: free_port_on(ip),
-                    dns_port: free_port_on(ip),
-                    serf_port: free_port_on(ip),
-                    data_dir: dir.path().join(format!("s{}", i + 1)),
-                    log_path: dir.path().join(format!("s{}.log", i + 1)),
-                    child: None,
-                }
-            })
-            .collect();
         let mut cluster = TestCluster {
-            servers,
+            servers: Vec::new(),
             dir,
             client: reqwest::Client::builder().timeout(Duration::from_secs(20)).build().expect("client"),
             expect: size,
         };
+        // Every server knows every other one's address before any starts.
+        for _ in 0..size {
+            cluster.declare();
+        }
         for i in 0..size {
             cluster.spawn(i);
         }
@@ -102,8 +90,8 @@ impl TestCluster {
         cluster
     }
 
-    /// Starts one more server that joins the running cluster through `-retry-join`.
-    pub(crate) fn add_server(&mut self) -> usize {
+    /// Adds a server's addresses and paths without starting it.
+    fn declare(&mut self) -> usize {
         let i = self.servers.len();
         let ip = random_loopback();
         self.servers.push(Server {
@@ -117,6 +105,12 @@ impl TestCluster {
             log_path: self.dir.path().join(format!("s{}.log", i + 1)),
             child: None,
         });
+        i
+    }
+
+    /// Starts one more server that joins the running cluster through `-retry-join`.
+    pub(crate) fn add_server(&mut self) -> usize {
+        let i = self.declare();
         self.spawn(i);
         i
     }
