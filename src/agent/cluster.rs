@@ -116,6 +116,9 @@ pub(super) async fn autopilot_loop(agent: Arc<Agent>, raft: Arc<RaftServer>) {
         };
         healthy_since.retain(|id, _| status.learners.contains_key(id));
         for (id, node) in &status.learners {
+            if *id == raft.node_id() {
+                continue;
+            }
             let matched = progress.get(id).copied().unwrap_or(0);
             if matched + settings.max_trailing_logs < status.last_log_index {
                 healthy_since.remove(id);

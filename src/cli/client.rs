@@ -241,6 +241,11 @@ impl Client {
         )
     }
 
+    /// A POST with an empty body (operator actions).
+    pub(crate) fn send_post(&self, path: &str) -> Result<Reply, ClientError> {
+        self.send(reqwest::Method::POST, self.url(path, &[], false), Some(Vec::new()))
+    }
+
     pub(crate) fn delete(&self, path: &str, params: &[Param<'_>]) -> Result<Reply, ClientError> {
         self.send(reqwest::Method::DELETE, self.url(path, params, false), None)
     }

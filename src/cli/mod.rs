@@ -141,9 +141,10 @@ pub(crate) fn run_with(
         ("operator", Some("raft")) => match rest.get(1).map(String::as_str) {
             Some("list-peers") => operator::list_peers(&rest[2..], &mut io),
             Some("remove-peer") => operator::remove_peer(&rest[2..], &mut io),
-            _ => fail("usage: cairn operator raft list-peers|remove-peer"),
+            Some("transfer-leader") => operator::transfer_leader(&rest[2..], &mut io),
+            _ => fail("usage: cairn operator raft list-peers|remove-peer|transfer-leader"),
         },
-        ("operator", _) => fail("usage: cairn operator raft list-peers|remove-peer"),
+        ("operator", _) => fail("usage: cairn operator raft list-peers|remove-peer|transfer-leader"),
         ("snapshot", Some("save")) => snapshot::save(&rest[1..], &mut io),
         ("snapshot", Some("restore")) => snapshot::restore(&rest[1..], &mut io),
         ("snapshot", Some("inspect")) => snapshot::inspect(&rest[1..], &mut io),
@@ -301,7 +302,7 @@ Available commands are:
     kv             Interact with the key-value store
     members        Lists the members of a Cairn cluster
     join           Joins this server to a cluster
-    operator       Cluster operations (raft list-peers, remove-peer)
+    operator       Cluster operations (raft list-peers, remove-peer, transfer-leader)
     snapshot       Saves, restores and inspects snapshots of the state
     services       Interact with services
     version        Prints the Cairn version

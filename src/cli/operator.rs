@@ -82,6 +82,22 @@ pub(crate) fn remove_peer(args: &[String], io: &mut Io<'_>) -> Result<(), Fail> 
     Ok(())
 }
 
+/// Moves leadership to another voter.
+#[derive(Parser, Debug)]
+#[command(name = "cairn operator raft transfer-leader", disable_version_flag = true)]
+struct TransferArgs {
+    #[command(flatten)]
+    http: HttpFlags,
+}
+
+pub(crate) fn transfer_leader(args: &[String], io: &mut Io<'_>) -> Result<(), Fail> {
+    let a: TransferArgs = parse("cairn operator raft transfer-leader", args)?;
+    let c = client::connect(&a.http, io.env)?;
+    c.send_post("/v1/operator/raft/transfer-leader")?.ok()?;
+    io.note("Success! Leadership transfer started");
+    Ok(())
+}
+
 pub(crate) fn join(args: &[String], io: &mut Io<'_>) -> Result<(), Fail> {
     let a: JoinArgs = parse("cairn join", args)?;
     if a.addresses.is_empty() {

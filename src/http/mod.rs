@@ -109,6 +109,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         // operator
         .route("/v1/operator/raft/configuration", get(operator::raft_configuration))
         .route("/v1/operator/raft/peer", axum::routing::delete(operator::remove_peer))
+        .route("/v1/operator/raft/transfer-leader", axum::routing::post(operator::transfer_leader))
         .route("/v1/operator/autopilot/health", get(operator::autopilot_health))
         // snapshot
         .route(

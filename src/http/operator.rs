@@ -58,6 +58,30 @@ pub(super) async fn remove_peer(State(state): State<AppState>, Query(params): Qu
     Ok(StatusCode::OK.into_response())
 }
 
+/// `POST /v1/operator/raft/transfer-leader`: another voter takes over (see
+/// `RaftServer::transfer_leadership`). Naming a target with `?id=` is refused: openraft 0.9
+/// cannot transfer to a chosen server.
+pub(super) async fn transfer_leader(State(state): State<AppState>, Query(params): Query<Params>) -> Result<Response, ApiError> {
+    check_datacenter(&state, &params)?;
+    if params.get("id").is_some_and(|id| !id.is_empty()) {
+        return Err(ApiError::BadRequest("transferring leadership to a chosen server is not supported yet; omit ?id".into()));
+    }
+    let raft = state.agent.raft().ok_or_else(|| ApiError::Internal("this agent is not a server".into()))?;
+    let status = raft.status();
+    match status.leader {
+        Some((id, _)) if id == status.node_id => raft.transfer_leadership().await.map_err(|e| ApiError::Internal(e.to_string()))?,
+        Some((_, leader)) => {
+            let url = format!("http://{}/fwd/v1/operator/raft/transfer-leader", leader.raft_addr);
+            let response = state.client.post(url).send().await.map_err(|e| ApiError::Internal(format!("rpc error: {e}")))?;
+            if !response.status().is_success() {
+                return Err(ApiError::Internal(response.text().await.unwrap_or_default()));
+            }
+        }
+        None => return Err(ApiError::Internal("No cluster leader".into())),
+    }
+    Ok(json_ok(&json!({"Success": true}), &params, StatusCode::OK))
+}
+
 pub(super) async fn autopilot_health(State(state): State<AppState>, Query(params): Query<Params>) -> Result<Response, ApiError> {
     check_datacenter(&state, &params)?;
     let raft = state.agent.raft().ok_or_else(|| ApiError::Internal("this agent is not a server".into()))?;

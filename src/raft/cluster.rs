@@ -17,6 +17,8 @@ use serde::{Deserialize, Serialize};
 use crate::raft::network::{decode, encode};
 use crate::raft::{NodeId, RaftServer, ServerNode};
 
+/// How long a server that gave up leadership keeps trying to rejoin.
+const REJOIN_AFTER_TRANSFER_MS: u64 = 30_000;
 /// Time limit of one handshake request.
 const HANDSHAKE_TIMEOUT_MS: u64 = 2_000;
 
@@ -134,6 +136,53 @@ impl RaftServer {
     /// Makes a caught-up non-voter a voter (joint consensus).
     pub async fn promote(&self, node_id: NodeId) -> Result<(), MembershipError> {
         self.change(ChangeMembers::AddVoterIds(BTreeSet::from([node_id]))).await
+    }
+
+    /// Hands leadership to another voter. openraft 0.9 has no leadership-transfer call, so the
+    /// leader removes itself from the membership (joint consensus) and steps down once that is
+    /// committed; the remaining voters elect a leader among themselves. This server then asks
+    /// the new leader to add it back as a non-voter, and autopilot promotes it once it is
+    /// stable. The new leader cannot be chosen.
+    pub async fn transfer_leadership(self: &std::sync::Arc<Self>) -> Result<(), MembershipError> {
+        let status = self.status();
+        if status.leader.as_ref().map(|(id, _)| *id) != Some(self.settings.node_id) {
+            return Err(MembershipError::Refused("this server is not the leader".into()));
+        }
+        if status.voters.len() < 2 {
+            return Err(MembershipError::Refused("cannot transfer leadership: there are no other voters".into()));
+        }
+        if let Err(e) = self.raft.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([self.settings.node_id])), false).await {
+            return Err(MembershipError::Refused(e.to_string()));
+        }
+        let peers: Vec<String> = status.voters.iter().filter(|(id, _)| **id != self.settings.node_id).map(|(_, n)| n.raft_addr.clone()).collect();
+        let server = self.clone();
+        tokio::spawn(async move { server.rejoin_after_transfer(peers).await });
+        Ok(())
+    }
+
+    /// After stepping down (no longer a member, so nobody tells us who leads): ask the former
+    /// peers who the new leader is, then ask it to take us back.
+    async fn rejoin_after_transfer(&self, peers: Vec<String>) {
+        let deadline = std::time::Instant::now() + Duration::from_millis(REJOIN_AFTER_TRANSFER_MS);
+        let datacenter = self.settings.datacenter.clone();
+        while std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            for peer in &peers {
+                let Ok(info) = self.fetch_info(peer).await else { continue };
+                let Some((id, leader)) = info.leader else { continue };
+                if id == self.settings.node_id {
+                    continue;
+                }
+                match self.request_join(&leader.raft_addr, &datacenter).await {
+                    Ok(()) => {
+                        tracing::info!(leader = %leader.name, "handed leadership over; rejoining as a non-voter");
+                        return;
+                    }
+                    Err(error) => tracing::debug!(%error, "rejoin after transfer refused; retrying"),
+                }
+            }
+        }
+        tracing::warn!("could not rejoin the cluster after transferring leadership; use `cairn join`");
     }
 
     /// Removes a server from the cluster entirely.

@@ -215,3 +215,31 @@ async fn a_server_is_removed_and_a_new_one_added() {
     let keys = keys_on(&cluster, newcomer).await.unwrap_or_default();
     assert_eq!(keys.get("load/two").map(String::as_str), Some("2"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leadership_moves_on_transfer_and_the_old_leader_votes_again() {
+    let cluster = TestCluster::start(3).await;
+    let old_leader = cluster.wait_for_leader(Duration::from_secs(10)).await;
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["operator", "raft", "transfer-leader"])
+        .env("CONSUL_HTTP_ADDR", cluster.servers[(old_leader + 1) % 3].http())
+        .output()
+        .expect("run the cli");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let mut moved = false;
+    for _ in 0..100 {
+        let leader = cluster.wait_for_leader(Duration::from_secs(10)).await;
+        if leader != old_leader && cluster.voters_seen_by(leader).await.len() == 3 {
+            moved = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(moved, "another server leads and the old leader is a voter again");
+    let leader = cluster.wait_for_leader(Duration::from_secs(10)).await;
+    assert!(cluster.put(leader, "load/after-transfer", "ok").await);
+    cluster.wait_identical(Duration::from_secs(10)).await;
+    // Naming a target is refused rather than silently ignored.
+    let url = format!("{}/v1/operator/raft/transfer-leader?id=abc", cluster.servers[leader].http());
+    assert_eq!(cluster.client.post(url).send().await.unwrap().status(), 400);
+}
