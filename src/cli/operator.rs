@@ -12,6 +12,9 @@ use crate::cli::{Fail, Io, fail, parse};
 #[derive(Parser, Debug)]
 #[command(name = "cairn operator raft list-peers", disable_version_flag = true)]
 struct ListPeersArgs {
+    /// Also show each server's Raft state (term, log and applied indexes, last contact).
+    #[arg(long)]
+    detailed: bool,
     #[command(flatten)]
     http: HttpFlags,
 }
@@ -55,16 +58,30 @@ struct Peer {
     address: String,
     leader: bool,
     voter: bool,
+    #[serde(default)]
+    raft: Option<serde_json::Value>,
 }
 
 pub(crate) fn list_peers(args: &[String], io: &mut Io<'_>) -> Result<(), Fail> {
     let a: ListPeersArgs = parse("cairn operator raft list-peers", args)?;
     let c = client::connect(&a.http, io.env)?;
     let configuration: Configuration = c.get("/v1/operator/raft/configuration", &[])?.json()?;
-    let mut rows = vec![["Node", "ID", "Address", "State", "Voter", "RaftProtocol"].map(str::to_owned).to_vec()];
+    let mut header = vec!["Node", "ID", "Address", "State", "Voter", "RaftProtocol"];
+    if a.detailed {
+        header.extend(["Term", "LastIndex", "Applied", "LastContact"]);
+    }
+    let mut rows = vec![header.into_iter().map(str::to_owned).collect::<Vec<_>>()];
     for peer in configuration.servers {
-        let state = if peer.leader { "leader" } else { "follower" };
-        rows.push(vec![peer.node, peer.id, peer.address, state.to_owned(), peer.voter.to_string(), "3".to_owned()]);
+        let state = if peer.leader { "leader" } else if peer.voter { "follower" } else { "non-voter" };
+        let mut row = vec![peer.node, peer.id, peer.address, state.to_owned(), peer.voter.to_string(), "3".to_owned()];
+        if a.detailed {
+            let raft = peer.raft.unwrap_or_default();
+            let field = |name: &str| raft.get(name).map(|v| v.to_string()).unwrap_or_else(|| "-".to_owned());
+            let last_index = raft.get("LastLogIndex").or_else(|| raft.get("MatchedIndex")).map(|v| v.to_string()).unwrap_or_else(|| "-".to_owned());
+            let contact = raft.get("LastContactMs").map(|v| format!("{v}ms")).unwrap_or_else(|| "-".to_owned());
+            row.extend([field("Term"), last_index, field("AppliedIndex"), contact]);
+        }
+        rows.push(row);
     }
     io.line(columnize(&rows))
 }

@@ -22,19 +22,32 @@ pub(crate) fn raft_id(id: u64) -> String {
 
 pub(super) async fn raft_configuration(State(state): State<AppState>, Query(params): Query<Params>) -> Result<Response, ApiError> {
     check_datacenter(&state, &params)?;
-    let status = state.agent.raft_status().ok_or_else(|| ApiError::Internal("this agent is not a server".into()))?;
+    let raft = state.agent.raft().ok_or_else(|| ApiError::Internal("this agent is not a server".into()))?;
+    let status = raft.status();
+    let progress = raft.replication_progress();
     let leader = status.leader.as_ref().map(|(id, _)| *id);
     let mut servers = Vec::new();
     for (voter, members) in [(true, &status.voters), (false, &status.learners)] {
         for (id, node) in members {
-            servers.push(json!({
+            let mut server = json!({
                 "ID": raft_id(*id),
                 "Node": node.name,
                 "Address": node.raft_addr,
                 "Leader": leader == Some(*id),
                 "Voter": voter,
                 "ProtocolVersion": "3",
-            }));
+            });
+            // cairn extension: the Raft state this server knows about each peer.
+            let details = if *id == status.node_id {
+                Some(json!({"State": status.state, "Term": status.term, "LastLogIndex": status.last_log_index,
+                            "AppliedIndex": status.applied_index, "LastContactMs": if leader == Some(*id) { 0 } else { status.millis_since_quorum_ack.unwrap_or(0) }}))
+            } else {
+                progress.as_ref().map(|p| json!({"State": if voter { "follower" } else { "learner" }, "Term": status.term, "MatchedIndex": p.get(id).copied().unwrap_or(0)}))
+            };
+            if let (Value::Object(map), Some(details)) = (&mut server, details) {
+                map.insert("Raft".into(), details);
+            }
+            servers.push(server);
         }
     }
     Ok(json_ok(&json!({"Servers": servers, "Index": status.applied_index}), &params, StatusCode::OK))

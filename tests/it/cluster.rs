@@ -63,6 +63,22 @@ async fn three_servers_elect_one_leader_and_forward_writes() {
     assert_eq!(rows.len(), 3, "{stdout}");
     assert_eq!(rows.iter().filter(|r| r.contains(" leader ")).count(), 1, "{stdout}");
     assert!(rows.iter().all(|r| r.contains("true")), "all voters: {stdout}");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["operator", "raft", "list-peers", "-detailed"])
+        .env("CONSUL_HTTP_ADDR", cluster.servers[leader].http())
+        .output()
+        .expect("run the cli");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.lines().next().is_some_and(|h| h.contains("Term") && h.contains("LastIndex") && h.contains("Applied")), "{stdout}");
+    let with_indexes = stdout
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let columns: Vec<&str> = l.split_whitespace().collect();
+            columns.len() >= 8 && columns[6].parse::<u64>().is_ok() && columns[7].parse::<u64>().is_ok()
+        })
+        .count();
+    assert_eq!(with_indexes, 3, "the leader knows every server's term and log index: {stdout}");
     let health: serde_json::Value =
         cluster.client.get(format!("{}/v1/operator/autopilot/health", cluster.servers[leader].http())).send().await.unwrap().json().await.unwrap();
     assert_eq!(health["Healthy"], true);
