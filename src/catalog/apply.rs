@@ -17,6 +17,8 @@ pub enum Outcome {
     Bool(bool),
     /// The command was refused by a rule of the data model; nothing changed.
     Rejected(String),
+    /// A transaction's results, or the errors that rolled it back.
+    Txn(Result<Vec<crate::catalog::txn::TxnResult>, Vec<crate::catalog::txn::TxnError>>),
 }
 
 /// Applies `command` committed at Raft `index`. `changes` receives every row touched.
@@ -67,6 +69,7 @@ pub fn apply(catalog: &mut Catalog, index: u64, command: &Command, changes: &mut
             Outcome::Done
         }
         Command::Restore { rows } => restore(catalog, index, rows, changes),
+        Command::Txn { ops } => crate::catalog::txn::apply_txn(catalog, index, ops, changes),
         Command::ConfigSet { kind, name, body_json, cas_index } => {
             config_set(catalog, index, kind, name, body_json, *cas_index, changes)
         }
@@ -333,7 +336,7 @@ fn deregister_service(catalog: &mut Catalog, index: u64, node: &str, service_id:
     Outcome::Done
 }
 
-fn kv_set(catalog: &mut Catalog, index: u64, key: &str, value: &[u8], flags: u64, cas_index: Option<u64>, changes: &mut ChangeSet) -> Outcome {
+pub(super) fn kv_set(catalog: &mut Catalog, index: u64, key: &str, value: &[u8], flags: u64, cas_index: Option<u64>, changes: &mut ChangeSet) -> Outcome {
     let existing = catalog.kv.get(key);
     match (cas_index, existing) {
         (Some(0), Some(_)) => return Outcome::Bool(false),
@@ -356,7 +359,7 @@ fn kv_set(catalog: &mut Catalog, index: u64, key: &str, value: &[u8], flags: u64
     Outcome::Bool(true)
 }
 
-fn kv_delete(catalog: &mut Catalog, index: u64, key: &str, cas_index: Option<u64>, changes: &mut ChangeSet) -> Outcome {
+pub(super) fn kv_delete(catalog: &mut Catalog, index: u64, key: &str, cas_index: Option<u64>, changes: &mut ChangeSet) -> Outcome {
     if let Some(cas) = cas_index {
         match catalog.kv.get(key) {
             Some(entry) if entry.modify_index == cas => {}
@@ -372,7 +375,7 @@ fn kv_delete(catalog: &mut Catalog, index: u64, key: &str, cas_index: Option<u64
     Outcome::Bool(true)
 }
 
-fn kv_lock(catalog: &mut Catalog, index: u64, key: &str, value: &[u8], flags: u64, session: &str, changes: &mut ChangeSet) -> Outcome {
+pub(super) fn kv_lock(catalog: &mut Catalog, index: u64, key: &str, value: &[u8], flags: u64, session: &str, changes: &mut ChangeSet) -> Outcome {
     if !catalog.sessions.contains_key(session) {
         return Outcome::Rejected(format!("invalid session {session:?}"));
     }
@@ -397,7 +400,7 @@ fn kv_lock(catalog: &mut Catalog, index: u64, key: &str, value: &[u8], flags: u6
     Outcome::Bool(true)
 }
 
-fn kv_unlock(catalog: &mut Catalog, index: u64, key: &str, value: &[u8], flags: u64, session: &str, changes: &mut ChangeSet) -> Outcome {
+pub(super) fn kv_unlock(catalog: &mut Catalog, index: u64, key: &str, value: &[u8], flags: u64, session: &str, changes: &mut ChangeSet) -> Outcome {
     let Some(entry) = catalog.kv.get_mut(key) else {
         return Outcome::Bool(false);
     };

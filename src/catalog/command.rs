@@ -47,6 +47,8 @@ pub enum Command {
     ConfigDelete { kind: String, name: String, cas_index: Option<u64> },
     /// Replace the whole state with the rows of a snapshot (`PUT /v1/snapshot`).
     Restore { rows: Vec<(Vec<u8>, Vec<u8>)> },
+    /// Apply KV operations atomically (`/v1/txn`).
+    Txn { ops: Vec<crate::catalog::txn::TxnKvOp> },
 }
 
 /// A node, optionally with one service and checks, as submitted for registration.

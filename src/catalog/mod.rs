@@ -16,6 +16,7 @@ pub mod codec;
 pub mod command;
 pub mod model;
 pub mod query;
+pub mod txn;
 #[cfg(test)]
 mod tests;
 

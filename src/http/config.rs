@@ -12,10 +12,10 @@ use serde_json::{Map, Value};
 
 use crate::catalog::command::Command;
 use crate::catalog::model::ConfigEntry;
-use crate::catalog::{Catalog, Outcome};
+use crate::catalog::Catalog;
 use crate::http::AppState;
 use crate::http::error::ApiError;
-use crate::http::query::{Params, blocking_read, check_datacenter, json_response, read_options};
+use crate::http::query::{Params, blocking_read, bool_response, check_datacenter, json_response, read_options};
 
 /// The kinds Consul accepts.
 const CONFIG_KINDS: [&str; 18] = [
@@ -56,14 +56,6 @@ fn parse_cas(params: &Params) -> Result<Option<u64>, ApiError> {
     params.get("cas").map(|v| v.parse().map_err(|_| ApiError::BadRequest("Invalid cas index".into()))).transpose()
 }
 
-fn bool_body(outcome: Outcome) -> Result<Response, ApiError> {
-    match outcome {
-        Outcome::Bool(ok) => Ok(([("content-type", "application/json")], if ok { "true" } else { "false" }).into_response()),
-        Outcome::Done => Ok(([("content-type", "application/json")], "true").into_response()),
-        Outcome::Rejected(reason) => Err(ApiError::Internal(reason)),
-    }
-}
-
 pub(super) async fn apply(State(state): State<AppState>, Query(params): Query<Params>, body: Bytes) -> Result<Response, ApiError> {
     check_datacenter(&state, &params)?;
     if body.len() > CONFIG_ENTRY_BYTES_MAX {
@@ -91,7 +83,7 @@ pub(super) async fn apply(State(state): State<AppState>, Query(params): Query<Pa
     }
     let command = Command::ConfigSet { kind, name, body_json: Value::Object(map).to_string(), cas_index: parse_cas(&params)? };
     let (_, outcome) = state.agent.write(command).await?;
-    bool_body(outcome)
+    bool_response(outcome)
 }
 
 pub(super) async fn list(State(state): State<AppState>, Path(kind): Path<String>, Query(params): Query<Params>) -> Result<Response, ApiError> {
@@ -118,7 +110,7 @@ pub(super) async fn delete(State(state): State<AppState>, Path((kind, name)): Pa
     check_datacenter(&state, &params)?;
     check_kind(&kind)?;
     let (_, outcome) = state.agent.write(Command::ConfigDelete { kind, name, cas_index: parse_cas(&params)? }).await?;
-    bool_body(outcome)
+    bool_response(outcome)
 }
 
 /// The services a gateway routes to, from its `ingress-gateway` or `terminating-gateway` entry.

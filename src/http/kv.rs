@@ -9,16 +9,16 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::catalog::command::Command;
-use crate::catalog::{Catalog, Outcome};
+use crate::catalog::Catalog;
 use crate::http::AppState;
 use crate::http::dto::KvOut;
 use crate::http::error::ApiError;
-use crate::http::query::{Params, QueryMeta, blocking_read, check_datacenter, json_response, read_options, set_meta_headers};
+use crate::http::query::{Params, QueryMeta, blocking_read, bool_response, check_datacenter, json_response, read_options, set_meta_headers};
 
 /// Longest key accepted.
 pub(crate) const KV_KEY_BYTES_MAX: usize = 4096;
 
-fn validate_key(key: &str) -> Result<(), ApiError> {
+pub(super) fn validate_key(key: &str) -> Result<(), ApiError> {
     if key.len() > KV_KEY_BYTES_MAX {
         return Err(ApiError::BadRequest(format!("Key too long: {} bytes, max {KV_KEY_BYTES_MAX}", key.len())));
     }
@@ -86,14 +86,6 @@ fn parse_u64(params: &Params, name: &str) -> Result<Option<u64>, ApiError> {
     match params.get(name) {
         None => Ok(None),
         Some(text) => text.parse().map(Some).map_err(|_| ApiError::BadRequest(format!("Invalid {name} index"))),
-    }
-}
-
-fn bool_response(outcome: Outcome) -> Result<Response, ApiError> {
-    match outcome {
-        Outcome::Bool(ok) => Ok(([("content-type", "application/json")], if ok { "true" } else { "false" }).into_response()),
-        Outcome::Done => Ok(([("content-type", "application/json")], "true").into_response()),
-        Outcome::Rejected(reason) => Err(ApiError::Internal(reason)),
     }
 }
 

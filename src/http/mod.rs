@@ -19,6 +19,7 @@ pub mod query;
 mod session;
 mod snapshot;
 mod status;
+mod txn;
 
 use std::sync::Arc;
 
@@ -95,6 +96,8 @@ pub fn router(agent: Arc<Agent>) -> Router {
         // kv
         .route("/v1/kv/", get(kv::get).put(kv::put).delete(kv::delete))
         .route("/v1/kv/{*key}", get(kv::get).put(kv::put).delete(kv::delete))
+        // txn
+        .route("/v1/txn", put(txn::txn))
         // session
         .route("/v1/session/create", put(session::create))
         .route("/v1/session/destroy/{id}", put(session::destroy))

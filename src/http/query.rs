@@ -165,6 +165,18 @@ pub fn set_meta_headers(headers: &mut HeaderMap, meta: &QueryMeta) {
     headers.insert("x-consul-effective-consistency", HeaderValue::from_static(meta.consistency.as_str()));
 }
 
+/// The `true`/`false` body of a guarded write (KV, config entries); a rejected command is 500.
+pub(crate) fn bool_response(outcome: crate::catalog::Outcome) -> Result<Response, ApiError> {
+    use crate::catalog::Outcome;
+    let ok = match outcome {
+        Outcome::Bool(ok) => ok,
+        Outcome::Done => true,
+        Outcome::Rejected(reason) => return Err(ApiError::Internal(reason)),
+        Outcome::Txn(_) => return Err(ApiError::Internal("unexpected transaction outcome".into())),
+    };
+    Ok(([("content-type", "application/json")], if ok { "true" } else { "false" }).into_response())
+}
+
 /// Keeps the items whose JSON form matches `filter` (all when there is none).
 pub fn apply_filter<T: Serialize>(items: Vec<T>, filter: Option<&Filter>) -> Vec<T> {
     match filter {

@@ -15,4 +15,5 @@ mod linearizability;
 mod lifecycle;
 mod snapshot;
 mod tidy;
+mod txn;
 mod util;
