@@ -88,6 +88,9 @@ pub struct Agent {
     /// Serializes anti-entropy syncs so that two syncs never race each other's writes.
     sync_lock: tokio::sync::Mutex<()>,
     scheduler: Scheduler,
+    /// On the leader: when each TTL session expires unless renewed. In memory only, as in
+    /// Consul: a new leader gives every session a fresh TTL.
+    session_deadlines: Mutex<std::collections::HashMap<String, Instant>>,
     /// Set to `true` to stop the agent (signal, `PUT /v1/agent/leave`).
     shutdown: watch::Sender<bool>,
     started_at: Instant,
@@ -149,6 +152,7 @@ impl Agent {
             raft,
             local: Mutex::new(local),
             sync_lock: tokio::sync::Mutex::new(()),
+            session_deadlines: Mutex::new(std::collections::HashMap::new()),
             scheduler,
             shutdown,
             started_at: Instant::now(),
@@ -281,6 +285,7 @@ impl Agent {
             tokio::spawn(leader_loop(self.clone(), raft.clone()));
             tokio::spawn(cluster::formation_loop(self.clone(), raft.clone()));
             tokio::spawn(cluster::autopilot_loop(self.clone(), raft.clone()));
+            tokio::spawn(session_ttl_loop(self.clone(), raft.clone()));
         }
     }
 
@@ -350,6 +355,63 @@ async fn leader_loop(agent: Arc<Agent>, raft: Arc<RaftServer>) {
             changed = metrics.changed() => if changed.is_err() { return },
             _ = tokio::time::sleep(wait) => {}
             _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Consul lets a session live up to twice its TTL before the leader invalidates it.
+const SESSION_TTL_MULTIPLIER: u32 = 2;
+/// How often the leader looks for expired sessions.
+const SESSION_SWEEP_MS: u64 = 250;
+
+impl Agent {
+    /// `PUT /v1/session/renew`: restarts the session's TTL on the leader. Returns whether the
+    /// session exists.
+    pub fn renew_session(&self, session: &str) -> bool {
+        let ttl_s = self.view.read(|catalog| catalog.session(session).map(|s| s.ttl_s));
+        let Some(ttl_s) = ttl_s else { return false };
+        if ttl_s > 0 {
+            let deadline = Instant::now() + Duration::from_secs(ttl_s) * SESSION_TTL_MULTIPLIER;
+            self.session_deadlines.lock().expect("session deadlines lock poisoned").insert(session.to_string(), deadline);
+        }
+        true
+    }
+}
+
+/// On the leader: invalidates sessions whose TTL ran out (the leader stamps the time into the
+/// command; the state machine never reads a clock).
+async fn session_ttl_loop(agent: Arc<Agent>, raft: Arc<RaftServer>) {
+    let mut shutdown = agent.shutdown_requested();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(SESSION_SWEEP_MS)) => {}
+            _ = shutdown.changed() => return,
+        }
+        let status = raft.status();
+        if status.leader.as_ref().map(|(id, _)| *id) != Some(raft.node_id()) {
+            agent.session_deadlines.lock().expect("session deadlines lock poisoned").clear();
+            continue;
+        }
+        let sessions: Vec<(String, u64)> =
+            agent.view.read(|catalog| catalog.sessions().filter(|s| s.ttl_s > 0).map(|s| (s.id.clone(), s.ttl_s)).collect());
+        let now = Instant::now();
+        let expired: Vec<String> = {
+            let mut deadlines = agent.session_deadlines.lock().expect("session deadlines lock poisoned");
+            deadlines.retain(|id, _| sessions.iter().any(|(s, _)| s == id));
+            for (id, ttl_s) in &sessions {
+                deadlines.entry(id.clone()).or_insert(now + Duration::from_secs(*ttl_s) * SESSION_TTL_MULTIPLIER);
+            }
+            deadlines.iter().filter(|(_, deadline)| **deadline <= now).map(|(id, _)| id.clone()).collect()
+        };
+        for session in expired {
+            let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+            match agent.write(Command::SessionDestroy { session: session.clone(), now_ms }).await {
+                Ok(_) => {
+                    tracing::info!(%session, "session TTL expired; invalidated");
+                    agent.session_deadlines.lock().expect("session deadlines lock poisoned").remove(&session);
+                }
+                Err(error) => tracing::warn!(%session, %error, "cannot invalidate an expired session; will retry"),
+            }
         }
     }
 }

@@ -35,11 +35,16 @@ pub fn apply(catalog: &mut Catalog, index: u64, command: &Command, changes: &mut
             if catalog.checks.remove(&key).is_some() {
                 catalog.indexes.checks = index;
                 changes.touch(RowKey::Check(key.0, key.1));
+                invalidate_sessions_of_check(catalog, index, node, check_id, changes);
             }
             Outcome::Done
         }
         Command::UpdateCheck { node, check_id, status, output } => {
-            update_check(catalog, index, node, check_id, *status, output, changes)
+            let outcome = update_check(catalog, index, node, check_id, *status, output, changes);
+            if *status == HealthStatus::Critical {
+                invalidate_sessions_of_check(catalog, index, node, check_id, changes);
+            }
+            outcome
         }
         Command::KvSet { key, value, flags, cas_index } => {
             kv_set(catalog, index, key, value, *flags, *cas_index, changes)
@@ -220,6 +225,9 @@ fn register(catalog: &mut Catalog, index: u64, registration: &Registration, chan
 
     for check in &registration.checks {
         upsert_check(catalog, index, node_name, check, changes);
+        if check.status == HealthStatus::Critical {
+            invalidate_sessions_of_check(catalog, index, node_name, &check.check_id, changes);
+        }
     }
     Outcome::Done
 }
@@ -448,6 +456,19 @@ fn session_create(catalog: &mut Catalog, index: u64, request: &SessionRequest, c
     catalog.indexes.sessions = index;
     changes.touch(RowKey::Session(request.id.clone()));
     Outcome::Done
+}
+
+/// A session ends when a check it depends on goes critical or disappears (Consul's rule).
+fn invalidate_sessions_of_check(catalog: &mut Catalog, index: u64, node: &str, check_id: &str, changes: &mut ChangeSet) {
+    let doomed: Vec<String> = catalog
+        .sessions
+        .values()
+        .filter(|s| s.node == node && s.node_checks.iter().chain(&s.service_checks).any(|c| c == check_id))
+        .map(|s| s.id.clone())
+        .collect();
+    for session in doomed {
+        invalidate_session(catalog, index, &session, changes);
+    }
 }
 
 /// Ends a session: its locks are released or its keys deleted, per its behavior.

@@ -32,10 +32,12 @@ const FORWARD_RESPONSE_BYTES_MAX: usize = 64 * 1024 * 1024;
 fn wants_leader(request: &Request) -> bool {
     let path = request.uri().path();
     let query = request.uri().query().unwrap_or("");
-    request.method() == Method::GET
+    // Session renewals restart a timer that only the leader keeps.
+    let renew = request.method() == Method::PUT && path.starts_with("/v1/session/renew/");
+    let read = request.method() == Method::GET
         && LEADER_READ_PREFIXES.iter().any(|p| path.starts_with(p))
-        && !query.split('&').any(|pair| pair == "stale" || pair.starts_with("stale="))
-        && request.headers().get(FORWARDED_HEADER).is_none()
+        && !query.split('&').any(|pair| pair == "stale" || pair.starts_with("stale="));
+    (read || renew) && request.headers().get(FORWARDED_HEADER).is_none()
 }
 
 pub(super) async fn leader_reads(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -69,7 +71,7 @@ async fn forward(state: &AppState, leader_raft_addr: &str, request: Request) -> 
     let path_and_query = request.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
     let url = format!("http://{leader_raft_addr}/fwd{path_and_query}");
     let wait_s = state.agent.config().max_query_time_s;
-    let mut outgoing = state.client.get(url).timeout(Duration::from_secs(wait_s + FORWARD_MARGIN_S)).header(FORWARDED_HEADER, "1");
+    let mut outgoing = state.client.request(request.method().clone(), url).timeout(Duration::from_secs(wait_s + FORWARD_MARGIN_S)).header(FORWARDED_HEADER, "1");
     for (name, value) in request.headers() {
         if name == "x-consul-token" || name == "authorization" || name == "x-consul-namespace" {
             outgoing = outgoing.header(name, value);

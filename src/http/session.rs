@@ -97,6 +97,9 @@ pub(super) async fn destroy(State(state): State<AppState>, Path(id): Path<String
 
 pub(super) async fn renew(State(state): State<AppState>, Path(id): Path<String>, Query(params): Query<Params>) -> Result<Response, ApiError> {
     check_datacenter(&state, &params)?;
+    if !state.agent.renew_session(&id) {
+        return Ok((StatusCode::NOT_FOUND, format!("Session id '{id}' not found")).into_response());
+    }
     let session = state.agent.view().read(|catalog| catalog.session(&id).map(SessionOut::from));
     match session {
         Some(session) => Ok(([("content-type", "application/json")], json_body(&[session], params.contains_key("pretty"))).into_response()),

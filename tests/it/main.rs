@@ -13,6 +13,7 @@ mod jepsen;
 mod kv;
 mod linearizability;
 mod lifecycle;
+mod sessions;
 mod snapshot;
 mod tidy;
 mod txn;
