@@ -278,7 +278,7 @@ pub(crate) fn put(args: &[String], io: &mut Io<'_>) -> Result<(), Fail> {
 
 /// Consul's DATA conventions: `@path` reads a file, `-` reads stdin, anything
 /// else (including `-foo`) is the literal value.
-fn read_data(arg: &str) -> Result<Vec<u8>, Fail> {
+pub(crate) fn read_data(arg: &str) -> Result<Vec<u8>, Fail> {
     if let Some(path) = arg.strip_prefix('@') {
         return std::fs::read(path).or_else(|e| fail(format!("Error! Failed to read file: {e}")));
     }

@@ -20,6 +20,7 @@
 mod catalog;
 mod client;
 mod kv;
+mod kv_transfer;
 mod members;
 mod operator;
 mod snapshot;
@@ -128,6 +129,8 @@ pub(crate) fn run_with(
         ("kv", Some("get")) => kv::get(&rest[1..], &mut io),
         ("kv", Some("put")) => kv::put(&rest[1..], &mut io),
         ("kv", Some("delete")) => kv::delete(&rest[1..], &mut io),
+        ("kv", Some("export")) => kv_transfer::export(&rest[1..], &mut io),
+        ("kv", Some("import")) => kv_transfer::import(&rest[1..], &mut io),
         ("kv", sub) => group_usage(sub, KV_USAGE),
         ("catalog", Some("services")) => catalog::services(&rest[1..], &mut io),
         ("catalog", Some("nodes")) => catalog::nodes(&rest[1..], &mut io),
@@ -314,7 +317,9 @@ const KV_USAGE: &str = "Usage: cairn kv <subcommand> [options] [args]
 
 Subcommands:
     delete    Removes data from the KV store
+    export    Exports a tree from the KV store as JSON
     get       Retrieves or lists data from the KV store
+    import    Imports a tree stored as JSON to the KV store
     put       Sets or updates data in the KV store";
 
 const CATALOG_USAGE: &str = "Usage: cairn catalog <subcommand> [options] [args]

@@ -26,6 +26,22 @@ async fn cli_kv_catalog_services_members() {
     assert!(stdout.contains("test-node") && stdout.contains("alive") && stdout.contains("server"), "{stdout}");
     let (code, _, stderr) = agent.cli(&["services", "deregister", "-id=web"]);
     assert_eq!(code, 0, "{stderr}");
+    // export, then import under another prefix: same keys, flags and bytes.
+    agent.put("/v1/kv/app/flagged?flags=42", vec![0u8, 159, 146, 150]).await;
+    let (code, exported, stderr) = agent.cli(&["kv", "export", "app/"]);
+    assert_eq!(code, 0, "{stderr}");
+    let file = agent.dir.path().join("export.json");
+    std::fs::write(&file, &exported).unwrap();
+    let (code, _, stderr) = agent.cli(&["kv", "import", "-prefix=copy/", &format!("@{}", file.display())]);
+    assert_eq!(code, 0, "{stderr}");
+    let copied = agent.get_json("/v1/kv/copy/app/flagged").await;
+    assert_eq!(copied[0]["Flags"], 42);
+    assert_eq!(agent.get("/v1/kv/copy/app/flagged?raw").await.bytes().await.unwrap().to_vec(), vec![0u8, 159, 146, 150]);
+    assert_eq!(agent.get("/v1/kv/copy/app/greeting?raw").await.text().await.unwrap(), "hello");
+    let (code, _, stderr) = agent.cli(&["kv", "import", "not json"]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("Cannot parse"), "{stderr}");
+
     let (code, _, stderr) = agent.cli(&["kv", "delete", "app/greeting"]);
     assert_eq!(code, 0, "{stderr}");
 

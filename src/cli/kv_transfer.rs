@@ -1,0 +1,87 @@
+//! `cairn kv export [PREFIX]` and `cairn kv import [DATA|@FILE|-]`: move a KV tree between
+//! clusters as Consul's JSON (`[{"key","flags","value"}]`, value base64).
+
+use base64::Engine;
+use clap::Parser;
+use serde::{Deserialize, Serialize};
+
+use crate::cli::client::{self, HttpFlags};
+use crate::cli::kv::read_data;
+use crate::cli::{Fail, Io, fail, parse};
+
+/// Most entries one import accepts (each becomes one write).
+const IMPORT_ENTRIES_MAX: usize = 100_000;
+
+#[derive(Parser, Debug)]
+#[command(name = "cairn kv export", disable_version_flag = true)]
+struct ExportArgs {
+    #[command(flatten)]
+    http: HttpFlags,
+    /// Only keys under this prefix.
+    prefix: Option<String>,
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "cairn kv import", disable_version_flag = true)]
+struct ImportArgs {
+    /// Prepend this prefix to every imported key.
+    #[arg(long, default_value = "")]
+    prefix: String,
+    #[command(flatten)]
+    http: HttpFlags,
+    /// The JSON: literal, @FILE, or - for stdin.
+    data: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Entry {
+    key: String,
+    flags: u64,
+    value: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct KvRow {
+    key: String,
+    #[serde(default)]
+    flags: u64,
+    #[serde(default)]
+    value: Option<String>,
+}
+
+pub(crate) fn export(args: &[String], io: &mut Io<'_>) -> Result<(), Fail> {
+    let a: ExportArgs = parse("cairn kv export", args)?;
+    let c = client::connect(&a.http, io.env)?;
+    let prefix = a.prefix.unwrap_or_default();
+    let path = format!("/v1/kv/{}", client::encode(prefix.trim_start_matches('/'), true));
+    let reply = c.get(&path, &[("recurse", None)])?;
+    let rows: Vec<KvRow> = if reply.status == 404 { Vec::new() } else { reply.json()? };
+    let entries: Vec<Entry> = rows.into_iter().map(|r| Entry { key: r.key, flags: r.flags, value: r.value.unwrap_or_default() }).collect();
+    let text = serde_json::to_string_pretty(&entries).or_else(|e| fail(format!("Error! {e}")))?;
+    io.line(text)
+}
+
+pub(crate) fn import(args: &[String], io: &mut Io<'_>) -> Result<(), Fail> {
+    let a: ImportArgs = parse("cairn kv import", args)?;
+    let data = read_data(a.data.as_deref().unwrap_or("-"))?;
+    let entries: Vec<Entry> = serde_json::from_slice(&data).or_else(|e| fail(format!("Error! Cannot parse the import data: {e}")))?;
+    if entries.len() > IMPORT_ENTRIES_MAX {
+        return fail(format!("Error! {} entries is more than the {IMPORT_ENTRIES_MAX} one import accepts", entries.len()));
+    }
+    let mut values = Vec::with_capacity(entries.len());
+    for entry in &entries {
+        let value = base64::engine::general_purpose::STANDARD
+            .decode(entry.value.as_bytes())
+            .or_else(|_| fail(format!("Error! The value of {:?} is not base64", entry.key)))?;
+        values.push(value);
+    }
+    let c = client::connect(&a.http, io.env)?;
+    for (entry, value) in entries.iter().zip(values) {
+        let key = format!("{}{}", a.prefix, entry.key);
+        let path = format!("/v1/kv/{}", client::encode(&key, true));
+        c.put(&path, &[("flags", Some(entry.flags.to_string()))], value)?.ok()?;
+        io.note(format_args!("Imported: {key}"));
+    }
+    Ok(())
+}
