@@ -91,6 +91,15 @@ struct PutArgs {
     /// ModifyIndex the key must have for -cas (0 = only if absent).
     #[arg(long)]
     modify_index: Option<u64>,
+    /// Take the key's lock for -session while writing.
+    #[arg(long)]
+    acquire: bool,
+    /// Release the key's lock held by -session while writing.
+    #[arg(long)]
+    release: bool,
+    /// The session for -acquire or -release.
+    #[arg(long)]
+    session: Option<String>,
     #[command(flatten)]
     http: HttpFlags,
     /// KEY, then DATA: a literal, @FILE to read a file, or - for stdin.
@@ -262,6 +271,14 @@ pub(crate) fn put(args: &[String], io: &mut Io<'_>) -> Result<(), Fail> {
     if let Some(idx) = cas {
         params.push(("cas", Some(idx.to_string())));
     }
+    match (a.acquire, a.release, &a.session) {
+        (true, true, _) => return fail("Error! -acquire and -release are mutually exclusive"),
+        (true, false, Some(session)) => params.push(("acquire", Some(session.clone()))),
+        (false, true, Some(session)) => params.push(("release", Some(session.clone()))),
+        (true, false, None) | (false, true, None) => return fail("Error! Missing -session (required with -acquire and -release)"),
+        (false, false, _) => {}
+    }
+    let lock = a.acquire || a.release;
     let c = client::connect(&a.http, io.env)?;
     let written: bool = c.put(&kv_path(&key), &params, data)?.json()?;
     match (written, cas.is_some()) {
@@ -270,6 +287,7 @@ pub(crate) fn put(args: &[String], io: &mut Io<'_>) -> Result<(), Fail> {
             Ok(())
         }
         (false, true) => fail(format!("Error! Did not write to {key}: CAS failed")),
+        (false, false) if lock => fail(format!("Error! Did not write to {key}: the lock is held by another session")),
         (false, false) => fail(format!(
             "Error! Did not write to {key}: agent refused the write"
         )),

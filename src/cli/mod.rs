@@ -36,7 +36,7 @@ use std::process::ExitCode;
 /// value). All verbs share one list: no name is boolean in one verb and
 /// value-taking in another.
 const BOOL_FLAGS: &[&str] = &[
-    "recurse", "keys", "detailed", "base64", "cas", "stale", "tags", "wan", "h", "help",
+    "recurse", "keys", "detailed", "base64", "cas", "stale", "tags", "wan", "h", "help", "acquire", "release",
 ];
 
 /// The streams and environment a verb runs against; injected for tests.

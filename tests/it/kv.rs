@@ -71,4 +71,15 @@ async fn sessions_lock_and_release_keys() {
     agent.put(&format!("/v1/session/destroy/{s2}"), "").await;
     assert_eq!(agent.get("/v1/kv/owned").await.status(), 404, "behavior=delete deletes held keys");
     assert_eq!(agent.put("/v1/session/renew/unknown-id", "").await.status(), 404);
+
+    // The CLI takes and releases locks too.
+    let s3 = agent.put("/v1/session/create", "{}").await.json::<serde_json::Value>().await.unwrap()["ID"].as_str().unwrap().to_string();
+    let (code, _, stderr) = agent.cli(&["kv", "put", "-acquire", &format!("-session={s3}"), "cli/lock", "held"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(agent.get_json("/v1/kv/cli/lock").await[0]["Session"], json!(s3));
+    let (code, _, stderr) = agent.cli(&["kv", "put", "-acquire", "-session=not-mine", "cli/lock", "x"]);
+    assert_ne!(code, 0, "{stderr}");
+    let (code, _, stderr) = agent.cli(&["kv", "put", "-release", &format!("-session={s3}"), "cli/lock", "free"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(agent.get_json("/v1/kv/cli/lock").await[0].get("Session"), None);
 }
