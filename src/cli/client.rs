@@ -68,6 +68,8 @@ pub(crate) enum ClientError {
 pub(crate) struct Reply {
     pub(crate) status: u16,
     pub(crate) body: Vec<u8>,
+    /// `X-Consul-Index`, for blocking queries.
+    pub(crate) index: Option<u64>,
 }
 
 impl Reply {
@@ -280,6 +282,7 @@ impl Client {
         self.rt.block_on(async {
             let mut resp = req.send().await.map_err(classify)?;
             let status = resp.status().as_u16();
+            let index = resp.headers().get("x-consul-index").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
             if resp
                 .content_length()
                 .is_some_and(|n| n > MAX_RESPONSE_BYTES as u64)
@@ -293,7 +296,7 @@ impl Client {
                 }
                 body.extend_from_slice(&chunk);
             }
-            Ok(Reply { status, body })
+            Ok(Reply { status, body, index })
         })
     }
 }

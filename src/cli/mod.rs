@@ -24,6 +24,7 @@ mod kv_transfer;
 mod members;
 mod operator;
 mod snapshot;
+mod watch;
 mod services;
 #[cfg(test)]
 mod tests;
@@ -36,7 +37,7 @@ use std::process::ExitCode;
 /// value). All verbs share one list: no name is boolean in one verb and
 /// value-taking in another.
 const BOOL_FLAGS: &[&str] = &[
-    "recurse", "keys", "detailed", "base64", "cas", "stale", "tags", "wan", "h", "help", "acquire", "release",
+    "recurse", "keys", "detailed", "base64", "cas", "stale", "tags", "wan", "h", "help", "acquire", "release", "passing",
 ];
 
 /// The streams and environment a verb runs against; injected for tests.
@@ -141,6 +142,7 @@ pub(crate) fn run_with(
         ("services", sub) => group_usage(sub, SERVICES_USAGE),
         ("members", _) => members::members(rest, &mut io),
         ("join", _) => operator::join(rest, &mut io),
+        ("watch", _) => watch::watch(rest, &mut io),
         ("operator", Some("raft")) => match rest.get(1).map(String::as_str) {
             Some("list-peers") => operator::list_peers(&rest[2..], &mut io),
             Some("remove-peer") => operator::remove_peer(&rest[2..], &mut io),
@@ -307,6 +309,7 @@ Available commands are:
     join           Joins this server to a cluster
     operator       Cluster operations (raft list-peers, remove-peer, transfer-leader)
     snapshot       Saves, restores and inspects snapshots of the state
+    watch          Runs a blocking query in a loop and prints or handles each change
     services       Interact with services
     version        Prints the Cairn version
 

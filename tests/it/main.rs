@@ -18,3 +18,4 @@ mod snapshot;
 mod tidy;
 mod txn;
 mod util;
+mod watch;
