@@ -21,6 +21,7 @@ mod catalog;
 mod client;
 mod kv;
 mod kv_transfer;
+mod lock;
 mod members;
 mod operator;
 mod snapshot;
@@ -77,6 +78,8 @@ pub(crate) enum Fail {
     Msg(String),
     /// Help was asked for: print to stderr, exit 0.
     Help(String),
+    /// Exit with this code and print nothing (`cairn lock` passes on its child's code).
+    Exit(i32),
 }
 
 impl From<client::ClientError> for Fail {
@@ -143,6 +146,7 @@ pub(crate) fn run_with(
         ("members", _) => members::members(rest, &mut io),
         ("join", _) => operator::join(rest, &mut io),
         ("watch", _) => watch::watch(rest, &mut io),
+        ("lock", _) => lock::lock(rest, &mut io),
         ("operator", Some("raft")) => match rest.get(1).map(String::as_str) {
             Some("list-peers") => operator::list_peers(&rest[2..], &mut io),
             Some("remove-peer") => operator::remove_peer(&rest[2..], &mut io),
@@ -172,6 +176,7 @@ fn finish(io: &mut Io<'_>, result: Result<(), Fail>) -> ExitCode {
             io.note(text.trim_end());
             ExitCode::FAILURE
         }
+        Err(Fail::Exit(code)) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
     }
 }
 
@@ -310,6 +315,7 @@ Available commands are:
     operator       Cluster operations (raft list-peers, remove-peer, transfer-leader)
     snapshot       Saves, restores and inspects snapshots of the state
     watch          Runs a blocking query in a loop and prints or handles each change
+    lock           Runs a command while holding a lock (or a semaphore slot with -n)
     services       Interact with services
     version        Prints the Cairn version
 

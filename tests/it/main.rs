@@ -12,6 +12,7 @@ mod durability;
 mod jepsen;
 mod kv;
 mod linearizability;
+mod lock;
 mod lifecycle;
 mod sessions;
 mod snapshot;
