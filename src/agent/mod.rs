@@ -404,7 +404,7 @@ async fn session_ttl_loop(agent: Arc<Agent>, raft: Arc<RaftServer>) {
             deadlines.iter().filter(|(_, deadline)| **deadline <= now).map(|(id, _)| id.clone()).collect()
         };
         for session in expired {
-            let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+            let now_ms = wall_clock_ms();
             match agent.write(Command::SessionDestroy { session: session.clone(), now_ms }).await {
                 Ok(_) => {
                     tracing::info!(%session, "session TTL expired; invalidated");
@@ -423,6 +423,12 @@ fn load_or_create_node_id(store: &Store) -> Result<String, AgentError> {
     let id = new_uuid();
     store.agent_put("node-id", id.clone().into_bytes())?;
     Ok(id)
+}
+
+/// Wall-clock milliseconds, stamped into commands by the proposer (the state machine never
+/// reads a clock itself). The one place the agent's proposers read the time.
+pub fn wall_clock_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// A random (version 4) UUID in Consul's textual form.

@@ -89,10 +89,6 @@ fn parse_u64(params: &Params, name: &str) -> Result<Option<u64>, ApiError> {
     }
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
 pub(super) async fn put(State(state): State<AppState>, path: Option<Path<String>>, Query(params): Query<Params>, body: Bytes) -> Result<Response, ApiError> {
     check_datacenter(&state, &params)?;
     let key = key_of(path);
@@ -115,7 +111,7 @@ pub(super) async fn put(State(state): State<AppState>, path: Option<Path<String>
     let value = body.to_vec();
     let command = match (params.get("acquire"), params.get("release")) {
         (Some(_), Some(_)) => return Err(ApiError::BadRequest("Conflicting flags: acquire and release".into())),
-        (Some(session), None) => Command::KvLock { key, value, flags, session: session.clone(), now_ms: now_ms() },
+        (Some(session), None) => Command::KvLock { key, value, flags, session: session.clone(), now_ms: crate::agent::wall_clock_ms() },
         (None, Some(session)) => Command::KvUnlock { key, value, flags, session: session.clone() },
         (None, None) => Command::KvSet { key, value, flags, cas_index },
     };

@@ -28,10 +28,6 @@ fn sessions_index(catalog: &Catalog) -> u64 {
     catalog.indexes().sessions
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
 pub(super) async fn create(State(state): State<AppState>, Query(params): Query<Params>, body: Bytes) -> Result<Response, ApiError> {
     check_datacenter(&state, &params)?;
     let fields = if body.iter().all(u8::is_ascii_whitespace) { Fields::parse(b"{}")? } else { Fields::parse(&body)? };
@@ -91,7 +87,7 @@ pub(super) async fn create(State(state): State<AppState>, Query(params): Query<P
 
 pub(super) async fn destroy(State(state): State<AppState>, Path(id): Path<String>, Query(params): Query<Params>) -> Result<Response, ApiError> {
     check_datacenter(&state, &params)?;
-    state.agent.write(Command::SessionDestroy { session: id, now_ms: now_ms() }).await?;
+    state.agent.write(Command::SessionDestroy { session: id, now_ms: crate::agent::wall_clock_ms() }).await?;
     Ok(([("content-type", "application/json")], "true").into_response())
 }
 
