@@ -27,6 +27,15 @@ async fn bad_input_gets_4xx_and_agent_keeps_serving() {
         (agent.client.post(agent.url("/v1/kv/x")).send().await.unwrap(), 405, "wrong method"),
         (agent.get("/v1/no/such/endpoint").await, 404, "unknown endpoint"),
         (agent.get("/v1/health/state/sideways").await, 400, "bad health state"),
+        (agent.put("/v1/config", r#"{"Kind":"no-such-kind","Name":"x"}"#).await, 400, "unknown config entry kind"),
+        (agent.put("/v1/config", r#"["not","an","object"]"#).await, 400, "config entry not an object"),
+        (agent.put("/v1/config", r#"{"Kind":"service-defaults"}"#).await, 400, "config entry without a name"),
+        (agent.put("/v1/config?cas=abc", r#"{"Kind":"service-defaults","Name":"x"}"#).await, 400, "bad config cas"),
+        (agent.client.delete(agent.url("/v1/operator/raft/peer")).send().await.unwrap(), 400, "remove-peer without id or address"),
+        (agent.client.post(agent.url("/v1/operator/raft/transfer-leader?id=x")).send().await.unwrap(), 400, "transfer to a chosen server"),
+        (agent.put("/v1/snapshot", "garbage").await, 400, "not a snapshot"),
+        (agent.put("/v1/session/create", r#"{"Behavior":"explode"}"#).await, 400, "bad session behavior"),
+        (agent.put("/v1/agent/join/", "").await, 404, "join without an address"),
     ];
     for (response, expected, what) in cases {
         let status = response.status().as_u16();
