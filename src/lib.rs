@@ -6,6 +6,7 @@
 //! - `bexpr`: Consul's `?filter=` expressions (pure);
 //! - `config`: flags and config files into a validated runtime config (pure);
 //! - `store`: RocksDB, and nothing else;
+//! - `watch`: which blocking queries wait on which topics, and waking only those;
 //! - `raft`: openraft glue: log store, state machine, network;
 //! - `checks`: health-check runners;
 //! - `agent`: the composition root of a running agent;
@@ -27,3 +28,4 @@ pub mod http;
 pub mod raft;
 pub mod store;
 pub mod ui;
+pub mod watch;

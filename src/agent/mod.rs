@@ -11,6 +11,7 @@
 
 mod anti_entropy;
 mod cluster;
+mod housekeeping;
 pub mod local;
 mod operations;
 
@@ -100,6 +101,10 @@ impl Agent {
     /// Opens the store, starts Raft (on servers) and the check runners, and restores the local
     /// state persisted by a previous run. Background loops start with [`Agent::spawn_loops`].
     pub async fn start(config: RuntimeConfig, data_dir: PathBuf) -> Result<(Arc<Agent>, mpsc::Receiver<CheckResult>), AgentError> {
+        let history_max = crate::catalog::kv::KV_HISTORY_VERSIONS_MAX;
+        if config.kv_history_versions > history_max {
+            return Err(AgentError::Invalid(format!("kv_history_versions must be at most {history_max}")));
+        }
         std::fs::create_dir_all(&data_dir).map_err(|source| AgentError::DataDir { path: data_dir.clone(), source })?;
         let store = {
             let path = data_dir.join("rocksdb");
@@ -202,7 +207,7 @@ impl Agent {
     /// Commits a command through Raft (forwarded to the leader when needed).
     pub async fn write(&self, command: Command) -> Result<(u64, crate::catalog::Outcome), AgentError> {
         let raft = self.raft.as_ref().ok_or(AgentError::NoServer)?;
-        Ok(raft.write(command).await?)
+        Ok(raft.write(command.stamped(wall_clock_ms())).await?)
     }
 
     /// Waits until a read may be served linearizably (`?consistent`).
@@ -283,6 +288,7 @@ impl Agent {
         tokio::spawn(anti_entropy_loop(self.clone()));
         if let Some(raft) = &self.raft {
             tokio::spawn(leader_loop(self.clone(), raft.clone()));
+            tokio::spawn(housekeeping::kv_housekeeping_loop(self.clone(), raft.clone()));
             tokio::spawn(cluster::formation_loop(self.clone(), raft.clone()));
             tokio::spawn(cluster::autopilot_loop(self.clone(), raft.clone()));
             tokio::spawn(session_ttl_loop(self.clone(), raft.clone()));

@@ -5,8 +5,8 @@
 //! writes do not wake blocking queries that filter on the row's own index.
 
 use crate::catalog::command::{CheckRegistration, Command, Registration, SessionRequest};
-use crate::catalog::model::{Check, HealthStatus, KvEntry, Node, Service, Session, SessionBehavior};
-use crate::catalog::{Catalog, ChangeSet, RowKey};
+use crate::catalog::model::{Check, HealthStatus, Node, Service, Session, SessionBehavior};
+use crate::catalog::{Catalog, ChangeSet, RowKey, kv};
 
 /// The result of applying one command, returned to the proposer.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -24,57 +24,68 @@ pub enum Outcome {
 /// Applies `command` committed at Raft `index`. `changes` receives every row touched.
 pub fn apply(catalog: &mut Catalog, index: u64, command: &Command, changes: &mut ChangeSet) -> Outcome {
     assert!(index > 0, "raft indexes start at 1");
-    let outcome = match command {
-        Command::Register(registration) => register(catalog, index, registration, changes),
-        Command::DeregisterNode { node } => deregister_node(catalog, index, node, changes),
+    let mut mine = ChangeSet::new();
+    let outcome = dispatch(catalog, index, command, None, &mut mine);
+    for name in &mine.services {
+        // A name with no instances left falls back to the services table's index, which the
+        // deregistration just moved, so dropping its entry never moves an index backwards.
+        if catalog.services.values().any(|s| s.name == *name) {
+            catalog.service_indexes.insert(name.clone(), index);
+        } else {
+            catalog.service_indexes.remove(name);
+        }
+        mine.rows.insert(RowKey::ServiceIndex(name.clone()));
+    }
+    if !mine.rows.is_empty() {
+        mine.touch(RowKey::Indexes);
+    }
+    changes.merge(mine);
+    outcome
+}
+
+/// The one match over [`Command`]. `now_ms` is the proposer's clock when the command came
+/// wrapped in [`Command::At`].
+fn dispatch(catalog: &mut Catalog, index: u64, command: &Command, now_ms: Option<u64>, changes: &mut ChangeSet) -> Outcome {
+    match command {
+        Command::Register(registration) => register(catalog, index, registration, now_ms, changes),
+        Command::DeregisterNode { node } => deregister_node(catalog, index, node, now_ms, changes),
         Command::DeregisterService { node, service_id } => {
-            deregister_service(catalog, index, node, service_id, changes)
+            deregister_service(catalog, index, node, service_id, now_ms, changes)
         }
         Command::DeregisterCheck { node, check_id } => {
             let key = (node.clone(), check_id.clone());
-            if catalog.checks.remove(&key).is_some() {
+            if let Some(check) = catalog.checks.get(&key) {
+                touch_check_services(catalog, node, &check.service_name.clone(), changes);
+                catalog.checks.remove(&key);
                 catalog.indexes.checks = index;
                 changes.touch(RowKey::Check(key.0, key.1));
-                invalidate_sessions_of_check(catalog, index, node, check_id, changes);
+                invalidate_sessions_of_check(catalog, index, node, check_id, now_ms, changes);
             }
             Outcome::Done
         }
         Command::UpdateCheck { node, check_id, status, output } => {
             let outcome = update_check(catalog, index, node, check_id, *status, output, changes);
             if *status == HealthStatus::Critical {
-                invalidate_sessions_of_check(catalog, index, node, check_id, changes);
+                invalidate_sessions_of_check(catalog, index, node, check_id, now_ms, changes);
             }
             outcome
         }
-        Command::KvSet { key, value, flags, cas_index } => {
-            kv_set(catalog, index, key, value, *flags, *cas_index, changes)
+        Command::KvSet { key, value, flags, cas_index } => kv::set(catalog, index, key, value, *flags, *cas_index, changes),
+        Command::KvDelete { key, cas_index } => kv::delete(catalog, index, key, *cas_index, changes),
+        Command::KvDeleteTree { prefix } => kv::delete_tree(catalog, index, prefix, changes),
+        Command::KvLock { key, value, flags, session, now_ms } => {
+            kv::lock(catalog, index, key, value, *flags, session, Some(*now_ms), changes)
         }
-        Command::KvDelete { key, cas_index } => kv_delete(catalog, index, key, *cas_index, changes),
-        Command::KvDeleteTree { prefix } => {
-            let doomed: Vec<String> =
-                catalog.kv.range(prefix.clone()..).take_while(|(k, _)| k.starts_with(prefix.as_str())).map(|(k, _)| k.clone()).collect();
-            for key in doomed {
-                catalog.kv.remove(&key);
-                changes.touch(RowKey::Kv(key));
-            }
-            catalog.indexes.kv = index;
-            Outcome::Bool(true)
-        }
-        Command::KvLock { key, value, flags, session, now_ms: _ } => {
-            kv_lock(catalog, index, key, value, *flags, session, changes)
-        }
-        Command::KvUnlock { key, value, flags, session } => {
-            kv_unlock(catalog, index, key, value, *flags, session, changes)
-        }
+        Command::KvUnlock { key, value, flags, session } => kv::unlock(catalog, index, key, value, *flags, session, changes),
         Command::SessionCreate(request) => session_create(catalog, index, request, changes),
-        Command::SessionDestroy { session, now_ms: _ } => {
+        Command::SessionDestroy { session, now_ms } => {
             if catalog.sessions.contains_key(session) {
-                invalidate_session(catalog, index, session, changes);
+                invalidate_session(catalog, index, session, Some(*now_ms), changes);
             }
             Outcome::Done
         }
         Command::Restore { rows } => restore(catalog, index, rows, changes),
-        Command::Txn { ops } => crate::catalog::txn::apply_txn(catalog, index, ops, changes),
+        Command::Txn { ops } => crate::catalog::txn::apply_txn(catalog, index, ops, now_ms, changes),
         Command::ConfigSet { kind, name, body_json, cas_index } => {
             config_set(catalog, index, kind, name, body_json, *cas_index, changes)
         }
@@ -92,11 +103,13 @@ pub fn apply(catalog: &mut Catalog, index: u64, command: &Command, changes: &mut
                 }
             }
         }
-    };
-    if !changes.is_empty() {
-        changes.touch(RowKey::Indexes);
+        Command::At { now_ms: _, command } if matches!(**command, Command::At { .. }) => {
+            Outcome::Rejected("a timestamped command cannot wrap another".into())
+        }
+        Command::At { now_ms, command } => dispatch(catalog, index, command, Some(*now_ms), changes),
+        Command::KvReapTombstones { up_to_index } => kv::reap_tombstones(catalog, *up_to_index, changes),
+        Command::SetKvHistoryVersions { versions } => kv::set_history_versions(catalog, *versions, changes),
     }
-    outcome
 }
 
 /// Replaces the catalog with a snapshot's rows. Every table index moves to `index`, so blocking
@@ -111,7 +124,9 @@ fn restore(catalog: &mut Catalog, index: u64, rows: &[(Vec<u8>, Vec<u8>)], chang
     for row in catalog.all_rows() {
         changes.touch(row);
     }
+    changes.everything = true;
     *catalog = fresh;
+    catalog.restore_floor = index;
     catalog.indexes = crate::catalog::model::TableIndexes {
         nodes: index,
         services: index,
@@ -152,7 +167,7 @@ fn config_set(catalog: &mut Catalog, index: u64, kind: &str, name: &str, body_js
     Outcome::Bool(true)
 }
 
-fn register(catalog: &mut Catalog, index: u64, registration: &Registration, changes: &mut ChangeSet) -> Outcome {
+fn register(catalog: &mut Catalog, index: u64, registration: &Registration, now_ms: Option<u64>, changes: &mut ChangeSet) -> Outcome {
     let node_name = &registration.node;
     // Validate every check's service binding before changing anything.
     for check in &registration.checks {
@@ -192,6 +207,7 @@ fn register(catalog: &mut Catalog, index: u64, registration: &Registration, chan
             catalog.nodes.insert(node_name.clone(), node);
             catalog.indexes.nodes = index;
             changes.touch(RowKey::Node(node_name.clone()));
+            touch_node_services(catalog, node_name, changes);
         }
     }
 
@@ -215,6 +231,10 @@ fn register(catalog: &mut Catalog, index: u64, registration: &Registration, chan
             modify_index: existing.map_or(index, |s| s.modify_index),
         };
         if existing != Some(&row) {
+            if let Some(old) = existing {
+                changes.touch_service(&old.name);
+            }
+            changes.touch_service(&row.name);
             row.modify_index = index;
             catalog.services.insert(key.clone(), row);
             catalog.indexes.services = index;
@@ -226,7 +246,7 @@ fn register(catalog: &mut Catalog, index: u64, registration: &Registration, chan
     for check in &registration.checks {
         upsert_check(catalog, index, node_name, check, changes);
         if check.status == HealthStatus::Critical {
-            invalidate_sessions_of_check(catalog, index, node_name, &check.check_id, changes);
+            invalidate_sessions_of_check(catalog, index, node_name, &check.check_id, now_ms, changes);
         }
     }
     Outcome::Done
@@ -276,6 +296,7 @@ fn upsert_check(catalog: &mut Catalog, index: u64, node: &str, check: &CheckRegi
         modify_index: existing.map_or(index, |c| c.modify_index),
     };
     if existing != Some(&row) {
+        touch_check_services(catalog, node, &row.service_name, changes);
         row.modify_index = index;
         catalog.checks.insert(key.clone(), row);
         catalog.indexes.checks = index;
@@ -292,13 +313,16 @@ fn update_check(catalog: &mut Catalog, index: u64, node: &str, check_id: &str, s
         check.status = status;
         check.output = output.to_string();
         check.modify_index = index;
+        let service_name = check.service_name.clone();
         catalog.indexes.checks = index;
         changes.touch(RowKey::Check(key.0, key.1));
+        touch_check_services(catalog, node, &service_name, changes);
     }
     Outcome::Done
 }
 
-fn deregister_node(catalog: &mut Catalog, index: u64, node: &str, changes: &mut ChangeSet) -> Outcome {
+fn deregister_node(catalog: &mut Catalog, index: u64, node: &str, now_ms: Option<u64>, changes: &mut ChangeSet) -> Outcome {
+    touch_node_services(catalog, node, changes);
     if catalog.nodes.remove(node).is_none() {
         return Outcome::Done;
     }
@@ -318,16 +342,17 @@ fn deregister_node(catalog: &mut Catalog, index: u64, node: &str, changes: &mut 
     }
     let sessions: Vec<_> = catalog.sessions.values().filter(|s| s.node == node).map(|s| s.id.clone()).collect();
     for session in sessions {
-        invalidate_session(catalog, index, &session, changes);
+        invalidate_session(catalog, index, &session, now_ms, changes);
     }
     Outcome::Done
 }
 
-fn deregister_service(catalog: &mut Catalog, index: u64, node: &str, service_id: &str, changes: &mut ChangeSet) -> Outcome {
+fn deregister_service(catalog: &mut Catalog, index: u64, node: &str, service_id: &str, now_ms: Option<u64>, changes: &mut ChangeSet) -> Outcome {
     let key = (node.to_string(), service_id.to_string());
-    if catalog.services.remove(&key).is_none() {
+    let Some(service) = catalog.services.remove(&key) else {
         return Outcome::Done;
-    }
+    };
+    changes.touch_service(&service.name);
     catalog.indexes.services = index;
     changes.touch(RowKey::Service(key.0, key.1));
     let checks: Vec<_> = catalog
@@ -339,89 +364,10 @@ fn deregister_service(catalog: &mut Catalog, index: u64, node: &str, service_id:
     for key in checks {
         catalog.checks.remove(&key);
         catalog.indexes.checks = index;
+        invalidate_sessions_of_check(catalog, index, node, &key.1, now_ms, changes);
         changes.touch(RowKey::Check(key.0, key.1));
     }
     Outcome::Done
-}
-
-pub(super) fn kv_set(catalog: &mut Catalog, index: u64, key: &str, value: &[u8], flags: u64, cas_index: Option<u64>, changes: &mut ChangeSet) -> Outcome {
-    let existing = catalog.kv.get(key);
-    match (cas_index, existing) {
-        (Some(0), Some(_)) => return Outcome::Bool(false),
-        (Some(cas), Some(entry)) if cas != 0 && entry.modify_index != cas => return Outcome::Bool(false),
-        (Some(cas), None) if cas != 0 => return Outcome::Bool(false),
-        _ => {}
-    }
-    let entry = KvEntry {
-        key: key.to_string(),
-        value: value.to_vec(),
-        flags,
-        create_index: existing.map_or(index, |e| e.create_index),
-        modify_index: index,
-        lock_index: existing.map_or(0, |e| e.lock_index),
-        session: existing.and_then(|e| e.session.clone()),
-    };
-    catalog.kv.insert(key.to_string(), entry);
-    catalog.indexes.kv = index;
-    changes.touch(RowKey::Kv(key.to_string()));
-    Outcome::Bool(true)
-}
-
-pub(super) fn kv_delete(catalog: &mut Catalog, index: u64, key: &str, cas_index: Option<u64>, changes: &mut ChangeSet) -> Outcome {
-    if let Some(cas) = cas_index {
-        match catalog.kv.get(key) {
-            Some(entry) if entry.modify_index == cas => {}
-            // Consul: a delete-cas of a missing key succeeds only for index 0.
-            None if cas == 0 => return Outcome::Bool(true),
-            _ => return Outcome::Bool(false),
-        }
-    }
-    if catalog.kv.remove(key).is_some() {
-        catalog.indexes.kv = index;
-        changes.touch(RowKey::Kv(key.to_string()));
-    }
-    Outcome::Bool(true)
-}
-
-pub(super) fn kv_lock(catalog: &mut Catalog, index: u64, key: &str, value: &[u8], flags: u64, session: &str, changes: &mut ChangeSet) -> Outcome {
-    if !catalog.sessions.contains_key(session) {
-        return Outcome::Rejected(format!("invalid session {session:?}"));
-    }
-    let existing = catalog.kv.get(key);
-    let lock_index = match existing.and_then(|e| e.session.as_deref()) {
-        Some(holder) if holder != session => return Outcome::Bool(false),
-        Some(_) => existing.map_or(0, |e| e.lock_index),
-        None => existing.map_or(0, |e| e.lock_index) + 1,
-    };
-    let entry = KvEntry {
-        key: key.to_string(),
-        value: value.to_vec(),
-        flags,
-        create_index: existing.map_or(index, |e| e.create_index),
-        modify_index: index,
-        lock_index,
-        session: Some(session.to_string()),
-    };
-    catalog.kv.insert(key.to_string(), entry);
-    catalog.indexes.kv = index;
-    changes.touch(RowKey::Kv(key.to_string()));
-    Outcome::Bool(true)
-}
-
-pub(super) fn kv_unlock(catalog: &mut Catalog, index: u64, key: &str, value: &[u8], flags: u64, session: &str, changes: &mut ChangeSet) -> Outcome {
-    let Some(entry) = catalog.kv.get_mut(key) else {
-        return Outcome::Bool(false);
-    };
-    if entry.session.as_deref() != Some(session) {
-        return Outcome::Bool(false);
-    }
-    entry.value = value.to_vec();
-    entry.flags = flags;
-    entry.session = None;
-    entry.modify_index = index;
-    catalog.indexes.kv = index;
-    changes.touch(RowKey::Kv(key.to_string()));
-    Outcome::Bool(true)
 }
 
 fn session_create(catalog: &mut Catalog, index: u64, request: &SessionRequest, changes: &mut ChangeSet) -> Outcome {
@@ -459,7 +405,7 @@ fn session_create(catalog: &mut Catalog, index: u64, request: &SessionRequest, c
 }
 
 /// A session ends when a check it depends on goes critical or disappears (Consul's rule).
-fn invalidate_sessions_of_check(catalog: &mut Catalog, index: u64, node: &str, check_id: &str, changes: &mut ChangeSet) {
+fn invalidate_sessions_of_check(catalog: &mut Catalog, index: u64, node: &str, check_id: &str, now_ms: Option<u64>, changes: &mut ChangeSet) {
     let doomed: Vec<String> = catalog
         .sessions
         .values()
@@ -467,12 +413,13 @@ fn invalidate_sessions_of_check(catalog: &mut Catalog, index: u64, node: &str, c
         .map(|s| s.id.clone())
         .collect();
     for session in doomed {
-        invalidate_session(catalog, index, &session, changes);
+        invalidate_session(catalog, index, &session, now_ms, changes);
     }
 }
 
-/// Ends a session: its locks are released or its keys deleted, per its behavior.
-fn invalidate_session(catalog: &mut Catalog, index: u64, session_id: &str, changes: &mut ChangeSet) {
+/// Ends a session: its locks are released or its keys deleted, per its behavior, and each key
+/// it held starts the session's lock-delay (when the time is known).
+fn invalidate_session(catalog: &mut Catalog, index: u64, session_id: &str, now_ms: Option<u64>, changes: &mut ChangeSet) {
     let Some(session) = catalog.sessions.remove(session_id) else {
         return;
     };
@@ -484,19 +431,27 @@ fn invalidate_session(catalog: &mut Catalog, index: u64, session_id: &str, chang
         .filter(|e| e.session.as_deref() == Some(session_id))
         .map(|e| e.key.clone())
         .collect();
+    let delete_keys = session.behavior == SessionBehavior::Delete;
     for key in held {
-        match session.behavior {
-            SessionBehavior::Release => {
-                if let Some(entry) = catalog.kv.get_mut(&key) {
-                    entry.session = None;
-                    entry.modify_index = index;
-                }
-            }
-            SessionBehavior::Delete => {
-                catalog.kv.remove(&key);
-            }
-        }
-        catalog.indexes.kv = index;
-        changes.touch(RowKey::Kv(key));
+        kv::lose_lock(catalog, index, &key, delete_keys, session.lock_delay_ms, now_ms, changes);
+    }
+}
+
+/// Marks every service on `node` as changed (node fields and node-level checks show up in the
+/// results of service queries).
+fn touch_node_services(catalog: &Catalog, node: &str, changes: &mut ChangeSet) {
+    let first = (node.to_string(), String::new());
+    for (_, service) in catalog.services.range(first..).take_while(|((n, _), _)| n == node) {
+        changes.touch_service(&service.name);
+    }
+}
+
+/// Marks the services a check's change shows up in: its own service, or every service on the
+/// node for a node-level check.
+fn touch_check_services(catalog: &Catalog, node: &str, service_name: &str, changes: &mut ChangeSet) {
+    if service_name.is_empty() {
+        touch_node_services(catalog, node, changes);
+    } else {
+        changes.touch_service(service_name);
     }
 }

@@ -97,37 +97,65 @@ pub(crate) fn encode_row_key(row: &RowKey) -> Vec<u8> {
             part(&mut key, kind);
             part(&mut key, name);
         }
+        RowKey::Tombstone(name) => {
+            key.push(b't');
+            part(&mut key, name);
+        }
+        RowKey::LockDelay(name) => {
+            key.push(b'l');
+            part(&mut key, name);
+        }
+        RowKey::KvVersion(name, index) => {
+            key.push(b'v');
+            part(&mut key, name);
+            key.extend_from_slice(&index.to_be_bytes());
+        }
+        RowKey::Settings => key.push(b'g'),
+        RowKey::RestoreFloor => key.push(b'r'),
+        RowKey::ServiceIndex(name) => {
+            key.push(b'w');
+            part(&mut key, name);
+        }
     }
     key
 }
 
 pub(crate) fn decode_row_key(bytes: &[u8]) -> Result<RowKey, CodecError> {
     let (&table, mut rest) = bytes.split_first().ok_or(CodecError::BadRowKey)?;
-    let mut next = || -> Result<String, CodecError> {
-        if rest.len() < 4 {
-            return Err(CodecError::BadRowKey);
-        }
-        let (len, tail) = rest.split_at(4);
-        let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
-        if tail.len() < len {
-            return Err(CodecError::BadRowKey);
-        }
-        let (text, tail) = tail.split_at(len);
-        rest = tail;
-        String::from_utf8(text.to_vec()).map_err(|_| CodecError::BadRowKey)
-    };
+    let rest = &mut rest;
     let row = match table {
-        b'n' => RowKey::Node(next()?),
-        b's' => RowKey::Service(next()?, next()?),
-        b'c' => RowKey::Check(next()?, next()?),
-        b'k' => RowKey::Kv(next()?),
-        b'x' => RowKey::Session(next()?),
+        b'n' => RowKey::Node(text_part(rest)?),
+        b's' => RowKey::Service(text_part(rest)?, text_part(rest)?),
+        b'c' => RowKey::Check(text_part(rest)?, text_part(rest)?),
+        b'k' => RowKey::Kv(text_part(rest)?),
+        b'x' => RowKey::Session(text_part(rest)?),
         b'i' => RowKey::Indexes,
-        b'e' => RowKey::ConfigEntry(next()?, next()?),
+        b'e' => RowKey::ConfigEntry(text_part(rest)?, text_part(rest)?),
+        b't' => RowKey::Tombstone(text_part(rest)?),
+        b'l' => RowKey::LockDelay(text_part(rest)?),
+        b'v' => RowKey::KvVersion(text_part(rest)?, u64_part(rest)?),
+        b'g' => RowKey::Settings,
+        b'r' => RowKey::RestoreFloor,
+        b'w' => RowKey::ServiceIndex(text_part(rest)?),
         _ => return Err(CodecError::BadRowKey),
     };
     if !rest.is_empty() {
         return Err(CodecError::BadRowKey);
     }
     Ok(row)
+}
+
+fn text_part(rest: &mut &[u8]) -> Result<String, CodecError> {
+    let len: [u8; 4] = rest.get(..4).and_then(|b| b.try_into().ok()).ok_or(CodecError::BadRowKey)?;
+    let len = u32::from_be_bytes(len) as usize;
+    let text = rest.get(4..4 + len).ok_or(CodecError::BadRowKey)?;
+    let text = String::from_utf8(text.to_vec()).map_err(|_| CodecError::BadRowKey)?;
+    *rest = &rest[4 + len..];
+    Ok(text)
+}
+
+fn u64_part(rest: &mut &[u8]) -> Result<u64, CodecError> {
+    let bytes: [u8; 8] = rest.get(..8).and_then(|b| b.try_into().ok()).ok_or(CodecError::BadRowKey)?;
+    *rest = &rest[8..];
+    Ok(u64::from_be_bytes(bytes))
 }

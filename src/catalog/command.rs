@@ -49,6 +49,30 @@ pub enum Command {
     Restore { rows: Vec<(Vec<u8>, Vec<u8>)> },
     /// Apply KV operations atomically (`/v1/txn`).
     Txn { ops: Vec<crate::catalog::txn::TxnKvOp> },
+    /// Apply `command` knowing the proposer's wall clock, so that sessions it invalidates
+    /// start their lock-delay. See [`Command::stamped`]. Never nested.
+    At { now_ms: u64, command: Box<Command> },
+    /// Forget KV tombstones at or below this index (the leader's tombstone GC).
+    KvReapTombstones { up_to_index: u64 },
+    /// Set how many versions of each KV key are kept (`kv_history_versions`).
+    SetKvHistoryVersions { versions: u32 },
+}
+
+impl Command {
+    /// Wraps a command that can invalidate sessions (a check turning critical, a node or
+    /// service going away, a transaction taking locks) in [`Command::At`], so that `apply`
+    /// knows the time. Commands that carry their own time, or cannot need it, pass unchanged.
+    pub fn stamped(self, now_ms: u64) -> Command {
+        match self {
+            Command::Register(_)
+            | Command::DeregisterNode { .. }
+            | Command::DeregisterService { .. }
+            | Command::DeregisterCheck { .. }
+            | Command::UpdateCheck { .. }
+            | Command::Txn { .. } => Command::At { now_ms, command: Box::new(self) },
+            other => other,
+        }
+    }
 }
 
 /// A node, optionally with one service and checks, as submitted for registration.

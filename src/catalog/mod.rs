@@ -13,19 +13,22 @@
 
 mod apply;
 pub mod codec;
+pub mod kv;
 pub mod command;
 pub mod model;
 pub mod query;
 pub mod txn;
 #[cfg(test)]
-mod tests;
+mod kv_tests;
+#[cfg(test)]
+pub(crate) mod tests;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub use apply::{Outcome, apply};
 pub use command::Command;
 
-use crate::catalog::model::{Check, ConfigEntry, KvEntry, Node, Service, Session, TableIndexes};
+use crate::catalog::model::{Check, ConfigEntry, KvEntry, Node, Service, Session, Settings, TableIndexes};
 
 /// The whole replicated state held in memory. Rows are keyed so that iteration order is
 /// deterministic (`BTreeMap`), which keeps snapshots and digests byte-identical across servers.
@@ -41,6 +44,22 @@ pub struct Catalog {
     /// Keyed by (kind, name).
     config_entries: BTreeMap<(String, String), ConfigEntry>,
     indexes: TableIndexes,
+    /// Deleted KV keys and the index of their deletion, so that a prefix's index never goes
+    /// backwards on delete. Reaped by `Command::KvReapTombstones`.
+    tombstones: BTreeMap<String, u64>,
+    /// Keys whose lock was lost by an invalidated session, and the wall-clock millisecond
+    /// before which no session may acquire them again (lock-delay).
+    lock_delays: BTreeMap<String, u64>,
+    /// Earlier versions of KV entries, keyed by (key, modify index): the KV history extension.
+    kv_history: BTreeMap<(String, u64), KvEntry>,
+    settings: Settings,
+    /// The index of the last change to each service's query results (its instances, their
+    /// nodes and checks), deregistrations included: the `X-Consul-Index` of
+    /// `/v1/health/service/<name>` and `/v1/catalog/service/<name>`.
+    service_indexes: BTreeMap<String, u64>,
+    /// The index of the last snapshot restore: a floor under every index a query reports, so
+    /// that restoring older rows never moves a client's index backwards.
+    restore_floor: u64,
 }
 
 /// Identifies one persisted row of the catalog.
@@ -53,12 +72,23 @@ pub enum RowKey {
     Session(String),
     Indexes,
     ConfigEntry(String, String),
+    Tombstone(String),
+    LockDelay(String),
+    /// One earlier version of a KV entry: (key, its modify index).
+    KvVersion(String, u64),
+    Settings,
+    ServiceIndex(String),
+    RestoreFloor,
 }
 
-/// The rows one `apply` touched, without duplicates.
+/// What one `apply` changed: the rows touched (to persist) and the service names whose query
+/// results may differ (to wake blocking queries watching them), without duplicates.
 #[derive(Clone, Debug, Default)]
 pub struct ChangeSet {
-    rows: std::collections::BTreeSet<RowKey>,
+    rows: BTreeSet<RowKey>,
+    services: BTreeSet<String>,
+    /// The whole state was replaced (snapshot restore): every watcher must look again.
+    everything: bool,
 }
 
 impl ChangeSet {
@@ -66,20 +96,50 @@ impl ChangeSet {
         ChangeSet::default()
     }
 
+    /// The change of a wholesale replacement (snapshot install): everything may differ.
+    pub fn everything_changed() -> ChangeSet {
+        ChangeSet { everything: true, ..ChangeSet::default() }
+    }
+
     fn touch(&mut self, row: RowKey) {
         self.rows.insert(row);
+    }
+
+    fn touch_service(&mut self, name: &str) {
+        if !self.services.contains(name) {
+            self.services.insert(name.to_string());
+        }
     }
 
     pub fn rows(&self) -> impl Iterator<Item = &RowKey> {
         self.rows.iter()
     }
 
+    /// Names of the services whose catalog or health results may have changed.
+    pub fn services(&self) -> impl Iterator<Item = &str> {
+        self.services.iter().map(String::as_str)
+    }
+
+    /// True after a change that replaced the whole state.
+    pub fn everything(&self) -> bool {
+        self.everything
+    }
+
+    /// Adds `other`'s changes to this set.
+    fn merge(&mut self, other: ChangeSet) {
+        self.rows.extend(other.rows);
+        self.services.extend(other.services);
+        self.everything |= other.everything;
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
+        self.rows.is_empty() && self.services.is_empty() && !self.everything
     }
 
     pub fn clear(&mut self) {
         self.rows.clear();
+        self.services.clear();
+        self.everything = false;
     }
 }
 
@@ -110,6 +170,13 @@ impl Catalog {
             RowKey::ConfigEntry(kind, name) => {
                 codec::encode_row_value(self.config_entries.get(&(kind.clone(), name.clone()))?)
             }
+            RowKey::Tombstone(key) => codec::encode_row_value(self.tombstones.get(key)?),
+            RowKey::LockDelay(key) => codec::encode_row_value(self.lock_delays.get(key)?),
+            RowKey::KvVersion(key, index) => codec::encode_row_value(self.kv_history.get(&(key.clone(), *index))?),
+            RowKey::Settings => codec::encode_row_value(&self.settings),
+            RowKey::ServiceIndex(name) => codec::encode_row_value(self.service_indexes.get(name)?),
+            RowKey::RestoreFloor if self.restore_floor == 0 => return None,
+            RowKey::RestoreFloor => codec::encode_row_value(&self.restore_floor),
         };
         Some((key, value))
     }
@@ -130,6 +197,16 @@ impl Catalog {
         rows.extend(self.kv.keys().map(|k| RowKey::Kv(k.clone())));
         rows.extend(self.sessions.keys().map(|s| RowKey::Session(s.clone())));
         rows.extend(self.config_entries.keys().map(|(k, n)| RowKey::ConfigEntry(k.clone(), n.clone())));
+        rows.extend(self.tombstones.keys().map(|k| RowKey::Tombstone(k.clone())));
+        rows.extend(self.lock_delays.keys().map(|k| RowKey::LockDelay(k.clone())));
+        rows.extend(self.kv_history.keys().map(|(k, i)| RowKey::KvVersion(k.clone(), *i)));
+        rows.extend(self.service_indexes.keys().map(|name| RowKey::ServiceIndex(name.clone())));
+        if self.restore_floor != 0 {
+            rows.push(RowKey::RestoreFloor);
+        }
+        if self.settings != Settings::default() {
+            rows.push(RowKey::Settings);
+        }
         rows.push(RowKey::Indexes);
         rows
     }
@@ -156,6 +233,20 @@ impl Catalog {
             RowKey::ConfigEntry(kind, name) => {
                 self.config_entries.insert((kind, name), codec::decode_row_value(value)?);
             }
+            RowKey::Tombstone(key) => {
+                self.tombstones.insert(key, codec::decode_row_value(value)?);
+            }
+            RowKey::LockDelay(key) => {
+                self.lock_delays.insert(key, codec::decode_row_value(value)?);
+            }
+            RowKey::KvVersion(key, index) => {
+                self.kv_history.insert((key, index), codec::decode_row_value(value)?);
+            }
+            RowKey::Settings => self.settings = codec::decode_row_value(value)?,
+            RowKey::ServiceIndex(name) => {
+                self.service_indexes.insert(name, codec::decode_row_value(value)?);
+            }
+            RowKey::RestoreFloor => self.restore_floor = codec::decode_row_value(value)?,
         }
         Ok(())
     }

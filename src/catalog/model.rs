@@ -182,3 +182,17 @@ pub struct ConfigEntry {
     pub create_index: u64,
     pub modify_index: u64,
 }
+
+/// Replicated settings that change how `apply` behaves, so every server must agree on them.
+/// Persisted only once set; until then the defaults hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    /// How many versions of each KV key `?history` keeps, the live one included.
+    pub kv_history_versions: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings { kv_history_versions: crate::catalog::kv::KV_HISTORY_VERSIONS_DEFAULT }
+    }
+}

@@ -107,6 +107,12 @@ impl Catalog {
         self.checks.values()
     }
 
+    /// The index of the last change to the results of a query about service `name`, or the
+    /// services table's index for a name never registered.
+    pub fn service_index(&self, name: &str) -> u64 {
+        self.service_indexes.get(name).copied().unwrap_or(self.indexes.services).max(self.restore_floor)
+    }
+
     pub fn kv_get(&self, key: &str) -> Option<&KvEntry> {
         self.kv.get(key)
     }

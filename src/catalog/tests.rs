@@ -8,7 +8,7 @@ use crate::catalog::command::{CheckRegistration, Command, Registration, ServiceR
 use crate::catalog::model::{CheckDefinition, HealthStatus, SessionBehavior, Weights};
 use crate::catalog::{Catalog, ChangeSet, Outcome, apply};
 
-fn registration(node: &str, service: Option<(&str, &str)>, checks: Vec<CheckRegistration>) -> Command {
+pub(crate) fn registration(node: &str, service: Option<(&str, &str)>, checks: Vec<CheckRegistration>) -> Command {
     Command::Register(Registration {
         node_id: String::new(),
         node: node.into(),
@@ -46,7 +46,7 @@ fn check(id: &str, service_id: &str, status: HealthStatus) -> CheckRegistration 
     }
 }
 
-fn run(catalog: &mut Catalog, index: u64, command: Command) -> Outcome {
+pub(super) fn run(catalog: &mut Catalog, index: u64, command: Command) -> Outcome {
     apply(catalog, index, &command, &mut ChangeSet::new())
 }
 
@@ -162,6 +162,9 @@ fn command_encoding_is_pinned() {
         (Command::KvDelete { key: "k".into(), cas_index: None }, "0106016b00"),
         (Command::KvDeleteTree { prefix: "p".into() }, "01070170"),
         (Command::SessionDestroy { session: "s".into(), now_ms: 1 }, "010b017301"),
+        (Command::At { now_ms: 1, command: Box::new(Command::DeregisterNode { node: "n".into() }) }, "01100101016e"),
+        (Command::KvReapTombstones { up_to_index: 5 }, "011105"),
+        (Command::SetKvHistoryVersions { versions: 3 }, "011203"),
     ];
     for (command, hex) in cases {
         let hex: String = hex.split_whitespace().collect();

@@ -6,7 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::apply::{Outcome, kv_delete, kv_lock, kv_set, kv_unlock};
+use crate::catalog::apply::Outcome;
+use crate::catalog::kv::{self, KeyState};
 use crate::catalog::model::{KvEntry, TableIndexes};
 use crate::catalog::{Catalog, ChangeSet};
 
@@ -57,33 +58,30 @@ pub struct TxnError {
 
 /// The undo log: the state of every key before the transaction first touched it.
 struct Undo {
-    keys: Vec<(String, Option<KvEntry>)>,
+    keys: Vec<KeyState>,
     indexes: TableIndexes,
 }
 
 impl Undo {
     fn remember(&mut self, catalog: &Catalog, key: &str) {
-        if !self.keys.iter().any(|(k, _)| k == key) {
-            self.keys.push((key.to_string(), catalog.kv.get(key).cloned()));
+        if !self.keys.iter().any(|k| k.key() == key) {
+            self.keys.push(KeyState::capture(catalog, key));
         }
     }
 
     fn roll_back(self, catalog: &mut Catalog) {
-        for (key, entry) in self.keys {
-            match entry {
-                Some(entry) => catalog.kv.insert(key, entry),
-                None => catalog.kv.remove(&key),
-            };
+        for key in self.keys {
+            key.restore(catalog);
         }
         catalog.indexes = self.indexes;
     }
 }
 
-pub(super) fn apply_txn(catalog: &mut Catalog, index: u64, ops: &[TxnKvOp], changes: &mut ChangeSet) -> Outcome {
+pub(super) fn apply_txn(catalog: &mut Catalog, index: u64, ops: &[TxnKvOp], now_ms: Option<u64>, changes: &mut ChangeSet) -> Outcome {
     let mut undo = Undo { keys: Vec::new(), indexes: catalog.indexes };
     let mut results = Vec::new();
     for (op_index, op) in ops.iter().enumerate() {
-        if let Err(what) = apply_op(catalog, index, op, changes, &mut undo, &mut results) {
+        if let Err(what) = apply_op(catalog, index, op, now_ms, changes, &mut undo, &mut results) {
             undo.roll_back(catalog);
             return Outcome::Txn(Err(vec![TxnError { op_index, what }]));
         }
@@ -91,7 +89,7 @@ pub(super) fn apply_txn(catalog: &mut Catalog, index: u64, ops: &[TxnKvOp], chan
     Outcome::Txn(Ok(results))
 }
 
-fn apply_op(catalog: &mut Catalog, index: u64, op: &TxnKvOp, changes: &mut ChangeSet, undo: &mut Undo, results: &mut Vec<TxnResult>) -> Result<(), String> {
+fn apply_op(catalog: &mut Catalog, index: u64, op: &TxnKvOp, now_ms: Option<u64>, changes: &mut ChangeSet, undo: &mut Undo, results: &mut Vec<TxnResult>) -> Result<(), String> {
     let key = op.key.as_str();
     let written = |catalog: &Catalog, results: &mut Vec<TxnResult>| {
         if let Some(entry) = catalog.kv.get(key) {
@@ -107,17 +105,17 @@ fn apply_op(catalog: &mut Catalog, index: u64, op: &TxnKvOp, changes: &mut Chang
         TxnKvVerb::Set | TxnKvVerb::Cas => {
             undo.remember(catalog, key);
             let cas = (op.verb == TxnKvVerb::Cas).then_some(op.index);
-            guard(kv_set(catalog, index, key, &op.value, op.flags, cas, changes), format!("failed to set key {key:?}, index is stale"))?;
+            guard(kv::set(catalog, index, key, &op.value, op.flags, cas, changes), format!("failed to set key {key:?}, index is stale"))?;
             written(catalog, results);
         }
         TxnKvVerb::Lock => {
             undo.remember(catalog, key);
-            guard(kv_lock(catalog, index, key, &op.value, op.flags, &op.session, changes), format!("failed to lock key {key:?}, lock is already held"))?;
+            guard(kv::lock(catalog, index, key, &op.value, op.flags, &op.session, now_ms, changes), format!("failed to lock key {key:?}, lock is already held"))?;
             written(catalog, results);
         }
         TxnKvVerb::Unlock => {
             undo.remember(catalog, key);
-            guard(kv_unlock(catalog, index, key, &op.value, op.flags, &op.session, changes), format!("failed to unlock key {key:?}, lock isn't held, or is held by another session"))?;
+            guard(kv::unlock(catalog, index, key, &op.value, op.flags, &op.session, changes), format!("failed to unlock key {key:?}, lock isn't held, or is held by another session"))?;
             written(catalog, results);
         }
         TxnKvVerb::Get | TxnKvVerb::GetOrEmpty => match catalog.kv.get(key) {
@@ -147,13 +145,13 @@ fn apply_op(catalog: &mut Catalog, index: u64, op: &TxnKvOp, changes: &mut Chang
         TxnKvVerb::Delete | TxnKvVerb::DeleteCas => {
             undo.remember(catalog, key);
             let cas = (op.verb == TxnKvVerb::DeleteCas).then_some(op.index);
-            guard(kv_delete(catalog, index, key, cas, changes), format!("failed to delete key {key:?}, index is stale"))?;
+            guard(kv::delete(catalog, index, key, cas, changes), format!("failed to delete key {key:?}, index is stale"))?;
         }
         TxnKvVerb::DeleteTree => {
             let doomed: Vec<String> = catalog.kv_prefix(key).map(|e| e.key.clone()).collect();
             for doomed_key in doomed {
                 undo.remember(catalog, &doomed_key);
-                kv_delete(catalog, index, &doomed_key, None, changes);
+                kv::delete(catalog, index, &doomed_key, None, changes);
             }
         }
     }

@@ -188,6 +188,10 @@ fn validate(config: &RuntimeConfig) -> Result<(), ConfigError> {
             "limits.kv_max_value_size and limits.txn_max_req_len must be positive".into(),
         ),
         (
+            config.kv_tombstone_ttl_ms == 0,
+            "kv_tombstone_ttl must be positive".into(),
+        ),
+        (
             config.default_query_time_s == 0 || config.max_query_time_s == 0,
             "default_query_time and max_query_time must be positive".into(),
         ),

@@ -61,6 +61,8 @@ pub(super) struct RawConfig {
     pub(super) dns_config: Option<RawDnsConfig>,
     pub(super) recursors: Option<Vec<String>>,
     pub(super) session_ttl_min: Option<GoDuration>,
+    pub(super) kv_history_versions: Option<u32>,
+    pub(super) kv_tombstone_ttl: Option<GoDuration>,
     pub(super) check_output_max_size: Option<usize>,
     #[serde(default, deserialize_with = "definitions")]
     pub(super) services: Option<Vec<Value>>,

@@ -64,6 +64,11 @@ pub struct RuntimeConfig {
     pub max_query_time_s: u64,
     pub dns: DnsOptions,
     pub session_ttl_min_s: u64,
+    /// Versions of each KV key kept for `?history` (a replicated setting: the leader's wins).
+    /// The catalog bounds it (`catalog::kv::KV_HISTORY_VERSIONS_MAX`).
+    pub kv_history_versions: u32,
+    /// How long a deleted key's tombstone (and history) is kept before the leader reaps it.
+    pub kv_tombstone_ttl_ms: u64,
     pub check_output_max_size_bytes: usize,
     /// Consul service definitions (`services` and `service`), undecoded.
     pub services: Vec<serde_json::Value>,
@@ -396,6 +401,8 @@ impl RuntimeConfig {
             max_query_time_s: seconds_or(raw.max_query_time, 600),
             dns: DnsOptions::build(raw.dns_config.unwrap_or_default(), recursors, warnings),
             session_ttl_min_s: seconds_or(raw.session_ttl_min, 10),
+            kv_history_versions: raw.kv_history_versions.unwrap_or(10),
+            kv_tombstone_ttl_ms: raw.kv_tombstone_ttl.map_or(15 * 60 * 1000, |d| d.0.as_millis() as u64),
             check_output_max_size_bytes: raw.check_output_max_size.unwrap_or(4096),
             services: [raw.services, raw.service]
                 .into_iter()

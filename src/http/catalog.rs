@@ -12,6 +12,7 @@ use crate::catalog::model::{CheckDefinition, HealthStatus};
 use crate::catalog::{Catalog, Outcome};
 use crate::catalog::command::CheckRegistration;
 use crate::http::AppState;
+use crate::watch::{Table, Topic};
 use crate::http::decode::{self, Fields};
 use crate::http::dto::{CatalogServiceOut, NodeOut, ServiceOut};
 use crate::http::error::ApiError;
@@ -162,7 +163,7 @@ pub(super) async fn datacenters(State(state): State<AppState>, Query(params): Qu
 
 pub(super) async fn nodes(State(state): State<AppState>, Query(params): Query<Params>) -> Result<Response, ApiError> {
     let options = read_options(&state, &params)?;
-    let (meta, nodes) = blocking_read(&state, &options, |catalog| {
+    let (meta, nodes) = blocking_read(&state, &options, vec![Topic::Table(Table::Nodes)], |catalog| {
         let nodes: Vec<NodeOut> = catalog.nodes().filter(|n| node_meta_matches(&params, &n.meta)).map(NodeOut::from).collect();
         (nodes_index(catalog), nodes)
     })
@@ -173,7 +174,7 @@ pub(super) async fn nodes(State(state): State<AppState>, Query(params): Query<Pa
 
 pub(super) async fn services(State(state): State<AppState>, Query(params): Query<Params>) -> Result<Response, ApiError> {
     let options = read_options(&state, &params)?;
-    let (meta, rows) = blocking_read(&state, &options, |catalog| {
+    let (meta, rows) = blocking_read(&state, &options, vec![Topic::Table(Table::Services), Topic::Table(Table::Nodes)], |catalog| {
         let rows: Vec<CatalogServiceOut> = catalog
             .services()
             .filter_map(|s| catalog.node(&s.node).map(|n| (n, s)))
@@ -203,7 +204,7 @@ pub(super) async fn service(State(state): State<AppState>, Path(name): Path<Stri
     let options = read_options(&state, &params)?;
     let tag = params.get("tag").cloned();
     let peer = params.get("peer").filter(|p| !p.is_empty()).cloned();
-    let (meta, rows) = blocking_read(&state, &options, |catalog| {
+    let (meta, rows) = blocking_read(&state, &options, vec![Topic::Service(name.clone())], |catalog| {
         let rows: Vec<CatalogServiceOut> = if peer.is_some() {
             Vec::new()
         } else {
@@ -215,7 +216,7 @@ pub(super) async fn service(State(state): State<AppState>, Path(name): Path<Stri
                 .map(|(n, s)| CatalogServiceOut::new(n, s))
                 .collect()
         };
-        (services_index(catalog), rows)
+        (catalog.service_index(&name), rows)
     })
     .await?;
     let rows = apply_filter(rows, options.filter.as_ref());
@@ -226,7 +227,7 @@ pub(super) async fn service(State(state): State<AppState>, Path(name): Path<Stri
 /// for the name would qualify, and there are none.
 pub(super) async fn connect(State(state): State<AppState>, Path(name): Path<String>, Query(params): Query<Params>) -> Result<Response, ApiError> {
     let options = read_options(&state, &params)?;
-    let (meta, rows) = blocking_read(&state, &options, |catalog| {
+    let (meta, rows) = blocking_read(&state, &options, vec![Topic::Table(Table::Services)], |catalog| {
         let rows: Vec<CatalogServiceOut> = catalog
             .services()
             .filter(|s| s.kind == "connect-proxy" && s.opaque_json.get("Proxy").is_some_and(|p| p.contains(&format!("\"{name}\""))))
@@ -241,7 +242,7 @@ pub(super) async fn connect(State(state): State<AppState>, Path(name): Path<Stri
 
 /// The node and its services, or `None` when the node is unknown.
 async fn node_with_services(state: &AppState, options: &crate::http::query::ReadOptions, node: &str) -> Result<(crate::http::query::QueryMeta, Option<(NodeOut, Vec<ServiceOut>)>), ApiError> {
-    blocking_read(state, options, |catalog| {
+    blocking_read(state, options, vec![Topic::Node(node.to_string())], |catalog| {
         let found = catalog.node(node).map(|n| {
             let services: Vec<ServiceOut> = catalog.node_services(node).into_iter().map(ServiceOut::from).collect();
             (NodeOut::from(n), apply_filter(services, options.filter.as_ref()))
@@ -280,7 +281,7 @@ pub(super) async fn node_services(State(state): State<AppState>, Path(node): Pat
 /// The services a gateway routes to, from its gateway config entry.
 pub(super) async fn gateway_services(State(state): State<AppState>, Path(name): Path<String>, Query(params): Query<Params>) -> Result<Response, ApiError> {
     let options = read_options(&state, &params)?;
-    let (meta, services) = blocking_read(&state, &options, |catalog| {
+    let (meta, services) = blocking_read(&state, &options, vec![Topic::Table(Table::ConfigEntries), Topic::Table(Table::Services)], |catalog| {
         (catalog.indexes().config_entries.max(services_index(catalog)), crate::http::config::gateway_services(catalog, &name))
     })
     .await?;

@@ -14,6 +14,7 @@ use crate::catalog::command::Command;
 use crate::catalog::model::ConfigEntry;
 use crate::catalog::Catalog;
 use crate::http::AppState;
+use crate::watch::{Table, Topic};
 use crate::http::error::ApiError;
 use crate::http::query::{Params, blocking_read, bool_response, check_datacenter, json_response, read_options};
 
@@ -89,7 +90,7 @@ pub(super) async fn apply(State(state): State<AppState>, Query(params): Query<Pa
 pub(super) async fn list(State(state): State<AppState>, Path(kind): Path<String>, Query(params): Query<Params>) -> Result<Response, ApiError> {
     check_kind(&kind)?;
     let options = read_options(&state, &params)?;
-    let (meta, entries) = blocking_read(&state, &options, |catalog| {
+    let (meta, entries) = blocking_read(&state, &options, vec![Topic::Table(Table::ConfigEntries)], |catalog| {
         (config_index(catalog), catalog.config_entries_of(&kind).into_iter().map(entry_json).collect::<Vec<_>>())
     })
     .await?;
@@ -99,7 +100,7 @@ pub(super) async fn list(State(state): State<AppState>, Path(kind): Path<String>
 pub(super) async fn get(State(state): State<AppState>, Path((kind, name)): Path<(String, String)>, Query(params): Query<Params>) -> Result<Response, ApiError> {
     check_kind(&kind)?;
     let options = read_options(&state, &params)?;
-    let (meta, entry) = blocking_read(&state, &options, |catalog| (config_index(catalog), catalog.config_entry(&kind, &name).map(entry_json))).await?;
+    let (meta, entry) = blocking_read(&state, &options, vec![Topic::Table(Table::ConfigEntries)], |catalog| (config_index(catalog), catalog.config_entry(&kind, &name).map(entry_json))).await?;
     match entry {
         Some(entry) => Ok(json_response(&meta, &entry, options.pretty)),
         None => Ok((StatusCode::NOT_FOUND, format!("Config entry not found for {kind:?} / {name:?}")).into_response()),

@@ -7,6 +7,7 @@ use serde_json::json;
 use crate::catalog::Catalog;
 use crate::catalog::model::HealthStatus;
 use crate::http::AppState;
+use crate::watch::{Table, Topic};
 use crate::http::dto::{CheckOut, HealthEntryOut, NodeOut, ServiceOut};
 use crate::http::error::ApiError;
 use crate::http::query::{Params, apply_filter, blocking_read, json_response, read_options};
@@ -22,7 +23,7 @@ pub(super) async fn service(State(state): State<AppState>, Path(name): Path<Stri
     let passing = params.get("passing").is_some_and(|v| v.is_empty() || v == "true" || v == "1");
     let node_meta = params.get("node-meta").cloned();
     let peer = params.get("peer").filter(|p| !p.is_empty()).cloned();
-    let (meta, entries) = blocking_read(&state, &options, |catalog| {
+    let (meta, entries) = blocking_read(&state, &options, vec![Topic::Service(name.clone())], |catalog| {
         let entries: Vec<HealthEntryOut> = if peer.is_some() {
             Vec::new()
         } else {
@@ -44,7 +45,7 @@ pub(super) async fn service(State(state): State<AppState>, Path(name): Path<Stri
                 })
                 .collect()
         };
-        (health_index(catalog), entries)
+        (catalog.service_index(&name), entries)
     })
     .await?;
     let entries = apply_filter(entries, options.filter.as_ref());
@@ -54,15 +55,15 @@ pub(super) async fn service(State(state): State<AppState>, Path(name): Path<Stri
 /// cairn has no service mesh yet, so no instance is connect-capable.
 pub(super) async fn connect(State(state): State<AppState>, Query(params): Query<Params>) -> Result<Response, ApiError> {
     let options = read_options(&state, &params)?;
-    let (meta, ()) = blocking_read(&state, &options, |catalog| (health_index(catalog), ())).await?;
+    let (meta, ()) = blocking_read(&state, &options, vec![Topic::Table(Table::Services)], |catalog| (health_index(catalog), ())).await?;
     Ok(json_response(&meta, &json!([]), options.pretty))
 }
 
 pub(super) async fn checks(State(state): State<AppState>, Path(name): Path<String>, Query(params): Query<Params>) -> Result<Response, ApiError> {
     let options = read_options(&state, &params)?;
-    let (meta, checks) = blocking_read(&state, &options, |catalog| {
+    let (meta, checks) = blocking_read(&state, &options, vec![Topic::Service(name.clone())], |catalog| {
         let checks: Vec<CheckOut> = catalog.service_name_checks(&name).into_iter().map(CheckOut::from).collect();
-        (health_index(catalog), checks)
+        (catalog.service_index(&name), checks)
     })
     .await?;
     let checks = apply_filter(checks, options.filter.as_ref());
@@ -71,7 +72,7 @@ pub(super) async fn checks(State(state): State<AppState>, Path(name): Path<Strin
 
 pub(super) async fn node(State(state): State<AppState>, Path(node): Path<String>, Query(params): Query<Params>) -> Result<Response, ApiError> {
     let options = read_options(&state, &params)?;
-    let (meta, checks) = blocking_read(&state, &options, |catalog| {
+    let (meta, checks) = blocking_read(&state, &options, vec![Topic::Node(node.clone())], |catalog| {
         let checks: Vec<CheckOut> = catalog.node_checks(&node).into_iter().map(CheckOut::from).collect();
         (health_index(catalog), checks)
     })
@@ -86,7 +87,7 @@ pub(super) async fn state(State(app): State<AppState>, Path(wanted): Path<String
         other => Some(HealthStatus::parse(other).ok_or_else(|| ApiError::BadRequest(format!("Bad state: {other}")))?),
     };
     let options = read_options(&app, &params)?;
-    let (meta, checks) = blocking_read(&app, &options, |catalog| {
+    let (meta, checks) = blocking_read(&app, &options, vec![Topic::Table(Table::Checks)], |catalog| {
         let checks: Vec<CheckOut> =
             catalog.checks().filter(|c| wanted.is_none_or(|w| c.status == w)).map(CheckOut::from).collect();
         (health_index(catalog), checks)

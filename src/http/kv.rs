@@ -9,11 +9,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::catalog::command::Command;
-use crate::catalog::Catalog;
 use crate::http::AppState;
 use crate::http::dto::KvOut;
 use crate::http::error::ApiError;
-use crate::http::query::{Params, QueryMeta, blocking_read, bool_response, check_datacenter, json_response, read_options, set_meta_headers};
+use crate::http::query::{Params, QueryMeta, blocking_read_shared, bool_response, check_datacenter, json_body, read_options, set_meta_headers};
+use crate::watch::Topic;
 
 /// Longest key accepted.
 pub(crate) const KV_KEY_BYTES_MAX: usize = 4096;
@@ -32,54 +32,62 @@ fn key_of(path: Option<Path<String>>) -> String {
     path.map(|Path(key)| key).unwrap_or_default()
 }
 
-fn kv_index(catalog: &Catalog) -> u64 {
-    catalog.indexes().kv
-}
-
 fn not_found(meta: &QueryMeta) -> Response {
     let mut headers = HeaderMap::new();
     set_meta_headers(&mut headers, meta);
     (StatusCode::NOT_FOUND, headers).into_response()
 }
 
+/// `GET /v1/kv/<key>`: one key, `?recurse`, `?keys`, `?raw`, or `?history` (a cairn
+/// extension). Every form blocks on exactly the key or prefix it reads, and identical
+/// watchers share one rendering of the answer (`blocking_read_shared`).
 pub(super) async fn get(State(state): State<AppState>, path: Option<Path<String>>, Query(params): Query<Params>) -> Result<Response, ApiError> {
     let key = key_of(path);
     validate_key(&key)?;
     let options = read_options(&state, &params)?;
-    if params.contains_key("keys") {
-        let separator = params.get("separator").cloned();
-        let (meta, keys) = blocking_read(&state, &options, |catalog| (kv_index(catalog), catalog.kv_keys(&key, separator.as_deref()))).await?;
-        if keys.is_empty() {
-            return Ok(not_found(&meta));
-        }
-        return Ok(json_response(&meta, &keys, options.pretty));
-    }
-    if params.contains_key("recurse") {
-        let (meta, entries) = blocking_read(&state, &options, |catalog| {
-            let entries: Vec<KvOut> = catalog.kv_prefix(&key).map(KvOut::from).collect();
-            (kv_index(catalog), entries)
+    let pretty = options.pretty;
+    let (meta, body) = if params.contains_key("keys") {
+        let separator = params.get("separator").cloned().unwrap_or_default();
+        let memo_key = format!("keys/{pretty}/{separator}");
+        blocking_read_shared(&state, &options, Topic::KvPrefix(key.clone()), &memo_key, |catalog| {
+            let keys = catalog.kv_keys(&key, Some(separator.as_str()));
+            (catalog.kv_prefix_index(&key), (!keys.is_empty()).then(|| Bytes::from(json_body(&keys, pretty))))
         })
-        .await?;
-        if entries.is_empty() {
-            return Ok(not_found(&meta));
-        }
-        return Ok(json_response(&meta, &entries, options.pretty));
-    }
-    let (meta, entry) = blocking_read(&state, &options, |catalog| {
-        let entry = catalog.kv_get(&key).cloned();
-        let index = entry.as_ref().map_or_else(|| kv_index(catalog), |e| e.modify_index);
-        (index, entry)
-    })
-    .await?;
-    let Some(entry) = entry else { return Ok(not_found(&meta)) };
-    if params.contains_key("raw") {
-        let mut headers = HeaderMap::new();
-        set_meta_headers(&mut headers, &meta);
+        .await?
+    } else if params.contains_key("recurse") {
+        blocking_read_shared(&state, &options, Topic::KvPrefix(key.clone()), &format!("recurse/{pretty}"), |catalog| {
+            let entries: Vec<KvOut> = catalog.kv_prefix(&key).map(KvOut::from).collect();
+            (catalog.kv_prefix_index(&key), (!entries.is_empty()).then(|| Bytes::from(json_body(&entries, pretty))))
+        })
+        .await?
+    } else if params.contains_key("history") {
+        blocking_read_shared(&state, &options, Topic::Kv(key.clone()), &format!("history/{pretty}"), |catalog| {
+            let versions: Vec<KvOut> = catalog.kv_history(&key).into_iter().map(KvOut::from).collect();
+            (catalog.kv_key_index(&key), (!versions.is_empty()).then(|| Bytes::from(json_body(&versions, pretty))))
+        })
+        .await?
+    } else if params.contains_key("raw") {
+        blocking_read_shared(&state, &options, Topic::Kv(key.clone()), "raw", |catalog| {
+            (catalog.kv_key_index(&key), catalog.kv_get(&key).map(|e| Bytes::copy_from_slice(&e.value)))
+        })
+        .await?
+    } else {
+        blocking_read_shared(&state, &options, Topic::Kv(key.clone()), &format!("json/{pretty}"), |catalog| {
+            let entry = catalog.kv_get(&key).map(|e| Bytes::from(json_body(&[KvOut::from(e)], pretty)));
+            (catalog.kv_key_index(&key), entry)
+        })
+        .await?
+    };
+    let Some(body) = body else { return Ok(not_found(&meta)) };
+    let mut headers = HeaderMap::new();
+    set_meta_headers(&mut headers, &meta);
+    if params.contains_key("raw") && !params.contains_key("recurse") && !params.contains_key("keys") && !params.contains_key("history") {
         headers.insert("content-type", HeaderValue::from_static("application/octet-stream"));
         headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
-        return Ok((headers, entry.value).into_response());
+    } else {
+        headers.insert("content-type", HeaderValue::from_static("application/json"));
     }
-    Ok(json_response(&meta, &[KvOut::from(&entry)], options.pretty))
+    Ok((headers, body).into_response())
 }
 
 fn parse_u64(params: &Params, name: &str) -> Result<Option<u64>, ApiError> {

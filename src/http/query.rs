@@ -1,8 +1,9 @@
 //! Common query parameters and blocking queries: `?index`, `?wait`, `?stale`, `?consistent`,
 //! `?filter`, `?dc`, `?pretty`, and the `X-Consul-*` response headers.
 //!
-//! A blocking query re-runs its (pure) query every time the applied Raft index moves, until the
-//! result's index passes the client's `index` or the wait runs out. Each wait is bounded by
+//! A blocking query subscribes to the watch topics its result depends on (`crate::watch`) and
+//! re-runs its (pure) query only when one of them changes, until the result's index passes the
+//! client's `index` or the wait runs out. Each wait is bounded by
 //! `max_query_time` plus Consul's jitter of up to `wait/16`.
 
 use std::collections::HashMap;
@@ -17,6 +18,7 @@ use crate::catalog::Catalog;
 use crate::config::parse_go_duration;
 use crate::http::AppState;
 use crate::http::error::ApiError;
+use crate::watch::{Subscription, Topic};
 
 /// Raw query parameters. A parameter given with no value (`?recurse`) maps to `""`.
 pub type Params = HashMap<String, String>;
@@ -97,12 +99,51 @@ pub fn read_options(state: &AppState, params: &Params) -> Result<ReadOptions, Ap
     Ok(ReadOptions { min_index, wait, consistency, filter, pretty: params.contains_key("pretty") })
 }
 
-/// Runs `query` against the catalog, blocking per `options`. `query` returns the result's index
-/// and value; the index reported is never 0.
+/// Runs `query` against the catalog, blocking per `options` until a change to one of
+/// `topics` moves the result's index past `?index`, or the wait runs out. `query` returns the
+/// result's index and value; the index reported is never 0.
 pub async fn blocking_read<T>(
     state: &AppState,
     options: &ReadOptions,
+    topics: Vec<Topic>,
     query: impl Fn(&Catalog) -> (u64, T),
+) -> Result<(QueryMeta, T), ApiError> {
+    let view = state.agent.view();
+    let mut subscriptions: Vec<Subscription<'_>> = topics.into_iter().map(|topic| view.watches().subscribe(topic)).collect();
+    block(state, options, &mut subscriptions, |subscriptions| {
+        for subscription in subscriptions.iter_mut() {
+            subscription.mark_seen();
+        }
+        view.read(&query)
+    })
+    .await
+}
+
+/// [`blocking_read`] on one topic, with identical queries coalesced: among the watchers woken
+/// by one change, those with the same `memo_key` share one computation of `query`. So
+/// `query` must depend only on `topic`'s data and on what `memo_key` spells out.
+pub async fn blocking_read_shared<T: Clone + Send + Sync + 'static>(
+    state: &AppState,
+    options: &ReadOptions,
+    topic: Topic,
+    memo_key: &str,
+    query: impl Fn(&Catalog) -> (u64, T),
+) -> Result<(QueryMeta, T), ApiError> {
+    let view = state.agent.view();
+    let mut subscriptions = vec![view.watches().subscribe(topic)];
+    block(state, options, &mut subscriptions, |subscriptions| {
+        let stamp = subscriptions[0].mark_seen();
+        subscriptions[0].memo(stamp, memo_key, || view.read(&query))
+    })
+    .await
+}
+
+/// The blocking loop shared by both reads: `run` marks the subscriptions seen and queries.
+async fn block<'a, T>(
+    state: &AppState,
+    options: &ReadOptions,
+    subscriptions: &mut [Subscription<'a>],
+    mut run: impl FnMut(&mut [Subscription<'a>]) -> (u64, T),
 ) -> Result<(QueryMeta, T), ApiError> {
     let agent = &state.agent;
     let planted_bug = agent.raft().is_some_and(|r| r.faults().consistent_reads_from_follower());
@@ -111,11 +152,9 @@ pub async fn blocking_read<T>(
     }
     let jitter_ms = if options.wait.as_millis() >= 16 { rand::random::<u64>() % (options.wait.as_millis() as u64 / 16) } else { 0 };
     let deadline = tokio::time::Instant::now() + options.wait + Duration::from_millis(jitter_ms);
-    let mut applied = agent.view().subscribe();
     let mut shutdown = agent.shutdown_requested();
     loop {
-        applied.borrow_and_update();
-        let (index, value) = agent.view().read(&query);
+        let (index, value) = run(subscriptions);
         let index = index.max(1);
         let done = match options.min_index {
             None | Some(0) => true,
@@ -125,9 +164,20 @@ pub async fn blocking_read<T>(
             return Ok((meta(state, index, options.consistency), value));
         }
         tokio::select! {
-            changed = applied.changed() => if changed.is_err() { return Ok((meta(state, index, options.consistency), value)) },
+            _ = any_changed(subscriptions) => {}
             _ = tokio::time::sleep_until(deadline) => {}
             _ = shutdown.changed() => {}
+        }
+    }
+}
+
+/// Resolves when any subscription sees a change.
+async fn any_changed(subscriptions: &mut [Subscription<'_>]) {
+    match subscriptions {
+        [] => std::future::pending().await,
+        [only] => only.changed().await,
+        many => {
+            futures::future::select_all(many.iter_mut().map(|s| Box::pin(s.changed()))).await;
         }
     }
 }

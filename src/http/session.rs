@@ -14,6 +14,7 @@ use crate::catalog::command::{Command, SessionRequest};
 use crate::catalog::model::SessionBehavior;
 use crate::catalog::{Catalog, Outcome};
 use crate::http::AppState;
+use crate::watch::{Table, Topic};
 use crate::http::decode::Fields;
 use crate::http::dto::SessionOut;
 use crate::http::error::ApiError;
@@ -105,7 +106,7 @@ pub(super) async fn renew(State(state): State<AppState>, Path(id): Path<String>,
 
 pub(super) async fn info(State(state): State<AppState>, Path(id): Path<String>, Query(params): Query<Params>) -> Result<Response, ApiError> {
     let options = read_options(&state, &params)?;
-    let (meta, sessions) = blocking_read(&state, &options, |catalog| {
+    let (meta, sessions) = blocking_read(&state, &options, vec![Topic::Table(Table::Sessions)], |catalog| {
         (sessions_index(catalog), catalog.session(&id).map(SessionOut::from).into_iter().collect::<Vec<_>>())
     })
     .await?;
@@ -114,7 +115,7 @@ pub(super) async fn info(State(state): State<AppState>, Path(id): Path<String>, 
 
 pub(super) async fn node(State(state): State<AppState>, Path(node): Path<String>, Query(params): Query<Params>) -> Result<Response, ApiError> {
     let options = read_options(&state, &params)?;
-    let (meta, sessions) = blocking_read(&state, &options, |catalog| {
+    let (meta, sessions) = blocking_read(&state, &options, vec![Topic::Table(Table::Sessions)], |catalog| {
         let sessions: Vec<SessionOut> = catalog.sessions().filter(|s| s.node == node).map(SessionOut::from).collect();
         (sessions_index(catalog), sessions)
     })
@@ -124,7 +125,7 @@ pub(super) async fn node(State(state): State<AppState>, Path(node): Path<String>
 
 pub(super) async fn list(State(state): State<AppState>, Query(params): Query<Params>) -> Result<Response, ApiError> {
     let options = read_options(&state, &params)?;
-    let (meta, sessions) = blocking_read(&state, &options, |catalog| {
+    let (meta, sessions) = blocking_read(&state, &options, vec![Topic::Table(Table::Sessions)], |catalog| {
         (sessions_index(catalog), catalog.sessions().map(SessionOut::from).collect::<Vec<_>>())
     })
     .await?;

@@ -26,6 +26,7 @@ use tokio::sync::watch;
 
 use crate::catalog::{Catalog, ChangeSet, Command, Outcome};
 use crate::store::Store;
+use crate::watch::Watches;
 
 pub type NodeId = u64;
 
@@ -59,15 +60,16 @@ pub struct CatalogView {
     /// The catalog itself. Held for writing only while `apply` mutates it (microseconds);
     /// readers take short read locks and never await while holding one.
     catalog: RwLock<Catalog>,
-    /// The last applied Raft index, published after each applied batch. Blocking queries
-    /// subscribe to it and re-run their query when it moves.
+    /// The last applied Raft index, published after each applied batch.
     applied: watch::Sender<u64>,
+    /// Blocking queries park here, each on the topics its result depends on.
+    watches: Watches,
 }
 
 impl CatalogView {
     pub fn new() -> Arc<CatalogView> {
         let (applied, _) = watch::channel(0);
-        Arc::new(CatalogView { catalog: RwLock::new(Catalog::new()), applied })
+        Arc::new(CatalogView { catalog: RwLock::new(Catalog::new()), applied, watches: Watches::new() })
     }
 
     /// Runs `read` against the current catalog.
@@ -83,10 +85,17 @@ impl CatalogView {
     fn replace(&self, catalog: Catalog, applied: u64) {
         *self.write() = catalog;
         self.applied.send_replace(applied);
+        self.watches.publish(applied, &ChangeSet::everything_changed());
     }
 
-    fn publish_applied(&self, index: u64, _changes: &ChangeSet) {
+    fn publish_applied(&self, index: u64, changes: &ChangeSet) {
         self.applied.send_replace(index);
+        self.watches.publish(index, changes);
+    }
+
+    /// Where blocking queries subscribe to the topics they depend on.
+    pub fn watches(&self) -> &Watches {
+        &self.watches
     }
 
     pub fn applied_index(&self) -> u64 {

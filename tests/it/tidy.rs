@@ -45,9 +45,10 @@ fn layer_table() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("checks", &[][..]),
         ("dns", &[][..]),
         ("ui", &[][..]),
-        ("raft", &["catalog", "store"][..]),
+        ("watch", &["catalog"][..]),
+        ("raft", &["catalog", "store", "watch"][..]),
         ("agent", &["catalog", "raft", "checks", "store", "config"][..]),
-        ("http", &["agent", "catalog", "bexpr", "config", "checks", "raft", "ui"][..]),
+        ("http", &["agent", "catalog", "bexpr", "config", "checks", "raft", "ui", "watch"][..]),
         ("daemon", &["agent", "http", "dns", "raft", "catalog", "config"][..]),
         ("cli", &["config", "daemon", "raft"][..]),
     ])
