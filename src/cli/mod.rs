@@ -20,6 +20,7 @@
 mod catalog;
 mod client;
 mod kv;
+mod kv_history;
 mod kv_transfer;
 mod lock;
 mod members;
@@ -135,6 +136,8 @@ pub(crate) fn run_with(
         ("kv", Some("delete")) => kv::delete(&rest[1..], &mut io),
         ("kv", Some("export")) => kv_transfer::export(&rest[1..], &mut io),
         ("kv", Some("import")) => kv_transfer::import(&rest[1..], &mut io),
+        ("kv", Some("history")) => kv_history::history(&rest[1..], &mut io),
+        ("kv", Some("rollback")) => kv_history::rollback(&rest[1..], &mut io),
         ("kv", sub) => group_usage(sub, KV_USAGE),
         ("catalog", Some("services")) => catalog::services(&rest[1..], &mut io),
         ("catalog", Some("nodes")) => catalog::nodes(&rest[1..], &mut io),
@@ -328,8 +331,10 @@ Subcommands:
     delete    Removes data from the KV store
     export    Exports a tree from the KV store as JSON
     get       Retrieves or lists data from the KV store
+    history   Lists the versions kept of a key (cairn extension)
     import    Imports a tree stored as JSON to the KV store
-    put       Sets or updates data in the KV store";
+    put       Sets or updates data in the KV store
+    rollback  Restores an earlier version of a key (cairn extension)";
 
 const CATALOG_USAGE: &str = "Usage: cairn catalog <subcommand> [options] [args]
 

@@ -11,6 +11,7 @@ mod cli;
 mod durability;
 mod jepsen;
 mod kv;
+mod kv_history;
 mod linearizability;
 mod lock;
 mod lifecycle;

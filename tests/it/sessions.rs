@@ -61,3 +61,66 @@ async fn a_critical_check_invalidates_its_sessions_and_releases_locks() {
     let response = agent.put("/v1/session/create", json!({"Checks": ["db-alive"]}).to_string()).await;
     assert_eq!(response.status(), 500);
 }
+
+fn index_of(response: &reqwest::Response) -> u64 {
+    response.headers()["x-consul-index"].to_str().unwrap().parse().unwrap()
+}
+
+async fn acquire(agent: &TestAgent, key: &str, session: &str) -> bool {
+    agent.put(&format!("/v1/kv/{key}?acquire={session}"), session.to_string()).await.text().await.unwrap() == "true"
+}
+
+#[tokio::test]
+async fn a_lock_is_handed_off_to_a_waiting_client_on_release() {
+    let agent = TestAgent::start().await;
+    let alice = create(&agent, json!({"Name": "alice"})).await;
+    let bob = create(&agent, json!({"Name": "bob"})).await;
+    assert!(acquire(&agent, "service/leader", &alice).await);
+    assert!(!acquire(&agent, "service/leader", &bob).await, "the lock is exclusive");
+
+    // Bob waits for the lock the way `consul lock` does: a blocking read of the key.
+    let held = agent.get("/v1/kv/service/leader").await;
+    let index = index_of(&held);
+    let url = agent.url(&format!("/v1/kv/service/leader?index={index}&wait=30s"));
+    let client = agent.client.clone();
+    let waiter = tokio::spawn(async move { client.get(url).send().await.unwrap().json::<serde_json::Value>().await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let released = agent.put(&format!("/v1/kv/service/leader?release={alice}"), "").await;
+    assert_eq!(released.text().await.unwrap(), "true");
+    let seen = waiter.await.unwrap();
+    assert!(seen[0].get("Session").is_none(), "bob's watch saw the lock free: {seen}");
+
+    // A voluntary release sets no lock-delay: bob takes it at once.
+    assert!(acquire(&agent, "service/leader", &bob).await);
+    let entry = agent.get_json("/v1/kv/service/leader").await;
+    assert_eq!(entry[0]["Session"], json!(bob));
+    assert_eq!(entry[0]["LockIndex"], 2, "each acquisition by a new holder counts");
+    assert!(!acquire(&agent, "service/leader", &alice).await);
+}
+
+#[tokio::test]
+async fn lock_delay_blocks_reacquisition_after_invalidation() {
+    let agent = TestAgent::start().await;
+    let check = json!({"Name": "alive", "CheckID": "alive", "TTL": "60s", "Status": "passing"});
+    assert_eq!(agent.put("/v1/agent/check/register", check.to_string()).await.status(), 200);
+    let contender = create(&agent, json!({"LockDelay": "0s"})).await;
+
+    // 1. Destroying a session starts its lock-delay on the keys it held.
+    let destroyed = create(&agent, json!({"LockDelay": "2s"})).await;
+    assert!(acquire(&agent, "a", &destroyed).await);
+    assert_eq!(agent.put(&format!("/v1/session/destroy/{destroyed}"), "").await.status(), 200);
+    let freed_at = std::time::Instant::now();
+    assert!(agent.get_json("/v1/kv/a").await[0].get("Session").is_none());
+    assert!(!acquire(&agent, "a", &contender).await, "lock-delay refuses an immediate acquire");
+    // 2. So does a linked check going critical (the command carries the proposer's clock).
+    let linked = create(&agent, json!({"Checks": ["alive"], "LockDelay": "2s"})).await;
+    assert!(acquire(&agent, "b", &linked).await);
+    assert_eq!(agent.put("/v1/agent/check/fail/alive", "").await.status(), 200);
+    assert!(eventually(3_000, async || agent.get_json("/v1/kv/b").await[0].get("Session").is_none()).await);
+    assert!(!acquire(&agent, "b", &contender).await, "lock-delay after a critical check");
+    // Both delays run out and the contender gets the locks.
+    assert!(eventually(5_000, async || acquire(&agent, "a", &contender).await).await);
+    assert!(freed_at.elapsed() >= Duration::from_millis(1_900), "the delay lasted only {:?}", freed_at.elapsed());
+    assert!(eventually(5_000, async || acquire(&agent, "b", &contender).await).await);
+    assert_eq!(agent.get_json("/v1/kv/b").await[0]["Session"], json!(contender));
+}
