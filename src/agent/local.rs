@@ -58,3 +58,54 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, 
         _ => Err("unknown local state format".to_string()),
     }
 }
+
+/// The local state behind a lock, with a change counter that hash-based blocking queries
+/// (`/v1/agent/services?hash=`) wait on. Every write guard bumps the counter when dropped.
+pub struct LocalCell {
+    state: std::sync::Mutex<LocalState>,
+    changed: tokio::sync::watch::Sender<u64>,
+}
+
+/// Mutable access to the local state; announces a change when dropped.
+pub struct LocalWriteGuard<'a> {
+    guard: std::sync::MutexGuard<'a, LocalState>,
+    changed: &'a tokio::sync::watch::Sender<u64>,
+}
+
+impl LocalCell {
+    pub fn new(state: LocalState) -> LocalCell {
+        LocalCell { state: std::sync::Mutex::new(state), changed: tokio::sync::watch::Sender::new(0) }
+    }
+
+    pub fn read(&self) -> std::sync::MutexGuard<'_, LocalState> {
+        self.state.lock().expect("local state lock poisoned")
+    }
+
+    pub fn write(&self) -> LocalWriteGuard<'_> {
+        LocalWriteGuard { guard: self.read(), changed: &self.changed }
+    }
+
+    /// A receiver that sees every later write.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+}
+
+impl std::ops::Deref for LocalWriteGuard<'_> {
+    type Target = LocalState;
+    fn deref(&self) -> &LocalState {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for LocalWriteGuard<'_> {
+    fn deref_mut(&mut self) -> &mut LocalState {
+        &mut self.guard
+    }
+}
+
+impl Drop for LocalWriteGuard<'_> {
+    fn drop(&mut self) {
+        self.changed.send_modify(|version| *version += 1);
+    }
+}

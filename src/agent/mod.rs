@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
-use crate::agent::local::{CheckRunner, LocalCheck, LocalService, LocalState};
+use crate::agent::local::{CheckRunner, LocalCell, LocalCheck, LocalService, LocalState};
 use crate::catalog::Command;
 use crate::catalog::command::Registration;
 use crate::checks::{CheckLimits, CheckResult, Scheduler};
@@ -85,7 +85,7 @@ pub struct Agent {
     raft: Option<Arc<RaftServer>>,
     /// Services and checks registered with this agent. Short critical sections only, never
     /// held across an await.
-    local: Mutex<LocalState>,
+    local: LocalCell,
     /// Serializes anti-entropy syncs so that two syncs never race each other's writes.
     sync_lock: tokio::sync::Mutex<()>,
     scheduler: Scheduler,
@@ -155,7 +155,7 @@ impl Agent {
             store,
             view,
             raft,
-            local: Mutex::new(local),
+            local: LocalCell::new(local),
             sync_lock: tokio::sync::Mutex::new(()),
             session_deadlines: Mutex::new(std::collections::HashMap::new()),
             scheduler,
@@ -260,7 +260,7 @@ impl Agent {
     pub async fn sync(&self) -> Result<(), AgentError> {
         let _serialized = self.sync_lock.lock().await;
         let commands = {
-            let local = self.local.lock().expect("local state lock poisoned").clone();
+            let local = self.local.read().clone();
             let node = self.node_registration();
             self.view.read(|catalog| anti_entropy::diff(&local, catalog, &node))
         };
@@ -274,7 +274,7 @@ impl Agent {
     }
 
     fn restart_check_runners(&self) {
-        let local = self.local.lock().expect("local state lock poisoned");
+        let local = self.local.read();
         for (id, check) in &local.checks {
             if let Some(runner) = &check.runner {
                 self.scheduler.add(id, operations::check_kind(runner));
@@ -295,20 +295,25 @@ impl Agent {
         }
     }
 
+    /// Sees every later change to this agent's own services and checks.
+    pub fn local_changes(&self) -> watch::Receiver<u64> {
+        self.local.subscribe()
+    }
+
     pub fn local_services(&self) -> Vec<LocalService> {
-        self.local.lock().expect("local state lock poisoned").services.values().cloned().collect()
+        self.local.read().services.values().cloned().collect()
     }
 
     pub fn local_service(&self, id: &str) -> Option<LocalService> {
-        self.local.lock().expect("local state lock poisoned").services.get(id).cloned()
+        self.local.read().services.get(id).cloned()
     }
 
     pub fn local_checks(&self) -> Vec<LocalCheck> {
-        self.local.lock().expect("local state lock poisoned").checks.values().cloned().collect()
+        self.local.read().checks.values().cloned().collect()
     }
 
     pub fn local_runner(&self, check_id: &str) -> Option<CheckRunner> {
-        self.local.lock().expect("local state lock poisoned").checks.get(check_id).and_then(|c| c.runner.clone())
+        self.local.read().checks.get(check_id).and_then(|c| c.runner.clone())
     }
 }
 

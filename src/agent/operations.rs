@@ -91,7 +91,7 @@ impl Agent {
         let service = LocalService { registration: service };
         let id = service.registration.id.clone();
         let removed: Vec<String> = {
-            let mut local = self.local.lock().expect("local state lock poisoned");
+            let mut local = self.local.write();
             if !local.services.contains_key(&id) && local.services.len() >= LOCAL_SERVICES_MAX {
                 return Err(AgentError::Invalid(format!("this agent already holds {LOCAL_SERVICES_MAX} services")));
             }
@@ -134,7 +134,7 @@ impl Agent {
     /// Removes a service and the checks bound to it.
     pub async fn deregister_service(&self, id: &str) -> Result<(), AgentError> {
         let removed_checks: Vec<String> = {
-            let mut local = self.local.lock().expect("local state lock poisoned");
+            let mut local = self.local.write();
             if local.services.remove(id).is_none() {
                 return Err(AgentError::NotFound(format!("Unknown service ID {id:?}. Ensure that the service ID is passed, not the service name.")));
             }
@@ -161,7 +161,7 @@ impl Agent {
         }
         let service_id = &check.registration.service_id;
         {
-            let mut local = self.local.lock().expect("local state lock poisoned");
+            let mut local = self.local.write();
             if !service_id.is_empty() && !local.services.contains_key(service_id) {
                 // Consul 1.12+ answers an unknown ServiceID with 404.
                 return Err(AgentError::NotFound(format!("ServiceID {service_id:?} does not exist")));
@@ -181,7 +181,7 @@ impl Agent {
     }
 
     pub async fn deregister_check(&self, id: &str) -> Result<(), AgentError> {
-        if self.local.lock().expect("local state lock poisoned").checks.remove(id).is_none() {
+        if self.local.write().checks.remove(id).is_none() {
             return Err(AgentError::NotFound(format!("Unknown check ID {id:?}. Ensure that the check ID is passed, not the check name.")));
         }
         self.scheduler.remove(id);
@@ -194,7 +194,7 @@ impl Agent {
         match self.local_runner(id) {
             Some(CheckRunner::Ttl { .. }) => {}
             Some(_) => return Err(AgentError::Invalid(format!("check {id:?} is not a TTL check"))),
-            None if self.local.lock().expect("local state lock poisoned").checks.contains_key(id) => {
+            None if self.local.read().checks.contains_key(id) => {
                 return Err(AgentError::Invalid(format!("check {id:?} is not a TTL check")));
             }
             None => return Err(AgentError::NotFound(format!("Unknown check ID {id:?}. Ensure that the check ID is passed, not the check name."))),
@@ -209,7 +209,7 @@ impl Agent {
     /// Records a check result locally. Returns whether the status changed.
     fn apply_result(&self, id: &str, status: HealthStatus, output: &str) -> Result<bool, AgentError> {
         let changed = {
-            let mut local = self.local.lock().expect("local state lock poisoned");
+            let mut local = self.local.write();
             let Some(check) = local.checks.get_mut(id) else { return Ok(false) };
             if check.registration.status == status && check.registration.output == output {
                 return Ok(false);

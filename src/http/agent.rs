@@ -16,7 +16,7 @@ use crate::http::AppState;
 use crate::http::decode::{self, Fields};
 use crate::http::dto::{WeightsOut, opaque, tagged_addresses_out};
 use crate::http::error::ApiError;
-use crate::http::query::{Params, apply_filter, check_datacenter, json_body, read_options};
+use crate::http::query::{Params, apply_filter, check_datacenter, content_hash, hash_blocking, json_body, read_options};
 
 /// The Consul version we report: the API level cairn implements.
 pub(crate) const CONSUL_COMPAT_VERSION: &str = "1.22.0";
@@ -271,27 +271,32 @@ fn check_json(state: &AppState, check: &LocalCheck) -> Value {
     })
 }
 
+/// `GET /v1/agent/services`, with hash-based blocking (`?hash=`).
 pub(super) async fn services(State(state): State<AppState>, Query(params): Query<Params>) -> Result<Response, ApiError> {
     let options = read_options(&state, &params)?;
-    let services: Vec<Value> = state.agent.local_services().iter().map(|s| service_json(&state, s)).collect();
-    let services = apply_filter(services, options.filter.as_ref());
-    let map: serde_json::Map<String, Value> =
-        services.into_iter().filter_map(|s| s.get("ID").and_then(Value::as_str).map(str::to_string).map(|id| (id, s))).collect();
-    Ok(json_ok(&Value::Object(map), &params))
+    hash_blocking(&state, &params, || {
+        let services: Vec<Value> = state.agent.local_services().iter().map(|s| service_json(&state, s)).collect();
+        let services = apply_filter(services, options.filter.as_ref());
+        let map: serde_json::Map<String, Value> =
+            services.into_iter().filter_map(|s| s.get("ID").and_then(Value::as_str).map(str::to_string).map(|id| (id, s))).collect();
+        Ok(Value::Object(map))
+    })
+    .await
 }
 
+/// `GET /v1/agent/service/<id>`, with hash-based blocking (`?hash=`) as in Consul. The body's
+/// `ContentHash` is the hash of the service without it.
 pub(super) async fn service(State(state): State<AppState>, Path(id): Path<String>, Query(params): Query<Params>) -> Result<Response, ApiError> {
-    let service = state.agent.local_service(&id).ok_or_else(|| ApiError::NotFound(format!("unknown service ID: {id}")))?;
-    let mut value = service_json(&state, &service);
-    let hash = format!("{:016x}", crc32fast::hash(value.to_string().as_bytes()));
-    if let Value::Object(map) = &mut value {
-        map.insert("ContentHash".into(), Value::from(hash.clone()));
-    }
-    let mut response = json_ok(&value, &params);
-    if let Ok(header) = hash.parse() {
-        response.headers_mut().insert("x-consul-contenthash", header);
-    }
-    Ok(response)
+    hash_blocking(&state, &params, || {
+        let service = state.agent.local_service(&id).ok_or_else(|| ApiError::NotFound(format!("unknown service ID: {id}")))?;
+        let mut value = service_json(&state, &service);
+        let hash = content_hash(value.to_string().as_bytes());
+        if let Value::Object(map) = &mut value {
+            map.insert("ContentHash".into(), Value::from(hash));
+        }
+        Ok(value)
+    })
+    .await
 }
 
 pub(super) async fn register_service(State(state): State<AppState>, Query(params): Query<Params>, body: Bytes) -> Result<StatusCode, ApiError> {
@@ -402,13 +407,17 @@ pub(super) async fn health_by_id(State(state): State<AppState>, Path(id): Path<S
     health_response(&state, services, &params, &format!("id:{id}"))
 }
 
+/// `GET /v1/agent/checks`, with hash-based blocking (`?hash=`).
 pub(super) async fn checks(State(state): State<AppState>, Query(params): Query<Params>) -> Result<Response, ApiError> {
     let options = read_options(&state, &params)?;
-    let checks: Vec<Value> = state.agent.local_checks().iter().map(|c| check_json(&state, c)).collect();
-    let checks = apply_filter(checks, options.filter.as_ref());
-    let map: serde_json::Map<String, Value> =
-        checks.into_iter().filter_map(|c| c.get("CheckID").and_then(Value::as_str).map(str::to_string).map(|id| (id, c))).collect();
-    Ok(json_ok(&Value::Object(map), &params))
+    hash_blocking(&state, &params, || {
+        let checks: Vec<Value> = state.agent.local_checks().iter().map(|c| check_json(&state, c)).collect();
+        let checks = apply_filter(checks, options.filter.as_ref());
+        let map: serde_json::Map<String, Value> =
+            checks.into_iter().filter_map(|c| c.get("CheckID").and_then(Value::as_str).map(str::to_string).map(|id| (id, c))).collect();
+        Ok(Value::Object(map))
+    })
+    .await
 }
 
 pub(super) async fn register_check(State(state): State<AppState>, body: Bytes) -> Result<StatusCode, ApiError> {

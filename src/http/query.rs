@@ -237,3 +237,49 @@ pub fn apply_filter<T: Serialize>(items: Vec<T>, filter: Option<&Filter>) -> Vec
             .collect(),
     }
 }
+
+/// A content hash as Consul's `X-Consul-ContentHash`: 16 hex digits, stable for equal content
+/// within one agent process (clients only ever send back a hash this agent gave them).
+pub fn content_hash(body: &[u8]) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    body.hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
+}
+
+/// Hash-based blocking for the agent's own endpoints (`?hash=`): renders the body, and while
+/// its hash still equals the client's, waits for the next change to the agent's local state
+/// (or `?wait`, bounded by `max_query_time`). `render` returns the JSON body.
+pub async fn hash_blocking(
+    state: &AppState,
+    params: &Params,
+    render: impl Fn() -> Result<serde_json::Value, ApiError>,
+) -> Result<Response, ApiError> {
+    let options = read_options(state, params)?;
+    let wanted = params.get("hash").filter(|h| !h.is_empty());
+    let deadline = tokio::time::Instant::now() + options.wait;
+    let mut changes = state.agent.local_changes();
+    let mut shutdown = state.agent.shutdown_requested();
+    loop {
+        changes.borrow_and_update();
+        let value = render()?;
+        let body = json_body(&value, options.pretty);
+        // A body that carries its own `ContentHash` (agent/service/<id>) reports that one.
+        let hash = match value.get("ContentHash").and_then(serde_json::Value::as_str) {
+            Some(own) => own.to_string(),
+            None => content_hash(&body),
+        };
+        let unchanged = wanted.is_some_and(|w| *w == hash);
+        if !unchanged || tokio::time::Instant::now() >= deadline || *shutdown.borrow() {
+            let mut headers = HeaderMap::new();
+            headers.insert("content-type", HeaderValue::from_static("application/json"));
+            headers.insert("x-consul-contenthash", HeaderValue::from_str(&hash).expect("hex is a valid header value"));
+            return Ok((headers, body).into_response());
+        }
+        tokio::select! {
+            _ = changes.changed() => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}

@@ -131,3 +131,42 @@ async fn health_watchers_wake_for_their_service_only() {
     assert!(elapsed >= Duration::from_millis(1400), "db watcher woke after {elapsed:?} for a web change");
     assert_eq!(db_after, db_index);
 }
+
+#[tokio::test]
+async fn agent_endpoints_block_on_their_content_hash() {
+    let agent = TestAgent::start().await;
+    let body = serde_json::json!({"Name": "api", "ID": "api-1", "Port": 9000});
+    assert_eq!(agent.put("/v1/agent/service/register", body.to_string()).await.status(), 200);
+    let hash_of = |r: &reqwest::Response| r.headers()["x-consul-contenthash"].to_str().unwrap().to_string();
+    for path in ["/v1/agent/services", "/v1/agent/service/api-1", "/v1/agent/checks"] {
+        let first = agent.get(path).await;
+        assert_eq!(first.status(), 200);
+        let hash = hash_of(&first);
+        assert_eq!(hash.len(), 16);
+        // Unchanged content: the query waits out `wait` and returns the same hash.
+        let started = Instant::now();
+        let same = agent.get(&format!("{path}?hash={hash}&wait=300ms")).await;
+        assert!(started.elapsed() >= Duration::from_millis(300), "{path} returned early");
+        assert_eq!(hash_of(&same), hash);
+        // A stale hash returns at once.
+        let started = Instant::now();
+        agent.get(&format!("{path}?hash=0000000000000000&wait=30s")).await;
+        assert!(started.elapsed() < Duration::from_secs(5), "{path} blocked on a stale hash");
+    }
+    // A change wakes a blocked query with a new hash.
+    let hash = hash_of(&agent.get("/v1/agent/service/api-1").await);
+    let url = agent.url(&format!("/v1/agent/service/api-1?hash={hash}&wait=30s"));
+    let client = agent.client.clone();
+    let waiter = tokio::spawn(async move {
+        let response = client.get(url).send().await.unwrap();
+        let hash = response.headers()["x-consul-contenthash"].to_str().unwrap().to_string();
+        (hash, response.json::<serde_json::Value>().await.unwrap())
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let changed = serde_json::json!({"Name": "api", "ID": "api-1", "Port": 9001});
+    assert_eq!(agent.put("/v1/agent/service/register", changed.to_string()).await.status(), 200);
+    let (new_hash, service) = tokio::time::timeout(Duration::from_secs(10), waiter).await.expect("woke").unwrap();
+    assert_ne!(new_hash, hash);
+    assert_eq!(service["Port"], 9001);
+    assert_eq!(service["ContentHash"], serde_json::json!(new_hash), "body and header agree");
+}
