@@ -85,7 +85,23 @@ async fn bind_tcp(what: &'static str, addr: SocketAddr) -> Result<tokio::net::Tc
     tokio::net::TcpListener::bind(addr).await.map_err(|source| DaemonError::Bind { what, addr, source })
 }
 
+/// Lifts the soft open-files limit to the hard one, as Go's runtime does for Consul: every
+/// parked blocking query holds a connection.
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                tracing::warn!("could not raise the open-files limit to {}", limit.rlim_max);
+            }
+        }
+    }
+}
+
 async fn serve(config: RuntimeConfig, data_dir: PathBuf) -> Result<(), DaemonError> {
+    raise_open_files_limit();
     // Bind everything before starting the agent, so a port conflict fails fast and cleanly.
     let mut http_listeners = Vec::new();
     if let Some(port) = config.ports.http {
@@ -123,10 +139,8 @@ async fn serve(config: RuntimeConfig, data_dir: PathBuf) -> Result<(), DaemonErr
         let addr = listener.local_addr().ok();
         tracing::info!(?addr, "HTTP API listening");
         let router = crate::http::router(agent.clone());
-        let mut stop = agent.shutdown_requested();
-        tasks.push(tokio::spawn(async move {
-            let _ = axum::serve(listener, router).with_graceful_shutdown(async move { let _ = stop.wait_for(|s| *s).await; }).await;
-        }));
+        let conns_per_client_max = config.limits.http_max_conns_per_client as usize;
+        tasks.push(tokio::spawn(crate::http::server::serve(listener, router, conns_per_client_max, agent.shutdown_requested())));
     }
     let mut dns_servers = Vec::new();
     for (udp, tcp) in dns_sockets {

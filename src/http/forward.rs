@@ -50,20 +50,27 @@ pub(super) async fn leader_reads(State(state): State<AppState>, request: Request
         // A bug planted on purpose (fault injection only): see `raft::fault`.
         return next.run(request).await;
     }
+    // Decide first, holding nothing across the wait below: a parked blocking query keeps
+    // this future alive, so its size is per-watcher memory.
     let deadline = tokio::time::Instant::now() + Duration::from_millis(RPC_HOLD_TIMEOUT_MS);
-    loop {
-        let status = raft.status();
-        match status.leader {
-            Some((id, _)) if id == status.node_id => return next.run(request).await,
-            Some((_, leader)) if raft.faults().blocks(&leader.raft_addr) => {
+    let leader_addr = loop {
+        let view = raft.leader_view();
+        match (view.leads(), view.other_leader_addr) {
+            (true, _) => break None,
+            (false, Some(addr)) if raft.faults().blocks(&addr) => {
                 return (StatusCode::INTERNAL_SERVER_ERROR, "rpc error: the leader is unreachable").into_response();
             }
-            Some((_, leader)) => return forward(&state, &leader.raft_addr, request).await,
-            None if tokio::time::Instant::now() >= deadline => {
+            (false, Some(addr)) => break Some(addr),
+            (false, None) if tokio::time::Instant::now() >= deadline => {
                 return (StatusCode::INTERNAL_SERVER_ERROR, "No cluster leader").into_response();
             }
-            None => tokio::time::sleep(Duration::from_millis(50)).await,
+            (false, None) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
+    };
+    match leader_addr {
+        None => next.run(request).await,
+        // Boxed: the forwarding future (an HTTP client call) is large and rarely needed.
+        Some(addr) => Box::pin(forward(&state, &addr, request)).await,
     }
 }
 

@@ -16,6 +16,7 @@ mod operator;
 mod health;
 mod kv;
 pub mod query;
+pub mod server;
 mod session;
 mod snapshot;
 mod status;

@@ -148,7 +148,9 @@ async fn block<'a, T>(
     let agent = &state.agent;
     let planted_bug = agent.raft().is_some_and(|r| r.faults().consistent_reads_from_follower());
     if options.consistency == Consistency::Consistent && !planted_bug {
-        agent.consistent_barrier().await?;
+        // Boxed: the barrier's future is large, and it would otherwise sit inside every parked
+        // blocking query's state.
+        Box::pin(agent.consistent_barrier()).await?;
     }
     let jitter_ms = if options.wait.as_millis() >= 16 { rand::random::<u64>() % (options.wait.as_millis() as u64 / 16) } else { 0 };
     let deadline = tokio::time::Instant::now() + options.wait + Duration::from_millis(jitter_ms);
@@ -183,11 +185,11 @@ async fn any_changed(subscriptions: &mut [Subscription<'_>]) {
 }
 
 fn meta(state: &AppState, index: u64, consistency: Consistency) -> QueryMeta {
-    let (known_leader, last_contact_ms) = match state.agent.raft_status() {
-        Some(status) => {
-            let leads = status.leader.as_ref().is_some_and(|(id, _)| *id == status.node_id);
-            let contact = if leads { 0 } else { status.millis_since_quorum_ack.unwrap_or(0) };
-            (status.leader.is_some(), contact)
+    let (known_leader, last_contact_ms) = match state.agent.raft() {
+        Some(raft) => {
+            let view = raft.leader_view();
+            let contact = if view.leads() { 0 } else { view.millis_since_quorum_ack.unwrap_or(0) };
+            (view.leader_id.is_some(), contact)
         }
         None => (false, 0),
     };

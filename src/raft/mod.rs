@@ -158,6 +158,22 @@ pub enum ReadError {
 }
 
 /// A snapshot of this server's Raft state, for status endpoints and the dashboard.
+/// The leadership facts a request needs, without copying the membership.
+#[derive(Clone, Debug)]
+pub struct LeaderView {
+    pub node_id: NodeId,
+    pub leader_id: Option<NodeId>,
+    /// The leader's server-port address when another server leads.
+    pub other_leader_addr: Option<String>,
+    pub millis_since_quorum_ack: Option<u64>,
+}
+
+impl LeaderView {
+    pub fn leads(&self) -> bool {
+        self.leader_id == Some(self.node_id)
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct RaftStatus {
     pub node_id: NodeId,
@@ -340,6 +356,18 @@ impl RaftServer {
     }
 
     /// This server's view of the cluster.
+    /// Who leads, cheaply: read on every API request (forwarding and response headers), so it
+    /// copies nothing but the leader's address, and that only when another server leads.
+    pub fn leader_view(&self) -> LeaderView {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        let leader_id = metrics.current_leader;
+        let other_leader_addr = leader_id
+            .filter(|id| *id != metrics.id)
+            .and_then(|id| metrics.membership_config.membership().get_node(&id).map(|n| n.raft_addr.clone()));
+        LeaderView { node_id: metrics.id, leader_id, other_leader_addr, millis_since_quorum_ack: metrics.millis_since_quorum_ack }
+    }
+
     pub fn status(&self) -> RaftStatus {
         let metrics = self.raft.metrics().borrow().clone();
         let membership = metrics.membership_config.membership();

@@ -170,3 +170,28 @@ async fn agent_endpoints_block_on_their_content_hash() {
     assert_eq!(service["Port"], 9001);
     assert_eq!(service["ContentHash"], serde_json::json!(new_hash), "body and header agree");
 }
+
+#[tokio::test]
+async fn connections_per_client_ip_are_limited() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("limits.json");
+    std::fs::write(&path, r#"{"limits": {"http_max_conns_per_client": 3}}"#).unwrap();
+    let agent = TestAgent::start_with(&[&format!("-config-file={}", path.display())]).await;
+    let addr = agent.http_addr();
+    // Three parked blocking queries hold the client's three connections...
+    let mut parked = Vec::new();
+    for _ in 0..3 {
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        stream.write_all(b"GET /v1/kv/x?index=999999&wait=30s HTTP/1.1\r\nHost: a\r\n\r\n").await.unwrap();
+        parked.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // ...so a fourth is answered 429 and closed, and the agent keeps serving the others.
+    let mut fourth = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(5), fourth.read_to_string(&mut answer)).await.expect("closed").unwrap();
+    assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+    drop(parked);
+    assert!(crate::util::eventually(3_000, async || agent.get("/v1/status/leader").await.status() == 200).await);
+}

@@ -5,6 +5,9 @@
 //! cairn-bench [--start-agent] [--http 127.0.0.1:8500] [--dns 127.0.0.1:8600]
 //!             [--clients 1,64] [--duration-s 10] [--value-bytes 256] [--dns-iterations 50]
 //! ```
+//! `--watchers N [--watch-keys K]` (with `--start-agent`) instead parks N blocking queries on
+//! the agent and measures wake-ups and memory (`watchers.rs`).
+//!
 //! `--cluster N` instead starts N servers on loopback and measures write throughput, failover
 //! time and snapshot catch-up (`cluster.rs`; `--snapshot-mb` sets the state machine size).
 //!
@@ -21,6 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 mod cluster;
+mod watchers;
 
 use hickory_server::proto::op::{Message, Query, ResponseCode};
 use hickory_server::proto::rr::{Name, RecordType};
@@ -42,6 +46,8 @@ struct Options {
     dns_iterations: usize,
     cluster: usize,
     snapshot_mb: usize,
+    watchers: usize,
+    watch_keys: usize,
 }
 
 fn parse_options() -> Result<Options, String> {
@@ -55,6 +61,8 @@ fn parse_options() -> Result<Options, String> {
         dns_iterations: 50,
         cluster: 0,
         snapshot_mb: 100,
+        watchers: 0,
+        watch_keys: 100,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -73,6 +81,8 @@ fn parse_options() -> Result<Options, String> {
         match flag.as_str() {
             "start-agent" => options.start_agent = true,
             "cluster" => options.cluster = value()?.parse().map_err(|e| format!("--cluster: {e}"))?,
+            "watchers" => options.watchers = value()?.parse().map_err(|e| format!("--watchers: {e}"))?,
+            "watch-keys" => options.watch_keys = value()?.parse().map_err(|e| format!("--watch-keys: {e}"))?,
             "snapshot-mb" => options.snapshot_mb = value()?.parse().map_err(|e| format!("--snapshot-mb: {e}"))?,
             "http" => options.http = value()?,
             "dns" => options.dns = value()?.parse().map_err(|e| format!("--dns: {e}"))?,
@@ -88,6 +98,18 @@ fn parse_options() -> Result<Options, String> {
         i += 1;
     }
     Ok(options)
+}
+
+/// Lifts the soft open-files limit to the hard one: `--watchers` holds one socket per watcher.
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
 }
 
 fn free_port() -> u16 {
@@ -263,6 +285,7 @@ async fn dns_visibility(client: &reqwest::Client, options: &Options) -> Vec<f64>
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    raise_open_files_limit();
     let mut options = match parse_options() {
         Ok(options) => options,
         Err(message) => {
@@ -298,6 +321,23 @@ async fn main() -> std::process::ExitCode {
     if let Err(message) = wait_ready(&client, &options.http).await {
         eprintln!("cairn-bench: {message}");
         return std::process::ExitCode::FAILURE;
+    }
+    if options.watchers > 0 {
+        let Some(agent) = &_agent else {
+            eprintln!("cairn-bench: --watchers needs --start-agent (it reads the agent's RSS)");
+            return std::process::ExitCode::from(2);
+        };
+        return match watchers::run(&client, &options.http, agent.child.id(), options.watchers, options.watch_keys).await {
+            Ok(report) => {
+                report.lines.iter().for_each(|line| println!("{line}"));
+                println!("RESULT {}", report.json);
+                std::process::ExitCode::SUCCESS
+            }
+            Err(message) => {
+                eprintln!("cairn-bench: {message}");
+                std::process::ExitCode::FAILURE
+            }
+        };
     }
     let value = Arc::new(vec![b'v'; options.value_bytes]);
     let mut json_rows = Vec::new();
