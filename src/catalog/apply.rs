@@ -19,6 +19,9 @@ pub enum Outcome {
     Rejected(String),
     /// A transaction's results, or the errors that rolled it back.
     Txn(Result<Vec<crate::catalog::txn::TxnResult>, Vec<crate::catalog::txn::TxnError>>),
+    /// The same for `Command::TxnOps`, whose results may also be nodes, services and checks.
+    /// Appended last: forwarded writes carry outcomes between servers.
+    TxnOps(Result<Vec<crate::catalog::txn::TxnOpResult>, Vec<crate::catalog::txn::TxnError>>),
 }
 
 /// Applies `command` committed at Raft `index`. `changes` receives every row touched.
@@ -30,15 +33,7 @@ pub fn apply(catalog: &mut Catalog, index: u64, command: &Command, changes: &mut
         Command::DeregisterService { node, service_id } => {
             deregister_service(catalog, index, node, service_id, changes)
         }
-        Command::DeregisterCheck { node, check_id } => {
-            let key = (node.clone(), check_id.clone());
-            if catalog.checks.remove(&key).is_some() {
-                catalog.indexes.checks = index;
-                changes.touch(RowKey::Check(key.0, key.1));
-                invalidate_sessions_of_check(catalog, index, node, check_id, changes);
-            }
-            Outcome::Done
-        }
+        Command::DeregisterCheck { node, check_id } => deregister_check(catalog, index, node, check_id, changes),
         Command::UpdateCheck { node, check_id, status, output } => {
             let outcome = update_check(catalog, index, node, check_id, *status, output, changes);
             if *status == HealthStatus::Critical {
@@ -75,6 +70,7 @@ pub fn apply(catalog: &mut Catalog, index: u64, command: &Command, changes: &mut
         }
         Command::Restore { rows } => restore(catalog, index, rows, changes),
         Command::Txn { ops } => crate::catalog::txn::apply_txn(catalog, index, ops, changes),
+        Command::TxnOps { ops } => crate::catalog::txn::apply_txn_ops(catalog, index, ops, changes),
         Command::ConfigSet { kind, name, body_json, cas_index } => {
             config_set(catalog, index, kind, name, body_json, *cas_index, changes)
         }
@@ -152,7 +148,7 @@ fn config_set(catalog: &mut Catalog, index: u64, kind: &str, name: &str, body_js
     Outcome::Bool(true)
 }
 
-fn register(catalog: &mut Catalog, index: u64, registration: &Registration, changes: &mut ChangeSet) -> Outcome {
+pub(super) fn register(catalog: &mut Catalog, index: u64, registration: &Registration, changes: &mut ChangeSet) -> Outcome {
     let node_name = &registration.node;
     // Validate every check's service binding before changing anything.
     for check in &registration.checks {
@@ -298,7 +294,7 @@ fn update_check(catalog: &mut Catalog, index: u64, node: &str, check_id: &str, s
     Outcome::Done
 }
 
-fn deregister_node(catalog: &mut Catalog, index: u64, node: &str, changes: &mut ChangeSet) -> Outcome {
+pub(super) fn deregister_node(catalog: &mut Catalog, index: u64, node: &str, changes: &mut ChangeSet) -> Outcome {
     if catalog.nodes.remove(node).is_none() {
         return Outcome::Done;
     }
@@ -323,7 +319,7 @@ fn deregister_node(catalog: &mut Catalog, index: u64, node: &str, changes: &mut 
     Outcome::Done
 }
 
-fn deregister_service(catalog: &mut Catalog, index: u64, node: &str, service_id: &str, changes: &mut ChangeSet) -> Outcome {
+pub(super) fn deregister_service(catalog: &mut Catalog, index: u64, node: &str, service_id: &str, changes: &mut ChangeSet) -> Outcome {
     let key = (node.to_string(), service_id.to_string());
     if catalog.services.remove(&key).is_none() {
         return Outcome::Done;
@@ -340,6 +336,17 @@ fn deregister_service(catalog: &mut Catalog, index: u64, node: &str, service_id:
         catalog.checks.remove(&key);
         catalog.indexes.checks = index;
         changes.touch(RowKey::Check(key.0, key.1));
+    }
+    Outcome::Done
+}
+
+/// Removes one check; sessions that depend on it end.
+pub(super) fn deregister_check(catalog: &mut Catalog, index: u64, node: &str, check_id: &str, changes: &mut ChangeSet) -> Outcome {
+    let key = (node.to_string(), check_id.to_string());
+    if catalog.checks.remove(&key).is_some() {
+        catalog.indexes.checks = index;
+        changes.touch(RowKey::Check(key.0, key.1));
+        invalidate_sessions_of_check(catalog, index, node, check_id, changes);
     }
     Outcome::Done
 }

@@ -49,6 +49,9 @@ pub enum Command {
     Restore { rows: Vec<(Vec<u8>, Vec<u8>)> },
     /// Apply KV operations atomically (`/v1/txn`).
     Txn { ops: Vec<crate::catalog::txn::TxnKvOp> },
+    /// Apply KV, Node, Service and Check operations atomically (`/v1/txn`). Supersedes `Txn`,
+    /// which stays for the log entries older builds wrote.
+    TxnOps { ops: Vec<crate::catalog::txn::TxnOp> },
 }
 
 /// A node, optionally with one service and checks, as submitted for registration.

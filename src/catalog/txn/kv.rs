@@ -1,97 +1,14 @@
-//! Transactions (`/v1/txn`): a list of KV operations applied atomically as one Raft entry.
+//! KV operations of a transaction, with Consul's verbs and error texts.
 //!
-//! Operations run in order against the live catalog while an undo log records the first
-//! version of every key they touch. If any operation fails, the undo log puts every key and
-//! the table indexes back, so a rolled-back transaction leaves nothing half applied.
-
-use serde::{Deserialize, Serialize};
+//! Every write remembers its key in the undo log before it changes it.
 
 use crate::catalog::apply::{Outcome, kv_delete, kv_lock, kv_set, kv_unlock};
-use crate::catalog::model::{KvEntry, TableIndexes};
+use crate::catalog::model::KvEntry;
+use crate::catalog::txn::undo::Undo;
+use crate::catalog::txn::{TxnKvOp, TxnKvVerb, TxnResult};
 use crate::catalog::{Catalog, ChangeSet};
 
-/// Most operations in one transaction (Consul 1.14+).
-pub const TXN_OPS_MAX: usize = 128;
-
-/// Consul's KV verbs in a transaction. Append-only, like every replicated type.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum TxnKvVerb {
-    Set,
-    Cas,
-    Lock,
-    Unlock,
-    Get,
-    GetTree,
-    CheckIndex,
-    CheckSession,
-    CheckNotExists,
-    Delete,
-    DeleteTree,
-    DeleteCas,
-    GetOrEmpty,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TxnKvOp {
-    pub verb: TxnKvVerb,
-    pub key: String,
-    pub value: Vec<u8>,
-    pub flags: u64,
-    pub index: u64,
-    pub session: String,
-}
-
-/// One result row: the KV entry an operation read or wrote.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TxnResult {
-    pub entry: KvEntry,
-    /// Write results carry the entry's metadata but not its value, as in Consul.
-    pub include_value: bool,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TxnError {
-    pub op_index: usize,
-    pub what: String,
-}
-
-/// The undo log: the state of every key before the transaction first touched it.
-struct Undo {
-    keys: Vec<(String, Option<KvEntry>)>,
-    indexes: TableIndexes,
-}
-
-impl Undo {
-    fn remember(&mut self, catalog: &Catalog, key: &str) {
-        if !self.keys.iter().any(|(k, _)| k == key) {
-            self.keys.push((key.to_string(), catalog.kv.get(key).cloned()));
-        }
-    }
-
-    fn roll_back(self, catalog: &mut Catalog) {
-        for (key, entry) in self.keys {
-            match entry {
-                Some(entry) => catalog.kv.insert(key, entry),
-                None => catalog.kv.remove(&key),
-            };
-        }
-        catalog.indexes = self.indexes;
-    }
-}
-
-pub(super) fn apply_txn(catalog: &mut Catalog, index: u64, ops: &[TxnKvOp], changes: &mut ChangeSet) -> Outcome {
-    let mut undo = Undo { keys: Vec::new(), indexes: catalog.indexes };
-    let mut results = Vec::new();
-    for (op_index, op) in ops.iter().enumerate() {
-        if let Err(what) = apply_op(catalog, index, op, changes, &mut undo, &mut results) {
-            undo.roll_back(catalog);
-            return Outcome::Txn(Err(vec![TxnError { op_index, what }]));
-        }
-    }
-    Outcome::Txn(Ok(results))
-}
-
-fn apply_op(catalog: &mut Catalog, index: u64, op: &TxnKvOp, changes: &mut ChangeSet, undo: &mut Undo, results: &mut Vec<TxnResult>) -> Result<(), String> {
+pub(super) fn apply_kv_op(catalog: &mut Catalog, index: u64, op: &TxnKvOp, changes: &mut ChangeSet, undo: &mut Undo, results: &mut Vec<TxnResult>) -> Result<(), String> {
     let key = op.key.as_str();
     let written = |catalog: &Catalog, results: &mut Vec<TxnResult>| {
         if let Some(entry) = catalog.kv.get(key) {
@@ -105,18 +22,18 @@ fn apply_op(catalog: &mut Catalog, index: u64, op: &TxnKvOp, changes: &mut Chang
     };
     match op.verb {
         TxnKvVerb::Set | TxnKvVerb::Cas => {
-            undo.remember(catalog, key);
+            undo.remember_kv(catalog, key);
             let cas = (op.verb == TxnKvVerb::Cas).then_some(op.index);
             guard(kv_set(catalog, index, key, &op.value, op.flags, cas, changes), format!("failed to set key {key:?}, index is stale"))?;
             written(catalog, results);
         }
         TxnKvVerb::Lock => {
-            undo.remember(catalog, key);
+            undo.remember_kv(catalog, key);
             guard(kv_lock(catalog, index, key, &op.value, op.flags, &op.session, changes), format!("failed to lock key {key:?}, lock is already held"))?;
             written(catalog, results);
         }
         TxnKvVerb::Unlock => {
-            undo.remember(catalog, key);
+            undo.remember_kv(catalog, key);
             guard(kv_unlock(catalog, index, key, &op.value, op.flags, &op.session, changes), format!("failed to unlock key {key:?}, lock isn't held, or is held by another session"))?;
             written(catalog, results);
         }
@@ -145,14 +62,14 @@ fn apply_op(catalog: &mut Catalog, index: u64, op: &TxnKvOp, changes: &mut Chang
             }
         }
         TxnKvVerb::Delete | TxnKvVerb::DeleteCas => {
-            undo.remember(catalog, key);
+            undo.remember_kv(catalog, key);
             let cas = (op.verb == TxnKvVerb::DeleteCas).then_some(op.index);
             guard(kv_delete(catalog, index, key, cas, changes), format!("failed to delete key {key:?}, index is stale"))?;
         }
         TxnKvVerb::DeleteTree => {
             let doomed: Vec<String> = catalog.kv_prefix(key).map(|e| e.key.clone()).collect();
             for doomed_key in doomed {
-                undo.remember(catalog, &doomed_key);
+                undo.remember_kv(catalog, &doomed_key);
                 kv_delete(catalog, index, &doomed_key, None, changes);
             }
         }
