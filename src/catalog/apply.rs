@@ -19,6 +19,9 @@ pub enum Outcome {
     Rejected(String),
     /// A transaction's results, or the errors that rolled it back.
     Txn(Result<Vec<crate::catalog::txn::TxnResult>, Vec<crate::catalog::txn::TxnError>>),
+    /// The same for `Command::TxnOps`, whose results may also be nodes, services and checks.
+    /// Appended last: forwarded writes carry outcomes between servers.
+    TxnOps(Result<Vec<crate::catalog::txn::TxnOpResult>, Vec<crate::catalog::txn::TxnError>>),
 }
 
 /// Applies `command` committed at Raft `index`. `changes` receives every row touched.
@@ -52,17 +55,7 @@ fn dispatch(catalog: &mut Catalog, index: u64, command: &Command, now_ms: Option
         Command::DeregisterService { node, service_id } => {
             deregister_service(catalog, index, node, service_id, now_ms, changes)
         }
-        Command::DeregisterCheck { node, check_id } => {
-            let key = (node.clone(), check_id.clone());
-            if let Some(check) = catalog.checks.get(&key) {
-                touch_check_services(catalog, node, &check.service_name.clone(), changes);
-                catalog.checks.remove(&key);
-                catalog.indexes.checks = index;
-                changes.touch(RowKey::Check(key.0, key.1));
-                invalidate_sessions_of_check(catalog, index, node, check_id, now_ms, changes);
-            }
-            Outcome::Done
-        }
+        Command::DeregisterCheck { node, check_id } => deregister_check(catalog, index, node, check_id, now_ms, changes),
         Command::UpdateCheck { node, check_id, status, output } => {
             let outcome = update_check(catalog, index, node, check_id, *status, output, changes);
             if *status == HealthStatus::Critical {
@@ -86,6 +79,7 @@ fn dispatch(catalog: &mut Catalog, index: u64, command: &Command, now_ms: Option
         }
         Command::Restore { rows } => restore(catalog, index, rows, changes),
         Command::Txn { ops } => crate::catalog::txn::apply_txn(catalog, index, ops, now_ms, changes),
+        Command::TxnOps { ops } => crate::catalog::txn::apply_txn_ops(catalog, index, ops, now_ms, changes),
         Command::ConfigSet { kind, name, body_json, cas_index } => {
             config_set(catalog, index, kind, name, body_json, *cas_index, changes)
         }
@@ -167,7 +161,7 @@ fn config_set(catalog: &mut Catalog, index: u64, kind: &str, name: &str, body_js
     Outcome::Bool(true)
 }
 
-fn register(catalog: &mut Catalog, index: u64, registration: &Registration, now_ms: Option<u64>, changes: &mut ChangeSet) -> Outcome {
+pub(super) fn register(catalog: &mut Catalog, index: u64, registration: &Registration, now_ms: Option<u64>, changes: &mut ChangeSet) -> Outcome {
     let node_name = &registration.node;
     // Validate every check's service binding before changing anything.
     for check in &registration.checks {
@@ -321,7 +315,7 @@ fn update_check(catalog: &mut Catalog, index: u64, node: &str, check_id: &str, s
     Outcome::Done
 }
 
-fn deregister_node(catalog: &mut Catalog, index: u64, node: &str, now_ms: Option<u64>, changes: &mut ChangeSet) -> Outcome {
+pub(super) fn deregister_node(catalog: &mut Catalog, index: u64, node: &str, now_ms: Option<u64>, changes: &mut ChangeSet) -> Outcome {
     touch_node_services(catalog, node, changes);
     if catalog.nodes.remove(node).is_none() {
         return Outcome::Done;
@@ -347,7 +341,7 @@ fn deregister_node(catalog: &mut Catalog, index: u64, node: &str, now_ms: Option
     Outcome::Done
 }
 
-fn deregister_service(catalog: &mut Catalog, index: u64, node: &str, service_id: &str, now_ms: Option<u64>, changes: &mut ChangeSet) -> Outcome {
+pub(super) fn deregister_service(catalog: &mut Catalog, index: u64, node: &str, service_id: &str, now_ms: Option<u64>, changes: &mut ChangeSet) -> Outcome {
     let key = (node.to_string(), service_id.to_string());
     let Some(service) = catalog.services.remove(&key) else {
         return Outcome::Done;
@@ -366,6 +360,19 @@ fn deregister_service(catalog: &mut Catalog, index: u64, node: &str, service_id:
         catalog.indexes.checks = index;
         invalidate_sessions_of_check(catalog, index, node, &key.1, now_ms, changes);
         changes.touch(RowKey::Check(key.0, key.1));
+    }
+    Outcome::Done
+}
+
+/// Removes one check; sessions that depend on it end.
+pub(super) fn deregister_check(catalog: &mut Catalog, index: u64, node: &str, check_id: &str, now_ms: Option<u64>, changes: &mut ChangeSet) -> Outcome {
+    let key = (node.to_string(), check_id.to_string());
+    if let Some(check) = catalog.checks.get(&key) {
+        touch_check_services(catalog, node, &check.service_name.clone(), changes);
+        catalog.checks.remove(&key);
+        catalog.indexes.checks = index;
+        changes.touch(RowKey::Check(key.0, key.1));
+        invalidate_sessions_of_check(catalog, index, node, check_id, now_ms, changes);
     }
     Outcome::Done
 }

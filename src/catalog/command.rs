@@ -56,6 +56,9 @@ pub enum Command {
     KvReapTombstones { up_to_index: u64 },
     /// Set how many versions of each KV key are kept (`kv_history_versions`).
     SetKvHistoryVersions { versions: u32 },
+    /// Apply KV, Node, Service and Check operations atomically (`/v1/txn`). Supersedes `Txn`,
+    /// which stays for the log entries older builds wrote.
+    TxnOps { ops: Vec<crate::catalog::txn::TxnOp> },
 }
 
 impl Command {
@@ -69,7 +72,8 @@ impl Command {
             | Command::DeregisterService { .. }
             | Command::DeregisterCheck { .. }
             | Command::UpdateCheck { .. }
-            | Command::Txn { .. } => Command::At { now_ms, command: Box::new(self) },
+            | Command::Txn { .. }
+            | Command::TxnOps { .. } => Command::At { now_ms, command: Box::new(self) },
             other => other,
         }
     }

@@ -277,10 +277,6 @@ impl KeyState {
         }
     }
 
-    pub(super) fn key(&self) -> &str {
-        &self.key
-    }
-
     /// Puts the key back as captured. Rows touched since stay in the change set; they are
     /// persisted with the restored values.
     pub(super) fn restore(self, catalog: &mut Catalog) {

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use crate::catalog::codec::{decode_command, encode_command};
 use crate::catalog::command::{CheckRegistration, Command, Registration, ServiceRegistration, SessionRequest};
 use crate::catalog::model::{CheckDefinition, HealthStatus, SessionBehavior, Weights};
+use crate::catalog::txn::{TxnCatalogVerb, TxnCheckOp, TxnKvOp, TxnKvVerb, TxnNodeOp, TxnOp, TxnServiceOp};
 use crate::catalog::{Catalog, ChangeSet, Outcome, apply};
 
 pub(crate) fn registration(node: &str, service: Option<(&str, &str)>, checks: Vec<CheckRegistration>) -> Command {
@@ -165,6 +166,16 @@ fn command_encoding_is_pinned() {
         (Command::At { now_ms: 1, command: Box::new(Command::DeregisterNode { node: "n".into() }) }, "01100101016e"),
         (Command::KvReapTombstones { up_to_index: 5 }, "011105"),
         (Command::SetKvHistoryVersions { versions: 3 }, "011203"),
+        // Txn (tag 15): one KV `set` of k = [7].
+        (Command::Txn { ops: vec![kv_op()] }, "010f 01 00 016b 0107 00 00 00"),
+        // TxnOps (tag 19): TxnOp::Kv (0) wraps the same bytes.
+        (Command::TxnOps { ops: vec![TxnOp::Kv(kv_op())] }, "0113 01 00 00 016b 0107 00 00 00"),
+        // TxnOp::Node (1), delete-cas (4) of node "n" at index 5; empty ID, address, datacenter, maps.
+        (Command::TxnOps { ops: vec![TxnOp::Node(node_op())] }, "0113 01 01 04 00 016e 00 00 00 00 05"),
+        // TxnOp::Service (2), delete (3) on node "n" of service "s" (weights 1/1), index 0.
+        (Command::TxnOps { ops: vec![TxnOp::Service(service_op())] }, "0113 01 02 03 016e 0173 0173 00 00 00 00 00 00 00 01 01 00 00"),
+        // TxnOp::Check (3), cas (1) on node "n" of passing check "c", empty definition, index 2.
+        (Command::TxnOps { ops: vec![TxnOp::Check(check_op())] }, "0113 01 03 01 016e 0163 0163 00 00 00 00 00 00 00 00 00 00 02"),
     ];
     for (command, hex) in cases {
         let hex: String = hex.split_whitespace().collect();
@@ -175,4 +186,34 @@ fn command_encoding_is_pinned() {
     }
     assert!(decode_command(&[2, 0]).is_err(), "unknown versions are refused");
     assert!(decode_command(&[]).is_err());
+}
+
+fn kv_op() -> TxnKvOp {
+    TxnKvOp { verb: TxnKvVerb::Set, key: "k".into(), value: vec![7], flags: 0, index: 0, session: String::new() }
+}
+
+fn node_op() -> TxnNodeOp {
+    TxnNodeOp {
+        verb: TxnCatalogVerb::DeleteCas,
+        node_id: String::new(),
+        node: "n".into(),
+        address: String::new(),
+        datacenter: String::new(),
+        tagged_addresses: BTreeMap::new(),
+        meta: BTreeMap::new(),
+        index: 5,
+    }
+}
+
+fn service_op() -> TxnServiceOp {
+    let Command::Register(Registration { service: Some(mut service), .. }) = registration("n", Some(("s", "s")), vec![]) else {
+        unreachable!("registration() builds a Register with a service")
+    };
+    service.tags.clear();
+    service.port = 0;
+    TxnServiceOp { verb: TxnCatalogVerb::Delete, node: "n".into(), service, index: 0 }
+}
+
+fn check_op() -> TxnCheckOp {
+    TxnCheckOp { verb: TxnCatalogVerb::Cas, node: "n".into(), check: check("c", "", HealthStatus::Passing), index: 2 }
 }

@@ -8,9 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::catalog::command::{Command, Registration};
-use crate::catalog::model::{CheckDefinition, HealthStatus};
 use crate::catalog::{Catalog, Outcome};
-use crate::catalog::command::CheckRegistration;
 use crate::http::AppState;
 use crate::watch::{Table, Topic};
 use crate::http::decode::{self, Fields};
@@ -86,36 +84,7 @@ pub(super) async fn register(State(state): State<AppState>, Query(params): Query
         }
     }
     for check in definitions {
-        let name = check.name(&["Name"])?;
-        let check_id = match check.name(&["CheckID", "ID"])? {
-            id if id.is_empty() => name.clone(),
-            id => id,
-        };
-        if check_id.is_empty() {
-            return Err(ApiError::BadRequest("Missing check ID".into()));
-        }
-        let status = match check.string(&["Status"])?.as_str() {
-            "" => HealthStatus::Critical,
-            text => HealthStatus::parse(text).ok_or_else(|| ApiError::BadRequest(format!("Invalid check status: {text:?}")))?,
-        };
-        let definition = check.object(&["Definition"])?;
-        let def_string = |name: &str| definition.as_ref().map(|d| d.string(&[name]).unwrap_or_default()).unwrap_or_default();
-        checks.push(CheckRegistration {
-            check_id,
-            name,
-            status,
-            notes: check.string(&["Notes"])?,
-            output: check.string(&["Output"])?,
-            service_id: check.name(&["ServiceID"])?,
-            definition: CheckDefinition {
-                check_type: check.string(&["Type"])?,
-                http: def_string("HTTP"),
-                tcp: def_string("TCP"),
-                interval: def_string("Interval"),
-                timeout: def_string("Timeout"),
-                deregister_critical_service_after: def_string("DeregisterCriticalServiceAfter"),
-            },
-        });
+        checks.push(decode::catalog_check(&check)?);
     }
     let registration = Registration {
         node_id: fields.string(&["ID"])?,

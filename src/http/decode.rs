@@ -317,3 +317,38 @@ pub fn check_definition(fields: &Fields, service: Option<(&str, &str)>, default_
         runner: Some(runner),
     })
 }
+
+/// Decodes a check as `/v1/catalog/register` and `/v1/txn` carry it (Consul's `HealthCheck`):
+/// stored as given, never run. The ID defaults to the name; the status to critical.
+pub fn catalog_check(check: &Fields) -> Result<CheckRegistration, ApiError> {
+    let name = check.name(&["Name"])?;
+    let check_id = match check.name(&["CheckID", "ID"])? {
+        id if id.is_empty() => name.clone(),
+        id => id,
+    };
+    if check_id.is_empty() {
+        return Err(ApiError::BadRequest("Missing check ID".into()));
+    }
+    let status = match check.string(&["Status"])?.as_str() {
+        "" => HealthStatus::Critical,
+        text => HealthStatus::parse(text).ok_or_else(|| ApiError::BadRequest(format!("Invalid check status: {text:?}")))?,
+    };
+    let definition = check.object(&["Definition"])?;
+    let def_string = |name: &str| definition.as_ref().map(|d| d.string(&[name]).unwrap_or_default()).unwrap_or_default();
+    Ok(CheckRegistration {
+        check_id,
+        name,
+        status,
+        notes: check.string(&["Notes"])?,
+        output: check.string(&["Output"])?,
+        service_id: check.name(&["ServiceID"])?,
+        definition: CheckDefinition {
+            check_type: check.string(&["Type"])?,
+            http: def_string("HTTP"),
+            tcp: def_string("TCP"),
+            interval: def_string("Interval"),
+            timeout: def_string("Timeout"),
+            deregister_critical_service_after: def_string("DeregisterCriticalServiceAfter"),
+        },
+    })
+}
