@@ -49,6 +49,13 @@ pub struct ReadOptions {
     pub pretty: bool,
 }
 
+impl ReadOptions {
+    /// Whether the read may wait for a change (`?index` given and not 0).
+    pub fn blocks(&self) -> bool {
+        self.min_index.is_some_and(|index| index > 0)
+    }
+}
+
 /// What a read reports in headers.
 #[derive(Clone, Copy, Debug)]
 pub struct QueryMeta {
@@ -109,6 +116,8 @@ pub async fn blocking_read<T>(
     query: impl Fn(&Catalog) -> (u64, T),
 ) -> Result<(QueryMeta, T), ApiError> {
     let view = state.agent.view();
+    // A read that will not block subscribes to nothing.
+    let topics = if options.blocks() { topics } else { Vec::new() };
     let mut subscriptions: Vec<Subscription<'_>> = topics.into_iter().map(|topic| view.watches().subscribe(topic)).collect();
     block(state, options, &mut subscriptions, |subscriptions| {
         for subscription in subscriptions.iter_mut() {
@@ -130,6 +139,10 @@ pub async fn blocking_read_shared<T: Clone + Send + Sync + 'static>(
     query: impl Fn(&Catalog) -> (u64, T),
 ) -> Result<(QueryMeta, T), ApiError> {
     let view = state.agent.view();
+    if !options.blocks() {
+        // Nothing to share with: answer directly, without a subscription or the memo.
+        return block(state, options, &mut [], |_| view.read(&query)).await;
+    }
     let mut subscriptions = vec![view.watches().subscribe(topic)];
     block(state, options, &mut subscriptions, |subscriptions| {
         let stamp = subscriptions[0].mark_seen();
