@@ -35,7 +35,7 @@ pub(crate) fn registration(node: &str, service: Option<(&str, &str)>, checks: Ve
     })
 }
 
-fn check(id: &str, service_id: &str, status: HealthStatus) -> CheckRegistration {
+pub(crate) fn check(id: &str, service_id: &str, status: HealthStatus) -> CheckRegistration {
     CheckRegistration {
         check_id: id.into(),
         name: id.into(),

@@ -27,7 +27,9 @@ async fn ttl_sessions_expire_unless_renewed() {
     let agent = agent_with_short_ttls().await;
     let lapsing = create(&agent, json!({"TTL": "1s", "Behavior": "delete", "LockDelay": "0s"})).await;
     let renewed = create(&agent, json!({"ttl": "1.0s"})).await;
+    let releasing = create(&agent, json!({"TTL": "1s", "LockDelay": "0s"})).await;
     assert_eq!(agent.put(&format!("/v1/kv/owned?acquire={lapsing}"), "x").await.text().await.unwrap(), "true");
+    assert_eq!(agent.put(&format!("/v1/kv/released?acquire={releasing}"), "r").await.text().await.unwrap(), "true");
     assert_eq!(agent.put(&format!("/v1/kv/held?acquire={renewed}"), "y").await.text().await.unwrap(), "true");
     for _ in 0..8 {
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -38,6 +40,8 @@ async fn ttl_sessions_expire_unless_renewed() {
     // 4 s have passed: the unrenewed session (TTL 1 s, up to 2× grace) is gone with its key.
     assert_eq!(agent.get_json(&format!("/v1/session/info/{lapsing}")).await, json!([]));
     assert_eq!(agent.get("/v1/kv/owned").await.status(), 404, "behavior=delete removed the key");
+    let released = agent.get_json("/v1/kv/released").await;
+    assert!(released[0].get("Session").is_none(), "behavior=release freed the lock and kept the key: {released}");
     assert_eq!(agent.get_json(&format!("/v1/session/info/{renewed}")).await.as_array().unwrap().len(), 1);
     assert_eq!(agent.get_json("/v1/kv/held").await[0]["Session"], json!(renewed));
     assert_eq!(agent.put(&format!("/v1/session/renew/{lapsing}"), "").await.status(), 404);

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::catalog::command::{CheckRegistration, Command, Registration, ServiceRegistration, SessionRequest};
-use crate::catalog::model::{CheckDefinition, HealthStatus, SessionBehavior, Weights};
+use crate::catalog::model::{HealthStatus, SessionBehavior, Weights};
 use crate::catalog::txn::{TxnCatalogVerb, TxnCheckOp, TxnError, TxnKvOp, TxnKvVerb, TxnNodeOp, TxnOp, TxnOpResult, TxnServiceOp};
 use crate::catalog::{Catalog, ChangeSet, Outcome, apply};
 
@@ -67,15 +67,7 @@ fn service(verb: TxnCatalogVerb, node: &str, id: &str, index: u64) -> TxnOp {
 }
 
 fn check_registration(id: &str, service_id: &str, status: HealthStatus) -> CheckRegistration {
-    CheckRegistration {
-        check_id: id.into(),
-        name: id.into(),
-        status,
-        notes: String::new(),
-        output: String::new(),
-        service_id: service_id.into(),
-        definition: CheckDefinition::default(),
-    }
+    crate::catalog::tests::check(id, service_id, status)
 }
 
 fn check(verb: TxnCatalogVerb, node: &str, id: &str, service_id: &str, status: HealthStatus, index: u64) -> TxnOp {
