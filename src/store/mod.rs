@@ -76,14 +76,21 @@ impl Store {
 
     // ---- Raft log --------------------------------------------------------------------------
 
-    /// Appends entries in one batch and one fsync: durable when this returns.
-    pub fn log_append(&self, entries: Vec<(u64, Vec<u8>)>) -> Result<(), StoreError> {
+    /// Writes entries in one batch, *not yet durable*: readable at once, durable after the next
+    /// [`Store::sync_wal`] (or any synced write), which group commit batches.
+    pub fn log_write(&self, entries: Vec<(u64, Vec<u8>)>) -> Result<(), StoreError> {
         let cf = self.cf(CF_RAFT_LOG)?;
         let mut batch = WriteBatch::default();
         for (index, bytes) in entries {
             batch.put_cf(cf, index.to_be_bytes(), bytes);
         }
-        self.db.write_opt(batch, &Self::synced())?;
+        self.db.write_opt(batch, &WriteOptions::default())?;
+        Ok(())
+    }
+
+    /// Fsyncs the write-ahead log: every write made before this call is durable when it returns.
+    pub fn sync_wal(&self) -> Result<(), StoreError> {
+        self.db.flush_wal(true)?;
         Ok(())
     }
 
