@@ -66,10 +66,15 @@ impl Drop for Cluster {
 
 impl Cluster {
     fn start(size: usize) -> Result<Cluster, String> {
+        Cluster::start_with(size, CLUSTER_CONFIG)
+    }
+
+    /// Starts `size` servers with `config` as their config file.
+    pub(crate) fn start_with(size: usize, config: &str) -> Result<Cluster, String> {
         let cairn = std::env::current_exe().map_err(|e| e.to_string())?.with_file_name("cairn");
         let dir = std::env::temp_dir().join(format!("cairn-bench-cluster-{:016x}", rand::random::<u64>()));
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        std::fs::write(dir.join("bench.toml"), CLUSTER_CONFIG).map_err(|e| e.to_string())?;
+        std::fs::write(dir.join("bench.toml"), config).map_err(|e| e.to_string())?;
         let mut cluster = Cluster { servers: Vec::new(), dir, cairn, expect: size };
         // Every server must know every other one's address before any starts.
         for _ in 0..size {
@@ -129,7 +134,17 @@ impl Cluster {
         }
     }
 
-    async fn leader(&self, client: &reqwest::Client, timeout: Duration) -> Option<usize> {
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+    pub(crate) fn pids(&self) -> Vec<u32> {
+        self.servers.iter().filter_map(|s| s.child.as_ref().map(Child::id)).collect()
+    }
+
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+    pub(crate) fn http_of(&self, i: usize) -> String {
+        self.servers[i].http()
+    }
+
+    pub(crate) async fn leader(&self, client: &reqwest::Client, timeout: Duration) -> Option<usize> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             for (i, s) in self.servers.iter().enumerate() {

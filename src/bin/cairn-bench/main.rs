@@ -8,6 +8,9 @@
 //! `--watchers N [--watch-keys K]` (with `--start-agent`) instead parks N blocking queries on
 //! the agent and measures wake-ups and memory (`watchers.rs`).
 //!
+//! `--vs-etcd` (a build with `--features etcd`) instead runs a 3-server cairn cluster and a
+//! 3-member etcd cluster side by side (`versus.rs`).
+//!
 //! `--cluster N` instead starts N servers on loopback and measures write throughput, failover
 //! time and snapshot catch-up (`cluster.rs`; `--snapshot-mb` sets the state machine size).
 //!
@@ -24,6 +27,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 mod cluster;
+#[cfg(feature = "etcd")]
+mod versus;
 mod watchers;
 
 use hickory_server::proto::op::{Message, Query, ResponseCode};
@@ -48,6 +53,7 @@ struct Options {
     snapshot_mb: usize,
     watchers: usize,
     watch_keys: usize,
+    vs_etcd: bool,
 }
 
 fn parse_options() -> Result<Options, String> {
@@ -63,6 +69,7 @@ fn parse_options() -> Result<Options, String> {
         snapshot_mb: 100,
         watchers: 0,
         watch_keys: 100,
+        vs_etcd: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -80,6 +87,7 @@ fn parse_options() -> Result<Options, String> {
         };
         match flag.as_str() {
             "start-agent" => options.start_agent = true,
+            "vs-etcd" => options.vs_etcd = true,
             "cluster" => options.cluster = value()?.parse().map_err(|e| format!("--cluster: {e}"))?,
             "watchers" => options.watchers = value()?.parse().map_err(|e| format!("--watchers: {e}"))?,
             "watch-keys" => options.watch_keys = value()?.parse().map_err(|e| format!("--watch-keys: {e}"))?,
@@ -293,6 +301,21 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    if options.vs_etcd {
+        #[cfg(feature = "etcd")]
+        return match versus::run(&options.clients, options.duration, options.value_bytes).await {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("cairn-bench: {message}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+        #[cfg(not(feature = "etcd"))]
+        {
+            eprintln!("cairn-bench: --vs-etcd needs a build with `--features etcd` (and protoc)");
+            return std::process::ExitCode::from(2);
+        }
+    }
     if options.cluster > 0 {
         return match cluster::run(options.cluster, &options.clients, options.duration, options.value_bytes, options.snapshot_mb).await {
             Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,0 +1,189 @@
+//! `cairn-bench --vs-etcd`: a 3-server cairn cluster and a 3-member etcd cluster on loopback,
+//! driven with the same workloads in one run, printed side by side with cairn/etcd ratios.
+//!
+//! cairn is driven through its HTTP API as a Consul client would (`PUT /v1/kv`, `GET
+//! ?consistent`, `GET ?stale`); etcd through its native gRPC API (the `etcd-client` crate),
+//! with linearizable and serializable reads. Both run with their default durability: cairn
+//! fsyncs its Raft log before acknowledging an append, etcd fsyncs its WAL. Both are driven at
+//! their leaders. Needs `etcd` on the PATH (Debian's `etcd-server`, 3.4.23) or in `ETCD_BIN`,
+//! and a build with `--features etcd` (etcd-client needs `protoc`, Debian's
+//! `protobuf-compiler`).
+//!
+//! Workloads, each for `--duration-s`: put (256 B values) at every `--clients` count,
+//! linearizable and serializable get at the largest count, and a 90/10 get/put mix. Then each
+//! server's RSS, idle (before the load) and loaded (after it). Results go to stdout as a table
+//! and as one JSON line (`RESULT {...}`).
+
+mod etcd;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::Stats;
+use crate::cluster::Cluster;
+
+/// cairn's config for the run: Raft defaults, and room for every benchmark connection from
+/// the one loopback address the clients use (Consul's default per-IP limit is 200).
+const CAIRN_CONFIG: &str = "limits.http_max_conns_per_client = 4096\n";
+/// Keys each client cycles through.
+const KEYS_PER_CLIENT: usize = 100;
+
+/// Runs `op(worker, n)` in `clients` concurrent loops for `duration`; `op` returns success.
+async fn drive<F, Fut>(clients: usize, duration: Duration, op: F) -> Stats
+where
+    F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = bool> + Send + 'static,
+{
+    let op = Arc::new(op);
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for worker in 0..clients {
+        let (op, stop) = (op.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut latencies, mut errors, mut n) = (Vec::new(), 0usize, 0usize);
+            while !stop.load(Ordering::Relaxed) {
+                let begun = Instant::now();
+                if op(worker, n).await {
+                    latencies.push(begun.elapsed().as_micros() as u64);
+                } else {
+                    errors += 1;
+                }
+                n += 1;
+            }
+            (latencies, errors)
+        }));
+    }
+    tokio::time::sleep(duration).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut stats = Stats { operations: 0, errors: 0, elapsed: Duration::ZERO, latencies_us: Vec::new() };
+    for task in tasks {
+        if let Ok((latencies, errors)) = task.await {
+            stats.operations += latencies.len();
+            stats.errors += errors;
+            stats.latencies_us.extend(latencies);
+        }
+    }
+    stats.elapsed = started.elapsed();
+    stats.latencies_us.sort_unstable();
+    stats
+}
+
+fn key(worker: usize, n: usize) -> String {
+    format!("bench/{worker}/{}", n % KEYS_PER_CLIENT)
+}
+
+/// One comparison row: the same workload on both systems.
+struct Row {
+    name: String,
+    cairn: Stats,
+    etcd: Stats,
+}
+
+impl Row {
+    fn print(&self) {
+        let ratio = self.cairn.throughput() / self.etcd.throughput().max(f64::MIN_POSITIVE);
+        println!(
+            "{:<22} {:>10.0} {:>10.0} {:>7.2}x   p50 {:>6.2}/{:<6.2} ms   p99 {:>6.2}/{:<6.2} ms   errors {}/{}",
+            self.name,
+            self.cairn.throughput(),
+            self.etcd.throughput(),
+            ratio,
+            self.cairn.percentile_ms(50.0),
+            self.etcd.percentile_ms(50.0),
+            self.cairn.percentile_ms(99.0),
+            self.etcd.percentile_ms(99.0),
+            self.cairn.errors,
+            self.etcd.errors
+        );
+    }
+
+    fn json(&self) -> String {
+        let side = |s: &Stats| format!(r#"{{"ops_per_s":{:.1},"p50_ms":{:.3},"p99_ms":{:.3},"errors":{}}}"#, s.throughput(), s.percentile_ms(50.0), s.percentile_ms(99.0), s.errors);
+        format!(r#"{{"name":"{}","cairn":{},"etcd":{}}}"#, self.name, side(&self.cairn), side(&self.etcd))
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()))
+        .unwrap_or(0)
+}
+
+fn mean_rss_kib(pids: &[u32]) -> u64 {
+    pids.iter().map(|&pid| rss_kib(pid)).sum::<u64>() / pids.len().max(1) as u64
+}
+
+pub(crate) async fn run(clients: &[usize], duration: Duration, value_bytes: usize) -> Result<(), String> {
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).pool_max_idle_per_host(4096).build().map_err(|e| e.to_string())?;
+    let cairn = Cluster::start_with(3, CAIRN_CONFIG)?;
+    let leader = cairn.leader(&http, Duration::from_secs(30)).await.ok_or("cairn: no leader")?;
+    let etcd = etcd::EtcdCluster::start(3)?;
+    let etcd_leader = etcd.leader(Duration::from_secs(30)).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (cairn_pids, etcd_pids) = (cairn.pids(), etcd.pids());
+    let idle = (mean_rss_kib(&cairn_pids), mean_rss_kib(&etcd_pids));
+    println!("3 cairn servers (leader b{}) and 3 etcd members (leader {}) on loopback; {} s per row", leader + 1, etcd_leader.name, duration.as_secs());
+    println!("{:<22} {:>10} {:>10} {:>8}", "workload", "cairn/s", "etcd/s", "ratio");
+
+    let base = Arc::new(format!("http://{}/v1/kv", cairn.http_of(leader)));
+    let value = Arc::new(vec![b'v'; value_bytes]);
+    let conns = etcd_leader.connections(16).await?;
+    let mut rows = Vec::new();
+    let largest = clients.iter().copied().max().unwrap_or(1);
+    for &c in clients {
+        let (base, cairn_value, http) = (base.clone(), value.clone(), http.clone());
+        let cairn_stats = drive(c, duration, move |w, n| {
+            let request = http.put(format!("{base}/{}", key(w, n))).body(cairn_value.as_ref().clone());
+            async move { request.send().await.is_ok_and(|r| r.status().is_success()) }
+        })
+        .await;
+        let etcd_stats = etcd::drive_put(&conns, c, duration, value.clone()).await;
+        rows.push(Row { name: format!("put, {c} clients"), cairn: cairn_stats, etcd: etcd_stats });
+        rows.last().expect("pushed").print();
+    }
+    let loaded = (mean_rss_kib(&cairn_pids), mean_rss_kib(&etcd_pids));
+    for (name, query, serializable) in [("get linearizable", "?consistent", false), ("get stale/serializable", "?stale", true)] {
+        let (base, http) = (base.clone(), http.clone());
+        let cairn_stats = drive(largest, duration, move |w, n| {
+            let request = http.get(format!("{base}/{}{query}", key(w, n)));
+            async move { request.send().await.is_ok_and(|r| r.status().is_success()) }
+        })
+        .await;
+        let etcd_stats = etcd::drive_get(&conns, largest, duration, serializable).await;
+        rows.push(Row { name: format!("{name}, {largest} cl."), cairn: cairn_stats, etcd: etcd_stats });
+        rows.last().expect("pushed").print();
+    }
+    let (base2, value2, http2) = (base.clone(), value.clone(), http.clone());
+    let cairn_mix = drive(largest, duration, move |w, n| {
+        let url = format!("{base2}/{}", key(w, n));
+        let request = if n % 10 == 0 { http2.put(url).body(value2.as_ref().clone()) } else { http2.get(format!("{url}?consistent")) };
+        async move { request.send().await.is_ok_and(|r| r.status().is_success()) }
+    })
+    .await;
+    let etcd_mix = etcd::drive_mix(&conns, largest, duration, value.clone()).await;
+    rows.push(Row { name: format!("90/10 get/put, {largest} cl."), cairn: cairn_mix, etcd: etcd_mix });
+    rows.last().expect("pushed").print();
+
+    println!(
+        "RSS per server (mean of 3): idle {} KiB cairn vs {} KiB etcd ({:.2}x); after the put load {} KiB vs {} KiB ({:.2}x)",
+        idle.0,
+        idle.1,
+        idle.0 as f64 / idle.1.max(1) as f64,
+        loaded.0,
+        loaded.1,
+        loaded.0 as f64 / loaded.1.max(1) as f64
+    );
+    println!(
+        "RESULT {{\"versus\":[{}],\"rss_kib\":{{\"idle\":{{\"cairn\":{},\"etcd\":{}}},\"loaded\":{{\"cairn\":{},\"etcd\":{}}}}}}}",
+        rows.iter().map(Row::json).collect::<Vec<_>>().join(","),
+        idle.0,
+        idle.1,
+        loaded.0,
+        loaded.1
+    );
+    Ok(())
+}
