@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod fault;
 pub mod log_store;
 pub mod network;
+mod read_batch;
 pub mod snapshot;
 pub mod state_machine;
 
@@ -149,7 +150,7 @@ pub enum WriteError {
     Timeout,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum ReadError {
     #[error("No cluster leader")]
     NoLeader,
@@ -157,7 +158,6 @@ pub enum ReadError {
     ShuttingDown,
 }
 
-/// A snapshot of this server's Raft state, for status endpoints and the dashboard.
 /// The leadership facts a request needs, without copying the membership.
 #[derive(Clone, Debug)]
 pub struct LeaderView {
@@ -174,6 +174,7 @@ impl LeaderView {
     }
 }
 
+/// A snapshot of this server's Raft state, for status endpoints and the dashboard.
 #[derive(Clone, Debug)]
 pub struct RaftStatus {
     pub node_id: NodeId,
@@ -198,6 +199,8 @@ pub struct RaftServer {
     view: Arc<CatalogView>,
     /// Pooled HTTP client for forwarding writes to the leader.
     client: reqwest::Client,
+    /// `?consistent` reads share ReadIndex rounds (see `read_batch`).
+    reads: Arc<read_batch::ReadBatcher>,
 }
 
 impl RaftServer {
@@ -234,7 +237,8 @@ impl RaftServer {
         )
         .await
         .map_err(|e| RaftStartError::Fatal(e.to_string()))?;
-        Ok(Arc::new(RaftServer { raft, store, faults, settings, view, client }))
+        let reads = read_batch::ReadBatcher::start(raft.clone(), Duration::from_millis(settings.leader_wait_ms_max));
+        Ok(Arc::new(RaftServer { raft, store, faults, settings, view, client, reads }))
     }
 
     /// A point-in-time copy of the state machine, read from one consistent RocksDB view, in
@@ -343,19 +347,11 @@ impl RaftServer {
 
     /// Consul's `consistent` mode: confirms leadership with a quorum (ReadIndex) and waits
     /// until the local state machine has applied up to the read index.
+    /// Concurrent callers share one round (`read_batch`).
     pub async fn linearizable_barrier(&self) -> Result<(), ReadError> {
-        let wait = Duration::from_millis(self.settings.leader_wait_ms_max);
-        let Ok(result) = tokio::time::timeout(wait, self.raft.ensure_linearizable()).await else {
-            return Err(ReadError::NoLeader);
-        };
-        match result {
-            Ok(_) => Ok(()),
-            Err(RaftError::Fatal(_)) => Err(ReadError::ShuttingDown),
-            Err(RaftError::APIError(_)) => Err(ReadError::NoLeader),
-        }
+        self.reads.barrier().await
     }
 
-    /// This server's view of the cluster.
     /// Who leads, cheaply: read on every API request (forwarding and response headers), so it
     /// copies nothing but the leader's address, and that only when another server leads.
     pub fn leader_view(&self) -> LeaderView {
@@ -368,6 +364,7 @@ impl RaftServer {
         LeaderView { node_id: metrics.id, leader_id, other_leader_addr, millis_since_quorum_ack: metrics.millis_since_quorum_ack }
     }
 
+    /// This server's view of the cluster.
     pub fn status(&self) -> RaftStatus {
         let metrics = self.raft.metrics().borrow().clone();
         let membership = metrics.membership_config.membership();
