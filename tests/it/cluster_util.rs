@@ -94,13 +94,21 @@ impl TestCluster {
     fn declare(&mut self) -> usize {
         let i = self.servers.len();
         let ip = random_loopback();
+        // Four distinct ports: a port freed after one probe can come back for the next.
+        let mut ports: Vec<u16> = Vec::new();
+        while ports.len() < 4 {
+            let port = free_port_on(ip);
+            if !ports.contains(&port) {
+                ports.push(port);
+            }
+        }
         self.servers.push(Server {
             name: format!("s{}", i + 1),
             ip,
-            http_port: free_port_on(ip),
-            server_port: free_port_on(ip),
-            dns_port: free_port_on(ip),
-            serf_port: free_port_on(ip),
+            http_port: ports[0],
+            server_port: ports[1],
+            dns_port: ports[2],
+            serf_port: ports[3],
             data_dir: self.dir.path().join(format!("s{}", i + 1)),
             log_path: self.dir.path().join(format!("s{}.log", i + 1)),
             child: None,

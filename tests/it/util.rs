@@ -23,12 +23,25 @@ pub(crate) fn free_port() -> u16 {
     }
 }
 
+/// `n` distinct free ports: a port freed after one probe can come back for the next.
+pub(crate) fn distinct_free_ports(n: usize) -> Vec<u16> {
+    let mut ports: Vec<u16> = Vec::new();
+    while ports.len() < n {
+        let port = free_port();
+        if !ports.contains(&port) {
+            ports.push(port);
+        }
+    }
+    ports
+}
+
 pub(crate) struct TestAgent {
     child: Option<Child>,
     pub(crate) dir: tempfile::TempDir,
     pub(crate) http_port: u16,
     pub(crate) dns_port: u16,
     pub(crate) server_port: u16,
+    serf_port: u16,
     extra_args: Vec<String>,
     pub(crate) client: reqwest::Client,
 }
@@ -39,12 +52,14 @@ impl TestAgent {
     }
 
     pub(crate) async fn start_with(extra_args: &[&str]) -> TestAgent {
+        let ports = distinct_free_ports(4);
         let mut agent = TestAgent {
             child: None,
             dir: tempfile::tempdir().expect("temp dir"),
-            http_port: free_port(),
-            dns_port: free_port(),
-            server_port: free_port(),
+            http_port: ports[0],
+            dns_port: ports[1],
+            server_port: ports[2],
+            serf_port: ports[3],
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("http client"),
         };
@@ -69,7 +84,7 @@ impl TestAgent {
             format!("-http-port={}", self.http_port),
             format!("-dns-port={}", self.dns_port),
             format!("-server-port={}", self.server_port),
-            format!("-serf-lan-port={}", free_port()),
+            format!("-serf-lan-port={}", self.serf_port),
         ];
         args.extend(self.extra_args.iter().cloned());
         args

@@ -127,7 +127,7 @@ impl Cluster {
         Ok(())
     }
 
-    fn kill9(&mut self, i: usize) {
+    pub(crate) fn kill9(&mut self, i: usize) {
         if let Some(mut child) = self.servers[i].child.take() {
             let _ = child.kill();
             let _ = child.wait();

@@ -119,9 +119,9 @@ fn mean_rss_kib(pids: &[u32]) -> u64 {
 
 pub(crate) async fn run(clients: &[usize], duration: Duration, value_bytes: usize) -> Result<(), String> {
     let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).pool_max_idle_per_host(4096).build().map_err(|e| e.to_string())?;
-    let cairn = Cluster::start_with(3, CAIRN_CONFIG)?;
+    let mut cairn = Cluster::start_with(3, CAIRN_CONFIG)?;
     let leader = cairn.leader(&http, Duration::from_secs(30)).await.ok_or("cairn: no leader")?;
-    let etcd = etcd::EtcdCluster::start(3)?;
+    let mut etcd = etcd::EtcdCluster::start(3)?;
     let etcd_leader = etcd.leader(Duration::from_secs(30)).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (cairn_pids, etcd_pids) = (cairn.pids(), etcd.pids());
@@ -168,6 +168,12 @@ pub(crate) async fn run(clients: &[usize], duration: Duration, value_bytes: usiz
     rows.push(Row { name: format!("90/10 get/put, {largest} cl."), cairn: cairn_mix, etcd: etcd_mix });
     rows.last().expect("pushed").print();
 
+    let cairn_failover = cairn_failover(&mut cairn, &http, leader).await?;
+    let etcd_failover = etcd::failover(&mut etcd, &etcd_leader).await?;
+    println!(
+        "failover (kill -9 of the leader under 16 writers -> first acknowledged write sent after it): cairn {:.0} ms ({} acknowledged, {} lost), etcd {:.0} ms ({} acknowledged, {} lost)",
+        cairn_failover.ms, cairn_failover.acknowledged, cairn_failover.lost, etcd_failover.ms, etcd_failover.acknowledged, etcd_failover.lost
+    );
     println!(
         "RSS per server (mean of 3): idle {} KiB cairn vs {} KiB etcd ({:.2}x); after the put load {} KiB vs {} KiB ({:.2}x)",
         idle.0,
@@ -178,12 +184,98 @@ pub(crate) async fn run(clients: &[usize], duration: Duration, value_bytes: usiz
         loaded.0 as f64 / loaded.1.max(1) as f64
     );
     println!(
-        "RESULT {{\"versus\":[{}],\"rss_kib\":{{\"idle\":{{\"cairn\":{},\"etcd\":{}}},\"loaded\":{{\"cairn\":{},\"etcd\":{}}}}}}}",
+        "RESULT {{\"versus\":[{}],\"rss_kib\":{{\"idle\":{{\"cairn\":{},\"etcd\":{}}},\"loaded\":{{\"cairn\":{},\"etcd\":{}}}}},\"failover\":{{\"cairn\":{},\"etcd\":{}}}}}",
         rows.iter().map(Row::json).collect::<Vec<_>>().join(","),
         idle.0,
         idle.1,
         loaded.0,
-        loaded.1
+        loaded.1,
+        cairn_failover.json(),
+        etcd_failover.json()
     );
     Ok(())
+}
+
+/// What a failover run saw: acknowledged writes as (key, sent, acknowledged).
+type Acks = Arc<std::sync::Mutex<Vec<(String, Instant, Instant)>>>;
+
+/// Failover under load: 16 writers spread over every server of a system; the leader is
+/// `kill -9`ed after 2 s; reports the time from the kill to the first acknowledgement of a
+/// write sent after it, and how many acknowledged writes are missing afterwards.
+pub(crate) struct Failover {
+    ms: f64,
+    acknowledged: usize,
+    lost: usize,
+}
+
+impl Failover {
+    fn json(&self) -> String {
+        format!(r#"{{"ms":{:.1},"acknowledged":{},"lost":{}}}"#, self.ms, self.acknowledged, self.lost)
+    }
+}
+
+/// Runs 16 writers calling `write(writer, key)` until stopped; returns their acknowledgements.
+fn start_writers<F, Fut>(write: F) -> (Acks, Arc<AtomicBool>, Vec<tokio::task::JoinHandle<()>>)
+where
+    F: Fn(usize, String) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = bool> + Send + 'static,
+{
+    let (acks, stop, write) = (Acks::default(), Arc::new(AtomicBool::new(false)), Arc::new(write));
+    let writers = (0..16usize)
+        .map(|w| {
+            let (acks, stop, write) = (acks.clone(), stop.clone(), write.clone());
+            tokio::spawn(async move {
+                let mut n = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    let key = format!("failover/w{w}-{n}");
+                    let sent = Instant::now();
+                    if write(w + n, key.clone()).await {
+                        acks.lock().expect("ack list").push((key, sent, Instant::now()));
+                    }
+                    n += 1;
+                }
+            })
+        })
+        .collect();
+    (acks, stop, writers)
+}
+
+async fn finish_failover<C, CFut>(acks: Acks, stop: Arc<AtomicBool>, writers: Vec<tokio::task::JoinHandle<()>>, killed_at: Instant, check: C) -> Failover
+where
+    C: Fn(String) -> CFut,
+    CFut: Future<Output = bool>,
+{
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::Relaxed);
+    for writer in writers {
+        let _ = writer.await;
+    }
+    let acks = acks.lock().expect("ack list").clone();
+    let first = acks.iter().filter(|(_, sent, _)| *sent > killed_at).map(|(_, _, at)| at.duration_since(killed_at)).min();
+    let mut lost = 0;
+    for (key, _, _) in &acks {
+        if !check(key.clone()).await {
+            lost += 1;
+        }
+    }
+    Failover { ms: first.map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0), acknowledged: acks.len(), lost }
+}
+
+async fn cairn_failover(cairn: &mut Cluster, http: &reqwest::Client, leader: usize) -> Result<Failover, String> {
+    let targets: Arc<Vec<String>> = Arc::new((0..3).map(|i| cairn.http_of(i)).collect());
+    let (client, t) = (http.clone(), targets.clone());
+    let (acks, stop, writers) = start_writers(move |i, key| {
+        let request = client.put(format!("http://{}/v1/kv/{key}", t[i % t.len()])).body(key).timeout(Duration::from_secs(10));
+        async move { request.send().await.is_ok_and(|r| r.status().is_success()) }
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let killed_at = Instant::now();
+    cairn.kill9(leader);
+    let new_leader = cairn.leader(http, Duration::from_secs(30)).await.ok_or("cairn: no leader after the kill")?;
+    let base = cairn.http_of(new_leader);
+    Ok(finish_failover(acks, stop, writers, killed_at, |key| {
+        let request = http.get(format!("http://{base}/v1/kv/{key}?consistent"));
+        async move { request.send().await.is_ok_and(|r| r.status() == 200) }
+    })
+    .await)
 }

@@ -139,3 +139,47 @@ pub(crate) async fn drive_mix(conns: &Arc<Vec<Client>>, clients: usize, duration
     })
     .await
 }
+
+impl EtcdCluster {
+    /// One client per member, in member order.
+    pub(crate) async fn member_clients(&self) -> Result<Vec<Client>, String> {
+        let mut clients = Vec::new();
+        for member in &self.members {
+            let endpoint = format!("127.0.0.1:{}", member.client_port);
+            clients.push(Client::connect([endpoint.as_str()], None).await.map_err(|e| format!("etcd connect: {e}"))?);
+        }
+        Ok(clients)
+    }
+
+    pub(crate) fn kill9(&mut self, name: &str) {
+        for member in self.members.iter_mut().filter(|m| m.name == name) {
+            if let Some(mut child) = member.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+
+    /// Members still running, as endpoints.
+    pub(crate) fn live_endpoints(&self) -> Vec<String> {
+        self.members.iter().filter(|m| m.child.is_some()).map(|m| format!("127.0.0.1:{}", m.client_port)).collect()
+    }
+}
+
+pub(crate) async fn failover(cluster: &mut EtcdCluster, leader: &Leader) -> Result<crate::versus::Failover, String> {
+    let clients = Arc::new(cluster.member_clients().await?);
+    let (acks, stop, writers) = crate::versus::start_writers(move |i, key| {
+        let mut client = clients[i % clients.len()].clone();
+        async move { tokio::time::timeout(Duration::from_secs(10), client.put(key.clone(), key, None)).await.is_ok_and(|r| r.is_ok()) }
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let killed_at = Instant::now();
+    cluster.kill9(&leader.name);
+    let survivors = cluster.live_endpoints();
+    let checker = Client::connect(survivors.iter().map(String::as_str).collect::<Vec<_>>(), None).await.map_err(|e| format!("etcd connect: {e}"))?;
+    Ok(crate::versus::finish_failover(acks, stop, writers, killed_at, |key| {
+        let mut checker = checker.clone();
+        async move { checker.get(key, None).await.is_ok_and(|r| !r.kvs().is_empty()) }
+    })
+    .await)
+}
