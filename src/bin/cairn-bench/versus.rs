@@ -29,6 +29,38 @@ use crate::cluster::Cluster;
 const CAIRN_CONFIG: &str = "limits.http_max_conns_per_client = 4096\n";
 /// Keys each client cycles through.
 const KEYS_PER_CLIENT: usize = 100;
+/// Keys written before the "holding 100k keys" memory reading.
+const HELD_KEYS: usize = 100_000;
+/// Writers that fill those keys.
+const FILL_WRITERS: usize = 64;
+
+/// Calls `write(i)` once for every `i < count`, `FILL_WRITERS` at a time; returns failures.
+async fn fill<F, Fut>(count: usize, write: F) -> usize
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = bool> + Send + 'static,
+{
+    let write = Arc::new(write);
+    let tasks: Vec<_> = (0..FILL_WRITERS)
+        .map(|w| {
+            let write = write.clone();
+            tokio::spawn(async move {
+                let mut failed = 0;
+                for i in (w..count).step_by(FILL_WRITERS) {
+                    if !write(i).await {
+                        failed += 1;
+                    }
+                }
+                failed
+            })
+        })
+        .collect();
+    let mut failed = 0;
+    for task in tasks {
+        failed += task.await.unwrap_or(0);
+    }
+    failed
+}
 
 /// Runs `op(worker, n)` in `clients` concurrent loops for `duration`; `op` returns success.
 async fn drive<F, Fut>(clients: usize, duration: Duration, op: F) -> Stats
@@ -168,6 +200,21 @@ pub(crate) async fn run(clients: &[usize], duration: Duration, value_bytes: usiz
     rows.push(Row { name: format!("90/10 get/put, {largest} cl."), cairn: cairn_mix, etcd: etcd_mix });
     rows.last().expect("pushed").print();
 
+    let (fill_base, fill_value, fill_http) = (base.clone(), value.clone(), http.clone());
+    let cairn_failed = fill(HELD_KEYS, move |i| {
+        let request = fill_http.put(format!("{fill_base}/held/{i}")).body(fill_value.as_ref().clone());
+        async move { request.send().await.is_ok_and(|r| r.status().is_success()) }
+    })
+    .await;
+    let etcd_failed = etcd::fill(&conns, HELD_KEYS, value.clone()).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let held = (mean_rss_kib(&cairn_pids), mean_rss_kib(&etcd_pids));
+    println!(
+        "RSS per server holding {HELD_KEYS} more keys of {value_bytes} B: {} KiB cairn vs {} KiB etcd ({:.2}x); failed writes {cairn_failed}/{etcd_failed}",
+        held.0,
+        held.1,
+        held.0 as f64 / held.1.max(1) as f64
+    );
     let cairn_failover = cairn_failover(&mut cairn, &http, leader).await?;
     let etcd_failover = etcd::failover(&mut etcd, &etcd_leader).await?;
     println!(
@@ -184,12 +231,14 @@ pub(crate) async fn run(clients: &[usize], duration: Duration, value_bytes: usiz
         loaded.0 as f64 / loaded.1.max(1) as f64
     );
     println!(
-        "RESULT {{\"versus\":[{}],\"rss_kib\":{{\"idle\":{{\"cairn\":{},\"etcd\":{}}},\"loaded\":{{\"cairn\":{},\"etcd\":{}}}}},\"failover\":{{\"cairn\":{},\"etcd\":{}}}}}",
+        "RESULT {{\"versus\":[{}],\"rss_kib\":{{\"idle\":{{\"cairn\":{},\"etcd\":{}}},\"loaded\":{{\"cairn\":{},\"etcd\":{}}},\"held_100k\":{{\"cairn\":{},\"etcd\":{}}}}},\"failover\":{{\"cairn\":{},\"etcd\":{}}}}}",
         rows.iter().map(Row::json).collect::<Vec<_>>().join(","),
         idle.0,
         idle.1,
         loaded.0,
         loaded.1,
+        held.0,
+        held.1,
         cairn_failover.json(),
         etcd_failover.json()
     );

@@ -183,3 +183,14 @@ pub(crate) async fn failover(cluster: &mut EtcdCluster, leader: &Leader) -> Resu
     })
     .await)
 }
+
+/// Writes `held/0 .. held/count-1`; returns the number of failed writes.
+pub(crate) async fn fill(conns: &Arc<Vec<Client>>, count: usize, value: Arc<Vec<u8>>) -> usize {
+    let conns = conns.clone();
+    crate::versus::fill(count, move |i| {
+        let mut client = conns[i % conns.len()].clone();
+        let value = value.clone();
+        async move { client.put(format!("held/{i}"), value.as_ref().clone(), None).await.is_ok() }
+    })
+    .await
+}
