@@ -8,8 +8,9 @@
 //! `--watchers N [--watch-keys K]` (with `--start-agent`) instead parks N blocking queries on
 //! the agent and measures wake-ups and memory (`watchers.rs`).
 //!
-//! `--vs-etcd` (a build with `--features etcd`) instead runs a 3-server cairn cluster and a
-//! 3-member etcd cluster side by side (`versus.rs`).
+//! `--vs-etcd [--out DIR]` (a build with `--features etcd`) instead runs a 3-server cairn
+//! cluster and a 3-member etcd cluster side by side (`versus.rs`); `--out` also writes the
+//! JSON and SVG plots there.
 //!
 //! `--cluster N` instead starts N servers on loopback and measures write throughput, failover
 //! time and snapshot catch-up (`cluster.rs`; `--snapshot-mb` sets the state machine size).
@@ -54,6 +55,8 @@ struct Options {
     watchers: usize,
     watch_keys: usize,
     vs_etcd: bool,
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+    out: Option<std::path::PathBuf>,
 }
 
 fn parse_options() -> Result<Options, String> {
@@ -70,6 +73,7 @@ fn parse_options() -> Result<Options, String> {
         watchers: 0,
         watch_keys: 100,
         vs_etcd: false,
+        out: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -88,6 +92,7 @@ fn parse_options() -> Result<Options, String> {
         match flag.as_str() {
             "start-agent" => options.start_agent = true,
             "vs-etcd" => options.vs_etcd = true,
+            "out" => options.out = Some(value()?.into()),
             "cluster" => options.cluster = value()?.parse().map_err(|e| format!("--cluster: {e}"))?,
             "watchers" => options.watchers = value()?.parse().map_err(|e| format!("--watchers: {e}"))?,
             "watch-keys" => options.watch_keys = value()?.parse().map_err(|e| format!("--watch-keys: {e}"))?,
@@ -303,7 +308,7 @@ async fn main() -> std::process::ExitCode {
     };
     if options.vs_etcd {
         #[cfg(feature = "etcd")]
-        return match versus::run(&options.clients, options.duration, options.value_bytes).await {
+        return match versus::run(&options.clients, options.duration, options.value_bytes, options.out.as_deref()).await {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(message) => {
                 eprintln!("cairn-bench: {message}");

@@ -15,6 +15,7 @@
 //! and as one JSON line (`RESULT {...}`).
 
 mod etcd;
+mod plot;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -149,7 +150,7 @@ fn mean_rss_kib(pids: &[u32]) -> u64 {
     pids.iter().map(|&pid| rss_kib(pid)).sum::<u64>() / pids.len().max(1) as u64
 }
 
-pub(crate) async fn run(clients: &[usize], duration: Duration, value_bytes: usize) -> Result<(), String> {
+pub(crate) async fn run(clients: &[usize], duration: Duration, value_bytes: usize, out: Option<&std::path::Path>) -> Result<(), String> {
     let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).pool_max_idle_per_host(4096).build().map_err(|e| e.to_string())?;
     let mut cairn = Cluster::start_with(3, CAIRN_CONFIG)?;
     let leader = cairn.leader(&http, Duration::from_secs(30)).await.ok_or("cairn: no leader")?;
@@ -230,8 +231,8 @@ pub(crate) async fn run(clients: &[usize], duration: Duration, value_bytes: usiz
         loaded.1,
         loaded.0 as f64 / loaded.1.max(1) as f64
     );
-    println!(
-        "RESULT {{\"versus\":[{}],\"rss_kib\":{{\"idle\":{{\"cairn\":{},\"etcd\":{}}},\"loaded\":{{\"cairn\":{},\"etcd\":{}}},\"held_100k\":{{\"cairn\":{},\"etcd\":{}}}}},\"failover\":{{\"cairn\":{},\"etcd\":{}}}}}",
+    let result = format!(
+        "{{\"versus\":[{}],\"rss_kib\":{{\"idle\":{{\"cairn\":{},\"etcd\":{}}},\"loaded\":{{\"cairn\":{},\"etcd\":{}}},\"held_100k\":{{\"cairn\":{},\"etcd\":{}}}}},\"failover\":{{\"cairn\":{},\"etcd\":{}}}}}",
         rows.iter().map(Row::json).collect::<Vec<_>>().join(","),
         idle.0,
         idle.1,
@@ -242,6 +243,10 @@ pub(crate) async fn run(clients: &[usize], duration: Duration, value_bytes: usiz
         cairn_failover.json(),
         etcd_failover.json()
     );
+    println!("RESULT {result}");
+    if let Some(dir) = out {
+        write_results(dir, &result, &rows, clients)?;
+    }
     Ok(())
 }
 
@@ -327,4 +332,30 @@ async fn cairn_failover(cairn: &mut Cluster, http: &reqwest::Client, leader: usi
         async move { request.send().await.is_ok_and(|r| r.status() == 200) }
     })
     .await)
+}
+
+/// Writes `results.json`, `throughput.svg` (puts against clients) and `latency-cdf.svg` (puts
+/// at the largest client count) into `dir`.
+fn write_results(dir: &std::path::Path, result: &str, rows: &[Row], clients: &[usize]) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).map_err(|e| format!("{name}: {e}"));
+    write("results.json", &format!("{result}\n"))?;
+    let puts = &rows[..clients.len().min(rows.len())];
+    let throughput = |pick: fn(&Row) -> &Stats| puts.iter().zip(clients).map(|(row, &c)| (c as f64, pick(row).throughput())).collect::<Vec<_>>();
+    let series = [
+        plot::Series { name: "cairn (HTTP)", color: "#1f77b4", points: throughput(|r| &r.cairn) },
+        plot::Series { name: "etcd (gRPC)", color: "#d62728", points: throughput(|r| &r.etcd) },
+    ];
+    write("throughput.svg", &plot::line_chart("KV put throughput, 3 servers each", "concurrent clients", "puts per second", &series, true))?;
+    if let Some(last) = puts.last() {
+        let cdf = |stats: &Stats| (0..=100).map(|p| (stats.percentile_ms(p as f64), p as f64)).collect::<Vec<_>>();
+        let series = [
+            plot::Series { name: "cairn (HTTP)", color: "#1f77b4", points: cdf(&last.cairn) },
+            plot::Series { name: "etcd (gRPC)", color: "#d62728", points: cdf(&last.etcd) },
+        ];
+        let title = format!("KV put latency CDF, {}", last.name);
+        write("latency-cdf.svg", &plot::line_chart(&title, "latency (ms)", "percent of puts at or below", &series, false))?;
+    }
+    println!("wrote results.json, throughput.svg and latency-cdf.svg to {}", dir.display());
+    Ok(())
 }
