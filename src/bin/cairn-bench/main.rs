@@ -204,31 +204,24 @@ impl Stats {
     }
 }
 
-pub(crate) async fn run_load(client: &reqwest::Client, http: &str, clients: usize, duration: Duration, value: Arc<Vec<u8>>, write: bool) -> Stats {
+/// Runs `op(worker, n)` in `clients` concurrent loops for `duration`; `op` returns success.
+/// Every workload of every mode goes through here.
+pub(crate) async fn drive<F, Fut>(clients: usize, duration: Duration, op: F) -> Stats
+where
+    F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send + 'static,
+{
+    let op = Arc::new(op);
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for c in 0..clients {
-        let client = client.clone();
-        let stop = stop.clone();
-        let value = value.clone();
-        let base = format!("http://{http}/v1/kv/bench/{c}/");
+    for worker in 0..clients {
+        let (op, stop) = (op.clone(), stop.clone());
         tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            let mut errors = 0;
-            let mut n = 0usize;
+            let (mut latencies, mut errors, mut n) = (Vec::new(), 0usize, 0usize);
             while !stop.load(Ordering::Relaxed) {
-                let url = format!("{base}{}", n % KEYS_PER_CLIENT);
                 let begun = Instant::now();
-                let ok = if write {
-                    client.put(&url).body(value.as_ref().clone()).send().await.is_ok_and(|r| r.status().is_success())
-                } else {
-                    match client.get(&url).send().await {
-                        Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
-                        Err(_) => false,
-                    }
-                };
-                if ok {
+                if op(worker, n).await {
                     latencies.push(begun.elapsed().as_micros() as u64);
                 } else {
                     errors += 1;
@@ -240,17 +233,42 @@ pub(crate) async fn run_load(client: &reqwest::Client, http: &str, clients: usiz
     }
     tokio::time::sleep(duration).await;
     stop.store(true, Ordering::Relaxed);
-    let mut latencies_us = Vec::new();
-    let mut errors = 0;
+    let (mut latencies_us, mut errors) = (Vec::new(), 0);
     for task in tasks {
-        if let Ok((l, e)) = task.await {
-            latencies_us.extend(l);
-            errors += e;
+        if let Ok((latencies, failed)) = task.await {
+            latencies_us.extend(latencies);
+            errors += failed;
         }
     }
     let elapsed = started.elapsed();
     latencies_us.sort_unstable();
     Stats { operations: latencies_us.len(), errors, elapsed, latencies_us }
+}
+
+/// KV PUT or GET load on the agent at `http`, each client over keys of its own.
+pub(crate) async fn run_load(client: &reqwest::Client, http: &str, clients: usize, duration: Duration, value: Arc<Vec<u8>>, write: bool) -> Stats {
+    let (client, base) = (client.clone(), format!("http://{http}/v1/kv/bench"));
+    drive(clients, duration, move |c, n| {
+        let url = format!("{base}/{c}/{}", n % KEYS_PER_CLIENT);
+        let request = if write { client.put(url).body(value.as_ref().clone()) } else { client.get(url) };
+        async move {
+            match request.send().await {
+                Ok(r) => r.status().is_success() && (write || r.bytes().await.is_ok()),
+                Err(_) => false,
+            }
+        }
+    })
+    .await
+}
+
+/// A process's resident set size, from `/proc`.
+pub(crate) fn rss_kib(pid: u32) -> Result<u64, String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| format!("read /proc/{pid}/status: {e}"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| "no VmRSS in /proc status".to_string())
 }
 
 async fn dns_answers(dns: SocketAddr, name: &str) -> bool {

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::Stats;
+use crate::{Stats, drive};
 use crate::cluster::Cluster;
 
 /// cairn's config for the run: Raft defaults, and room for every benchmark connection from
@@ -63,47 +63,6 @@ where
     failed
 }
 
-/// Runs `op(worker, n)` in `clients` concurrent loops for `duration`; `op` returns success.
-async fn drive<F, Fut>(clients: usize, duration: Duration, op: F) -> Stats
-where
-    F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = bool> + Send + 'static,
-{
-    let op = Arc::new(op);
-    let stop = Arc::new(AtomicBool::new(false));
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for worker in 0..clients {
-        let (op, stop) = (op.clone(), stop.clone());
-        tasks.push(tokio::spawn(async move {
-            let (mut latencies, mut errors, mut n) = (Vec::new(), 0usize, 0usize);
-            while !stop.load(Ordering::Relaxed) {
-                let begun = Instant::now();
-                if op(worker, n).await {
-                    latencies.push(begun.elapsed().as_micros() as u64);
-                } else {
-                    errors += 1;
-                }
-                n += 1;
-            }
-            (latencies, errors)
-        }));
-    }
-    tokio::time::sleep(duration).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut stats = Stats { operations: 0, errors: 0, elapsed: Duration::ZERO, latencies_us: Vec::new() };
-    for task in tasks {
-        if let Ok((latencies, errors)) = task.await {
-            stats.operations += latencies.len();
-            stats.errors += errors;
-            stats.latencies_us.extend(latencies);
-        }
-    }
-    stats.elapsed = started.elapsed();
-    stats.latencies_us.sort_unstable();
-    stats
-}
-
 fn key(worker: usize, n: usize) -> String {
     format!("bench/{worker}/{}", n % KEYS_PER_CLIENT)
 }
@@ -139,15 +98,8 @@ impl Row {
     }
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()))
-        .unwrap_or(0)
-}
-
 fn mean_rss_kib(pids: &[u32]) -> u64 {
-    pids.iter().map(|&pid| rss_kib(pid)).sum::<u64>() / pids.len().max(1) as u64
+    pids.iter().map(|&pid| crate::rss_kib(pid).unwrap_or(0)).sum::<u64>() / pids.len().max(1) as u64
 }
 
 pub(crate) async fn run(clients: &[usize], duration: Duration, value_bytes: usize, out: Option<&std::path::Path>) -> Result<(), String> {
@@ -250,11 +202,17 @@ pub(crate) async fn run(clients: &[usize], duration: Duration, value_bytes: usiz
     Ok(())
 }
 
+/// How long one failover write may take; a write to a dead server must fail fast so that its
+/// writer moves on to a live one (gRPC to a killed member would otherwise hang).
+const FAILOVER_WRITE_TIMEOUT_MS: u64 = 1_000;
+/// How long the writers go on after the kill.
+const FAILOVER_WINDOW_S: u64 = 5;
+
 /// What a failover run saw: acknowledged writes as (key, sent, acknowledged).
 type Acks = Arc<std::sync::Mutex<Vec<(String, Instant, Instant)>>>;
 
-/// Failover under load: 16 writers spread over every server of a system; the leader is
-/// `kill -9`ed after 2 s; reports the time from the kill to the first acknowledgement of a
+/// Failover under load: 16 writers spread over every server of a system, each write bounded by
+/// `FAILOVER_WRITE_TIMEOUT_MS`; the leader is `kill -9`ed after 2 s; reports the time from the kill to the first acknowledgement of a
 /// write sent after it, and how many acknowledged writes are missing afterwards.
 pub(crate) struct Failover {
     ms: f64,
@@ -299,7 +257,7 @@ where
     C: Fn(String) -> CFut,
     CFut: Future<Output = bool>,
 {
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(Duration::from_secs(FAILOVER_WINDOW_S)).await;
     stop.store(true, Ordering::Relaxed);
     for writer in writers {
         let _ = writer.await;
@@ -319,7 +277,7 @@ async fn cairn_failover(cairn: &mut Cluster, http: &reqwest::Client, leader: usi
     let targets: Arc<Vec<String>> = Arc::new((0..3).map(|i| cairn.http_of(i)).collect());
     let (client, t) = (http.clone(), targets.clone());
     let (acks, stop, writers) = start_writers(move |i, key| {
-        let request = client.put(format!("http://{}/v1/kv/{key}", t[i % t.len()])).body(key).timeout(Duration::from_secs(10));
+        let request = client.put(format!("http://{}/v1/kv/{key}", t[i % t.len()])).body(key).timeout(Duration::from_millis(FAILOVER_WRITE_TIMEOUT_MS));
         async move { request.send().await.is_ok_and(|r| r.status().is_success()) }
     });
     tokio::time::sleep(Duration::from_secs(2)).await;

@@ -45,15 +45,6 @@ pub(crate) struct Report {
     pub(crate) json: String,
 }
 
-fn rss_kib(pid: u32) -> Result<u64, String> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| format!("read /proc/{pid}/status: {e}"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| "no VmRSS in /proc status".to_string())
-}
-
 /// Reads one HTTP/1.1 response (headers and a Content-Length body); returns X-Consul-Index.
 async fn read_answer(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Result<u64, String> {
     loop {
@@ -199,11 +190,11 @@ pub(crate) async fn run(client: &reqwest::Client, http: &str, agent_pid: u32, wa
         put(client, http, key, "initial").await?;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let idle_kib = rss_kib(agent_pid)?;
+    let idle_kib = crate::rss_kib(agent_pid)?;
 
     // Phase 1: spread over keys.
     let mut fleet = launch(client, http, watchers, &keys).await?;
-    let parked_kib = rss_kib(agent_pid)?;
+    let parked_kib = crate::rss_kib(agent_pid)?;
     let early = drain(&mut fleet.wakes);
     for i in 0..UNRELATED_WRITES {
         put(client, http, &format!("unrelated/{}", i % 100), "x").await?;

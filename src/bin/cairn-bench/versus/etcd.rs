@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use etcd_client::{Client, GetOptions};
 
 use crate::Stats;
-use crate::versus::{drive, key};
+use crate::drive;
+use crate::versus::key;
 
 struct Member {
     name: String,
@@ -170,7 +171,7 @@ pub(crate) async fn failover(cluster: &mut EtcdCluster, leader: &Leader) -> Resu
     let clients = Arc::new(cluster.member_clients().await?);
     let (acks, stop, writers) = crate::versus::start_writers(move |i, key| {
         let mut client = clients[i % clients.len()].clone();
-        async move { tokio::time::timeout(Duration::from_secs(10), client.put(key.clone(), key, None)).await.is_ok_and(|r| r.is_ok()) }
+        async move { tokio::time::timeout(Duration::from_millis(crate::versus::FAILOVER_WRITE_TIMEOUT_MS), client.put(key.clone(), key, None)).await.is_ok_and(|r| r.is_ok()) }
     });
     tokio::time::sleep(Duration::from_secs(2)).await;
     let killed_at = Instant::now();
