@@ -32,15 +32,8 @@ pub(super) fn set(catalog: &mut Catalog, index: u64, key: &str, value: &[u8], fl
         (Some(cas), None) if cas != 0 => return Outcome::Bool(false),
         _ => {}
     }
-    let entry = KvEntry {
-        key: key.to_string(),
-        value: value.to_vec(),
-        flags,
-        create_index: existing.map_or(index, |e| e.create_index),
-        modify_index: index,
-        lock_index: existing.map_or(0, |e| e.lock_index),
-        session: existing.and_then(|e| e.session.clone()),
-    };
+    let (lock_index, session) = (existing.map_or(0, |e| e.lock_index), existing.and_then(|e| e.session.clone()));
+    let entry = next_version(existing, index, key, value, flags, lock_index, session);
     replace(catalog, index, entry, changes);
     Outcome::Bool(true)
 }
@@ -88,15 +81,7 @@ pub(super) fn lock(catalog: &mut Catalog, index: u64, key: &str, value: &[u8], f
         Some(_) => existing.map_or(0, |e| e.lock_index),
         None => existing.map_or(0, |e| e.lock_index) + 1,
     };
-    let entry = KvEntry {
-        key: key.to_string(),
-        value: value.to_vec(),
-        flags,
-        create_index: existing.map_or(index, |e| e.create_index),
-        modify_index: index,
-        lock_index,
-        session: Some(session.to_string()),
-    };
+    let entry = next_version(existing, index, key, value, flags, lock_index, Some(session.to_string()));
     replace(catalog, index, entry, changes);
     Outcome::Bool(true)
 }
@@ -169,6 +154,19 @@ pub(super) fn set_history_versions(catalog: &mut Catalog, versions: u32, changes
 /// Archived versions of `key`, oldest first (the live entry is not among them).
 fn versions_of<'a>(catalog: &'a Catalog, key: &str) -> impl Iterator<Item = &'a KvEntry> + 'a {
     catalog.kv_history.range((key.to_string(), 0)..=(key.to_string(), u64::MAX)).map(|(_, e)| e)
+}
+
+/// The version of `key` a write at `index` makes: it keeps the key's `CreateIndex`.
+fn next_version(existing: Option<&KvEntry>, index: u64, key: &str, value: &[u8], flags: u64, lock_index: u64, session: Option<String>) -> KvEntry {
+    KvEntry {
+        key: key.to_string(),
+        value: value.to_vec(),
+        flags,
+        create_index: existing.map_or(index, |e| e.create_index),
+        modify_index: index,
+        lock_index,
+        session,
+    }
 }
 
 /// Installs `entry` as the live version of its key, archiving the one it replaces.

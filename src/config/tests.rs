@@ -570,3 +570,12 @@ fn sample_agent_toml_optional_keys_are_all_supported() {
             && config.pid_file.is_some()
     );
 }
+
+#[test]
+fn kv_settings_are_read_and_bad_ones_refused() {
+    let config = config_from(&[("a.toml", "kv_history_versions = 3\nkv_tombstone_ttl = \"2m\"\n")], &["-dev"]);
+    assert_eq!((config.kv_history_versions, config.kv_tombstone_ttl_ms), (3, 120_000));
+    for bad in ["kv_tombstone_ttl = \"0s\"\n", "kv_tombstone_ttl = \"soon\"\n", "kv_history_versions = -1\n"] {
+        assert!(load_files(&[("a.toml", bad)], &["-dev"]).is_err(), "{bad}");
+    }
+}
