@@ -22,11 +22,28 @@ pub enum Outcome {
     /// The same for `Command::TxnOps`, whose results may also be nodes, services and checks.
     /// Appended last: forwarded writes carry outcomes between servers.
     TxnOps(Result<Vec<crate::catalog::txn::TxnOpResult>, Vec<crate::catalog::txn::TxnError>>),
+    /// The outcomes of a [`Command::Batch`], in order.
+    Batch(Vec<Outcome>),
 }
 
-/// Applies `command` committed at Raft `index`. `changes` receives every row touched.
-pub fn apply(catalog: &mut Catalog, index: u64, command: &Command, changes: &mut ChangeSet) -> Outcome {
-    assert!(index > 0, "raft indexes start at 1");
+/// Applies `command` committed in the Raft entry at `raft_index`. `changes` receives every row
+/// touched.
+///
+/// Each command gets its own index (its `ModifyIndex`): the entry's Raft index, or one past the
+/// catalog's last index when a batch before it used that up. Outside batches the two are the
+/// same, as in Consul; a [`Command::Batch`] of n writes takes n consecutive indexes, and every
+/// server derives the same ones from the same log.
+pub fn apply(catalog: &mut Catalog, raft_index: u64, command: &Command, changes: &mut ChangeSet) -> Outcome {
+    assert!(raft_index > 0, "raft indexes start at 1");
+    if let Command::Batch(commands) = command {
+        let outcomes = commands.iter().map(|command| apply_one(catalog, raft_index, command, changes)).collect();
+        return Outcome::Batch(outcomes);
+    }
+    apply_one(catalog, raft_index, command, changes)
+}
+
+fn apply_one(catalog: &mut Catalog, raft_index: u64, command: &Command, changes: &mut ChangeSet) -> Outcome {
+    let index = raft_index.max(catalog.last_index() + 1);
     let mut mine = ChangeSet::new();
     let outcome = dispatch(catalog, index, command, None, &mut mine);
     for name in &mine.services {
@@ -103,6 +120,8 @@ fn dispatch(catalog: &mut Catalog, index: u64, command: &Command, now_ms: Option
         Command::At { now_ms, command } => dispatch(catalog, index, command, Some(*now_ms), changes),
         Command::KvReapTombstones { up_to_index } => kv::reap_tombstones(catalog, *up_to_index, changes),
         Command::SetKvHistoryVersions { versions } => kv::set_history_versions(catalog, *versions, changes),
+        // `apply` unpacks a top-level batch; one inside another command is malformed.
+        Command::Batch(_) => Outcome::Rejected("a batch cannot be nested".into()),
     }
 }
 

@@ -59,6 +59,12 @@ pub enum Command {
     /// Apply KV, Node, Service and Check operations atomically (`/v1/txn`). Supersedes `Txn`,
     /// which stays for the log entries older builds wrote.
     TxnOps { ops: Vec<crate::catalog::txn::TxnOp> },
+    /// Several independent client writes committed as one Raft entry (the leader's write
+    /// batching, `raft::write_batch`). Each is applied in turn at its own index, exactly as if
+    /// it had its own entry, and has its own outcome ([`Outcome::Batch`]). Never nested.
+    ///
+    /// [`Outcome::Batch`]: crate::catalog::Outcome::Batch
+    Batch(Vec<Command>),
 }
 
 impl Command {
@@ -75,6 +81,32 @@ impl Command {
             | Command::Txn { .. }
             | Command::TxnOps { .. } => Command::At { now_ms, command: Box::new(self) },
             other => other,
+        }
+    }
+}
+
+impl Command {
+    /// Roughly how many bytes the command adds to a log entry: its keys and values, which
+    /// dominate every large command. Write batching caps a batch's size with it.
+    pub fn payload_bytes(&self) -> usize {
+        /// What the fields of a command without a value amount to, generously.
+        const SMALL_COMMAND_BYTES: usize = 256;
+        match self {
+            Command::KvSet { key, value, .. } | Command::KvLock { key, value, .. } | Command::KvUnlock { key, value, .. } => {
+                SMALL_COMMAND_BYTES + key.len() + value.len()
+            }
+            Command::Restore { rows } => rows.iter().map(|(k, v)| k.len() + v.len()).sum(),
+            Command::Txn { ops } => ops.iter().map(|op| SMALL_COMMAND_BYTES + op.key.len() + op.value.len()).sum(),
+            Command::TxnOps { ops } => ops
+                .iter()
+                .map(|op| match op {
+                    crate::catalog::txn::TxnOp::Kv(kv) => SMALL_COMMAND_BYTES + kv.key.len() + kv.value.len(),
+                    _ => SMALL_COMMAND_BYTES,
+                })
+                .sum(),
+            Command::At { command, .. } => SMALL_COMMAND_BYTES + command.payload_bytes(),
+            Command::Batch(commands) => commands.iter().map(Command::payload_bytes).sum(),
+            _ => SMALL_COMMAND_BYTES,
         }
     }
 }

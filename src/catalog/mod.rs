@@ -19,6 +19,8 @@ pub mod model;
 pub mod query;
 pub mod txn;
 #[cfg(test)]
+mod batch_tests;
+#[cfg(test)]
 mod kv_tests;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -151,6 +153,15 @@ impl Catalog {
     /// The highest index at which each table changed.
     pub fn indexes(&self) -> TableIndexes {
         self.indexes
+    }
+
+    /// The highest index any table or restore has reached: the last `ModifyIndex` handed out.
+    pub fn last_index(&self) -> u64 {
+        let i = &self.indexes;
+        [i.nodes, i.services, i.checks, i.kv, i.sessions, i.config_entries, self.restore_floor]
+            .into_iter()
+            .max()
+            .unwrap_or(0)
     }
 
     /// The bytes to persist for `row`, or `None` if the row no longer exists.

@@ -166,6 +166,8 @@ fn command_encoding_is_pinned() {
         (Command::At { now_ms: 1, command: Box::new(Command::DeregisterNode { node: "n".into() }) }, "01100101016e"),
         (Command::KvReapTombstones { up_to_index: 5 }, "011105"),
         (Command::SetKvHistoryVersions { versions: 3 }, "011203"),
+        // Batch (tag 20) of one KvDeleteTree (tag 7) of "p".
+        (Command::Batch(vec![Command::KvDeleteTree { prefix: "p".into() }]), "0114 01 07 0170"),
         // Txn (tag 15): one KV `set` of k = [7].
         (Command::Txn { ops: vec![kv_op()] }, "010f 01 00 016b 0107 00 00 00"),
         // TxnOps (tag 19): TxnOp::Kv (0) wraps the same bytes.

@@ -237,7 +237,9 @@ pub(crate) fn bool_response(outcome: crate::catalog::Outcome) -> Result<Response
         Outcome::Bool(ok) => ok,
         Outcome::Done => true,
         Outcome::Rejected(reason) => return Err(ApiError::Internal(reason)),
-        Outcome::Txn(_) | Outcome::TxnOps(_) => return Err(ApiError::Internal("unexpected transaction outcome".into())),
+        Outcome::Txn(_) | Outcome::TxnOps(_) | Outcome::Batch(_) => {
+            return Err(ApiError::Internal("unexpected outcome for a single write".into()));
+        }
     };
     Ok(([("content-type", "application/json")], if ok { "true" } else { "false" }).into_response())
 }

@@ -7,6 +7,8 @@
 //!   openraft 0.9 appends each client write on its own, so without this every write paid a
 //!   whole fsync in turn;
 //! - the vote is durable before `save_vote` returns;
+//! - `committed` is written unsynced and never ahead of the entries it names (the WAL keeps
+//!   order), since it is only a restart hint;
 //! - `purge` records `last_purged` in the same synced batch that deletes the entries.
 //!
 //! Entries are stored as `[LOG_FORMAT_V1] + postcard(Entry)`.
@@ -171,11 +173,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), StorageError<NodeId>> {
-        let store = self.store.clone();
-        let bytes = encode(&committed);
-        blocking(move || store.raft_meta_put(META_COMMITTED, bytes).map_err(io))
-            .await
-            .map_err(|e| StorageIOError::write(&e).into())
+        // openraft calls this before every apply, inline in its core loop. `committed` is only
+        // a hint for restart (entries up to it may be applied without a new quorum round), so
+        // it needs no fsync of its own: it is written after the entries it names, and the WAL
+        // keeps order, so a crash never leaves it ahead of the log. Unsynced, the write is a
+        // memtable insert, done here rather than on the blocking pool.
+        self.store
+            .raft_meta_put_unsynced(META_COMMITTED, encode(&committed))
+            .map_err(|e| StorageIOError::write(&io(e)).into())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {

@@ -13,6 +13,7 @@ pub mod network;
 mod read_batch;
 pub mod snapshot;
 pub mod state_machine;
+mod write_batch;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Cursor;
@@ -20,7 +21,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
-use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::error::{InitializeError, RaftError};
 use openraft::{Config, Raft, ServerState, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -28,6 +29,7 @@ use tokio::sync::watch;
 use crate::catalog::{Catalog, ChangeSet, Command, Outcome};
 use crate::store::Store;
 use crate::watch::Watches;
+use write_batch::Proposed;
 
 pub type NodeId = u64;
 
@@ -201,6 +203,8 @@ pub struct RaftServer {
     client: reqwest::Client,
     /// `?consistent` reads share ReadIndex rounds (see `read_batch`).
     reads: Arc<read_batch::ReadBatcher>,
+    /// Concurrent writes share Raft entries (see `write_batch`).
+    writes: write_batch::WriteBatcher,
 }
 
 impl RaftServer {
@@ -238,7 +242,8 @@ impl RaftServer {
         .await
         .map_err(|e| RaftStartError::Fatal(e.to_string()))?;
         let reads = read_batch::ReadBatcher::start(raft.clone(), Duration::from_millis(settings.leader_wait_ms_max));
-        Ok(Arc::new(RaftServer { raft, store, faults, settings, view, client, reads }))
+        let writes = write_batch::WriteBatcher::start(raft.clone());
+        Ok(Arc::new(RaftServer { raft, store, faults, settings, view, client, reads, writes }))
     }
 
     /// A point-in-time copy of the state machine, read from one consistent RocksDB view, in
@@ -278,19 +283,14 @@ impl RaftServer {
         loop {
             // A leader cut off from its quorum never commits; give up at the hold timeout
             // (the outcome is then unknown to the client, as with any timed-out request).
-            let attempt = tokio::time::timeout_at(deadline.into(), self.raft.client_write(command.clone())).await;
+            let attempt = tokio::time::timeout_at(deadline.into(), self.writes.propose(command.clone())).await;
             let Ok(attempt) = attempt else { return Err(WriteError::Timeout) };
             match attempt {
-                Ok(response) => return Ok((response.log_id.index, response.data)),
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
-                    if let Some(leader) = forward.leader_node {
-                        return self.forward(&leader, &command).await;
-                    }
-                }
-                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
-                    return Err(WriteError::Forward(e.to_string()));
-                }
-                Err(RaftError::Fatal(_)) => return Err(WriteError::ShuttingDown),
+                Proposed::Applied { log_index, outcome } => return Ok((log_index, outcome)),
+                Proposed::NotLeader(Some(leader)) => return self.forward(&leader, &command).await,
+                Proposed::NotLeader(None) => {}
+                Proposed::Refused(reason) => return Err(WriteError::Forward(reason)),
+                Proposed::ShuttingDown => return Err(WriteError::ShuttingDown),
             }
             if !self.wait_for_leader(deadline).await {
                 return Err(WriteError::NoLeader);
@@ -300,11 +300,11 @@ impl RaftServer {
 
     /// A write received from a follower: commit it only if we lead, never forward again.
     async fn write_local(&self, command: Command) -> Result<(u64, Outcome), WriteError> {
-        match self.raft.client_write(command).await {
-            Ok(response) => Ok((response.log_id.index, response.data)),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(WriteError::NoLeader),
-            Err(RaftError::APIError(e)) => Err(WriteError::Forward(e.to_string())),
-            Err(RaftError::Fatal(_)) => Err(WriteError::ShuttingDown),
+        match self.writes.propose(command).await {
+            Proposed::Applied { log_index, outcome } => Ok((log_index, outcome)),
+            Proposed::NotLeader(_) => Err(WriteError::NoLeader),
+            Proposed::Refused(reason) => Err(WriteError::Forward(reason)),
+            Proposed::ShuttingDown => Err(WriteError::ShuttingDown),
         }
     }
 

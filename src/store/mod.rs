@@ -148,11 +148,21 @@ impl Store {
         Ok(self.db.get_cf(self.cf(CF_RAFT_META)?, key)?)
     }
 
-    /// Writes Raft metadata (vote, committed) durably.
+    /// Writes Raft metadata (the vote) durably.
     pub fn raft_meta_put(&self, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();
         batch.put_cf(self.cf(CF_RAFT_META)?, key, value);
         self.db.write_opt(batch, &Self::synced())?;
+        Ok(())
+    }
+
+    /// Writes Raft metadata *not yet durable*, like [`Store::log_write`]: it becomes durable
+    /// with the next WAL fsync, and the WAL keeps order, so after a crash it is either lost
+    /// or present together with every write made before it.
+    pub fn raft_meta_put_unsynced(&self, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_RAFT_META)?, key, value);
+        self.db.write_opt(batch, &WriteOptions::default())?;
         Ok(())
     }
 

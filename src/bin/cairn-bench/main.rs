@@ -8,7 +8,7 @@
 //! `--watchers N [--watch-keys K]` (with `--start-agent`) instead parks N blocking queries on
 //! the agent and measures wake-ups and memory (`watchers.rs`).
 //!
-//! `--vs-etcd [--out DIR]` (a build with `--features etcd`) instead runs a 3-server cairn
+//! `--vs-etcd [--puts-only] [--out DIR]` (a build with `--features etcd`) instead runs a 3-server cairn
 //! cluster and a 3-member etcd cluster side by side (`versus.rs`); `--out` also writes the
 //! JSON and SVG plots there.
 //!
@@ -55,6 +55,7 @@ struct Options {
     watchers: usize,
     watch_keys: usize,
     vs_etcd: bool,
+    puts_only: bool,
     #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
     out: Option<std::path::PathBuf>,
 }
@@ -73,6 +74,7 @@ fn parse_options() -> Result<Options, String> {
         watchers: 0,
         watch_keys: 100,
         vs_etcd: false,
+        puts_only: false,
         out: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -92,6 +94,7 @@ fn parse_options() -> Result<Options, String> {
         match flag.as_str() {
             "start-agent" => options.start_agent = true,
             "vs-etcd" => options.vs_etcd = true,
+            "puts-only" => options.puts_only = true,
             "out" => options.out = Some(value()?.into()),
             "cluster" => options.cluster = value()?.parse().map_err(|e| format!("--cluster: {e}"))?,
             "watchers" => options.watchers = value()?.parse().map_err(|e| format!("--watchers: {e}"))?,
@@ -326,7 +329,7 @@ async fn main() -> std::process::ExitCode {
     };
     if options.vs_etcd {
         #[cfg(feature = "etcd")]
-        return match versus::run(&options.clients, options.duration, options.value_bytes, options.out.as_deref()).await {
+        return match versus::run(&options.clients, options.duration, options.value_bytes, options.puts_only, options.out.as_deref()).await {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(message) => {
                 eprintln!("cairn-bench: {message}");

@@ -12,7 +12,8 @@
 //! Workloads, each for `--duration-s`: put (256 B values) at every `--clients` count,
 //! linearizable and serializable get at the largest count, and a 90/10 get/put mix. Then each
 //! server's RSS, idle (before the load) and loaded (after it). Results go to stdout as a table
-//! and as one JSON line (`RESULT {...}`).
+//! and as one JSON line (`RESULT {...}`). `--puts-only` stops after the put rows (for quick
+//! before/after comparisons while tuning).
 
 mod etcd;
 mod plot;
@@ -102,7 +103,7 @@ fn mean_rss_kib(pids: &[u32]) -> u64 {
     pids.iter().map(|&pid| crate::rss_kib(pid).unwrap_or(0)).sum::<u64>() / pids.len().max(1) as u64
 }
 
-pub(crate) async fn run(clients: &[usize], duration: Duration, value_bytes: usize, out: Option<&std::path::Path>) -> Result<(), String> {
+pub(crate) async fn run(clients: &[usize], duration: Duration, value_bytes: usize, puts_only: bool, out: Option<&std::path::Path>) -> Result<(), String> {
     let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).pool_max_idle_per_host(4096).build().map_err(|e| e.to_string())?;
     let mut cairn = Cluster::start_with(3, CAIRN_CONFIG)?;
     let leader = cairn.leader(&http, Duration::from_secs(30)).await.ok_or("cairn: no leader")?;
@@ -131,6 +132,12 @@ pub(crate) async fn run(clients: &[usize], duration: Duration, value_bytes: usiz
         rows.last().expect("pushed").print();
     }
     let loaded = (mean_rss_kib(&cairn_pids), mean_rss_kib(&etcd_pids));
+    if puts_only {
+        // A quick comparison while tuning the write path: the put rows and memory, no more.
+        println!("RSS per server (mean of 3): idle {} KiB cairn vs {} KiB etcd; after the puts {} KiB vs {} KiB", idle.0, idle.1, loaded.0, loaded.1);
+        println!("RESULT {{\"versus\":[{}]}}", rows.iter().map(Row::json).collect::<Vec<_>>().join(","));
+        return Ok(());
+    }
     for (name, query, serializable) in [("get linearizable", "?consistent", false), ("get stale/serializable", "?stale", true)] {
         let (base, http) = (base.clone(), http.clone());
         let cairn_stats = drive(largest, duration, move |w, n| {

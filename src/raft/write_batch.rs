@@ -1,0 +1,156 @@
+//! Write batching: concurrent client writes share one Raft entry.
+//!
+//! openraft 0.9 handles each `client_write` on its own: one log append, one replication request
+//! per follower, one commit and one state-machine apply per write, each step a message between
+//! tasks. Under many writers that per-entry work, not the disk, bounded throughput (perf put
+//! most of a server's time in context switches and futex wake-ups). Here every write joins a
+//! queue and one task proposes what is queued: a lone write goes as itself, so a quiet server
+//! adds no wait, and writes that arrive while earlier proposals are in flight gather into one
+//! [`Command::Batch`] entry. At most [`WRITE_BATCHES_IN_FLIGHT_MAX`] proposals are outstanding.
+//!
+//! `catalog::apply` gives each write of a batch its own index and its own outcome, so a client
+//! sees exactly what a separate entry would have given it. Writes from one client stay in its
+//! order (it waits for each answer); writes from different clients were concurrent, so any
+//! order between them is linearizable.
+
+use openraft::Raft;
+use openraft::error::{ClientWriteError, RaftError};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+
+use crate::catalog::{Command, Outcome};
+use crate::raft::{ServerNode, TypeConfig};
+
+/// Most writes waiting for a batch; further writers wait for room (within their own timeout).
+const WRITE_QUEUE_MAX: usize = 4096;
+/// Most writes in one batch.
+const WRITE_BATCH_COMMANDS_MAX: usize = 512;
+/// A batch stops growing before its keys and values pass this size, so an entry stays within
+/// what one AppendEntries carries in time (a single larger write still goes, alone).
+const WRITE_BATCH_BYTES_MAX: usize = 512 * 1024;
+/// Most proposals awaiting their commit at once. More overlap hides round trips; fewer makes
+/// bigger batches. Measured with `cairn-bench --vs-etcd` (BENCHMARKS.md).
+const WRITE_BATCHES_IN_FLIGHT_MAX: usize = 4;
+
+/// What became of a proposed write.
+#[derive(Clone, Debug)]
+pub(crate) enum Proposed {
+    /// Committed and applied in the Raft entry at `log_index`.
+    Applied { log_index: u64, outcome: Outcome },
+    /// This server does not lead; the leader, when known.
+    NotLeader(Option<ServerNode>),
+    /// Raft refused the entry (a membership change in progress).
+    Refused(String),
+    ShuttingDown,
+}
+
+struct Pending {
+    command: Command,
+    reply: oneshot::Sender<Proposed>,
+}
+
+/// The queue in front of `Raft::client_write`. Dropping it stops the proposing task.
+pub(crate) struct WriteBatcher {
+    queue: mpsc::Sender<Pending>,
+}
+
+impl WriteBatcher {
+    pub(crate) fn start(raft: Raft<TypeConfig>) -> WriteBatcher {
+        let (queue, receiver) = mpsc::channel(WRITE_QUEUE_MAX);
+        tokio::spawn(propose_queued(raft, receiver));
+        WriteBatcher { queue }
+    }
+
+    /// Proposes `command` and waits until it is applied or refused. Dropping the future does
+    /// not withdraw the write (as with any request whose answer is lost).
+    pub(crate) async fn propose(&self, command: Command) -> Proposed {
+        let (reply, answer) = oneshot::channel();
+        if self.queue.send(Pending { command, reply }).await.is_err() {
+            return Proposed::ShuttingDown;
+        }
+        answer.await.unwrap_or(Proposed::ShuttingDown)
+    }
+}
+
+/// A restore replaces the whole state and may be large: it always goes alone.
+fn batchable(command: &Command) -> bool {
+    !matches!(command, Command::Restore { .. } | Command::Batch(_))
+}
+
+/// The proposing task: takes what is queued, up to the limits, whenever a proposal slot frees.
+async fn propose_queued(raft: Raft<TypeConfig>, mut queue: mpsc::Receiver<Pending>) {
+    let slots = std::sync::Arc::new(Semaphore::new(WRITE_BATCHES_IN_FLIGHT_MAX));
+    // A write taken from the queue that did not fit the batch before it: it starts the next.
+    let mut held: Option<Pending> = None;
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else { return };
+        let first = match held.take() {
+            Some(pending) => pending,
+            None => match queue.recv().await {
+                Some(pending) => pending,
+                None => return,
+            },
+        };
+        let mut bytes = first.command.payload_bytes();
+        let alone = !batchable(&first.command);
+        let mut batch = vec![first];
+        while !alone && batch.len() < WRITE_BATCH_COMMANDS_MAX {
+            let Ok(next) = queue.try_recv() else { break };
+            let next_bytes = next.command.payload_bytes();
+            if !batchable(&next.command) || bytes + next_bytes > WRITE_BATCH_BYTES_MAX {
+                held = Some(next);
+                break;
+            }
+            bytes += next_bytes;
+            batch.push(next);
+        }
+        tokio::spawn(commit(raft.clone(), batch, slot));
+    }
+}
+
+/// Proposes one batch (a lone write as itself) and answers each of its writers.
+async fn commit(raft: Raft<TypeConfig>, mut batch: Vec<Pending>, _slot: OwnedSemaphorePermit) {
+    if batch.len() == 1 {
+        let Pending { command, reply } = batch.pop().expect("one pending write");
+        let proposed = match raft.client_write(command).await {
+            Ok(response) => Proposed::Applied { log_index: response.log_id.index, outcome: response.data },
+            Err(error) => refused(error),
+        };
+        let _ = reply.send(proposed);
+        return;
+    }
+    let (commands, replies): (Vec<Command>, Vec<oneshot::Sender<Proposed>>) =
+        batch.into_iter().map(|p| (p.command, p.reply)).unzip();
+    let count = commands.len();
+    match raft.client_write(Command::Batch(commands)).await {
+        Ok(response) => {
+            let log_index = response.log_id.index;
+            let outcomes = match response.data {
+                Outcome::Batch(outcomes) if outcomes.len() == count => outcomes,
+                other => {
+                    // `catalog::apply` answers a batch with one outcome per write; anything
+                    // else is a bug, reported to every writer rather than guessed at.
+                    let message = format!("internal error: a batch of {count} writes was answered with {other:?}");
+                    tracing::error!("{message}");
+                    vec![Outcome::Rejected(message); count]
+                }
+            };
+            for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                let _ = reply.send(Proposed::Applied { log_index, outcome });
+            }
+        }
+        Err(error) => {
+            let proposed = refused(error);
+            for reply in replies {
+                let _ = reply.send(proposed.clone());
+            }
+        }
+    }
+}
+
+fn refused(error: RaftError<u64, ClientWriteError<u64, ServerNode>>) -> Proposed {
+    match error {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => Proposed::NotLeader(forward.leader_node),
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => Proposed::Refused(e.to_string()),
+        RaftError::Fatal(_) => Proposed::ShuttingDown,
+    }
+}
