@@ -401,7 +401,9 @@ impl RuntimeConfig {
             max_query_time_s: seconds_or(raw.max_query_time, 600),
             dns: DnsOptions::build(raw.dns_config.unwrap_or_default(), recursors, warnings),
             session_ttl_min_s: seconds_or(raw.session_ttl_min, 10),
-            kv_history_versions: raw.kv_history_versions.unwrap_or(10),
+            // Opt-in: each archived version costs a row write on every server (about 15% of
+            // write throughput at 64 clients, BENCHMARKS.md), which Consul users do not expect.
+            kv_history_versions: raw.kv_history_versions.unwrap_or(1),
             kv_tombstone_ttl_ms: raw.kv_tombstone_ttl.map_or(15 * 60 * 1000, |d| d.0.as_millis() as u64),
             check_output_max_size_bytes: raw.check_output_max_size.unwrap_or(4096),
             services: [raw.services, raw.service]

@@ -120,12 +120,14 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(i) => *i,
             Bound::Unbounded => u64::MAX,
         };
-        let store = self.store.clone();
-        let read = blocking(move || {
-            let rows = store.log_range(start, end).map_err(io)?;
-            rows.iter().map(|(_, bytes)| decode::<Entry<TypeConfig>>(bytes)).collect()
-        })
-        .await;
+        // Read here rather than on the blocking pool: replication asks for the entries it just
+        // appended, which sit in RocksDB's memtable, so the read takes microseconds while a
+        // hop would cost each replication request two context switches. (Older entries, read
+        // when a lagging follower catches up, may touch disk; that path is rare and bounded by
+        // `RAFT_APPEND_ENTRIES_MAX` entries per call.)
+        let read = self.store.log_range(start, end).map_err(io).and_then(|rows| {
+            rows.iter().map(|(_, bytes)| decode::<Entry<TypeConfig>>(bytes)).collect::<Result<Vec<_>, _>>()
+        });
         read.map_err(|e| StorageIOError::read_logs(&e).into())
     }
 }

@@ -5,13 +5,16 @@
 //! tasks. Under many writers that per-entry work, not the disk, bounded throughput (perf put
 //! most of a server's time in context switches and futex wake-ups). Here every write joins a
 //! queue and one task proposes what is queued: a lone write goes as itself, so a quiet server
-//! adds no wait, and writes that arrive while earlier proposals are in flight gather into one
-//! [`Command::Batch`] entry. At most [`WRITE_BATCHES_IN_FLIGHT_MAX`] proposals are outstanding.
+//! adds no wait, and writes that arrive while the previous proposal is in flight gather into
+//! one [`Command::Batch`] entry. At most [`WRITE_BATCHES_IN_FLIGHT_MAX`] proposals are
+//! outstanding.
 //!
 //! `catalog::apply` gives each write of a batch its own index and its own outcome, so a client
 //! sees exactly what a separate entry would have given it. Writes from one client stay in its
 //! order (it waits for each answer); writes from different clients were concurrent, so any
 //! order between them is linearizable.
+
+use std::sync::Arc;
 
 use openraft::Raft;
 use openraft::error::{ClientWriteError, RaftError};
@@ -28,8 +31,11 @@ const WRITE_BATCH_COMMANDS_MAX: usize = 512;
 /// what one AppendEntries carries in time (a single larger write still goes, alone).
 const WRITE_BATCH_BYTES_MAX: usize = 512 * 1024;
 /// Most proposals awaiting their commit at once. More overlap hides round trips; fewer makes
-/// bigger batches. Measured with `cairn-bench --vs-etcd` (BENCHMARKS.md).
-const WRITE_BATCHES_IN_FLIGHT_MAX: usize = 4;
+/// bigger batches, and per-entry work is what limits a busy server. Measured side by side
+/// (`cairn-bench --vs-etcd --puts-only --clients 64`, two runs each, BENCHMARKS.md): 1 in
+/// flight 15.1k/15.2k writes/s, 2: 14.6k/11.9k, 4: 12.4k/12.1k, 8: 11.3k/9.7k, with no
+/// difference for a single client.
+const WRITE_BATCHES_IN_FLIGHT_MAX: usize = 1;
 
 /// What became of a proposed write.
 #[derive(Clone, Debug)]
@@ -51,18 +57,29 @@ struct Pending {
 /// The queue in front of `Raft::client_write`. Dropping it stops the proposing task.
 pub(crate) struct WriteBatcher {
     queue: mpsc::Sender<Pending>,
+    /// Proposal slots, shared by the proposing task and the fast path.
+    slots: Arc<Semaphore>,
+    raft: Raft<TypeConfig>,
 }
 
 impl WriteBatcher {
     pub(crate) fn start(raft: Raft<TypeConfig>) -> WriteBatcher {
         let (queue, receiver) = mpsc::channel(WRITE_QUEUE_MAX);
-        tokio::spawn(propose_queued(raft, receiver));
-        WriteBatcher { queue }
+        let slots = Arc::new(Semaphore::new(WRITE_BATCHES_IN_FLIGHT_MAX));
+        tokio::spawn(propose_queued(raft.clone(), receiver, slots.clone()));
+        WriteBatcher { queue, slots, raft }
     }
 
     /// Proposes `command` and waits until it is applied or refused. Dropping the future does
     /// not withdraw the write (as with any request whose answer is lost).
     pub(crate) async fn propose(&self, command: Command) -> Proposed {
+        // Fast path: with a proposal slot free nothing is waiting to batch with, so the write
+        // goes out from this task, sparing a lone write the two hops through the queue.
+        if let Ok(slot) = self.slots.clone().try_acquire_owned() {
+            let proposed = write_one(&self.raft, command).await;
+            drop(slot);
+            return proposed;
+        }
         let (reply, answer) = oneshot::channel();
         if self.queue.send(Pending { command, reply }).await.is_err() {
             return Proposed::ShuttingDown;
@@ -77,12 +94,12 @@ fn batchable(command: &Command) -> bool {
 }
 
 /// The proposing task: takes what is queued, up to the limits, whenever a proposal slot frees.
-async fn propose_queued(raft: Raft<TypeConfig>, mut queue: mpsc::Receiver<Pending>) {
-    let slots = std::sync::Arc::new(Semaphore::new(WRITE_BATCHES_IN_FLIGHT_MAX));
+async fn propose_queued(raft: Raft<TypeConfig>, mut queue: mpsc::Receiver<Pending>, slots: Arc<Semaphore>) {
     // A write taken from the queue that did not fit the batch before it: it starts the next.
     let mut held: Option<Pending> = None;
     loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else { return };
+        // Wait for a write before taking a slot, so that an idle server leaves its slot to
+        // the fast path.
         let first = match held.take() {
             Some(pending) => pending,
             None => match queue.recv().await {
@@ -90,6 +107,7 @@ async fn propose_queued(raft: Raft<TypeConfig>, mut queue: mpsc::Receiver<Pendin
                 None => return,
             },
         };
+        let Ok(slot) = slots.clone().acquire_owned().await else { return };
         let mut bytes = first.command.payload_bytes();
         let alone = !batchable(&first.command);
         let mut batch = vec![first];
@@ -107,15 +125,19 @@ async fn propose_queued(raft: Raft<TypeConfig>, mut queue: mpsc::Receiver<Pendin
     }
 }
 
+/// Proposes one write as its own entry.
+async fn write_one(raft: &Raft<TypeConfig>, command: Command) -> Proposed {
+    match raft.client_write(command).await {
+        Ok(response) => Proposed::Applied { log_index: response.log_id.index, outcome: response.data },
+        Err(error) => refused(error),
+    }
+}
+
 /// Proposes one batch (a lone write as itself) and answers each of its writers.
 async fn commit(raft: Raft<TypeConfig>, mut batch: Vec<Pending>, _slot: OwnedSemaphorePermit) {
     if batch.len() == 1 {
         let Pending { command, reply } = batch.pop().expect("one pending write");
-        let proposed = match raft.client_write(command).await {
-            Ok(response) => Proposed::Applied { log_index: response.log_id.index, outcome: response.data },
-            Err(error) => refused(error),
-        };
-        let _ = reply.send(proposed);
+        let _ = reply.send(write_one(&raft, command).await);
         return;
     }
     let (commands, replies): (Vec<Command>, Vec<oneshot::Sender<Proposed>>) =

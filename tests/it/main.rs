@@ -21,3 +21,4 @@ mod tidy;
 mod txn;
 mod util;
 mod watch;
+mod write_batch;

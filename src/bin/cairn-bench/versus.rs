@@ -99,18 +99,54 @@ impl Row {
     }
 }
 
+/// Below this share of one core, summed over every server of both systems, the machine counts
+/// as quiet.
+const QUIET_CPU_PERCENT: f64 = 5.0;
+/// The longest wait for quiet before a workload starts anyway.
+const QUIET_WAIT_MAX_S: u64 = 20;
+
+/// CPU time used so far by a process, in clock ticks (`/proc/<pid>/stat` utime + stime).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    field(11) + field(12)
+}
+
+/// Waits until the servers of both systems are quiet (flushes and compactions left over from
+/// the previous workload done), so that no workload pays for the one before it.
+async fn quiesce(pids: &[u32]) {
+    const TICKS_PER_S: f64 = 100.0;
+    const WINDOW_MS: u64 = 500;
+    let give_up = Instant::now() + Duration::from_secs(QUIET_WAIT_MAX_S);
+    loop {
+        let before: u64 = pids.iter().map(|&p| cpu_ticks(p)).sum();
+        tokio::time::sleep(Duration::from_millis(WINDOW_MS)).await;
+        let used: u64 = pids.iter().map(|&p| cpu_ticks(p)).sum::<u64>() - before;
+        let percent = used as f64 / TICKS_PER_S / (WINDOW_MS as f64 / 1000.0) * 100.0;
+        if percent < QUIET_CPU_PERCENT || Instant::now() > give_up {
+            return;
+        }
+    }
+}
+
 fn mean_rss_kib(pids: &[u32]) -> u64 {
     pids.iter().map(|&pid| crate::rss_kib(pid).unwrap_or(0)).sum::<u64>() / pids.len().max(1) as u64
 }
 
 pub(crate) async fn run(clients: &[usize], duration: Duration, value_bytes: usize, puts_only: bool, out: Option<&std::path::Path>) -> Result<(), String> {
     let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).pool_max_idle_per_host(4096).build().map_err(|e| e.to_string())?;
-    let mut cairn = Cluster::start_with(3, CAIRN_CONFIG)?;
+    // `CAIRN_BENCH_CONFIG` adds config lines, for trying a setting side by side.
+    let config = format!("{CAIRN_CONFIG}{}\n", std::env::var("CAIRN_BENCH_CONFIG").unwrap_or_default());
+    let mut cairn = Cluster::start_with(3, &config)?;
     let leader = cairn.leader(&http, Duration::from_secs(30)).await.ok_or("cairn: no leader")?;
     let mut etcd = etcd::EtcdCluster::start(3)?;
     let etcd_leader = etcd.leader(Duration::from_secs(30)).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (cairn_pids, etcd_pids) = (cairn.pids(), etcd.pids());
+    let all_pids: Vec<u32> = cairn_pids.iter().chain(&etcd_pids).copied().collect();
     let idle = (mean_rss_kib(&cairn_pids), mean_rss_kib(&etcd_pids));
     println!("3 cairn servers (leader b{}) and 3 etcd members (leader {}) on loopback; {} s per row", leader + 1, etcd_leader.name, duration.as_secs());
     println!("{:<22} {:>10} {:>10} {:>8}", "workload", "cairn/s", "etcd/s", "ratio");
@@ -122,11 +158,13 @@ pub(crate) async fn run(clients: &[usize], duration: Duration, value_bytes: usiz
     let largest = clients.iter().copied().max().unwrap_or(1);
     for &c in clients {
         let (base, cairn_value, http) = (base.clone(), value.clone(), http.clone());
+        quiesce(&all_pids).await;
         let cairn_stats = drive(c, duration, move |w, n| {
             let request = http.put(format!("{base}/{}", key(w, n))).body(cairn_value.as_ref().clone());
             async move { request.send().await.is_ok_and(|r| r.status().is_success()) }
         })
         .await;
+        quiesce(&all_pids).await;
         let etcd_stats = etcd::drive_put(&conns, c, duration, value.clone()).await;
         rows.push(Row { name: format!("put, {c} clients"), cairn: cairn_stats, etcd: etcd_stats });
         rows.last().expect("pushed").print();
@@ -140,22 +178,26 @@ pub(crate) async fn run(clients: &[usize], duration: Duration, value_bytes: usiz
     }
     for (name, query, serializable) in [("get linearizable", "?consistent", false), ("get stale/serializable", "?stale", true)] {
         let (base, http) = (base.clone(), http.clone());
+        quiesce(&all_pids).await;
         let cairn_stats = drive(largest, duration, move |w, n| {
             let request = http.get(format!("{base}/{}{query}", key(w, n)));
             async move { request.send().await.is_ok_and(|r| r.status().is_success()) }
         })
         .await;
+        quiesce(&all_pids).await;
         let etcd_stats = etcd::drive_get(&conns, largest, duration, serializable).await;
         rows.push(Row { name: format!("{name}, {largest} cl."), cairn: cairn_stats, etcd: etcd_stats });
         rows.last().expect("pushed").print();
     }
     let (base2, value2, http2) = (base.clone(), value.clone(), http.clone());
+    quiesce(&all_pids).await;
     let cairn_mix = drive(largest, duration, move |w, n| {
         let url = format!("{base2}/{}", key(w, n));
         let request = if n % 10 == 0 { http2.put(url).body(value2.as_ref().clone()) } else { http2.get(format!("{url}?consistent")) };
         async move { request.send().await.is_ok_and(|r| r.status().is_success()) }
     })
     .await;
+    quiesce(&all_pids).await;
     let etcd_mix = etcd::drive_mix(&conns, largest, duration, value.clone()).await;
     rows.push(Row { name: format!("90/10 get/put, {largest} cl."), cairn: cairn_mix, etcd: etcd_mix });
     rows.last().expect("pushed").print();
