@@ -131,6 +131,12 @@ async fn serve(config: RuntimeConfig, data_dir: PathBuf) -> Result<(), DaemonErr
         let router = crate::raft::network::router(raft).nest("/fwd", crate::http::router(agent.clone()));
         let mut stop = agent.shutdown_requested();
         tasks.push(tokio::spawn(async move {
+            // Raft RPCs are small request/answer pairs on kept-alive connections: never let
+            // Nagle hold an answer back waiting for an ACK.
+            use axum::serve::ListenerExt;
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             let _ = axum::serve(listener, router).with_graceful_shutdown(async move { let _ = stop.wait_for(|s| *s).await; }).await;
         }));
     }
