@@ -128,17 +128,14 @@ async fn serve(config: RuntimeConfig, data_dir: PathBuf) -> Result<(), DaemonErr
     let mut tasks = Vec::new();
     if let (Some(listener), Some(raft)) = (raft_listener, agent.raft().cloned()) {
         // The server port also carries the HTTP API under /fwd, for reads forwarded to the leader.
-        let router = crate::raft::network::router(raft).nest("/fwd", crate::http::router(agent.clone()));
-        let mut stop = agent.shutdown_requested();
-        tasks.push(tokio::spawn(async move {
-            // Raft RPCs are small request/answer pairs on kept-alive connections: never let
-            // Nagle hold an answer back waiting for an ACK.
-            use axum::serve::ListenerExt;
-            let listener = listener.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            let _ = axum::serve(listener, router).with_graceful_shutdown(async move { let _ = stop.wait_for(|s| *s).await; }).await;
-        }));
+        let router = crate::raft::network::router(raft.clone()).nest("/fwd", crate::http::router(agent.clone()));
+        // Raft's hot RPCs come as frames on the same port (`raft::frames`), sniffed by their
+        // first byte; everything else is HTTP. Peers are few and trusted: no per-IP limit.
+        let frames = crate::http::server::SharedPort {
+            magic: crate::raft::frames::FRAME_MAGIC,
+            serve: Arc::new(move |stream| Box::pin(crate::raft::frames::serve(stream, raft.clone()))),
+        };
+        tasks.push(tokio::spawn(crate::http::server::serve_shared(listener, router, usize::MAX, agent.shutdown_requested(), Some(frames))));
     }
     agent.bootstrap_if_configured().await?;
     for listener in http_listeners {

@@ -66,9 +66,26 @@ impl Drop for Counted {
     }
 }
 
+/// Serves one connection of another protocol.
+pub type ConnectionHandler = Arc<dyn Fn(TcpStream) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + Sync>;
+
+/// Another protocol sharing the port: a connection whose first byte is `magic` (never the first
+/// byte of an HTTP request) goes to `serve` instead of hyper. The server port uses it for Raft
+/// frames (`raft::frames`).
+#[derive(Clone)]
+pub struct SharedPort {
+    pub magic: u8,
+    pub serve: ConnectionHandler,
+}
+
 /// Serves `router` on `listener` until `shutdown` turns true; then open connections finish
 /// their current request (parked blocking queries are woken by the agent's own shutdown).
-pub async fn serve(listener: TcpListener, router: Router, conns_per_client_max: usize, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(listener: TcpListener, router: Router, conns_per_client_max: usize, shutdown: watch::Receiver<bool>) {
+    serve_shared(listener, router, conns_per_client_max, shutdown, None).await
+}
+
+/// [`serve`], with connections that start with `shared.magic` handed to `shared.serve`.
+pub async fn serve_shared(listener: TcpListener, router: Router, conns_per_client_max: usize, mut shutdown: watch::Receiver<bool>, shared: Option<SharedPort>) {
     let counts = Arc::new(ConnectionCounts::default());
     loop {
         let (stream, peer) = tokio::select! {
@@ -87,7 +104,24 @@ pub async fn serve(listener: TcpListener, router: Router, conns_per_client_max: 
             continue;
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(serve_connection(stream, router.clone(), counted, shutdown.clone()));
+        let Some(shared) = shared.clone() else {
+            tokio::spawn(serve_connection(stream, router.clone(), counted, shutdown.clone()));
+            continue;
+        };
+        let (router, shutdown) = (router.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let mut first = [0u8; 1];
+            let peeked = tokio::time::timeout(Duration::from_millis(HTTP_HEADER_READ_TIMEOUT_MS), stream.peek(&mut first)).await;
+            match peeked {
+                Ok(Ok(1)) if first[0] == shared.magic => {
+                    (shared.serve)(stream).await;
+                    drop(counted);
+                }
+                Ok(Ok(1)) => serve_connection(stream, router, counted, shutdown).await,
+                // Closed, failed or silent before its first byte: nothing to serve.
+                _ => drop(counted),
+            }
+        });
     }
 }
 

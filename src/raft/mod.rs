@@ -8,6 +8,7 @@
 
 pub mod cluster;
 pub mod fault;
+pub mod frames;
 pub mod log_store;
 pub mod network;
 mod read_batch;

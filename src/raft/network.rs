@@ -4,10 +4,15 @@
 //! carry `Result<Response, RaftError>` so a remote Raft error comes back typed. Timeouts come
 //! from openraft's `RPCOption::hard_ttl`, and the body limit is larger than a snapshot chunk.
 //!
+//! AppendEntries and Vote, on the path of every write, go as frames on a kept-alive TCP
+//! connection to the same port instead (`frames`); the HTTP routes `/raft/append` and
+//! `/raft/vote` stay for older peers and tools.
+//!
 //! The same port also carries write forwarding: a follower that receives a write posts the
 //! encoded command to the leader's `/raft/forward` and relays the outcome.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -23,9 +28,12 @@ use openraft::raft::{
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
 use crate::catalog::Command;
 use crate::raft::fault::{FROM_HEADER, FaultPlan, Faults};
+use crate::raft::frames;
 use crate::raft::{NodeId, RaftServer, ServerNode, TypeConfig};
 
 const RPC_FORMAT_V1: u8 = 1;
@@ -68,6 +76,8 @@ pub struct PeerClient {
     base_url: String,
     faults: Arc<Faults>,
     own_addr: String,
+    /// The framed connection for AppendEntries and Vote (`frames`), dialled on first use.
+    framed: Option<TcpStream>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -81,6 +91,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             base_url: format!("http://{}", node.raft_addr),
             faults: self.faults.clone(),
             own_addr: self.own_addr.clone(),
+            framed: None,
         }
     }
 }
@@ -121,13 +132,68 @@ impl PeerClient {
     }
 }
 
+impl PeerClient {
+    /// One framed exchange (see `frames`). The connection is taken out for the exchange and put
+    /// back only after a whole answer, so an error or a cancelled call never leaves a
+    /// half-read connection behind.
+    async fn call_framed<Req, Resp, E>(&mut self, kind: u8, request: &Req, option: &RPCOption) -> Result<Resp, RPCError<NodeId, ServerNode, E>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        if self.faults.blocks(&self.target_addr) {
+            let error = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "partitioned (fault injection)");
+            return Err(RPCError::Unreachable(Unreachable::new(&error)));
+        }
+        let stream = match self.framed.take() {
+            Some(stream) => stream,
+            None => {
+                let dial = tokio::time::timeout(Duration::from_millis(frames::FRAME_CONNECT_TIMEOUT_MS), TcpStream::connect(&self.target_addr));
+                let mut stream = match dial.await {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(e)) => return Err(RPCError::Unreachable(Unreachable::new(&e))),
+                    Err(_) => return Err(RPCError::Unreachable(Unreachable::new(&std::io::Error::from(std::io::ErrorKind::TimedOut)))),
+                };
+                let _ = stream.set_nodelay(true);
+                stream.write_all(&[frames::FRAME_MAGIC]).await.map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+                stream
+            }
+        };
+        let frame = frames::request_frame(kind, &self.own_addr, &encode(request));
+        let exchange = async move {
+            let mut stream = stream;
+            stream.write_all(&frame).await?;
+            let answer = frames::read_frame(&mut stream, option.hard_ttl()).await?;
+            Ok::<_, frames::FrameError>((stream, answer))
+        };
+        let network = |e: &dyn std::error::Error| RPCError::Network(NetworkError::new(&std::io::Error::other(e.to_string())));
+        let (stream, answer) = match tokio::time::timeout(option.hard_ttl(), exchange).await {
+            Ok(Ok((stream, Some(answer)))) => (stream, answer),
+            Ok(Ok((_, None))) => return Err(network(&std::io::Error::from(std::io::ErrorKind::UnexpectedEof))),
+            Ok(Err(e)) => return Err(network(&e)),
+            Err(_) => return Err(network(&frames::FrameError::Timeout)),
+        };
+        let Some((&status, body)) = answer.split_first() else {
+            return Err(network(&frames::FrameError::Malformed("empty answer")));
+        };
+        if status != frames::STATUS_OK {
+            let reason = String::from_utf8_lossy(body).into_owned();
+            return Err(network(&std::io::Error::other(format!("peer refused: {reason}"))));
+        }
+        let result: Result<Resp, E> = decode(body).map_err(|e| network(&e))?;
+        self.framed = Some(stream);
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
 impl RaftNetwork<TypeConfig> for PeerClient {
     async fn append_entries(
         &mut self,
         request: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, ServerNode, RaftError<NodeId>>> {
-        self.call("/raft/append", &request, &option).await
+        self.call_framed(frames::KIND_APPEND, &request, &option).await
     }
 
     async fn install_snapshot(
@@ -143,7 +209,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         request: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, ServerNode, RaftError<NodeId>>> {
-        self.call("/raft/vote", &request, &option).await
+        self.call_framed(frames::KIND_VOTE, &request, &option).await
     }
 }
 
