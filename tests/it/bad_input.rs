@@ -51,3 +51,38 @@ async fn bad_input_gets_4xx_and_agent_keeps_serving() {
     assert_eq!(agent.get("/v1/kv/ok?raw").await.text().await.unwrap(), "fine");
     assert!(agent.get("/v1/status/leader").await.status().is_success());
 }
+
+/// Hostile bytes on the server port's Raft frame protocol (`raft::frames`): a frame of an
+/// unknown kind or a garbled one is refused with an answer, an oversized length closes the
+/// connection, and the agent goes on serving Raft and HTTP.
+#[tokio::test]
+async fn malformed_raft_frames_are_refused_and_the_agent_keeps_serving() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let agent = TestAgent::start().await;
+    let addr = format!("127.0.0.1:{}", agent.server_port);
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    // Magic byte, then a frame of kind 9 from "x" with a body of "zz".
+    let frame = [&[0xCB][..], &5u32.to_be_bytes(), &[9, 0, 1, b'x'], b"z"].concat();
+    stream.write_all(&frame).await.unwrap();
+    let mut head = [0u8; 5];
+    stream.read_exact(&mut head).await.unwrap();
+    assert_eq!(head[4], 1, "refused");
+    let mut reason = vec![0u8; u32::from_be_bytes(head[..4].try_into().unwrap()) as usize - 1];
+    stream.read_exact(&mut reason).await.unwrap();
+    assert!(String::from_utf8_lossy(&reason).contains("unknown frame kind 9"));
+    // An append whose body does not decode: refused, same connection still usable after.
+    stream.write_all(&[&4u32.to_be_bytes()[..], &[1, 0, 0, 7]].concat()).await.unwrap();
+    stream.read_exact(&mut head).await.unwrap();
+    assert_eq!(head[4], 1, "refused");
+    let mut reason = vec![0u8; u32::from_be_bytes(head[..4].try_into().unwrap()) as usize - 1];
+    stream.read_exact(&mut reason).await.unwrap();
+    // A length over the limit: the server hangs up rather than allocate it.
+    stream.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
+    assert!(matches!(closed, Ok(Ok(0))), "connection closed: {closed:?}");
+    // Still a working agent: a write commits through Raft, HTTP answers on the server port too.
+    assert_eq!(agent.put("/v1/kv/after-frames", "ok").await.status(), 200);
+    let info = agent.client.get(format!("http://{addr}/raft/info")).send().await.unwrap();
+    assert_eq!(info.status(), 200);
+}
