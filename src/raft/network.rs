@@ -97,16 +97,22 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 }
 
 impl PeerClient {
+    /// Refuses to reach a target that a fault plan cuts us from (tests only).
+    fn unless_partitioned<E: std::error::Error>(&self) -> Result<(), RPCError<NodeId, ServerNode, E>> {
+        if self.faults.blocks(&self.target_addr) {
+            let error = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "partitioned (fault injection)");
+            return Err(RPCError::Unreachable(Unreachable::new(&error)));
+        }
+        Ok(())
+    }
+
     async fn call<Req, Resp, E>(&self, path: &str, request: &Req, option: &RPCOption) -> Result<Resp, RPCError<NodeId, ServerNode, E>>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        if self.faults.blocks(&self.target_addr) {
-            let error = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "partitioned (fault injection)");
-            return Err(RPCError::Unreachable(Unreachable::new(&error)));
-        }
+        self.unless_partitioned()?;
         let response = self
             .client
             .post(format!("{}{path}", self.base_url))
@@ -130,9 +136,7 @@ impl PeerClient {
         let result: Result<Resp, E> = decode(&bytes).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
-}
 
-impl PeerClient {
     /// One framed exchange (see `frames`). The connection is taken out for the exchange and put
     /// back only after a whole answer, so an error or a cancelled call never leaves a
     /// half-read connection behind.
@@ -142,10 +146,7 @@ impl PeerClient {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        if self.faults.blocks(&self.target_addr) {
-            let error = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "partitioned (fault injection)");
-            return Err(RPCError::Unreachable(Unreachable::new(&error)));
-        }
+        self.unless_partitioned()?;
         let stream = match self.framed.take() {
             Some(stream) => stream,
             None => {
