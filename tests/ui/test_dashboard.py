@@ -319,8 +319,12 @@ def test_kv_folders_and_create_never_overwrites(agent, page):
     # A folder made through the form, then a key inside it from the folder's own form.
     page.get_by_test_id("kv-new-key").fill("cache/")
     page.get_by_test_id("kv-create").click()
+    expect(page.get_by_test_id("kv-form-message")).to_contain_text("Created")
     expect(row(page, "data-key", "cfg/cache/")).to_be_visible()
     row(page, "data-key", "cfg/cache/").get_by_role("link").click()
+    # Type only once the folder's own view is mounted (its form names the folder); typing
+    # earlier lands in the view being replaced.
+    expect(page.get_by_test_id("kv-create-form")).to_contain_text("cfg/cache/")
     page.get_by_test_id("kv-new-key").fill("ttl")
     page.get_by_test_id("kv-new-value").fill("60")
     page.get_by_test_id("kv-create").click()
