@@ -104,25 +104,26 @@ pub async fn serve_shared(listener: TcpListener, router: Router, conns_per_clien
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let Some(shared) = shared.clone() else {
-            tokio::spawn(serve_connection(stream, router.clone(), counted, shutdown.clone()));
-            continue;
-        };
-        let (router, shutdown) = (router.clone(), shutdown.clone());
+        let (router, shutdown, shared) = (router.clone(), shutdown.clone(), shared.clone());
         tokio::spawn(async move {
-            let mut first = [0u8; 1];
-            let peeked = tokio::time::timeout(Duration::from_millis(HTTP_HEADER_READ_TIMEOUT_MS), stream.peek(&mut first)).await;
-            match peeked {
-                Ok(Ok(1)) if first[0] == shared.magic => {
-                    (shared.serve)(stream).await;
-                    drop(counted);
+            if let Some(shared) = shared {
+                match first_byte(&stream).await {
+                    Some(byte) if byte == shared.magic => return (shared.serve)(stream).await,
+                    Some(_) => {}
+                    // Closed, failed or silent before its first byte: nothing to serve.
+                    None => return,
                 }
-                Ok(Ok(1)) => serve_connection(stream, router, counted, shutdown).await,
-                // Closed, failed or silent before its first byte: nothing to serve.
-                _ => drop(counted),
             }
+            serve_connection(stream, router, counted, shutdown).await;
         });
     }
+}
+
+/// The connection's first byte, left unread, once it arrives within the header timeout.
+async fn first_byte(stream: &TcpStream) -> Option<u8> {
+    let mut first = [0u8; 1];
+    let peeked = tokio::time::timeout(Duration::from_millis(HTTP_HEADER_READ_TIMEOUT_MS), stream.peek(&mut first)).await;
+    matches!(peeked, Ok(Ok(1))).then_some(first[0])
 }
 
 async fn serve_connection(stream: TcpStream, router: Router, counted: Counted, mut shutdown: watch::Receiver<bool>) {

@@ -170,19 +170,20 @@ impl Store {
 
     /// Writes Raft metadata (the vote) durably.
     pub fn raft_meta_put(&self, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
-        let mut batch = WriteBatch::default();
-        batch.put_cf(self.cf(CF_RAFT_META)?, key, value);
-        self.db.write_opt(batch, &Self::synced())?;
-        Ok(())
+        self.raft_meta_write(key, value, &Self::synced())
     }
 
     /// Writes Raft metadata *not yet durable*, like [`Store::log_write`]: it becomes durable
     /// with the next WAL fsync, and the WAL keeps order, so after a crash it is either lost
     /// or present together with every write made before it.
     pub fn raft_meta_put_unsynced(&self, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
+        self.raft_meta_write(key, value, &WriteOptions::default())
+    }
+
+    fn raft_meta_write(&self, key: &str, value: Vec<u8>, options: &WriteOptions) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();
         batch.put_cf(self.cf(CF_RAFT_META)?, key, value);
-        self.db.write_opt(batch, &WriteOptions::default())?;
+        self.db.write_opt(batch, options)?;
         Ok(())
     }
 
