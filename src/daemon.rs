@@ -1,5 +1,5 @@
 //! The daemon: everything `cairn agent` wires around an [`Agent`] — logging, the data dir,
-//! listeners, the HTTP, DNS and Raft RPC servers, signals and an orderly shutdown.
+//! listeners, the HTTP, DNS and server-port (`rpc`) servers, signals and an orderly shutdown.
 //!
 //! This is the composition layer above `agent`, `http` and `dns`. Listeners are bound here and
 //! handed to the servers, so the servers themselves never choose addresses.
@@ -127,15 +127,17 @@ async fn serve(config: RuntimeConfig, data_dir: PathBuf) -> Result<(), DaemonErr
     let mut shutdown = agent.shutdown_requested();
     let mut tasks = Vec::new();
     if let (Some(listener), Some(raft)) = (raft_listener, agent.raft().cloned()) {
-        // The server port also carries the HTTP API under /fwd, for reads forwarded to the leader.
-        let router = crate::raft::network::router(raft.clone()).nest("/fwd", crate::http::router(agent.clone()));
-        // Raft's hot RPCs come as frames on the same port (`raft::frames`), sniffed by their
-        // first byte; everything else is HTTP. Peers are few and trusted: no per-IP limit.
+        // The server port: its one route table (`rpc::server`), with the HTTP API under /fwd
+        // for requests relayed by other agents. Raft's hot messages come as frames on the same
+        // port (`rpc::frames`), sniffed by their first byte.
+        let endpoint: Arc<dyn crate::rpc::server::Endpoint> = Arc::new(crate::agent::endpoint::ServerEndpoint::new(agent.clone(), raft));
+        let router = crate::rpc::server::router(endpoint.clone(), crate::http::router(agent.clone()));
         let frames = crate::http::server::SharedPort {
-            magic: crate::raft::frames::FRAME_MAGIC,
-            serve: Arc::new(move |stream| Box::pin(crate::raft::frames::serve(stream, raft.clone()))),
+            magic: crate::rpc::frames::FRAME_MAGIC,
+            serve: Arc::new(move |stream| Box::pin(crate::rpc::frames::serve(stream, endpoint.clone()))),
         };
-        tasks.push(tokio::spawn(crate::http::server::serve_shared(listener, router, usize::MAX, agent.shutdown_requested(), Some(frames))));
+        let conns_per_peer_max = crate::rpc::RPC_CONNS_PER_PEER_MAX;
+        tasks.push(tokio::spawn(crate::http::server::serve_shared(listener, router, conns_per_peer_max, agent.shutdown_requested(), Some(frames))));
     }
     agent.bootstrap_if_configured().await?;
     for listener in http_listeners {

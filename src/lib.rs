@@ -7,6 +7,7 @@
 //! - `config`: flags and config files into a validated runtime config (pure);
 //! - `store`: RocksDB, and nothing else;
 //! - `watch`: which blocking queries wait on which topics, and waking only those;
+//! - `rpc`: the server port's protocol: one client, one route table, frames (no Raft knowledge);
 //! - `raft`: openraft glue: log store, state machine, network;
 //! - `checks`: health-check runners;
 //! - `agent`: the composition root of a running agent;
@@ -26,6 +27,7 @@ pub mod daemon;
 pub mod dns;
 pub mod http;
 pub mod raft;
+pub mod rpc;
 pub mod store;
 pub mod ui;
 pub mod watch;

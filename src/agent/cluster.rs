@@ -1,4 +1,4 @@
-//! Cluster formation and autopilot, on server agents.
+//! Cluster formation, on server agents (autopilot is one of the leader's duties, `leader`).
 //!
 //! **Formation.** A server that is not yet in a cluster contacts its `-retry-join` addresses
 //! over the server port. If one of them already belongs to a cluster, it asks to join (the
@@ -7,21 +7,16 @@
 //! cluster with exactly those N as voters; the others wait and are brought in by the new
 //! leader. One initializer per formation is what keeps simultaneous starts from splitting
 //! the brain.
-//!
-//! **Autopilot.** The leader promotes a non-voter once it has stayed within
-//! `max_trailing_logs` of the leader's log for `server_stabilization_time`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::agent::{Agent, AgentError};
 use crate::raft::RaftServer;
 
 /// Pause between formation attempts; short so a cluster forms quickly once servers are up.
 const FORMATION_RETRY_MS: u64 = 500;
-/// How often the leader reviews non-voters for promotion.
-const AUTOPILOT_INTERVAL_MS: u64 = 250;
 /// The server port assumed for a `-retry-join` address that gives none.
 pub(crate) const DEFAULT_SERVER_PORT: u16 = 8300;
 
@@ -100,46 +95,10 @@ pub(super) async fn formation_loop(agent: Arc<Agent>, raft: Arc<RaftServer>) {
     }
 }
 
-pub(super) async fn autopilot_loop(agent: Arc<Agent>, raft: Arc<RaftServer>) {
-    let settings = agent.config().autopilot;
-    let mut healthy_since: HashMap<u64, Instant> = HashMap::new();
-    let mut shutdown = agent.shutdown_requested();
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(AUTOPILOT_INTERVAL_MS)) => {}
-            _ = shutdown.changed() => return,
-        }
-        let status = raft.status();
-        let Some(progress) = raft.replication_progress() else {
-            healthy_since.clear();
-            continue;
-        };
-        healthy_since.retain(|id, _| status.learners.contains_key(id));
-        for (id, node) in &status.learners {
-            if *id == raft.node_id() {
-                continue;
-            }
-            let matched = progress.get(id).copied().unwrap_or(0);
-            if matched + settings.max_trailing_logs < status.last_log_index {
-                healthy_since.remove(id);
-                continue;
-            }
-            let since = *healthy_since.entry(*id).or_insert_with(Instant::now);
-            if since.elapsed() >= Duration::from_millis(settings.server_stabilization_time_ms) {
-                match raft.promote(*id).await {
-                    Ok(()) => tracing::info!(server = %node.name, "promoted to voter after stabilization"),
-                    Err(error) => tracing::warn!(server = %node.name, %error, "promotion failed; will retry"),
-                }
-                healthy_since.remove(id);
-            }
-        }
-    }
-}
-
 impl Agent {
     /// `cairn join` / `PUT /v1/agent/join/:addr`: joins the cluster of the server at `address`.
     pub async fn join(&self, address: &str) -> Result<(), AgentError> {
-        let raft = self.raft.as_ref().ok_or(AgentError::NoServer)?;
+        let raft = self.raft().ok_or(AgentError::NoServer)?;
         let target = server_address(address);
         raft.request_join(&target, &self.identity.datacenter).await.map_err(|e| AgentError::Invalid(e.to_string()))
     }

@@ -1,19 +1,23 @@
 //! The agent: the composition root of one running node.
 //!
-//! [`Agent`] owns the RocksDB store, the Raft server (on server agents), the in-memory catalog
-//! view, the agent's local services and checks, and the check runners. It exposes the
-//! operations the HTTP and DNS front ends need and runs the background loops:
+//! [`Agent`] owns the RocksDB store, its [`role::Role`] (the Raft server on server agents, the
+//! known servers on client agents), the in-memory catalog view, the agent's local services and
+//! checks, and the check runners. It exposes the operations the HTTP and DNS front ends need
+//! and runs the background loops:
 //! - check results → local state → anti-entropy sync (at once on a status change);
 //! - a periodic full anti-entropy sync (Consul's `ae` loop);
-//! - on the leader, reconciliation of server nodes (`serfHealth`, the `consul` service).
+//! - on servers, the leader's duties (`leader`) and cluster formation (`cluster`).
 //!
 //! Listeners and the HTTP/DNS servers are wired by `daemon`, which sits above this module.
 
 mod anti_entropy;
 mod cluster;
-mod housekeeping;
+pub mod endpoint;
+mod leader;
 pub mod local;
 mod operations;
+mod reconcile;
+pub mod role;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -23,11 +27,13 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 use crate::agent::local::{CheckRunner, LocalCell, LocalCheck, LocalService, LocalState};
-use crate::catalog::Command;
 use crate::catalog::command::Registration;
 use crate::checks::{CheckLimits, CheckResult, Scheduler};
 use crate::config::RuntimeConfig;
+use crate::agent::role::{Role, ServerPool};
 use crate::raft::{CatalogView, RaftServer, RaftSettings, RaftStatus, ServerNode};
+use crate::rpc::client::RpcClient;
+use crate::rpc::fault::{FAULT_INJECTION_ENV, Faults};
 use crate::store::Store;
 
 pub use anti_entropy::{LEADER_OWNED_CHECK_ID, LEADER_OWNED_SERVICE_ID};
@@ -36,8 +42,6 @@ pub use anti_entropy::{LEADER_OWNED_CHECK_ID, LEADER_OWNED_SERVICE_ID};
 const CHECK_RESULTS_QUEUE_MAX: usize = 1024;
 /// Consul's anti-entropy interval for clusters of up to 128 nodes.
 const ANTI_ENTROPY_INTERVAL_MS: u64 = 60_000;
-/// How often the leader re-checks server nodes' registrations.
-const RECONCILE_INTERVAL_MS: u64 = 30_000;
 /// Consul's `rpc_hold_timeout`: how long a request waits for a leader.
 pub const RPC_HOLD_TIMEOUT_MS: u64 = 7_000;
 
@@ -50,7 +54,7 @@ pub enum AgentError {
     #[error("raft: {0}")]
     RaftStart(#[from] crate::raft::RaftStartError),
     #[error("{0}")]
-    Write(#[from] crate::raft::WriteError),
+    Write(#[from] role::WriteError),
     #[error("{0}")]
     Read(#[from] crate::raft::ReadError),
     /// A rule of the data model refused the command (Consul answers these with 500 or 400).
@@ -62,8 +66,10 @@ pub enum AgentError {
     /// An unknown service or check ID (answered with 404).
     #[error("{0}")]
     NotFound(String),
-    #[error("this agent is not a server and cannot reach one")]
+    #[error("this agent is not a server")]
     NoServer,
+    #[error("{0}")]
+    Rpc(#[from] crate::rpc::RpcError),
 }
 
 /// Who this agent is on the network.
@@ -82,7 +88,12 @@ pub struct Agent {
     data_dir: PathBuf,
     store: Store,
     view: Arc<CatalogView>,
-    raft: Option<Arc<RaftServer>>,
+    /// Server or client: decides where writes and reads go (`role`).
+    role: Role,
+    /// The one client of the server port (writes, relayed reads, joins, Raft peers).
+    rpc: Arc<RpcClient>,
+    /// Bumped whenever the cluster's members change; wakes the leader's reconcile.
+    members_changed: watch::Sender<u64>,
     /// Services and checks registered with this agent. Short critical sections only, never
     /// held across an await.
     local: LocalCell,
@@ -122,12 +133,15 @@ impl Agent {
             advertise_addr,
         };
         let view = CatalogView::new();
-        let raft = if config.server {
+        let own_server_addr = if config.server { format!("{}:{}", advertise_addr, config.ports.server) } else { String::new() };
+        let faults = Arc::new(Faults::new(std::env::var(FAULT_INJECTION_ENV).is_ok_and(|v| v == "1")));
+        let rpc = Arc::new(RpcClient::new(faults, own_server_addr.clone())?);
+        let role = if config.server {
             let settings = RaftSettings {
                 node_id: raft_node_id(&node_id),
                 node: ServerNode {
                     name: identity.node_name.clone(),
-                    raft_addr: format!("{}:{}", advertise_addr, config.ports.server),
+                    raft_addr: own_server_addr,
                     http_addr: format!("{}:{}", advertise_addr, config.ports.http.unwrap_or(0)),
                 },
                 heartbeat_interval_ms: config.raft.heartbeat_interval_ms,
@@ -137,12 +151,11 @@ impl Agent {
                 trailing_logs_entries: config.raft.trailing_logs_entries,
                 leader_wait_ms_max: RPC_HOLD_TIMEOUT_MS,
                 datacenter: config.datacenter.clone(),
-                fault_injection: std::env::var(crate::raft::fault::FAULT_INJECTION_ENV).is_ok_and(|v| v == "1"),
                 snapshot_dir: data_dir.join("raft"),
             };
-            Some(RaftServer::start(settings, store.clone(), view.clone()).await?)
+            Role::Server(RaftServer::start(settings, store.clone(), view.clone(), rpc.clone()).await?)
         } else {
-            None
+            Role::Client(ServerPool::default())
         };
         let (results_tx, results_rx) = mpsc::channel(CHECK_RESULTS_QUEUE_MAX);
         let scheduler = Scheduler::new(results_tx, CheckLimits { output_bytes_max: config.check_output_max_size_bytes });
@@ -154,7 +167,9 @@ impl Agent {
             data_dir,
             store,
             view,
-            raft,
+            role,
+            rpc,
+            members_changed: watch::channel(0).0,
             local: LocalCell::new(local),
             sync_lock: tokio::sync::Mutex::new(()),
             session_deadlines: Mutex::new(std::collections::HashMap::new()),
@@ -168,7 +183,7 @@ impl Agent {
 
     /// Makes a `-bootstrap`/`-dev` server the sole voter of a new cluster (no-op once formed).
     pub async fn bootstrap_if_configured(&self) -> Result<(), AgentError> {
-        if let Some(raft) = &self.raft
+        if let Some(raft) = self.raft()
             && (self.config.bootstrap || self.config.dev)
         {
             raft.bootstrap_single().await?;
@@ -192,8 +207,45 @@ impl Agent {
         &self.view
     }
 
+    /// The Raft server, on server agents.
     pub fn raft(&self) -> Option<&Arc<RaftServer>> {
-        self.raft.as_ref()
+        match &self.role {
+            Role::Server(raft) => Some(raft),
+            Role::Client(_) => None,
+        }
+    }
+
+    pub fn role(&self) -> &Role {
+        &self.role
+    }
+
+    pub fn rpc(&self) -> &Arc<RpcClient> {
+        &self.rpc
+    }
+
+    /// The pool's members as the leader's reconcile sees them: for now, the Raft servers
+    /// (gossip membership replaces this).
+    fn member_states(&self, status: &RaftStatus) -> Vec<reconcile::MemberState> {
+        status
+            .voters
+            .values()
+            .chain(status.learners.values())
+            .map(|node| {
+                let (host, port) = node.raft_addr.rsplit_once(':').unwrap_or((node.raft_addr.as_str(), "8300"));
+                reconcile::MemberState {
+                    name: node.name.clone(),
+                    node_id: String::new(),
+                    address: host.to_string(),
+                    liveness: reconcile::Liveness::Alive,
+                    server_port: Some(port.parse().unwrap_or(8300)),
+                }
+            })
+            .collect()
+    }
+
+    /// Changes whenever the cluster's members change.
+    pub fn member_changes(&self) -> watch::Receiver<u64> {
+        self.members_changed.subscribe()
     }
 
     pub fn uptime(&self) -> Duration {
@@ -201,18 +253,12 @@ impl Agent {
     }
 
     pub fn raft_status(&self) -> Option<RaftStatus> {
-        self.raft.as_ref().map(|r| r.status())
-    }
-
-    /// Commits a command through Raft (forwarded to the leader when needed).
-    pub async fn write(&self, command: Command) -> Result<(u64, crate::catalog::Outcome), AgentError> {
-        let raft = self.raft.as_ref().ok_or(AgentError::NoServer)?;
-        Ok(raft.write(command.stamped(wall_clock_ms())).await?)
+        self.raft().map(|r| r.status())
     }
 
     /// Waits until a read may be served linearizably (`?consistent`).
     pub async fn consistent_barrier(&self) -> Result<(), AgentError> {
-        let raft = self.raft.as_ref().ok_or(AgentError::NoServer)?;
+        let raft = self.raft().ok_or(AgentError::NoServer)?;
         Ok(raft.linearizable_barrier().await?)
     }
 
@@ -228,7 +274,7 @@ impl Agent {
     /// Stops check runners and Raft.
     pub async fn stop(&self) {
         self.scheduler.shutdown();
-        if let Some(raft) = &self.raft {
+        if let Some(raft) = self.raft() {
             raft.shutdown().await;
         }
     }
@@ -286,12 +332,9 @@ impl Agent {
     pub fn spawn_loops(self: &Arc<Self>, results: mpsc::Receiver<CheckResult>) {
         tokio::spawn(operations::check_results_loop(self.clone(), results));
         tokio::spawn(anti_entropy_loop(self.clone()));
-        if let Some(raft) = &self.raft {
-            tokio::spawn(leader_loop(self.clone(), raft.clone()));
-            tokio::spawn(housekeeping::kv_housekeeping_loop(self.clone(), raft.clone()));
+        if let Some(raft) = self.raft() {
+            tokio::spawn(leader::leader_loop(self.clone(), raft.clone()));
             tokio::spawn(cluster::formation_loop(self.clone(), raft.clone()));
-            tokio::spawn(cluster::autopilot_loop(self.clone(), raft.clone()));
-            tokio::spawn(session_ttl_loop(self.clone(), raft.clone()));
         }
     }
 
@@ -332,98 +375,6 @@ async fn anti_entropy_loop(agent: Arc<Agent>) {
         }
         let jitter_ms = rand::random::<u64>() % (ANTI_ENTROPY_INTERVAL_MS / 16);
         delay = Duration::from_millis(ANTI_ENTROPY_INTERVAL_MS + jitter_ms);
-    }
-}
-
-/// Logs leadership changes (pifpaf and operators look for `New leader elected`) and, while this
-/// server leads, keeps every server's node registered with `serfHealth` and the `consul` service.
-async fn leader_loop(agent: Arc<Agent>, raft: Arc<RaftServer>) {
-    let mut metrics = raft.leader_changes();
-    let mut shutdown = agent.shutdown_requested();
-    let mut last_leader = None;
-    let mut next_reconcile = Instant::now();
-    loop {
-        let status = raft.status();
-        let leader_id = status.leader.as_ref().map(|(id, _)| *id);
-        if leader_id != last_leader {
-            if let Some((_, node)) = &status.leader {
-                tracing::info!(term = status.term, "New leader elected: payload={}", node.name);
-            }
-            last_leader = leader_id;
-            next_reconcile = Instant::now();
-        }
-        if leader_id == Some(raft.node_id()) && Instant::now() >= next_reconcile {
-            match operations::reconcile_servers(&agent, &status).await {
-                Ok(()) => next_reconcile = Instant::now() + Duration::from_millis(RECONCILE_INTERVAL_MS),
-                Err(error) => {
-                    tracing::debug!(%error, "server reconcile failed; will retry");
-                    next_reconcile = Instant::now() + Duration::from_millis(500);
-                }
-            }
-        }
-        let wait = next_reconcile.saturating_duration_since(Instant::now()).max(Duration::from_millis(50));
-        tokio::select! {
-            changed = metrics.changed() => if changed.is_err() { return },
-            _ = tokio::time::sleep(wait) => {}
-            _ = shutdown.changed() => return,
-        }
-    }
-}
-
-/// Consul lets a session live up to twice its TTL before the leader invalidates it.
-const SESSION_TTL_MULTIPLIER: u32 = 2;
-/// How often the leader looks for expired sessions.
-const SESSION_SWEEP_MS: u64 = 250;
-
-impl Agent {
-    /// `PUT /v1/session/renew`: restarts the session's TTL on the leader. Returns whether the
-    /// session exists.
-    pub fn renew_session(&self, session: &str) -> bool {
-        let ttl_s = self.view.read(|catalog| catalog.session(session).map(|s| s.ttl_s));
-        let Some(ttl_s) = ttl_s else { return false };
-        if ttl_s > 0 {
-            let deadline = Instant::now() + Duration::from_secs(ttl_s) * SESSION_TTL_MULTIPLIER;
-            self.session_deadlines.lock().expect("session deadlines lock poisoned").insert(session.to_string(), deadline);
-        }
-        true
-    }
-}
-
-/// On the leader: invalidates sessions whose TTL ran out (the leader stamps the time into the
-/// command; the state machine never reads a clock).
-async fn session_ttl_loop(agent: Arc<Agent>, raft: Arc<RaftServer>) {
-    let mut shutdown = agent.shutdown_requested();
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(SESSION_SWEEP_MS)) => {}
-            _ = shutdown.changed() => return,
-        }
-        let status = raft.status();
-        if status.leader.as_ref().map(|(id, _)| *id) != Some(raft.node_id()) {
-            agent.session_deadlines.lock().expect("session deadlines lock poisoned").clear();
-            continue;
-        }
-        let sessions: Vec<(String, u64)> =
-            agent.view.read(|catalog| catalog.sessions().filter(|s| s.ttl_s > 0).map(|s| (s.id.clone(), s.ttl_s)).collect());
-        let now = Instant::now();
-        let expired: Vec<String> = {
-            let mut deadlines = agent.session_deadlines.lock().expect("session deadlines lock poisoned");
-            deadlines.retain(|id, _| sessions.iter().any(|(s, _)| s == id));
-            for (id, ttl_s) in &sessions {
-                deadlines.entry(id.clone()).or_insert(now + Duration::from_secs(*ttl_s) * SESSION_TTL_MULTIPLIER);
-            }
-            deadlines.iter().filter(|(_, deadline)| **deadline <= now).map(|(id, _)| id.clone()).collect()
-        };
-        for session in expired {
-            let now_ms = wall_clock_ms();
-            match agent.write(Command::SessionDestroy { session: session.clone(), now_ms }).await {
-                Ok(_) => {
-                    tracing::info!(%session, "session TTL expired; invalidated");
-                    agent.session_deadlines.lock().expect("session deadlines lock poisoned").remove(&session);
-                }
-                Err(error) => tracing::warn!(%session, %error, "cannot invalidate an expired session; will retry"),
-            }
-        }
     }
 }
 

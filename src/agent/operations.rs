@@ -1,23 +1,20 @@
-//! Agent operations behind the `/v1/agent/*` endpoints, plus the loops that feed check results
-//! into the local state and keep server nodes registered.
+//! Agent operations behind the `/v1/agent/*` endpoints, plus the loop that feeds check results
+//! into the local state.
 //!
 //! Every operation follows the same order: validate, change local state, persist it (synced),
 //! start or stop check runners, then run an anti-entropy sync so the catalog reflects the
 //! change before the HTTP request returns.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 
 use crate::agent::local::{self, CheckRunner, LocalCheck, LocalService};
-use crate::agent::{Agent, AgentError, LEADER_OWNED_CHECK_ID, LEADER_OWNED_SERVICE_ID};
-use crate::catalog::Command;
-use crate::catalog::command::{CheckRegistration, Registration, ServiceRegistration};
-use crate::catalog::model::{CheckDefinition, HealthStatus, Weights};
+use crate::agent::{Agent, AgentError};
+use crate::catalog::command::{CheckRegistration, ServiceRegistration};
+use crate::catalog::model::{CheckDefinition, HealthStatus};
 use crate::checks::{CheckKind, CheckResult, CheckStatus};
-use crate::raft::RaftStatus;
 
 /// Consul's ID of the node maintenance check.
 pub(crate) const NODE_MAINTENANCE_CHECK_ID: &str = "_node_maintenance";
@@ -301,56 +298,4 @@ pub(crate) async fn check_results_loop(agent: Arc<Agent>, mut results: mpsc::Rec
             Err(error) => tracing::warn!(check_id = %result.check_id, %error, "cannot record check result"),
         }
     }
-}
-
-/// On the leader: every Raft server has a catalog node with a passing `serfHealth` check and
-/// the `consul` service, as in Consul (until gossip feeds real liveness into `serfHealth`).
-pub(crate) async fn reconcile_servers(agent: &Agent, status: &RaftStatus) -> Result<(), AgentError> {
-    for node in status.voters.values().chain(status.learners.values()) {
-        let (host, port) = node.raft_addr.rsplit_once(':').unwrap_or((node.raft_addr.as_str(), "8300"));
-        let port: u16 = port.parse().unwrap_or(8300);
-        let registration = Registration {
-            node_id: String::new(),
-            node: node.name.clone(),
-            address: host.to_string(),
-            datacenter: agent.identity.datacenter.clone(),
-            tagged_addresses: BTreeMap::new(),
-            node_meta: BTreeMap::new(),
-            skip_node_update: true,
-            service: Some(ServiceRegistration {
-                id: LEADER_OWNED_SERVICE_ID.into(),
-                name: LEADER_OWNED_SERVICE_ID.into(),
-                tags: Vec::new(),
-                address: String::new(),
-                tagged_addresses: BTreeMap::new(),
-                meta: BTreeMap::from([("raft_version".to_string(), "3".to_string())]),
-                port,
-                kind: String::new(),
-                enable_tag_override: false,
-                weights: Weights::default(),
-                opaque_json: BTreeMap::new(),
-            }),
-            checks: vec![CheckRegistration {
-                check_id: LEADER_OWNED_CHECK_ID.into(),
-                name: "Serf Health Status".into(),
-                status: HealthStatus::Passing,
-                notes: String::new(),
-                output: "Agent alive and reachable".into(),
-                service_id: String::new(),
-                definition: CheckDefinition::default(),
-            }],
-        };
-        let in_sync = agent.view.read(|catalog| {
-            let service_ok = catalog.service(&node.name, LEADER_OWNED_SERVICE_ID).is_some_and(|s| s.port == port);
-            let check_ok = catalog
-                .node_checks(&node.name)
-                .iter()
-                .any(|c| c.check_id == LEADER_OWNED_CHECK_ID && c.status == HealthStatus::Passing);
-            catalog.node(&node.name).is_some() && service_ok && check_ok
-        });
-        if !in_sync {
-            agent.write(Command::Register(registration)).await?;
-        }
-    }
-    Ok(())
 }

@@ -7,9 +7,10 @@
 //! Commands carry everything `apply` needs, including time (`now_ms`) stamped by the proposer,
 //! so that applying is deterministic on every server.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::catalog::model::{CheckDefinition, HealthStatus, ServiceAddress, SessionBehavior, Weights};
 
@@ -51,7 +52,11 @@ pub enum Command {
     Txn { ops: Vec<crate::catalog::txn::TxnKvOp> },
     /// Apply `command` knowing the proposer's wall clock, so that sessions it invalidates
     /// start their lock-delay. See [`Command::stamped`]. Never nested.
-    At { now_ms: u64, command: Box<Command> },
+    At {
+        now_ms: u64,
+        #[serde(deserialize_with = "nested_command")]
+        command: Box<Command>,
+    },
     /// Forget KV tombstones at or below this index (the leader's tombstone GC).
     KvReapTombstones { up_to_index: u64 },
     /// Set how many versions of each KV key are kept (`kv_history_versions`).
@@ -64,7 +69,50 @@ pub enum Command {
     /// it had its own entry, and has its own outcome ([`Outcome::Batch`]). Never nested.
     ///
     /// [`Outcome::Batch`]: crate::catalog::Outcome::Batch
-    Batch(Vec<Command>),
+    Batch(#[serde(deserialize_with = "nested_commands")] Vec<Command>),
+}
+
+/// How deep [`Command::At`] and [`Command::Batch`] may nest in decoded bytes. A batch of
+/// stamped commands is 2 deep; deeper bytes are refused as they are decoded, before the
+/// recursion can exhaust the stack (bytes arrive from the network: a forwarded write, an
+/// AppendEntries). The limit only reads what `Command::stamped` and write batching produce.
+pub const COMMAND_NESTING_DEPTH_MAX: u32 = 2;
+
+thread_local! {
+    /// The [`Command::At`]/[`Command::Batch`] depth of the decode running on this thread.
+    /// Decoding is synchronous, so one counter per thread is exact.
+    static COMMAND_NESTING_DEPTH: Cell<u32> = const { Cell::new(0) };
+}
+
+/// One level of nesting, released when dropped (also when decoding fails).
+struct NestingLevel;
+
+impl NestingLevel {
+    fn enter() -> Result<NestingLevel, String> {
+        COMMAND_NESTING_DEPTH.with(|depth| {
+            if depth.get() >= COMMAND_NESTING_DEPTH_MAX {
+                return Err(format!("commands nested deeper than {COMMAND_NESTING_DEPTH_MAX}"));
+            }
+            depth.set(depth.get() + 1);
+            Ok(NestingLevel)
+        })
+    }
+}
+
+impl Drop for NestingLevel {
+    fn drop(&mut self) {
+        COMMAND_NESTING_DEPTH.with(|depth| depth.set(depth.get().saturating_sub(1)));
+    }
+}
+
+fn nested_command<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Box<Command>, D::Error> {
+    let _level = NestingLevel::enter().map_err(serde::de::Error::custom)?;
+    Command::deserialize(deserializer).map(Box::new)
+}
+
+fn nested_commands<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Command>, D::Error> {
+    let _level = NestingLevel::enter().map_err(serde::de::Error::custom)?;
+    Vec::<Command>::deserialize(deserializer)
 }
 
 impl Command {

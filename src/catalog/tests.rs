@@ -219,3 +219,29 @@ fn service_op() -> TxnServiceOp {
 fn check_op() -> TxnCheckOp {
     TxnCheckOp { verb: TxnCatalogVerb::Cas, node: "n".into(), check: check("c", "", HealthStatus::Passing), index: 2 }
 }
+
+/// Regression (issue 10): a `Command::At` nested ~1,230 deep, posted to `/raft/forward`,
+/// overflowed the stack while decoding. Depth beyond `COMMAND_NESTING_DEPTH_MAX` is refused
+/// as it is decoded, so no depth of hostile bytes can recurse further.
+#[test]
+fn deeply_nested_commands_are_refused_while_decoding() {
+    let leaf = Command::KvDelete { key: "k".into(), cas_index: None };
+    let stamped = |c: Command| Command::At { now_ms: 0, command: Box::new(c) };
+    // What the agent produces: a batch of stamped commands (2 deep) decodes.
+    let batch = Command::Batch(vec![stamped(leaf.clone()), leaf.clone()]);
+    assert_eq!(decode_command(&encode_command(&batch)).unwrap(), batch);
+    // One level more is refused, and the decoder's depth is released after the error.
+    let too_deep = Command::Batch(vec![stamped(stamped(leaf.clone()))]);
+    assert!(decode_command(&encode_command(&too_deep)).is_err());
+    assert_eq!(decode_command(&encode_command(&stamped(leaf.clone()))).unwrap(), stamped(leaf.clone()));
+    // A million levels of hand-made At prefixes: refused, no stack overflow.
+    let one_level = encode_command(&stamped(leaf.clone()));
+    let leaf_bytes = encode_command(&leaf);
+    let prefix = &one_level[1..one_level.len() - (leaf_bytes.len() - 1)];
+    let mut hostile = vec![one_level[0]];
+    for _ in 0..1_000_000 {
+        hostile.extend_from_slice(prefix);
+    }
+    hostile.extend_from_slice(&leaf_bytes[1..]);
+    assert!(decode_command(&hostile).is_err());
+}

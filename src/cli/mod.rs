@@ -24,6 +24,7 @@ mod kv_history;
 mod kv_transfer;
 mod lock;
 mod members;
+mod membership;
 mod operator;
 mod snapshot;
 mod watch;
@@ -148,6 +149,10 @@ pub(crate) fn run_with(
         ("services", sub) => group_usage(sub, SERVICES_USAGE),
         ("members", _) => members::members(rest, &mut io),
         ("join", _) => operator::join(rest, &mut io),
+        ("leave", _) => membership::leave(rest, &mut io),
+        ("force-leave", _) => membership::force_leave(rest, &mut io),
+        ("reload", _) => membership::reload(rest, &mut io),
+        ("keygen", _) => membership::keygen(rest, &mut io),
         ("watch", _) => watch::watch(rest, &mut io),
         ("lock", _) => lock::lock(rest, &mut io),
         ("operator", Some("raft")) => match rest.get(1).map(String::as_str) {
@@ -314,7 +319,11 @@ Available commands are:
     catalog        Interact with the catalog
     kv             Interact with the key-value store
     members        Lists the members of a Cairn cluster
-    join           Joins this server to a cluster
+    join           Tells the local agent to join a cluster
+    leave          Gracefully leaves the cluster and stops the agent
+    force-leave    Forces a member of the cluster to enter the left state
+    keygen         Generates a new gossip encryption key
+    reload         Triggers the agent to reload its configuration files
     operator       Cluster operations (raft list-peers, remove-peer, transfer-leader)
     snapshot       Saves, restores and inspects snapshots of the state
     watch          Runs a blocking query in a loop and prints or handles each change

@@ -33,13 +33,13 @@ struct RemovePeerArgs {
     http: HttpFlags,
 }
 
-/// Joins this agent's server to the cluster of the server at ADDRESS.
+/// Tells the local agent to join the LAN pool through the agent at each ADDRESS.
 #[derive(Parser, Debug)]
 #[command(name = "cairn join", disable_version_flag = true)]
 struct JoinArgs {
     #[command(flatten)]
     http: HttpFlags,
-    /// `host` (server port 8300) or `host:port`.
+    /// `host` (the serf LAN port, 8301) or `host:port`.
     addresses: Vec<String>,
 }
 

@@ -20,6 +20,7 @@
 //! reading the hostname for the default node name.
 
 mod flags;
+pub mod gossip;
 mod raw;
 mod runtime;
 #[cfg(test)]
@@ -32,7 +33,7 @@ use serde_json::{Map, Value};
 use self::flags::ConfigFormat;
 use self::raw::RawConfig;
 pub use self::runtime::{
-    AclTokens, Autopilot, DnsOptions, DurationError, Limits, LogLevel, Ports, RaftTiming, RuntimeConfig,
+    AclTokens, Autopilot, DEFAULT_SERF_LAN_PORT, DnsOptions, DurationError, Limits, LogLevel, Ports, RaftTiming, RuntimeConfig,
     parse_go_duration,
 };
 

@@ -80,6 +80,12 @@ pub(super) struct RawConfig {
     pub(super) acl_default_policy: Option<String>,
     pub(super) acl_datacenter: Option<String>,
     pub(super) encrypt: Option<String>,
+    pub(super) encrypt_verify_incoming: Option<bool>,
+    pub(super) encrypt_verify_outgoing: Option<bool>,
+    pub(super) gossip_lan: Option<super::gossip::RawGossipLan>,
+    pub(super) reconnect_timeout: Option<GoDuration>,
+    pub(super) leave_on_terminate: Option<bool>,
+    pub(super) skip_leave_on_interrupt: Option<bool>,
     pub(super) primary_datacenter: Option<String>,
     pub(super) node_meta: Option<BTreeMap<String, String>>,
     #[serde(flatten)]
@@ -279,7 +285,7 @@ impl RawConfig {
     /// Dotted names of every key no struct declared, e.g. `telemetry`, `ports.grpc_tls`.
     pub(super) fn unknown_keys(&self) -> Vec<String> {
         let acl_tokens = self.acl.as_ref().and_then(|acl| acl.tokens.as_ref());
-        let nested: [(&str, Option<&UnknownKeys>); 9] = [
+        let nested: [(&str, Option<&UnknownKeys>); 10] = [
             ("autopilot", self.autopilot.as_ref().map(|section| &section.unknown)),
             ("ports", self.ports.as_ref().map(|section| &section.unknown)),
             (
@@ -291,6 +297,7 @@ impl RawConfig {
                 self.performance.as_ref().map(|section| &section.unknown),
             ),
             ("raft", self.raft.as_ref().map(|section| &section.unknown)),
+            ("gossip_lan", self.gossip_lan.as_ref().map(|section| &section.unknown)),
             (
                 "limits",
                 self.limits.as_ref().map(|section| &section.unknown),

@@ -12,12 +12,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::ConfigError;
+use super::gossip::{GossipSettings, RawGossip};
 use super::raw::{GoDuration, Port, RawConfig, RawDnsConfig, RawLimits, RawPorts, RawRaft};
 
 const DEFAULT_HTTP_PORT: u16 = 8500;
 const DEFAULT_DNS_PORT: u16 = 8600;
 const DEFAULT_SERVER_PORT: u16 = 8300;
-const DEFAULT_SERF_LAN_PORT: u16 = 8301;
+pub const DEFAULT_SERF_LAN_PORT: u16 = 8301;
 /// Consul's production default; `-dev` uses 1 (the fastest supported).
 /// Consul defaults to 5 (5 s election timeout); cairn defaults to Consul's production advice,
 /// 1, so that writes resume within about 2 s after a leader dies on a LAN.
@@ -78,8 +79,8 @@ pub struct RuntimeConfig {
     /// `allow` or `deny`.
     pub acl_default_policy: String,
     pub acl_tokens: AclTokens,
-    /// Gossip key; accepted so Consul configs load, not used yet.
-    pub encrypt: Option<String>,
+    /// LAN gossip: the key, timing, reaping and leaving (`config::gossip`).
+    pub gossip: GossipSettings,
     pub primary_datacenter: Option<String>,
     pub node_meta: BTreeMap<String, String>,
 }
@@ -425,7 +426,19 @@ impl RuntimeConfig {
                 agent: tokens.agent.or(raw.acl_agent_token),
                 default: tokens.default.or(raw.acl_token),
             },
-            encrypt: raw.encrypt,
+            gossip: GossipSettings::build(
+                RawGossip {
+                    encrypt: raw.encrypt,
+                    encrypt_verify_incoming: raw.encrypt_verify_incoming,
+                    encrypt_verify_outgoing: raw.encrypt_verify_outgoing,
+                    gossip_lan: raw.gossip_lan,
+                    reconnect_timeout: raw.reconnect_timeout,
+                    leave_on_terminate: raw.leave_on_terminate,
+                    skip_leave_on_interrupt: raw.skip_leave_on_interrupt,
+                },
+                raw.server.unwrap_or(dev),
+                dev,
+            )?,
             primary_datacenter: primary_datacenter.map(|name| name.to_ascii_lowercase()),
             node_meta: raw.node_meta.unwrap_or_default(),
         })

@@ -566,7 +566,7 @@ fn sample_agent_toml_optional_keys_are_all_supported() {
     assert_eq!(config.raft.heartbeat_interval_ms, 500);
     assert!(
         config.acl_tokens.default.is_some()
-            && config.encrypt.is_some()
+            && config.gossip.encrypt.is_some()
             && config.pid_file.is_some()
     );
 }
@@ -577,5 +577,26 @@ fn kv_settings_are_read_and_bad_ones_refused() {
     assert_eq!((config.kv_history_versions, config.kv_tombstone_ttl_ms), (3, 120_000));
     for bad in ["kv_tombstone_ttl = \"0s\"\n", "kv_tombstone_ttl = \"soon\"\n", "kv_history_versions = -1\n"] {
         assert!(load_files(&[("a.toml", bad)], &["-dev"]).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn gossip_settings_follow_consul_and_bad_ones_are_refused() {
+    let dev = config_from(&[], &["-dev"]).gossip;
+    assert_eq!((dev.lan.probe_interval_ms, dev.lan.suspicion_mult), (100, 3));
+    assert!(!dev.leave_on_terminate && dev.skip_leave_on_interrupt, "servers stay on signals by default");
+    let client = config_from(&[("a.json", r#"{"data_dir":"/tmp/x","gossip_lan":{"probe_interval":"2s","probe_timeout":"1s"},"reconnect_timeout":"10m"}"#)], &[]).gossip;
+    assert_eq!((client.lan.probe_interval_ms, client.lan.probe_timeout_ms, client.lan.suspicion_mult), (2_000, 1_000, 4));
+    assert_eq!(client.reconnect_timeout_ms, 600_000);
+    assert!(client.leave_on_terminate && !client.skip_leave_on_interrupt, "clients leave on signals by default");
+    assert!(client.encrypt_verify_incoming && client.encrypt_verify_outgoing);
+    for bad in [
+        r#"{"encrypt":"not base64!"}"#,
+        r#"{"encrypt":"c2hvcnQ="}"#,
+        r#"{"reconnect_timeout":"1m"}"#,
+        r#"{"gossip_lan":{"probe_interval":"1s","probe_timeout":"2s"}}"#,
+        r#"{"gossip_lan":{"suspicion_mult":0}}"#,
+    ] {
+        assert!(load_files(&[("a.json", bad)], &["-dev"]).is_err(), "{bad}");
     }
 }

@@ -1,33 +1,45 @@
-//! Consul's consistency modes for reads on a multi-server cluster.
+//! Relaying API requests to the server that must answer them (the decision itself is
+//! `agent::role`'s `read_route`).
 //!
+//! On a server, Consul's consistency modes:
 //! - default and `?consistent`: answered by the leader. A server that is not the leader
-//!   forwards the whole request to the leader over the server port (`/fwd/...`, mounted by
+//!   relays the whole request to the leader over the server port (`/fwd/...`, mounted by
 //!   `daemon`), so blocking queries, filters and headers behave exactly as on the leader;
 //! - `?stale`: answered by whichever server receives it, with `X-Consul-LastContact` and
 //!   `X-Consul-KnownLeader` saying how fresh it is.
 //!
+//! On a client agent, which has no catalog of its own, every request outside the agent's own
+//! endpoints (`/v1/agent/`, `/v1/event/`, the dashboard) is relayed whole, body included, to a
+//! server, which applies the modes above.
+//!
 //! With no leader, a request waits up to `rpc_hold_timeout` for one, then gets Consul's 500
-//! `No cluster leader`.
+//! `No cluster leader`; a client that knows no server answers 500 `No known Consul servers`.
 
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::agent::RPC_HOLD_TIMEOUT_MS;
+use crate::agent::role::{Consistency, ReadRoute};
 use crate::http::AppState;
+use crate::rpc::client::Relayed;
 
-/// Marks a request already forwarded once, so it is never forwarded again.
+/// Marks a relayed request: [`HOP_FROM_SERVER`] is never relayed again; [`HOP_FROM_CLIENT`]
+/// (a client agent relayed it to some server) may be relayed once more, to the leader.
 pub(crate) const FORWARDED_HEADER: &str = "x-cairn-forwarded";
+const HOP_FROM_SERVER: &str = "1";
+const HOP_FROM_CLIENT: &str = "client";
 /// Read endpoints answered by the leader unless `?stale`.
 const LEADER_READ_PREFIXES: [&str; 5] = ["/v1/catalog/", "/v1/health/", "/v1/kv", "/v1/session/", "/v1/config/"];
 /// How long a forwarded request may take beyond its own blocking wait.
 const FORWARD_MARGIN_S: u64 = 30;
 /// Largest response relayed from the leader.
 const FORWARD_RESPONSE_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// What a client agent answers itself; everything else goes to a server.
+const CLIENT_LOCAL_PREFIXES: [&str; 4] = ["/v1/agent/", "/v1/event/", "/ui", "/v1/coordinate/update"];
 
 fn wants_leader(request: &Request) -> bool {
     let path = request.uri().path();
@@ -37,71 +49,89 @@ fn wants_leader(request: &Request) -> bool {
     let read = request.method() == Method::GET
         && LEADER_READ_PREFIXES.iter().any(|p| path.starts_with(p))
         && !query.split('&').any(|pair| pair == "stale" || pair.starts_with("stale="));
-    (read || renew) && request.headers().get(FORWARDED_HEADER).is_none()
+    (read || renew) && request.headers().get(FORWARDED_HEADER).is_none_or(|hop| hop == HOP_FROM_CLIENT)
+}
+
+/// True when a client agent must relay the request to a server.
+fn client_relays(request: &Request) -> bool {
+    let path = request.uri().path();
+    path != "/" && !CLIENT_LOCAL_PREFIXES.iter().any(|p| path.starts_with(p)) && request.headers().get(FORWARDED_HEADER).is_none()
 }
 
 pub(super) async fn leader_reads(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if !wants_leader(&request) {
+    let client = state.agent.raft().is_none();
+    if !(if client { client_relays(&request) } else { wants_leader(&request) }) {
         return next.run(request).await;
     }
-    let Some(raft) = state.agent.raft() else { return next.run(request).await };
-    let consistent = request.uri().query().unwrap_or("").split('&').any(|pair| pair == "consistent" || pair.starts_with("consistent="));
-    if consistent && raft.faults().consistent_reads_from_follower() {
-        // A bug planted on purpose (fault injection only): see `raft::fault`.
-        return next.run(request).await;
-    }
-    // Decide first, holding nothing across the wait below: a parked blocking query keeps
-    // this future alive, so its size is per-watcher memory.
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(RPC_HOLD_TIMEOUT_MS);
-    let leader_addr = loop {
-        let view = raft.leader_view();
-        match (view.leads(), view.other_leader_addr) {
-            (true, _) => break None,
-            (false, Some(addr)) if raft.faults().blocks(&addr) => {
-                return (StatusCode::INTERNAL_SERVER_ERROR, "rpc error: the leader is unreachable").into_response();
-            }
-            (false, Some(addr)) => break Some(addr),
-            (false, None) if tokio::time::Instant::now() >= deadline => {
-                return (StatusCode::INTERNAL_SERVER_ERROR, "No cluster leader").into_response();
-            }
-            (false, None) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
+    let query = request.uri().query().unwrap_or("");
+    let has = |name: &str| query.split('&').any(|pair| pair == name || pair.starts_with(&format!("{name}=")));
+    let consistency = if has("stale") {
+        Consistency::Stale
+    } else if has("consistent") {
+        Consistency::Consistent
+    } else {
+        Consistency::Default
     };
-    match leader_addr {
-        None => next.run(request).await,
-        // Boxed: the forwarding future (an HTTP client call) is large and rarely needed.
-        Some(addr) => Box::pin(forward(&state, &addr, request)).await,
+    if consistency == Consistency::Consistent && state.agent.raft().is_some_and(|raft| raft.faults().consistent_reads_from_follower()) {
+        // A bug planted on purpose (fault injection only): see `rpc::fault`.
+        return next.run(request).await;
+    }
+    // Decide first, holding nothing across the wait: a parked blocking query keeps this
+    // future alive, so its size is per-watcher memory.
+    match state.agent.read_route(consistency).await {
+        Ok(ReadRoute::Local) => next.run(request).await,
+        // Boxed: the relaying future (an HTTP client call) is large and rarely needed.
+        Ok(ReadRoute::Relay(addr)) => Box::pin(relay(&state, addr, request)).await,
+        Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response(),
     }
 }
 
-async fn forward(state: &AppState, leader_raft_addr: &str, request: Request) -> Response {
+/// Relays the request to a server's `/fwd`; a client agent fails over to another server
+/// while the chosen one cannot be reached (the request never arrived there).
+async fn relay(state: &AppState, addr: String, request: Request) -> Response {
     let path_and_query = request.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
-    let url = format!("http://{leader_raft_addr}/fwd{path_and_query}");
     let wait_s = state.agent.config().max_query_time_s;
-    let mut outgoing = state.client.request(request.method().clone(), url).timeout(Duration::from_secs(wait_s + FORWARD_MARGIN_S)).header(FORWARDED_HEADER, "1");
+    let timeout = Duration::from_secs(wait_s + FORWARD_MARGIN_S);
+    let mut headers = HeaderMap::new();
     for (name, value) in request.headers() {
-        if name == "x-consul-token" || name == "authorization" || name == "x-consul-namespace" {
-            outgoing = outgoing.header(name, value);
+        if name == "x-consul-token" || name == "authorization" || name == "x-consul-namespace" || name == "content-type" {
+            headers.insert(name.clone(), value.clone());
         }
     }
-    let response = match outgoing.send().await {
-        Ok(response) => response,
-        Err(error) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("rpc error: forwarding to the leader failed: {error}")).into_response(),
+    // A client's relay may be relayed once more, by a follower to its leader; a server's never.
+    let hop = if state.agent.raft().is_some() { HOP_FROM_SERVER } else { HOP_FROM_CLIENT };
+    headers.insert(FORWARDED_HEADER, HeaderValue::from_static(hop));
+    let method = request.method().clone();
+    let body_bytes_max = state.agent.config().limits.http_body_bytes_max;
+    let body = match axum::body::to_bytes(request.into_body(), body_bytes_max).await {
+        Ok(body) => body,
+        Err(error) => return (StatusCode::PAYLOAD_TOO_LARGE, format!("request body refused: {error}")).into_response(),
     };
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = match response.bytes().await {
-        Ok(bytes) if bytes.len() <= FORWARD_RESPONSE_BYTES_MAX => bytes,
-        Ok(_) => return (StatusCode::INTERNAL_SERVER_ERROR, "leader response too large").into_response(),
-        Err(error) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("rpc error: {error}")).into_response(),
-    };
-    let mut relayed = Response::new(Body::from(bytes));
-    *relayed.status_mut() = status;
-    for (name, value) in headers.iter() {
+    let mut targets = vec![addr.clone()];
+    targets.extend(state.agent.other_servers(&addr));
+    let mut last_error = None;
+    for target in targets {
+        match state.agent.rpc().forward_http(&target, method.clone(), &path_and_query, headers.clone(), body.clone(), timeout).await {
+            Ok(relayed) => return relayed_response(relayed),
+            Err(error) if error.not_delivered() => last_error = Some(error),
+            Err(error) => return (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response(),
+        }
+    }
+    let error = last_error.map_or_else(|| "No known Consul servers".to_string(), |e| e.to_string());
+    (StatusCode::INTERNAL_SERVER_ERROR, error).into_response()
+}
+
+fn relayed_response(relayed: Relayed) -> Response {
+    if relayed.body.len() > FORWARD_RESPONSE_BYTES_MAX {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "leader response too large").into_response();
+    }
+    let mut response = Response::new(Body::from(relayed.body));
+    *response.status_mut() = relayed.status;
+    for (name, value) in relayed.headers.iter() {
         if name.as_str().starts_with("x-consul-") || name == "content-type" {
-            relayed.headers_mut().insert(name.clone(), value.clone());
+            response.headers_mut().insert(name.clone(), value.clone());
         }
     }
-    relayed.headers_mut().insert(FORWARDED_HEADER, HeaderValue::from_static("1"));
-    relayed
+    response.headers_mut().insert(FORWARDED_HEADER, HeaderValue::from_static(HOP_FROM_SERVER));
+    response
 }

@@ -71,7 +71,7 @@ pub type ConnectionHandler = Arc<dyn Fn(TcpStream) -> std::pin::Pin<Box<dyn std:
 
 /// Another protocol sharing the port: a connection whose first byte is `magic` (never the first
 /// byte of an HTTP request) goes to `serve` instead of hyper. The server port uses it for Raft
-/// frames (`raft::frames`).
+/// frames (`rpc::frames`).
 #[derive(Clone)]
 pub struct SharedPort {
     pub magic: u8,

@@ -14,7 +14,6 @@ use openraft::ChangeMembers;
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use serde::{Deserialize, Serialize};
 
-use crate::raft::network::{decode, encode};
 use crate::raft::{NodeId, RaftServer, ServerNode};
 
 /// How long a server that gave up leadership keeps trying to rejoin.
@@ -65,16 +64,8 @@ impl RaftServer {
 
     /// Asks the server at `addr` (`host:port` of its server port) who it is.
     pub async fn fetch_info(&self, addr: &str) -> Result<ServerInfo, MembershipError> {
-        let unreachable = |reason: String| MembershipError::Unreachable { addr: addr.to_string(), reason };
-        let response = self
-            .client
-            .get(format!("http://{addr}/raft/info"))
-            .timeout(Duration::from_millis(HANDSHAKE_TIMEOUT_MS))
-            .send()
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
-        let bytes = response.bytes().await.map_err(|e| unreachable(e.to_string()))?;
-        decode(&bytes).map_err(|e| unreachable(e.to_string()))
+        let timeout = Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
+        self.rpc.get(addr, "/raft/info", timeout).await.map_err(|e| MembershipError::Unreachable { addr: addr.to_string(), reason: e.to_string() })
     }
 
     /// Asks the server at `addr` to add us to its cluster.
@@ -85,7 +76,7 @@ impl RaftServer {
 
     /// Handles a join request: the leader adds the caller as a non-voter; any other server
     /// forwards the request to the leader.
-    pub(crate) async fn handle_join(&self, request: JoinRequest, datacenter: &str) -> Result<(), MembershipError> {
+    pub async fn handle_join(&self, request: JoinRequest, datacenter: &str) -> Result<(), MembershipError> {
         if request.datacenter != datacenter {
             return Err(MembershipError::Refused(format!(
                 "datacenter mismatch: this cluster is {datacenter:?}, the joining server is in {:?}",
@@ -110,17 +101,12 @@ impl RaftServer {
     }
 
     async fn request_join_as(&self, addr: &str, request: JoinRequest) -> Result<(), MembershipError> {
-        let unreachable = |reason: String| MembershipError::Unreachable { addr: addr.to_string(), reason };
-        let response = self
-            .client
-            .post(format!("http://{addr}/raft/join"))
-            .timeout(Duration::from_millis(self.settings.leader_wait_ms_max))
-            .body(encode(&request))
-            .send()
+        let timeout = Duration::from_millis(self.settings.leader_wait_ms_max);
+        let result: Result<(), String> = self
+            .rpc
+            .call(addr, "/raft/join", &request, timeout)
             .await
-            .map_err(|e| unreachable(e.to_string()))?;
-        let bytes = response.bytes().await.map_err(|e| unreachable(e.to_string()))?;
-        let result: Result<(), String> = decode(&bytes).map_err(|e| unreachable(e.to_string()))?;
+            .map_err(|e| MembershipError::Unreachable { addr: addr.to_string(), reason: e.to_string() })?;
         result.map_err(MembershipError::Refused)
     }
 

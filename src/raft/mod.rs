@@ -1,20 +1,19 @@
 //! Raft: the only module that names `openraft`.
 //!
 //! [`RaftServer`] runs one openraft node over the RocksDB log store ([`log_store`]) and state
-//! machine ([`state_machine`]), talking to peers through [`network`]. The rest of the agent sees
-//! three things: `write(command)` (forwarded to the leader when needed), a consistency barrier
-//! for reads, and [`CatalogView`], the in-memory catalog that applied entries update and blocking
-//! queries wait on. A single server is a one-voter cluster on the same code path.
+//! machine ([`state_machine`]), talking to peers through [`network`] (over `rpc`). The rest of
+//! the agent sees three things: `propose(command)` (applied here if this server leads; the
+//! agent's role decides where to send it otherwise), a consistency barrier for reads, and
+//! [`CatalogView`], the in-memory catalog that applied entries update and blocking queries wait
+//! on. A single server is a one-voter cluster on the same code path.
 
 pub mod cluster;
-pub mod fault;
-pub mod frames;
 pub mod log_store;
 pub mod network;
 mod read_batch;
 pub mod snapshot;
 pub mod state_machine;
-mod write_batch;
+pub mod write_batch;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Cursor;
@@ -27,7 +26,9 @@ use openraft::{Config, Raft, ServerState, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::catalog::{Catalog, ChangeSet, Command, Outcome};
+use crate::catalog::{Catalog, ChangeSet, Command};
+use crate::rpc::client::RpcClient;
+use crate::rpc::fault::Faults;
 use crate::store::Store;
 use crate::watch::Watches;
 use write_batch::Proposed;
@@ -51,7 +52,7 @@ openraft::declare_raft_types!(
     /// openraft type configuration for cairn.
     pub TypeConfig:
         D = Command,
-        R = Outcome,
+        R = crate::catalog::Outcome,
         NodeId = NodeId,
         Node = ServerNode,
         Entry = openraft::Entry<TypeConfig>,
@@ -125,8 +126,6 @@ pub struct RaftSettings {
     pub leader_wait_ms_max: u64,
     /// This server's datacenter; joins from other datacenters are refused.
     pub datacenter: String,
-    /// Accept fault plans over the server port (tests only).
-    pub fault_injection: bool,
     pub snapshot_dir: PathBuf,
 }
 
@@ -138,19 +137,6 @@ pub enum RaftStartError {
     StateMachine(std::io::Error),
     #[error("raft failed to start: {0}")]
     Fatal(String),
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum WriteError {
-    /// Consul's exact message, which clients match on.
-    #[error("No cluster leader")]
-    NoLeader,
-    #[error("raft is shutting down")]
-    ShuttingDown,
-    #[error("forwarding to the leader failed: {0}")]
-    Forward(String),
-    #[error("timed out waiting for the write to commit (no quorum?)")]
-    Timeout,
 }
 
 #[derive(Clone, Debug, thiserror::Error)]
@@ -196,12 +182,10 @@ pub struct RaftServer {
     raft: Raft<TypeConfig>,
     /// The store, for point-in-time exports (`GET /v1/snapshot`).
     store: Store,
-    /// Test-only transport faults (see `fault`); inert unless enabled at start.
-    faults: Arc<fault::Faults>,
     settings: RaftSettings,
     view: Arc<CatalogView>,
-    /// Pooled HTTP client for forwarding writes to the leader.
-    client: reqwest::Client,
+    /// The agent's client of the server port (peers, joins); it also holds the fault plan.
+    rpc: Arc<RpcClient>,
     /// `?consistent` reads share ReadIndex rounds (see `read_batch`).
     reads: Arc<read_batch::ReadBatcher>,
     /// Concurrent writes share Raft entries (see `write_batch`).
@@ -209,7 +193,7 @@ pub struct RaftServer {
 }
 
 impl RaftServer {
-    pub async fn start(settings: RaftSettings, store: Store, view: Arc<CatalogView>) -> Result<Arc<RaftServer>, RaftStartError> {
+    pub async fn start(settings: RaftSettings, store: Store, view: Arc<CatalogView>, rpc: Arc<RpcClient>) -> Result<Arc<RaftServer>, RaftStartError> {
         let config = Config {
             cluster_name: "cairn".to_string(),
             heartbeat_interval: settings.heartbeat_interval_ms,
@@ -225,18 +209,12 @@ impl RaftServer {
         }
         .validate()
         .map_err(|e| RaftStartError::Config(e.to_string()))?;
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(2))
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build()
-            .map_err(|e| RaftStartError::Config(e.to_string()))?;
-        let faults = Arc::new(fault::Faults::new(settings.fault_injection));
         let state_machine = state_machine::StateMachine::open(store.clone(), view.clone(), settings.snapshot_dir.clone())
             .map_err(RaftStartError::StateMachine)?;
         let raft = Raft::new(
             settings.node_id,
             Arc::new(config),
-            network::Network::new(client.clone(), faults.clone(), settings.node.raft_addr.clone()),
+            network::Network::new(rpc.clone()),
             log_store::LogStore::new(store.clone()),
             state_machine,
         )
@@ -244,7 +222,7 @@ impl RaftServer {
         .map_err(|e| RaftStartError::Fatal(e.to_string()))?;
         let reads = read_batch::ReadBatcher::start(raft.clone(), Duration::from_millis(settings.leader_wait_ms_max));
         let writes = write_batch::WriteBatcher::start(raft.clone());
-        Ok(Arc::new(RaftServer { raft, store, faults, settings, view, client, reads, writes }))
+        Ok(Arc::new(RaftServer { raft, store, settings, view, rpc, reads, writes }))
     }
 
     /// A point-in-time copy of the state machine, read from one consistent RocksDB view, in
@@ -254,8 +232,8 @@ impl RaftServer {
         tokio::task::spawn_blocking(move || state_machine::export(&store)).await.map_err(std::io::Error::other)?
     }
 
-    pub fn faults(&self) -> &fault::Faults {
-        &self.faults
+    pub fn faults(&self) -> &Faults {
+        self.rpc.faults()
     }
 
     pub fn node_id(&self) -> NodeId {
@@ -277,67 +255,21 @@ impl RaftServer {
         }
     }
 
-    /// Commits `command`, forwarding it to the leader if this server is not the leader, and
-    /// returns the index it was applied at and its outcome.
-    pub async fn write(&self, command: Command) -> Result<(u64, Outcome), WriteError> {
-        let deadline = Instant::now() + Duration::from_millis(self.settings.leader_wait_ms_max);
-        loop {
-            // A leader cut off from its quorum never commits; give up at the hold timeout
-            // (the outcome is then unknown to the client, as with any timed-out request).
-            let attempt = tokio::time::timeout_at(deadline.into(), self.writes.propose(command.clone())).await;
-            let Ok(attempt) = attempt else { return Err(WriteError::Timeout) };
-            match attempt {
-                Proposed::Applied { log_index, outcome } => return Ok((log_index, outcome)),
-                Proposed::NotLeader(Some(leader)) => return self.forward(&leader, &command).await,
-                Proposed::NotLeader(None) => {}
-                Proposed::Refused(reason) => return Err(WriteError::Forward(reason)),
-                Proposed::ShuttingDown => return Err(WriteError::ShuttingDown),
-            }
-            if !self.wait_for_leader(deadline).await {
-                return Err(WriteError::NoLeader);
-            }
-        }
+    /// Proposes `command` here: applied if this server leads, otherwise answered with the
+    /// leader it knows of. Where to send it then is the agent's decision (`agent::role`).
+    pub async fn propose(&self, command: Command) -> Proposed {
+        self.writes.propose(command).await
     }
 
-    /// A write received from a follower: commit it only if we lead, never forward again.
-    async fn write_local(&self, command: Command) -> Result<(u64, Outcome), WriteError> {
-        match self.writes.propose(command).await {
-            Proposed::Applied { log_index, outcome } => Ok((log_index, outcome)),
-            Proposed::NotLeader(_) => Err(WriteError::NoLeader),
-            Proposed::Refused(reason) => Err(WriteError::Forward(reason)),
-            Proposed::ShuttingDown => Err(WriteError::ShuttingDown),
-        }
-    }
-
-    async fn forward(&self, leader: &ServerNode, command: &Command) -> Result<(u64, Outcome), WriteError> {
-        if self.faults.blocks(&leader.raft_addr) {
-            return Err(WriteError::Forward("leader unreachable (fault injection)".into()));
-        }
-        let response = self
-            .client
-            .post(format!("http://{}/raft/forward", leader.raft_addr))
-            .header(fault::FROM_HEADER, &self.settings.node.raft_addr)
-            .timeout(Duration::from_millis(self.settings.leader_wait_ms_max))
-            .body(network::encode(command))
-            .send()
-            .await
-            .map_err(|e| WriteError::Forward(e.to_string()))?;
-        let bytes = response.bytes().await.map_err(|e| WriteError::Forward(e.to_string()))?;
-        let result: Result<(u64, Outcome), String> =
-            network::decode(&bytes).map_err(|e| WriteError::Forward(e.to_string()))?;
-        let (index, outcome) = result.map_err(WriteError::Forward)?;
-        // Read-your-writes on this server: wait until the write is applied locally too.
+    /// Waits until this server has applied `index` (read-your-writes after a forwarded write),
+    /// up to `timeout`.
+    pub async fn wait_applied(&self, index: u64, timeout: Duration) {
         let mut applied = self.view.subscribe();
-        let _ = tokio::time::timeout(
-            Duration::from_millis(self.settings.leader_wait_ms_max),
-            applied.wait_for(|a| *a >= index),
-        )
-        .await;
-        Ok((index, outcome))
+        let _ = tokio::time::timeout(timeout, applied.wait_for(|a| *a >= index)).await;
     }
 
     /// Waits until some server is known as leader, or the deadline passes.
-    async fn wait_for_leader(&self, deadline: Instant) -> bool {
+    pub async fn wait_for_leader(&self, deadline: Instant) -> bool {
         let mut metrics = self.raft.metrics();
         let wait = metrics.wait_for(|m| m.current_leader.is_some());
         match tokio::time::timeout_at(deadline.into(), wait).await {

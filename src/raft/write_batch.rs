@@ -39,7 +39,7 @@ const WRITE_BATCHES_IN_FLIGHT_MAX: usize = 1;
 
 /// What became of a proposed write.
 #[derive(Clone, Debug)]
-pub(crate) enum Proposed {
+pub enum Proposed {
     /// Committed and applied in the Raft entry at `log_index`.
     Applied { log_index: u64, outcome: Outcome },
     /// This server does not lead; the leader, when known.

@@ -52,7 +52,7 @@ async fn bad_input_gets_4xx_and_agent_keeps_serving() {
     assert!(agent.get("/v1/status/leader").await.status().is_success());
 }
 
-/// Hostile bytes on the server port's Raft frame protocol (`raft::frames`): a frame of an
+/// Hostile bytes on the server port's Raft frame protocol (`rpc::frames`): a frame of an
 /// unknown kind or a garbled one is refused with an answer, an oversized length closes the
 /// connection, and the agent goes on serving Raft and HTTP.
 #[tokio::test]
@@ -85,4 +85,50 @@ async fn malformed_raft_frames_are_refused_and_the_agent_keeps_serving() {
     assert_eq!(agent.put("/v1/kv/after-frames", "ok").await.status(), 200);
     let info = agent.client.get(format!("http://{addr}/raft/info")).send().await.unwrap();
     assert_eq!(info.status(), 200);
+}
+
+/// Regression (issue 10): a `Command::At` nested a million deep, posted by anyone to the
+/// server port's `/raft/forward` and `/rpc/write`, used to overflow the stack and abort the
+/// server. It is now refused with 400 while decoding, and the agent keeps serving.
+#[tokio::test]
+async fn deeply_nested_commands_on_the_server_port_are_refused() {
+    let agent = TestAgent::start().await;
+    let addr = format!("127.0.0.1:{}", agent.server_port);
+    // [rpc format 1] + postcard(Command::At { now_ms: 0, command: .. }) a million times around
+    // Command::KvDeleteTree { prefix: "" }: variant 16 (At), now_ms 0, ..., variant 7, "".
+    let mut body = vec![1u8];
+    for _ in 0..1_000_000 {
+        body.extend_from_slice(&[16, 0]);
+    }
+    body.extend_from_slice(&[7, 0]);
+    for path in ["/raft/forward", "/rpc/write"] {
+        let response = agent.client.post(format!("http://{addr}{path}")).body(body.clone()).send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        assert_eq!(status, 400, "{path}: {text}");
+        assert!(text.contains("malformed"), "{path}: {text}");
+    }
+    assert_eq!(agent.put("/v1/kv/after-nesting", "ok").await.status(), 200);
+    assert_eq!(agent.get("/v1/kv/after-nesting?raw").await.text().await.unwrap(), "ok");
+}
+
+/// A body that starts and never finishes is cut off after `RPC_BODY_TIMEOUT_MS` (10 s) with
+/// 408, instead of holding the connection and its buffer forever.
+#[tokio::test]
+async fn a_stalled_body_on_the_server_port_times_out() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let agent = TestAgent::start().await;
+    let addr = format!("127.0.0.1:{}", agent.server_port);
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!("POST /rpc/write HTTP/1.1\r\nhost: {addr}\r\ncontent-length: 10000000\r\n\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&[1u8; 1000]).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = vec![0u8; 1024];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(20), stream.read(&mut answer)).await;
+    let n = read.expect("answered before 20 s").unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(started.elapsed() >= std::time::Duration::from_secs(9), "not before the deadline");
+    assert_eq!(agent.put("/v1/kv/after-stall", "ok").await.status(), 200);
 }

@@ -214,7 +214,7 @@ impl TestCluster {
         }
     }
 
-    /// Installs a fault plan on server `i` (see `raft::fault`).
+    /// Installs a fault plan on server `i` (see `rpc::fault`).
     pub(crate) async fn set_faults(&self, i: usize, partitioned_from: &[usize], consistent_reads_from_follower: bool) {
         let addrs: Vec<String> = partitioned_from.iter().map(|&j| self.servers[j].server_addr()).collect();
         let plan = serde_json::json!({"partitioned_from": addrs, "consistent_reads_from_follower": consistent_reads_from_follower});

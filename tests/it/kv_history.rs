@@ -72,7 +72,9 @@ async fn history_lists_versions_and_rollback_restores_one() {
 
 #[tokio::test]
 async fn a_deleted_key_keeps_its_history_across_restart_until_its_tombstone_is_reaped() {
-    let mut agent = agent_with(json!({"kv_tombstone_ttl": "3s"})).await;
+    // History is opt-in (agent default 1): ask for it, or it depends on when the leader
+    // replicates the setting.
+    let mut agent = agent_with(json!({"kv_tombstone_ttl": "3s", "kv_history_versions": 10})).await;
     agent.put("/v1/kv/gone", "first").await;
     agent.put("/v1/kv/gone", "second").await;
     assert_eq!(agent.delete("/v1/kv/gone").await.status(), 200);

@@ -45,11 +45,12 @@ fn layer_table() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("checks", &[][..]),
         ("dns", &[][..]),
         ("ui", &[][..]),
+        ("rpc", &[][..]),
         ("watch", &["catalog"][..]),
-        ("raft", &["catalog", "store", "watch"][..]),
-        ("agent", &["catalog", "raft", "checks", "store", "config"][..]),
-        ("http", &["agent", "catalog", "bexpr", "config", "checks", "raft", "ui", "watch"][..]),
-        ("daemon", &["agent", "http", "dns", "raft", "catalog", "config"][..]),
+        ("raft", &["catalog", "store", "watch", "rpc"][..]),
+        ("agent", &["catalog", "raft", "checks", "store", "config", "rpc"][..]),
+        ("http", &["agent", "catalog", "bexpr", "config", "checks", "raft", "ui", "watch", "rpc"][..]),
+        ("daemon", &["agent", "http", "dns", "raft", "catalog", "config", "rpc"][..]),
         ("cli", &["config", "daemon", "raft"][..]),
     ])
 }

@@ -1,5 +1,5 @@
-//! The hot Raft RPCs (AppendEntries, Vote) as length-prefixed frames on a kept-alive TCP
-//! connection, on the same server port as the HTTP routes of `network`.
+//! The hot server-port messages (Raft's AppendEntries and Vote) as length-prefixed frames on a
+//! kept-alive TCP connection, on the same port as the HTTP routes of `rpc::server`.
 //!
 //! Measured on a 3-server loopback cluster, an AppendEntries round trip over HTTP (reqwest to
 //! axum) took about 170 µs more than the follower spent handling it; that overhead sat on the
@@ -7,29 +7,30 @@
 //! byte of an HTTP request), which the server port's accept loop sniffs. Then, in turn:
 //!
 //! - request: `u32` length (big-endian) of the rest, `u8` kind, `u16` length + the sender's
-//!   server address (for fault injection, like `x-cairn-from`), the body (`network::encode`);
+//!   server address (for fault injection, like `x-cairn-from`), the body (`rpc::encode`);
 //! - answer: `u32` length of the rest, `u8` status ([`STATUS_OK`] or [`STATUS_REFUSED`]), the
-//!   body (`network::encode` of the `Result`, or the refusal's text).
+//!   body (`rpc::encode` of the `Result`, or the refusal's text).
 //!
-//! One request is in flight per connection; openraft calls each peer client with `&mut self`,
-//! so each replication stream and each election has its own connection. A call that fails or
-//! is cancelled mid-exchange drops its connection, and the next call dials again.
-//! Snapshots, forwarded writes, joins and forwarded reads stay on HTTP.
+//! One request is in flight per connection ([`FramedConn`] is called with `&mut self`; openraft
+//! gives each replication stream and each election its own peer client). A call that fails or
+//! is cancelled mid-exchange drops its connection, and the next call dials again. Snapshots,
+//! forwarded writes, joins and forwarded reads stay on HTTP. Bodies are opaque here: the
+//! [`Endpoint`] decodes them.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::raft::{AppendEntriesRequest, VoteRequest};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::raft::network::{RAFT_RPC_BODY_BYTES_MAX, decode, encode};
-use crate::raft::{NodeId, RaftServer, TypeConfig};
+use crate::rpc::fault::Faults;
+use crate::rpc::server::{Endpoint, RaftCall};
+use crate::rpc::{RPC_BODY_BYTES_MAX, RPC_CONNECT_TIMEOUT_MS};
 
 /// The first byte of a framed connection: not an ASCII letter, so never an HTTP method.
 pub const FRAME_MAGIC: u8 = 0xCB;
-pub(crate) const KIND_APPEND: u8 = 1;
-pub(crate) const KIND_VOTE: u8 = 2;
+const KIND_APPEND: u8 = 1;
+const KIND_VOTE: u8 = 2;
 pub(crate) const STATUS_OK: u8 = 0;
 pub(crate) const STATUS_REFUSED: u8 = 1;
 /// Longest wait for the next request on an idle server-side connection (peers send heartbeats
@@ -37,8 +38,6 @@ pub(crate) const STATUS_REFUSED: u8 = 1;
 const FRAME_IDLE_TIMEOUT_MS: u64 = 300_000;
 /// Longest wait for the rest of a frame once its length has arrived.
 const FRAME_BODY_TIMEOUT_MS: u64 = 10_000;
-/// Longest wait to connect to a peer (as for the HTTP client).
-pub(crate) const FRAME_CONNECT_TIMEOUT_MS: u64 = 2_000;
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum FrameError {
@@ -101,7 +100,7 @@ pub(crate) async fn read_frame(stream: &mut TcpStream, first_byte_timeout: Durat
     let rest = async {
         stream.read_exact(&mut length[1..]).await?;
         let size = u32::from_be_bytes(length) as usize;
-        if size > RAFT_RPC_BODY_BYTES_MAX {
+        if size > RPC_BODY_BYTES_MAX {
             return Err(FrameError::TooLarge(size));
         }
         let mut rest = vec![0u8; size];
@@ -115,7 +114,7 @@ pub(crate) async fn read_frame(stream: &mut TcpStream, first_byte_timeout: Durat
 }
 
 /// Serves one framed connection whose magic byte has been peeked (not yet read).
-pub async fn serve(mut stream: TcpStream, server: Arc<RaftServer>) {
+pub async fn serve(mut stream: TcpStream, endpoint: Arc<dyn Endpoint>) {
     let mut magic = [0u8; 1];
     if stream.read_exact(&mut magic).await.is_err() || magic[0] != FRAME_MAGIC {
         return;
@@ -125,28 +124,118 @@ pub async fn serve(mut stream: TcpStream, server: Arc<RaftServer>) {
             Ok(Some(rest)) => rest,
             Ok(None) => return,
             Err(error) => {
-                tracing::debug!(%error, "closing a raft frame connection");
+                tracing::debug!(%error, "closing a framed connection");
                 return;
             }
         };
         let answer = match parse_request(&rest) {
             Err(error) => answer_frame(STATUS_REFUSED, error.to_string().as_bytes()),
-            Ok((_, from, _)) if !from.is_empty() && server.faults.blocks(from) => {
+            Ok((_, from, _)) if !from.is_empty() && endpoint.faults().blocks(from) => {
                 answer_frame(STATUS_REFUSED, b"partitioned (fault injection)")
             }
-            Ok((KIND_APPEND, _, body)) => match decode::<AppendEntriesRequest<TypeConfig>>(body) {
-                Ok(request) => answer_frame(STATUS_OK, &encode(&server.raft.append_entries(request).await)),
-                Err(error) => answer_frame(STATUS_REFUSED, error.to_string().as_bytes()),
+            Ok((kind, _, body)) => match call_of(kind) {
+                Some(call) => match endpoint.raft(call, body).await {
+                    Ok(answer) => answer_frame(STATUS_OK, &answer),
+                    Err(error) => answer_frame(STATUS_REFUSED, error.as_bytes()),
+                },
+                None => answer_frame(STATUS_REFUSED, format!("unknown frame kind {kind}").as_bytes()),
             },
-            Ok((KIND_VOTE, _, body)) => match decode::<VoteRequest<NodeId>>(body) {
-                Ok(request) => answer_frame(STATUS_OK, &encode(&server.raft.vote(request).await)),
-                Err(error) => answer_frame(STATUS_REFUSED, error.to_string().as_bytes()),
-            },
-            Ok((kind, _, _)) => answer_frame(STATUS_REFUSED, format!("unknown frame kind {kind}").as_bytes()),
         };
         if stream.write_all(&answer).await.is_err() {
             return;
         }
+    }
+}
+
+/// The Raft message a frame kind carries (only the hot ones travel as frames).
+fn call_of(kind: u8) -> Option<RaftCall> {
+    match kind {
+        KIND_APPEND => Some(RaftCall::Append),
+        KIND_VOTE => Some(RaftCall::Vote),
+        _ => None,
+    }
+}
+
+/// The frame kind of a Raft message, if it travels as a frame.
+pub fn kind_of(call: RaftCall) -> Option<u8> {
+    match call {
+        RaftCall::Append => Some(KIND_APPEND),
+        RaftCall::Vote => Some(KIND_VOTE),
+        RaftCall::InstallSnapshot => None,
+    }
+}
+
+/// Why a framed call failed: `Unreachable` means the request was never sent.
+#[derive(Debug, thiserror::Error)]
+pub enum FramedCallError {
+    #[error("cannot reach {addr}: {reason}")]
+    Unreachable { addr: String, reason: String },
+    #[error("{0}")]
+    Network(String),
+    #[error("peer refused: {0}")]
+    Refused(String),
+}
+
+/// The client side of one framed connection to one server.
+pub struct FramedConn {
+    addr: String,
+    own_addr: String,
+    faults: Arc<Faults>,
+    /// The kept-alive connection, taken out for each exchange and put back only after a whole
+    /// answer, so an error or a cancelled call never leaves a half-read connection behind.
+    stream: Option<TcpStream>,
+}
+
+impl FramedConn {
+    pub(crate) fn new(addr: String, own_addr: String, faults: Arc<Faults>) -> FramedConn {
+        FramedConn { addr, own_addr, faults, stream: None }
+    }
+
+    async fn dial(&self) -> Result<TcpStream, FramedCallError> {
+        let unreachable = |reason: String| FramedCallError::Unreachable { addr: self.addr.clone(), reason };
+        let dial = tokio::time::timeout(Duration::from_millis(RPC_CONNECT_TIMEOUT_MS), TcpStream::connect(&self.addr));
+        let mut stream = match dial.await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => return Err(unreachable(e.to_string())),
+            Err(_) => return Err(unreachable("connect timed out".into())),
+        };
+        let _ = stream.set_nodelay(true);
+        stream.write_all(&[FRAME_MAGIC]).await.map_err(|e| unreachable(e.to_string()))?;
+        Ok(stream)
+    }
+
+    /// One request and its answer's body (an encoded `Result` of the peer's handler).
+    pub async fn call(&mut self, call: RaftCall, body: &[u8], timeout: Duration) -> Result<Vec<u8>, FramedCallError> {
+        let Some(kind) = kind_of(call) else { return Err(FramedCallError::Network(format!("{call:?} is not framed"))) };
+        if self.faults.blocks(&self.addr) {
+            return Err(FramedCallError::Unreachable { addr: self.addr.clone(), reason: "partitioned (fault injection)".into() });
+        }
+        let stream = match self.stream.take() {
+            Some(stream) => stream,
+            None => self.dial().await?,
+        };
+        let frame = request_frame(kind, &self.own_addr, body);
+        let exchange = async move {
+            let mut stream = stream;
+            stream.write_all(&frame).await?;
+            let answer = read_frame(&mut stream, timeout).await?;
+            Ok::<_, FrameError>((stream, answer))
+        };
+        let (stream, answer) = match tokio::time::timeout(timeout, exchange).await {
+            Ok(Ok((stream, Some(answer)))) => (stream, answer),
+            Ok(Ok((_, None))) => return Err(FramedCallError::Network("connection closed".into())),
+            Ok(Err(e)) => return Err(FramedCallError::Network(e.to_string())),
+            Err(_) => return Err(FramedCallError::Network(FrameError::Timeout.to_string())),
+        };
+        let Some((&status, body)) = answer.split_first() else {
+            return Err(FramedCallError::Network(FrameError::Malformed("empty answer").to_string()));
+        };
+        if status != STATUS_OK {
+            return Err(FramedCallError::Refused(String::from_utf8_lossy(body).into_owned()));
+        }
+        let body = body.to_vec();
+        self.stream = Some(stream);
+        Ok(body)
     }
 }
 

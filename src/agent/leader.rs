@@ -1,0 +1,212 @@
+//! The leader's duties, in one loop that runs on every server and acts only while it leads.
+//!
+//! Each duty keeps its own state and its own pace; stepping down clears the state (a new
+//! leader starts afresh, as in Consul):
+//! - **reconcile** the catalog with the cluster's members (`reconcile`): `serfHealth` and the
+//!   `consul` service for servers, at once on a membership change and every 30 s;
+//! - **session TTLs**: a deadline per TTL session (2 × TTL, Consul's rule), invalidated with a
+//!   `SessionDestroy` stamped with the leader's clock; renewals restart the deadline;
+//! - **KV housekeeping**: tombstone GC (Consul's scheme: every `TOMBSTONE_GC_GRANULARITY_MS`
+//!   note the index; reap up to a note once it is older than `kv_tombstone_ttl`) and the
+//!   replicated `kv_history_versions` setting;
+//! - **autopilot**: promote a non-voter once it has stayed within `max_trailing_logs` of the
+//!   leader's log for `server_stabilization_time`.
+//!
+//! The loop also logs each new leader (`New leader elected`, which tools look for).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::agent::{Agent, reconcile, wall_clock_ms};
+use crate::catalog::Command;
+use crate::raft::{RaftServer, RaftStatus};
+
+/// The loop's tick: the finest pace any duty needs.
+const LEADER_TICK_MS: u64 = 250;
+/// How often the leader re-checks every member's registration without a membership change.
+const RECONCILE_INTERVAL_MS: u64 = 30_000;
+/// How soon a failed reconcile is retried.
+const RECONCILE_RETRY_MS: u64 = 500;
+/// Consul lets a session live up to twice its TTL before the leader invalidates it.
+const SESSION_TTL_MULTIPLIER: u32 = 2;
+/// How often the leader notes the applied index for tombstone GC (Consul: 30 s).
+const TOMBSTONE_GC_GRANULARITY_MS: u64 = 30_000;
+/// How often the KV housekeeping runs.
+const HOUSEKEEPING_INTERVAL_MS: u64 = 1_000;
+/// Most index notes kept; older ones are reaped or dropped.
+const TOMBSTONE_NOTES_MAX: usize = 1024;
+
+/// The state of every duty while this server leads.
+#[derive(Default)]
+struct Duties {
+    next_reconcile: Option<Instant>,
+    next_housekeeping: Option<Instant>,
+    /// Tombstone GC: (when, catalog index) notes, oldest first.
+    tombstone_notes: VecDeque<(Instant, u64)>,
+    next_tombstone_note: Option<Instant>,
+    /// Autopilot: since when each non-voter has been caught up.
+    healthy_since: HashMap<u64, Instant>,
+}
+
+pub(super) async fn leader_loop(agent: Arc<Agent>, raft: Arc<RaftServer>) {
+    let mut metrics = raft.leader_changes();
+    let mut shutdown = agent.shutdown_requested();
+    let mut members = agent.member_changes();
+    let mut last_leader = None;
+    let mut duties = Duties::default();
+    loop {
+        let status = raft.status();
+        let leader_id = status.leader.as_ref().map(|(id, _)| *id);
+        if leader_id != last_leader {
+            if let Some((_, node)) = &status.leader {
+                tracing::info!(term = status.term, "New leader elected: payload={}", node.name);
+            }
+            last_leader = leader_id;
+            duties = Duties::default();
+        }
+        if leader_id == Some(raft.node_id()) {
+            duties.run(&agent, &raft, &status).await;
+        } else {
+            agent.session_deadlines.lock().expect("session deadlines lock poisoned").clear();
+        }
+        tokio::select! {
+            changed = metrics.changed() => if changed.is_err() { return },
+            changed = members.changed() => if changed.is_ok() { duties.next_reconcile = None },
+            _ = tokio::time::sleep(Duration::from_millis(LEADER_TICK_MS)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+fn due(next: Option<Instant>) -> bool {
+    next.is_none_or(|at| Instant::now() >= at)
+}
+
+impl Duties {
+    async fn run(&mut self, agent: &Agent, raft: &RaftServer, status: &RaftStatus) {
+        if due(self.next_reconcile) {
+            let members = agent.member_states(status);
+            let pause = match reconcile::reconcile_members(agent, &members, false).await {
+                Ok(()) => RECONCILE_INTERVAL_MS,
+                Err(error) => {
+                    tracing::debug!(%error, "member reconcile failed; will retry");
+                    RECONCILE_RETRY_MS
+                }
+            };
+            self.next_reconcile = Some(Instant::now() + Duration::from_millis(pause));
+        }
+        expire_sessions(agent).await;
+        if due(self.next_housekeeping) {
+            self.next_housekeeping = Some(Instant::now() + Duration::from_millis(HOUSEKEEPING_INTERVAL_MS));
+            sync_history_setting(agent).await;
+            self.collect_tombstones(agent).await;
+        }
+        self.autopilot(agent, raft, status).await;
+    }
+
+    async fn collect_tombstones(&mut self, agent: &Agent) {
+        let ttl = Duration::from_millis(agent.config().kv_tombstone_ttl_ms);
+        let granularity = Duration::from_millis(TOMBSTONE_GC_GRANULARITY_MS).min(ttl);
+        if !due(self.next_tombstone_note) {
+            return;
+        }
+        self.next_tombstone_note = Some(Instant::now() + granularity);
+        // Tombstones carry catalog indexes, which batched writes move ahead of the Raft index.
+        self.tombstone_notes.push_back((Instant::now(), agent.view().read(|catalog| catalog.last_index())));
+        if self.tombstone_notes.len() > TOMBSTONE_NOTES_MAX {
+            self.tombstone_notes.pop_front();
+        }
+        let mut reap_to = None;
+        while let Some(&(at, index)) = self.tombstone_notes.front() {
+            if at.elapsed() < ttl {
+                break;
+            }
+            reap_to = Some(index);
+            self.tombstone_notes.pop_front();
+        }
+        let Some(up_to_index) = reap_to else { return };
+        if agent.view().read(|catalog| catalog.kv_tombstones()) == 0 {
+            return;
+        }
+        if let Err(error) = agent.write(Command::KvReapTombstones { up_to_index }).await {
+            tracing::debug!(%error, "tombstone reap failed; will retry");
+        }
+    }
+
+    async fn autopilot(&mut self, agent: &Agent, raft: &RaftServer, status: &RaftStatus) {
+        let settings = agent.config().autopilot;
+        let Some(progress) = raft.replication_progress() else {
+            self.healthy_since.clear();
+            return;
+        };
+        self.healthy_since.retain(|id, _| status.learners.contains_key(id));
+        for (id, node) in &status.learners {
+            if *id == raft.node_id() {
+                continue;
+            }
+            let matched = progress.get(id).copied().unwrap_or(0);
+            if matched + settings.max_trailing_logs < status.last_log_index {
+                self.healthy_since.remove(id);
+                continue;
+            }
+            let since = *self.healthy_since.entry(*id).or_insert_with(Instant::now);
+            if since.elapsed() >= Duration::from_millis(settings.server_stabilization_time_ms) {
+                match raft.promote(*id).await {
+                    Ok(()) => tracing::info!(server = %node.name, "promoted to voter after stabilization"),
+                    Err(error) => tracing::warn!(server = %node.name, %error, "promotion failed; will retry"),
+                }
+                self.healthy_since.remove(id);
+            }
+        }
+    }
+}
+
+async fn sync_history_setting(agent: &Agent) {
+    let wanted = agent.config().kv_history_versions;
+    let current = agent.view().read(|catalog| catalog.settings().kv_history_versions);
+    if current != wanted
+        && let Err(error) = agent.write(Command::SetKvHistoryVersions { versions: wanted }).await
+    {
+        tracing::debug!(%error, "setting kv_history_versions failed; will retry");
+    }
+}
+
+impl Agent {
+    /// `PUT /v1/session/renew`: restarts the session's TTL on the leader. Returns whether the
+    /// session exists.
+    pub fn renew_session(&self, session: &str) -> bool {
+        let ttl_s = self.view.read(|catalog| catalog.session(session).map(|s| s.ttl_s));
+        let Some(ttl_s) = ttl_s else { return false };
+        if ttl_s > 0 {
+            let deadline = Instant::now() + Duration::from_secs(ttl_s) * SESSION_TTL_MULTIPLIER;
+            self.session_deadlines.lock().expect("session deadlines lock poisoned").insert(session.to_string(), deadline);
+        }
+        true
+    }
+}
+
+/// Invalidates sessions whose TTL ran out (the leader stamps the time into the command; the
+/// state machine never reads a clock).
+async fn expire_sessions(agent: &Agent) {
+    let sessions: Vec<(String, u64)> =
+        agent.view.read(|catalog| catalog.sessions().filter(|s| s.ttl_s > 0).map(|s| (s.id.clone(), s.ttl_s)).collect());
+    let now = Instant::now();
+    let expired: Vec<String> = {
+        let mut deadlines = agent.session_deadlines.lock().expect("session deadlines lock poisoned");
+        deadlines.retain(|id, _| sessions.iter().any(|(s, _)| s == id));
+        for (id, ttl_s) in &sessions {
+            deadlines.entry(id.clone()).or_insert(now + Duration::from_secs(*ttl_s) * SESSION_TTL_MULTIPLIER);
+        }
+        deadlines.iter().filter(|(_, deadline)| **deadline <= now).map(|(id, _)| id.clone()).collect()
+    };
+    for session in expired {
+        match agent.write(Command::SessionDestroy { session: session.clone(), now_ms: wall_clock_ms() }).await {
+            Ok(_) => {
+                tracing::info!(%session, "session TTL expired; invalidated");
+                agent.session_deadlines.lock().expect("session deadlines lock poisoned").remove(&session);
+            }
+            Err(error) => tracing::warn!(%session, %error, "cannot invalidate an expired session; will retry"),
+        }
+    }
+}

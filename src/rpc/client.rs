@@ -1,0 +1,148 @@
+//! [`RpcClient`]: the one client of the server port, shared by everything that calls a server.
+//!
+//! One pooled HTTP client (reqwest) for the HTTP routes, and [`frames::FramedConn`]s for
+//! the framed ones. Every call has a timeout, refuses a target that a fault plan cuts us from,
+//! carries our own server address (`x-cairn-from`) so the target can refuse us in turn, and
+//! reads at most [`RPC_BODY_BYTES_MAX`] of an answer. The scheme lives here only
+//! ([`SERVER_PORT_SCHEME`]): TLS on the server port changes this file and no other.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{HeaderMap, Method, StatusCode};
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::rpc::fault::{FROM_HEADER, Faults};
+use crate::rpc::frames::FramedConn;
+use crate::rpc::{RPC_BODY_BYTES_MAX, RPC_CONNECT_TIMEOUT_MS, RpcError, decode, encode};
+
+/// The scheme of every HTTP call to the server port.
+const SERVER_PORT_SCHEME: &str = "http";
+/// How long a pooled connection to a server may stay idle.
+const POOL_IDLE_TIMEOUT_MS: u64 = 90_000;
+/// Longest error body kept for an error message.
+const ERROR_BODY_BYTES_MAX: usize = 1024;
+
+/// An HTTP API answer relayed from a server (`/fwd`).
+pub struct Relayed {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// The client of the server port. Cheap to share behind an `Arc`.
+pub struct RpcClient {
+    http: reqwest::Client,
+    faults: Arc<Faults>,
+    /// Our own server-port address (empty on client agents), sent as `x-cairn-from`.
+    own_addr: String,
+}
+
+impl RpcClient {
+    pub fn new(faults: Arc<Faults>, own_addr: String) -> Result<RpcClient, RpcError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_millis(RPC_CONNECT_TIMEOUT_MS))
+            .pool_idle_timeout(Duration::from_millis(POOL_IDLE_TIMEOUT_MS))
+            .build()
+            .map_err(|e| RpcError::Malformed(format!("cannot build the rpc client: {e}")))?;
+        Ok(RpcClient { http, faults, own_addr })
+    }
+
+    pub fn faults(&self) -> &Arc<Faults> {
+        &self.faults
+    }
+
+    pub fn own_addr(&self) -> &str {
+        &self.own_addr
+    }
+
+    /// A framed connection to `addr`, dialled on its first call.
+    pub fn framed(&self, addr: &str) -> FramedConn {
+        FramedConn::new(addr.to_string(), self.own_addr.clone(), self.faults.clone())
+    }
+
+    fn url(addr: &str, path: &str) -> String {
+        format!("{SERVER_PORT_SCHEME}://{addr}{path}")
+    }
+
+    fn reachable(&self, addr: &str) -> Result<(), RpcError> {
+        if self.faults.blocks(addr) {
+            return Err(RpcError::Partitioned { addr: addr.to_string() });
+        }
+        Ok(())
+    }
+
+    /// POSTs `request` to `path` on the server at `addr` and decodes the answer.
+    pub async fn call<Req: Serialize, Resp: DeserializeOwned>(&self, addr: &str, path: &str, request: &Req, timeout: Duration) -> Result<Resp, RpcError> {
+        self.call_raw(addr, path, encode(request), timeout).await.and_then(|bytes| decode(&bytes))
+    }
+
+    /// POSTs an already encoded body; returns the answer's bytes.
+    pub async fn call_raw(&self, addr: &str, path: &str, body: Vec<u8>, timeout: Duration) -> Result<Vec<u8>, RpcError> {
+        self.reachable(addr)?;
+        let sent = self.http.post(Self::url(addr, path)).header(FROM_HEADER, &self.own_addr).timeout(timeout).body(body).send();
+        let response = sent.await.map_err(|e| transport_error(addr, &e))?;
+        let (status, _, bytes) = read_bounded(addr, response).await?;
+        if !status.is_success() {
+            return Err(status_error(addr, status, &bytes));
+        }
+        Ok(bytes.to_vec())
+    }
+
+    /// GETs `path` on the server at `addr` and decodes the answer.
+    pub async fn get<Resp: DeserializeOwned>(&self, addr: &str, path: &str, timeout: Duration) -> Result<Resp, RpcError> {
+        self.reachable(addr)?;
+        let sent = self.http.get(Self::url(addr, path)).header(FROM_HEADER, &self.own_addr).timeout(timeout).send();
+        let response = sent.await.map_err(|e| transport_error(addr, &e))?;
+        let (status, _, bytes) = read_bounded(addr, response).await?;
+        if !status.is_success() {
+            return Err(status_error(addr, status, &bytes));
+        }
+        decode(&bytes)
+    }
+
+    /// Relays an HTTP API request to the server at `addr`, which answers it under `/fwd`.
+    /// `headers` are the ones worth relaying (token, namespace, the hop marker).
+    pub async fn forward_http(&self, addr: &str, method: Method, path_and_query: &str, headers: HeaderMap, body: Bytes, timeout: Duration) -> Result<Relayed, RpcError> {
+        self.reachable(addr)?;
+        let url = Self::url(addr, &format!("/fwd{path_and_query}"));
+        let request = self.http.request(method, url).headers(headers).header(FROM_HEADER, &self.own_addr).body(body);
+        let response = request.timeout(timeout).send().await.map_err(|e| transport_error(addr, &e))?;
+        let (status, headers, body) = read_bounded(addr, response).await?;
+        Ok(Relayed { status, headers, body })
+    }
+}
+
+fn transport_error(addr: &str, error: &reqwest::Error) -> RpcError {
+    if error.is_timeout() {
+        RpcError::Timeout { addr: addr.to_string() }
+    } else if error.is_connect() {
+        RpcError::Unreachable { addr: addr.to_string(), reason: error.to_string() }
+    } else {
+        RpcError::Malformed(format!("{addr}: {error}"))
+    }
+}
+
+fn status_error(addr: &str, status: StatusCode, body: &[u8]) -> RpcError {
+    let body = String::from_utf8_lossy(&body[..body.len().min(ERROR_BODY_BYTES_MAX)]).into_owned();
+    RpcError::Status { addr: addr.to_string(), status: status.as_u16(), body }
+}
+
+/// Reads an answer of at most [`RPC_BODY_BYTES_MAX`] bytes.
+async fn read_bounded(addr: &str, mut response: reqwest::Response) -> Result<(StatusCode, HeaderMap, Bytes), RpcError> {
+    let status = response.status();
+    let headers = std::mem::take(response.headers_mut());
+    if response.content_length().is_some_and(|n| n as usize > RPC_BODY_BYTES_MAX) {
+        return Err(RpcError::Malformed(format!("{addr}: answer over {RPC_BODY_BYTES_MAX} bytes")));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| transport_error(addr, &e))? {
+        if body.len() + chunk.len() > RPC_BODY_BYTES_MAX {
+            return Err(RpcError::Malformed(format!("{addr}: answer over {RPC_BODY_BYTES_MAX} bytes")));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((status, headers, Bytes::from(body)))
+}

@@ -1,0 +1,89 @@
+//! The server port's protocol (`ports.server`, 8300), with no knowledge of Raft.
+//!
+//! Every agent-to-server and server-to-server exchange goes through this module:
+//! - [`client::RpcClient`], the one client: dials, timeouts, the sender's address for fault
+//!   injection, and relaying an HTTP API request to a server (`/fwd`). Followers use it to reach
+//!   the leader, client agents to reach any server, Raft to reach its peers;
+//! - [`server::router`], the one route table of the server port, dispatching to an
+//!   [`server::Endpoint`] that the agent implements (Raft messages travel as opaque bytes);
+//! - [`frames`], length-prefixed frames on a kept-alive TCP connection, for the messages on the
+//!   path of every write (AppendEntries and Vote);
+//! - [`fault`], the test-only partition layer that both directions consult.
+//!
+//! Bodies are `[RPC_FORMAT_V1] + postcard(value)` ([`encode`], [`decode`]). postcard has no
+//! nesting limit of its own; the only recursive type that crosses this port is
+//! `catalog::Command`, whose decoder bounds its own depth (`COMMAND_NESTING_DEPTH_MAX`).
+
+pub mod client;
+pub mod fault;
+pub mod frames;
+pub mod server;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// The format byte in front of every body on the server port.
+pub const RPC_FORMAT_V1: u8 = 1;
+/// Largest request or answer body (openraft's snapshot chunks are 3 MiB; a restore is 12 MB).
+pub const RPC_BODY_BYTES_MAX: usize = 32 * 1024 * 1024;
+/// Longest time a whole request body may take to arrive once its headers have.
+pub const RPC_BODY_TIMEOUT_MS: u64 = 10_000;
+/// Most connections one peer IP may hold open to the server port (Raft streams, pooled
+/// forwarding connections and parked forwarded blocking queries of one agent).
+pub const RPC_CONNS_PER_PEER_MAX: usize = 512;
+/// Longest wait to open a connection to a server.
+pub const RPC_CONNECT_TIMEOUT_MS: u64 = 2_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RpcError {
+    #[error("rpc error: cannot reach {addr}: {reason}")]
+    Unreachable { addr: String, reason: String },
+    #[error("rpc error: {addr} did not answer in time")]
+    Timeout { addr: String },
+    #[error("rpc error: {addr} is partitioned from this server (fault injection)")]
+    Partitioned { addr: String },
+    #[error("rpc error: {addr} answered {status}: {body}")]
+    Status { addr: String, status: u16, body: String },
+    #[error("rpc error: malformed message: {0}")]
+    Malformed(String),
+}
+
+impl RpcError {
+    /// True when the request certainly never reached the server (safe to try another).
+    pub fn not_delivered(&self) -> bool {
+        matches!(self, RpcError::Unreachable { .. } | RpcError::Partitioned { .. })
+    }
+}
+
+/// Encodes a value as a server-port body.
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut out = vec![RPC_FORMAT_V1];
+    // Serializing plain structs into a Vec cannot fail (postcard only errors on unsupported
+    // serde features and on full fixed buffers).
+    out.extend(postcard::to_allocvec(value).expect("postcard serializes rpc messages"));
+    out
+}
+
+/// Decodes a server-port body.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, RpcError> {
+    match bytes.split_first() {
+        Some((&RPC_FORMAT_V1, body)) => postcard::from_bytes(body).map_err(|e| RpcError::Malformed(e.to_string())),
+        Some((version, _)) => Err(RpcError::Malformed(format!("unknown rpc format version {version}"))),
+        None => Err(RpcError::Malformed("empty rpc body".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_round_trip_and_bad_ones_are_refused() {
+        let bytes = encode(&("a".to_string(), 7u64));
+        assert_eq!(bytes[0], RPC_FORMAT_V1);
+        assert_eq!(decode::<(String, u64)>(&bytes).unwrap(), ("a".to_string(), 7));
+        assert!(matches!(decode::<u64>(&[]), Err(RpcError::Malformed(_))));
+        assert!(matches!(decode::<u64>(&[9, 1]), Err(RpcError::Malformed(_))));
+        assert!(matches!(decode::<String>(&[RPC_FORMAT_V1, 200]), Err(RpcError::Malformed(_))));
+    }
+}
