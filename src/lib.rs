@@ -9,6 +9,7 @@
 //! - `watch`: which blocking queries wait on which topics, and waking only those;
 //! - `raft`: openraft glue: log store, state machine, network;
 //! - `checks`: health-check runners;
+//! - `gossip`: LAN membership and failure detection (SWIM over foca), member events;
 //! - `agent`: the composition root of a running agent;
 //! - `http`: Consul's HTTP API;
 //! - `dns`: Consul's DNS interface;
@@ -24,6 +25,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod dns;
+pub mod gossip;
 pub mod http;
 pub mod raft;
 pub mod store;
