@@ -90,10 +90,9 @@ impl foca::Invalidates for ItemKey {
             (ItemKey::Meta { name, version }, ItemKey::Meta { name: old, version: old_version }) => {
                 name == old && version >= old_version
             }
-            (
-                ItemKey::Leave { name, bump, prune },
-                ItemKey::Leave { name: old, bump: old_bump, prune: old_prune },
-            ) => name == old && (bump, prune) >= (old_bump, old_prune),
+            (ItemKey::Leave { name, bump, prune }, ItemKey::Leave { name: old, bump: old_bump, prune: old_prune }) => {
+                name == old && (bump, prune) >= (old_bump, old_prune)
+            }
             (ItemKey::UserEvent { .. }, ItemKey::UserEvent { .. }) => self == other,
             _ => false,
         }
@@ -169,7 +168,8 @@ impl Tables {
         self.metas.remove(name);
     }
 
-    fn receive_meta(&mut self, meta: NodeMeta, now: Instant) -> Result<Option<ItemKey>, BroadcastError> {
+    /// Records `meta` if it is newer than what is known; `Some` when it is news.
+    pub(super) fn receive_meta(&mut self, meta: NodeMeta, now: Instant) -> Result<Option<ItemKey>, BroadcastError> {
         check_tags(&meta.tags).map_err(|reason| BroadcastError::Tags { name: meta.name.clone(), reason })?;
         match self.metas.get(&meta.name) {
             Some((known, _)) if known.version >= meta.version => return Ok(None),
@@ -184,7 +184,12 @@ impl Tables {
         Ok(Some(key))
     }
 
-    fn receive_leave(&mut self, intent: LeaveIntent, now: Instant) -> Result<Option<ItemKey>, BroadcastError> {
+    /// Records `intent` if it is newer than what is known; `Some` when it is news.
+    pub(super) fn receive_leave(
+        &mut self,
+        intent: LeaveIntent,
+        now: Instant,
+    ) -> Result<Option<ItemKey>, BroadcastError> {
         match self.leaves.get(&intent.name) {
             Some((known, _)) if (known.bump, known.prune) >= (intent.bump, intent.prune) => {
                 return Ok(None);
@@ -278,11 +283,8 @@ impl Handler {
         }
         let key = ItemKey::UserEvent { ltime: event.ltime, digest };
         // No subscriber is fine: the event is still disseminated.
-        let _no_subscribers = self.user_events.send(UserEvent {
-            ltime: event.ltime,
-            name: event.name,
-            payload: event.payload,
-        });
+        let _no_subscribers =
+            self.user_events.send(UserEvent { ltime: event.ltime, name: event.name, payload: event.payload });
         Ok(Some(key))
     }
 }

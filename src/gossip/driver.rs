@@ -10,30 +10,35 @@
 //! by submission), never early; nothing from the network can panic the task; the task never
 //! awaits while holding the tables lock; foca's configuration follows the pool size.
 
+mod state;
+
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use foca::{AccumulatingRuntime, OwnedNotification, Timer};
+use foca::{AccumulatingRuntime, Timer};
 use rand010::RngExt as _;
 use rand010::rngs::StdRng;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
-use super::broadcasts::{Handler, Item, Learned, LeaveIntent, NodeMeta, Tables, UserEventItem};
+use super::broadcasts::{Handler, Item, LeaveIntent, NodeMeta, Tables, UserEventItem};
 use super::envelope::{GOSSIP_PACKET_BYTES_MAX, Kind, Sealer};
 use super::identity::{NodeId, NodeName};
-use super::push_pull::{self, PUSH_PULL_MEMBERS_MAX, PushPullState};
+use super::push_pull::PushPullState;
 use super::stats::{DropLog, bump};
 use super::timing::{self, GossipTiming};
 use super::view::MemberView;
-use super::{GossipError, MemberEvent, MemberStatus, RttSample, Shared};
+use super::{GossipError, MemberStatus, RttSample, Shared};
 
-/// How often a random member is asked for a full push/pull (memberlist's `PushPullInterval`).
+/// How often a random member is asked for a full push/pull (memberlist's `PushPullInterval`),
+/// in pools up to `PUSH_PULL_SCALE_THRESHOLD` members.
 const PUSH_PULL_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Above this many members the push/pull interval grows (memberlist's `pushPullScaleThreshold`).
+const PUSH_PULL_SCALE_THRESHOLD: usize = 32;
 
 /// RTT probes awaiting their pong; older ones are forgotten.
 const RTT_PROBES_OUTSTANDING_MAX: usize = 8;
@@ -49,16 +54,30 @@ pub(super) enum Command {
     /// Our state, for a push/pull we dial.
     LocalState(oneshot::Sender<PushPullState>),
     /// Merge a state we pulled (`join`: also ignore the pool's older user events).
-    Merge { remote: PushPullState, join: bool, done: oneshot::Sender<()> },
+    Merge {
+        remote: PushPullState,
+        join: bool,
+        done: oneshot::Sender<()>,
+    },
     /// A push/pull we serve: answer with our state, then merge theirs.
-    Serve { remote: PushPullState, reply: oneshot::Sender<PushPullState> },
+    Serve {
+        remote: PushPullState,
+        reply: oneshot::Sender<PushPullState>,
+    },
     SetTags(std::collections::BTreeMap<String, String>),
     FireUserEvent(UserEventItem),
     /// First step of a graceful leave: disseminate our leave intent.
     LeaveIntent(oneshot::Sender<()>),
     /// Second step: declare ourselves down to foca.
     LeaveCluster(oneshot::Sender<()>),
-    ForceLeave { node: String, prune: bool, reply: oneshot::Sender<Result<(), GossipError>> },
+    ForceLeave {
+        node: String,
+        prune: bool,
+        reply: oneshot::Sender<Result<(), GossipError>>,
+    },
+    /// Tests only: stop reading the socket and timers for a while, like SIGSTOP.
+    #[cfg(test)]
+    Pause(Duration),
 }
 
 /// A foca timer in the heap: ordered by deadline, then by submission.
@@ -186,10 +205,17 @@ impl Driver {
             tokio::select! {
                 received = self.udp.recv_from(&mut buffer) => match received {
                     Ok((bytes, from)) => self.on_datagram(&buffer[..bytes], from),
-                    Err(error) => tracing::debug!(%error, "gossip: udp receive failed"),
+                    Err(error) => {
+                        // Transient (an ICMP error surfacing on some systems); never fatal.
+                        if self.drop_log.allow("udp receive", Instant::now()) {
+                            tracing::debug!(%error, "gossip: udp receive failed");
+                        }
+                    }
                 },
                 () = sleep_until(next_timer) => self.on_timers_due(),
                 command = self.commands.recv() => match command {
+                    #[cfg(test)]
+                    Some(Command::Pause(pause)) => tokio::time::sleep(pause).await,
                     Some(command) => self.on_command(command),
                     None => return,
                 },
@@ -272,7 +298,8 @@ impl Driver {
             Command::LeaveIntent(done) => {
                 self.leaving = true;
                 self.view.set_local_status(MemberStatus::Leaving, Instant::now());
-                let intent = LeaveIntent { name: self.local_meta.name.clone(), bump: self.foca.identity().bump, prune: false };
+                let intent =
+                    LeaveIntent { name: self.local_meta.name.clone(), bump: self.foca.identity().bump, prune: false };
                 self.add_item(&Item::Leave(intent));
                 self.foca_call(|foca, runtime| foca.gossip(runtime));
                 let _caller_gone = done.send(());
@@ -286,31 +313,10 @@ impl Driver {
                 let result = self.force_leave(&node, prune);
                 let _caller_gone = reply.send(result);
             }
+            #[cfg(test)]
+            Command::Pause(_) => {}
         }
         self.flush();
-    }
-
-    fn set_tags(&mut self, tags: std::collections::BTreeMap<String, String>) {
-        self.local_meta.version += 1;
-        self.local_meta.tags = tags;
-        let meta = Item::Meta(self.local_meta.clone());
-        self.add_item(&meta);
-        let events = self.view.tags_changed(&self.local_meta.name, &self.local_meta.tags);
-        self.emit(events);
-    }
-
-    fn force_leave(&mut self, node: &str, prune: bool) -> Result<(), GossipError> {
-        let no_such_member = || GossipError::NoSuchMember { node: node.to_owned() };
-        let name = NodeName::new(node).map_err(|_| no_such_member())?;
-        let (id, _) = self.view.get(&name).ok_or_else(no_such_member)?;
-        if name == self.local_meta.name {
-            // Consul's force-leave of the local agent does nothing either: it is alive.
-            return Ok(());
-        }
-        let intent = LeaveIntent { name, bump: id.bump, prune };
-        self.add_item(&Item::Leave(intent));
-        self.foca_call(|foca, runtime| foca.gossip(runtime));
-        Ok(())
     }
 
     fn on_tick(&mut self) {
@@ -322,15 +328,22 @@ impl Driver {
             reaped.iter().for_each(|name| tables.forget_meta(name));
             tables.collect_garbage(now, |name| self.view.contains(name));
         }
-        let missing_tags: Vec<SocketAddr> =
-            self.view.active_peers().into_iter().filter(|id| !self.view.has_tags(&id.name)).map(|id| id.addr).collect();
-        for addr in missing_tags {
-            self.send(addr, Kind::MetaRequest, &[0; META_REQUEST_BYTES]);
-        }
-        self.send_rtt_probe(now);
-        if now >= self.next_push_pull {
-            self.next_push_pull = now + PUSH_PULL_INTERVAL;
-            self.spawn_push_pull();
+        if !self.leaving {
+            let missing_tags: Vec<SocketAddr> = self
+                .view
+                .active_peers()
+                .into_iter()
+                .filter(|id| !self.view.has_tags(&id.name))
+                .map(|id| id.addr)
+                .collect();
+            for addr in missing_tags {
+                self.send(addr, Kind::MetaRequest, &[0; META_REQUEST_BYTES]);
+            }
+            self.send_rtt_probe(now);
+            if now >= self.next_push_pull {
+                self.next_push_pull = now + push_pull_interval(self.configured_size);
+                self.spawn_push_pull();
+            }
         }
         self.flush();
     }
@@ -363,59 +376,6 @@ impl Driver {
         let _no_subscribers = self.shared.rtt_samples.send(RttSample { node: name.as_str().to_owned(), rtt });
     }
 
-    /// A push/pull with a random peer, off the task; the answer comes back as `Merge`.
-    fn spawn_push_pull(&mut self) {
-        let peers = self.view.active_peers();
-        if peers.is_empty() {
-            return;
-        }
-        let addr = peers[rand010::rng().random_range(0..peers.len())].addr;
-        let local = self.local_state();
-        let (sealer, shared, commands) = (self.sealer.clone(), Arc::clone(&self.shared), self.commands_weak.clone());
-        tokio::spawn(async move {
-            match push_pull::exchange(addr, &sealer, &shared.counters, &local).await {
-                Ok(remote) => {
-                    let Some(commands) = commands.upgrade() else { return };
-                    let (done, _) = oneshot::channel();
-                    let _shut_down = commands.send(Command::Merge { remote, join: false, done }).await;
-                }
-                Err(reason) => tracing::debug!(%addr, %reason, "gossip: periodic push/pull failed"),
-            }
-        });
-    }
-
-    /// What we know, for a push/pull: foca's members (ourselves included), tags, intents.
-    fn local_state(&self) -> PushPullState {
-        let mut members: Vec<foca::Member<NodeId>> =
-            self.foca.iter_membership_state().take(PUSH_PULL_MEMBERS_MAX - 1).cloned().collect();
-        if !self.leaving {
-            members.push(foca::Member::alive(self.foca.identity().clone()));
-        }
-        let tables = self.tables.lock().expect("gossip tables lock poisoned");
-        PushPullState {
-            members,
-            metas: tables.metas().take(PUSH_PULL_MEMBERS_MAX).cloned().collect(),
-            leaves: tables.leaves().take(PUSH_PULL_MEMBERS_MAX).cloned().collect(),
-            user_event_ltime: self.shared.user_event_clock.load(Ordering::SeqCst),
-        }
-    }
-
-    /// Merges a remote state: tags and intents first, so that members come up with them.
-    fn merge(&mut self, remote: PushPullState, join: bool) {
-        for meta in remote.metas {
-            self.add_item(&Item::Meta(meta));
-        }
-        for intent in remote.leaves {
-            self.add_item(&Item::Leave(intent));
-        }
-        self.shared.user_event_clock.fetch_max(remote.user_event_ltime, Ordering::SeqCst);
-        if join {
-            let mut tables = self.tables.lock().expect("gossip tables lock poisoned");
-            tables.ignore_user_events_before(remote.user_event_ltime);
-        }
-        self.foca_call(|foca, runtime| foca.apply_many(remote.members.into_iter(), true, runtime));
-    }
-
     /// Hands an item to foca, which records it through our handler and disseminates it.
     fn add_item(&mut self, item: &Item) {
         let data = postcard::to_allocvec(item).expect("a broadcast item encodes");
@@ -424,7 +384,10 @@ impl Driver {
         }
     }
 
-    fn foca_call(&mut self, call: impl FnOnce(&mut GossipFoca, &mut AccumulatingRuntime<NodeId>) -> Result<(), foca::Error>) {
+    fn foca_call(
+        &mut self,
+        call: impl FnOnce(&mut GossipFoca, &mut AccumulatingRuntime<NodeId>) -> Result<(), foca::Error>,
+    ) {
         if let Err(error) = call(&mut self.foca, &mut self.runtime) {
             self.foca_error(error);
         }
@@ -436,7 +399,10 @@ impl Driver {
         let counters = &self.shared.counters;
         let malformed = matches!(
             error,
-            foca::Error::Decode(_) | foca::Error::MalformedPacket | foca::Error::DataTooBig | foca::Error::CustomBroadcast(_)
+            foca::Error::Decode(_)
+                | foca::Error::MalformedPacket
+                | foca::Error::DataTooBig
+                | foca::Error::CustomBroadcast(_)
         );
         bump(if malformed { &counters.dropped_malformed } else { &counters.foca_errors });
         if self.drop_log.allow(if malformed { "foca malformed" } else { "foca error" }, Instant::now()) {
@@ -463,96 +429,14 @@ impl Driver {
             for news in learned {
                 self.on_learned(news, now);
             }
-            if self.runtime.backlog() == 0 && self.tables.lock().expect("gossip tables lock poisoned").inbox.is_empty() {
+            if self.runtime.backlog() == 0 && self.tables.lock().expect("gossip tables lock poisoned").inbox.is_empty()
+            {
                 break;
             }
         }
         self.rescale();
         if self.view.take_changed() {
             *self.shared.members.lock().expect("gossip members lock poisoned") = Arc::new(self.view.members());
-        }
-    }
-
-    fn on_notification(&mut self, notification: OwnedNotification<NodeId>, now: Instant) {
-        let (tags, leave) = match &notification {
-            OwnedNotification::MemberUp(id) | OwnedNotification::MemberDown(id) | OwnedNotification::Rename(_, id) => {
-                let tables = self.tables.lock().expect("gossip tables lock poisoned");
-                (tables.meta(&id.name).map(|meta| meta.tags.clone()), tables.leave(&id.name).cloned())
-            }
-            _ => (None, None),
-        };
-        let events = match notification {
-            OwnedNotification::MemberUp(id) => {
-                if tags.is_none() {
-                    self.send(id.addr, Kind::MetaRequest, &[0; META_REQUEST_BYTES]);
-                }
-                self.view.member_up(&id, tags.as_ref(), leave.as_ref(), now)
-            }
-            OwnedNotification::MemberDown(id) => self.view.member_down(&id, leave.as_ref(), now),
-            OwnedNotification::Rename(_, id) => self.view.renamed(&id, leave.as_ref()),
-            OwnedNotification::Rejoin(id) => {
-                tracing::info!(identity = ?id, "gossip: declared down by the pool, rejoined with a renewed identity");
-                self.view.set_local_id(&id);
-                Vec::new()
-            }
-            other => {
-                tracing::debug!(notification = ?other, "gossip: foca state");
-                Vec::new()
-            }
-        };
-        self.emit(events);
-    }
-
-    fn on_learned(&mut self, news: Learned, now: Instant) {
-        match news {
-            Learned::Meta(meta) if meta.name == self.local_meta.name => {
-                if meta != self.local_meta {
-                    // Someone spreads other tags for our name (an earlier run): outbid them.
-                    self.local_meta.version = meta.version + 1;
-                    let ours = Item::Meta(self.local_meta.clone());
-                    self.add_item(&ours);
-                }
-            }
-            Learned::Meta(meta) => {
-                let events = self.view.tags_changed(&meta.name, &meta.tags);
-                self.emit(events);
-            }
-            Learned::Leave(intent) if intent.name == self.local_meta.name => {
-                let current = self.foca.identity().clone();
-                if !self.leaving && intent.bump == current.bump {
-                    // Force-left while alive: refute by renewing our identity (Serf refutes
-                    // with a join intent; with foca a new identity is the equivalent).
-                    let renewed = NodeId { bump: current.bump.wrapping_add(1), ..current };
-                    self.view.set_local_id(&renewed);
-                    self.foca_call(|foca, runtime| foca.change_identity(renewed, runtime));
-                }
-            }
-            Learned::Leave(intent) => {
-                let (events, reaped) = self.view.leave_intent(&intent, now);
-                if reaped {
-                    self.tables.lock().expect("gossip tables lock poisoned").forget_meta(&intent.name);
-                }
-                self.emit(events);
-            }
-        }
-    }
-
-    /// Re-applies `foca_config` when the number of active members changed.
-    fn rescale(&mut self) {
-        let size = self.foca.num_members() + 1;
-        if size == self.configured_size {
-            return;
-        }
-        match self.foca.set_config(timing::foca_config(size, &self.timing)) {
-            Ok(()) => self.configured_size = size,
-            Err(error) => tracing::warn!(%error, size, "gossip: foca refused a rescaled configuration"),
-        }
-    }
-
-    fn emit(&self, events: Vec<MemberEvent>) {
-        for event in events {
-            tracing::debug!(?event, "gossip: member event");
-            let _no_subscribers = self.shared.member_events.send(event);
         }
     }
 
@@ -570,10 +454,46 @@ impl Driver {
     }
 }
 
+/// memberlist's `pushPullScale`: the interval times `ceil(log2(n) - log2(32)) + 1` above 32
+/// members, so that the push/pull load per member stays flat as the pool grows.
+fn push_pull_interval(cluster_size: usize) -> Duration {
+    if cluster_size <= PUSH_PULL_SCALE_THRESHOLD {
+        return PUSH_PULL_INTERVAL;
+    }
+    let multiplier = ((cluster_size as f64).log2() - (PUSH_PULL_SCALE_THRESHOLD as f64).log2()).ceil() + 1.0;
+    PUSH_PULL_INTERVAL * multiplier as u32
+}
+
 /// Sleeps until `deadline`, or forever without one.
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn push_pull_interval_scales_like_memberlist() {
+        assert_eq!(push_pull_interval(1), PUSH_PULL_INTERVAL);
+        assert_eq!(push_pull_interval(32), PUSH_PULL_INTERVAL);
+        assert_eq!(push_pull_interval(33), PUSH_PULL_INTERVAL * 2);
+        assert_eq!(push_pull_interval(64), PUSH_PULL_INTERVAL * 2);
+        assert_eq!(push_pull_interval(1000), PUSH_PULL_INTERVAL * 6);
+    }
+
+    #[test]
+    fn timers_order_by_deadline_then_submission() {
+        let now = Instant::now();
+        let timer = || Timer::PeriodicGossip(0);
+        let mut heap = BinaryHeap::new();
+        heap.push(Reverse(Scheduled { deadline: now + Duration::from_millis(5), sequence: 1, timer: timer() }));
+        heap.push(Reverse(Scheduled { deadline: now, sequence: 3, timer: timer() }));
+        heap.push(Reverse(Scheduled { deadline: now, sequence: 2, timer: timer() }));
+        let order: Vec<u64> = std::iter::from_fn(|| heap.pop().map(|Reverse(s)| s.sequence)).collect();
+        assert_eq!(order, [2, 3, 1]);
     }
 }

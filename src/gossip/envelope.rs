@@ -127,11 +127,9 @@ impl Sealer {
         let plaintext = match version {
             VERSION_PLAIN if self.refuse_plaintext => return Err(Refused::Plaintext),
             VERSION_PLAIN => rest.to_vec(),
-            VERSION_AES_GCM => self
-                .ciphers
-                .iter()
-                .find_map(|cipher| cipher.open(&[VERSION_AES_GCM], rest))
-                .ok_or(Refused::Decrypt)?,
+            VERSION_AES_GCM => {
+                self.ciphers.iter().find_map(|cipher| cipher.open(&[VERSION_AES_GCM], rest)).ok_or(Refused::Decrypt)?
+            }
             _ => return Err(Refused::Malformed),
         };
         let Some((&kind_byte, body)) = plaintext.split_first() else {

@@ -199,6 +199,13 @@ impl Gossip {
         }
     }
 
+    /// Tests only: the gossip task stops reading its socket and timers for `pause`, as if the
+    /// process were stopped with SIGSTOP.
+    #[cfg(test)]
+    pub(super) async fn pause(&self, pause: Duration) {
+        let _shut_down = self.inner.commands.send(Command::Pause(pause)).await;
+    }
+
     /// Sends `command` to the gossip task and waits for its answer.
     async fn request<T>(&self, command: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, GossipError> {
         let (reply, answer) = oneshot::channel();

@@ -33,10 +33,7 @@ impl NodeName {
             return Err("node name is empty".to_owned());
         }
         if name.len() > NODE_NAME_BYTES_MAX {
-            return Err(format!(
-                "node name is {} bytes, the limit is {NODE_NAME_BYTES_MAX}",
-                name.len()
-            ));
+            return Err(format!("node name is {} bytes, the limit is {NODE_NAME_BYTES_MAX}", name.len()));
         }
         if name.chars().any(char::is_control) {
             return Err("node name holds a control character".to_owned());
@@ -87,9 +84,7 @@ impl NodeId {
     /// above any bump an earlier run of the same node could have reached by renewing.
     pub(super) fn fresh(name: NodeName, addr: SocketAddr) -> NodeId {
         // The wall clock is read once per start, only to order this run after earlier ones.
-        let bump = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(1, |since_epoch| since_epoch.as_micros() as u64);
+        let bump = SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |since_epoch| since_epoch.as_micros() as u64);
         NodeId { name, addr, bump }
     }
 }

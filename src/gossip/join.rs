@@ -30,11 +30,16 @@ pub(super) fn parse_join_address(address: &str, default_port: u16) -> Result<(St
         }
         match after {
             "" => (host, None),
-            _ => (host, Some(after.strip_prefix(':').ok_or_else(|| format!("address {address}: unexpected text after ']'"))?)),
+            _ => (
+                host,
+                Some(after.strip_prefix(':').ok_or_else(|| format!("address {address}: unexpected text after ']'"))?),
+            ),
         }
     } else {
         match address.split_once(':') {
-            Some((_, after)) if after.contains(':') => return Err(format!("address {address}: too many colons in address")),
+            Some((_, after)) if after.contains(':') => {
+                return Err(format!("address {address}: too many colons in address"));
+            }
             Some((host, port)) => (host, Some(port)),
             None => (address, None),
         }

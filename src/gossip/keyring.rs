@@ -51,9 +51,8 @@ impl Cipher {
         let key = BASE64
             .decode(key_base64.trim())
             .map_err(|error| format!("failed to decode the key from base64: {error}"))?;
-        Cipher::from_key_bytes(&key).ok_or_else(|| {
-            format!("key size must be 16, 24 or 32 bytes, got {} bytes", key.len())
-        })
+        Cipher::from_key_bytes(&key)
+            .ok_or_else(|| format!("key size must be 16, 24 or 32 bytes, got {} bytes", key.len()))
     }
 
     /// `nonce ‖ ciphertext ‖ tag` for `plaintext`, authenticating `associated`.

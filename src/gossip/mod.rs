@@ -80,6 +80,7 @@ const RTT_SAMPLES_CAPACITY: usize = 256;
 const COMMANDS_QUEUE_MAX: usize = 256;
 
 /// The gossip settings of one agent.
+#[derive(Clone, Debug)]
 pub struct GossipConfig {
     pub node_name: String,
     /// What others dial (UDP and TCP on the same port).
@@ -223,14 +224,19 @@ pub enum GossipError {
     #[error("agent: No node found with name '{node}'")]
     NoSuchMember { node: String },
     /// Worded like Consul's multierror: `1 error occurred:\n\t* Failed to join ...`.
-    #[error("{} error{} occurred:\n{}\n", errors.len(), if errors.len() == 1 { "" } else { "s" }, errors.iter().map(|e| format!("\t* {e}")).collect::<Vec<_>>().join("\n"))]
+    #[error("{}", multierror(errors))]
     JoinFailed { errors: Vec<String> },
-    #[error("gossip: {context}: {source}")]
-    Io { context: &'static str, source: std::io::Error },
     #[error("gossip has shut down")]
     ShutDown,
     #[error("gossip is busy: {COMMANDS_QUEUE_MAX} requests queued")]
     Busy,
+}
+
+/// go-multierror's wording, which Consul prints for a failed join.
+fn multierror(errors: &[String]) -> String {
+    let plural = if errors.len() == 1 { "" } else { "s" };
+    let lines: Vec<String> = errors.iter().map(|error| format!("\t* {error}")).collect();
+    format!("{} error{plural} occurred:\n{}\n", errors.len(), lines.join("\n"))
 }
 
 /// State shared by the handle, the gossip task and the push/pull listener.

@@ -90,12 +90,15 @@ impl ReadError {
     fn describe(&self) -> String {
         match self {
             ReadError::Io(error) if error.kind() == io::ErrorKind::UnexpectedEof => {
-                "the remote end closed the connection without answering (is the gossip encryption key the same?)".to_owned()
+                "the remote end closed the connection without answering (is the gossip encryption key the same?)"
+                    .to_owned()
             }
             ReadError::Io(error) => describe_io(error),
             ReadError::Oversized(bytes) => format!("answer of {bytes} bytes exceeds {PUSH_PULL_BYTES_MAX}"),
             ReadError::Refused(Refused::Decrypt) => "answer does not decrypt with our keyring".to_owned(),
-            ReadError::Refused(Refused::Plaintext) => "answer is not encrypted but encrypt_verify_incoming is set".to_owned(),
+            ReadError::Refused(Refused::Plaintext) => {
+                "answer is not encrypted but encrypt_verify_incoming is set".to_owned()
+            }
             ReadError::Refused(Refused::Malformed) => "answer is malformed".to_owned(),
             ReadError::Malformed(reason) => format!("answer is malformed: {reason}"),
         }
@@ -144,7 +147,12 @@ async fn read_message(stream: &mut TcpStream, sealer: &Sealer, expected: Kind) -
 
 /// Dials `addr`, sends `local` and returns the remote's state, within `JOIN_TIMEOUT_MS` for
 /// the connection and again for the exchange. Errors are sentences for the operator.
-pub(super) async fn exchange(addr: SocketAddr, sealer: &Sealer, counters: &Counters, local: &PushPullState) -> Result<PushPullState, String> {
+pub(super) async fn exchange(
+    addr: SocketAddr,
+    sealer: &Sealer,
+    counters: &Counters,
+    local: &PushPullState,
+) -> Result<PushPullState, String> {
     let deadline = Duration::from_millis(JOIN_TIMEOUT_MS);
     let mut stream = match tokio::time::timeout(deadline, TcpStream::connect(addr)).await {
         Err(_elapsed) => return Err(format!("dial tcp {addr}: i/o timeout")),
@@ -169,7 +177,12 @@ pub(super) async fn exchange(addr: SocketAddr, sealer: &Sealer, counters: &Count
 }
 
 /// Accepts push/pull connections until the task is aborted.
-pub(super) async fn serve(listener: TcpListener, sealer: Sealer, shared: Arc<Shared>, commands: mpsc::WeakSender<Command>) {
+pub(super) async fn serve(
+    listener: TcpListener,
+    sealer: Sealer,
+    shared: Arc<Shared>,
+    commands: mpsc::WeakSender<Command>,
+) {
     let permits = Arc::new(Semaphore::new(TCP_CONNS_MAX));
     // Dropping the set (when this task is aborted) aborts the exchanges in flight.
     let mut exchanges = JoinSet::new();

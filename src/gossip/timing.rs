@@ -67,7 +67,11 @@ impl GossipTiming {
     }
 }
 
-/// The foca configuration for a pool of `cluster_size` members: probe period, probe RTT, indirect probes (3), suspicion timeout = suspicion_mult × max(1, log10(N)) × probe interval (memberlist's formula), max transmissions = retransmit_mult × ceil(log10(N+1)), periodic gossip every gossip_interval to gossip_nodes members, periodic announce, max packet size 1400, remove_down_after 24 h.
+/// The foca configuration for a pool of `cluster_size` members: probe period, probe RTT,
+/// indirect probes (3), suspicion timeout = suspicion_mult × max(1, log10(N)) × probe interval
+/// (memberlist's formula), max transmissions = retransmit_mult × ceil(log10(N+1)), periodic
+/// gossip every gossip_interval to gossip_nodes members, periodic announce, max packet size
+/// 1400, remove_down_after 24 h.
 ///
 /// Out-of-range timings are clamped rather than refused: the probe period is at least 2 ms,
 /// the probe RTT lies in `1 ..= period - 1` ms, the suspicion timeout is at least one probe
@@ -77,8 +81,7 @@ pub fn foca_config(cluster_size: usize, timing: &GossipTiming) -> foca::Config {
     let probe_rtt_ms = timing.probe_timeout_ms.clamp(1, probe_period_ms - 1);
     let periodic_gossip = (timing.gossip_interval_ms > 0).then(|| foca::PeriodicParams {
         frequency: Duration::from_millis(timing.gossip_interval_ms),
-        num_members: NonZeroUsize::new(timing.gossip_nodes.max(1))
-            .expect("max(1) is never zero"),
+        num_members: NonZeroUsize::new(timing.gossip_nodes.max(1)).expect("max(1) is never zero"),
     });
     foca::Config {
         probe_period: Duration::from_millis(probe_period_ms),
@@ -95,8 +98,7 @@ pub fn foca_config(cluster_size: usize, timing: &GossipTiming) -> foca::Config {
         }),
         periodic_announce_to_down_members: Some(foca::PeriodicParams {
             frequency: Duration::from_millis(PERIODIC_ANNOUNCE_DOWN_MS),
-            num_members: NonZeroUsize::new(PERIODIC_ANNOUNCE_DOWN_MEMBERS)
-                .expect("the constant is 2"),
+            num_members: NonZeroUsize::new(PERIODIC_ANNOUNCE_DOWN_MEMBERS).expect("the constant is 2"),
         }),
         periodic_gossip,
     }

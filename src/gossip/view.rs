@@ -66,7 +66,8 @@ pub(super) struct MemberView {
 
 impl MemberView {
     pub(super) fn new(local: &NodeId, tags: Tags, now: Instant) -> MemberView {
-        let entry = Entry { id: local.clone(), status: MemberStatus::Alive, tags: Some(tags), since: now, announced: true };
+        let entry =
+            Entry { id: local.clone(), status: MemberStatus::Alive, tags: Some(tags), since: now, announced: true };
         let entries = BTreeMap::from([(local.name.clone(), entry)]);
         MemberView { local: local.name.clone(), entries, changed: true }
     }
@@ -116,7 +117,13 @@ impl MemberView {
     }
 
     /// foca reports `id` up. `tags` and `leave` are what the tables know about its name.
-    pub(super) fn member_up(&mut self, id: &NodeId, tags: Option<&Tags>, leave: Option<&LeaveIntent>, now: Instant) -> Vec<MemberEvent> {
+    pub(super) fn member_up(
+        &mut self,
+        id: &NodeId,
+        tags: Option<&Tags>,
+        leave: Option<&LeaveIntent>,
+        now: Instant,
+    ) -> Vec<MemberEvent> {
         if id.name == self.local {
             return Vec::new();
         }
@@ -124,7 +131,11 @@ impl MemberView {
             tracing::warn!(node = %id.name, limit = MEMBERS_MAX, "gossip: member list full, ignoring a new member");
             return Vec::new();
         }
-        let status = if leave.is_some_and(|intent| intent.bump == id.bump) { MemberStatus::Leaving } else { MemberStatus::Alive };
+        let status = if leave.is_some_and(|intent| intent.bump == id.bump) {
+            MemberStatus::Leaving
+        } else {
+            MemberStatus::Alive
+        };
         let entry = self.entries.entry(id.name.clone()).or_insert_with(|| Entry {
             id: id.clone(),
             status: MemberStatus::None,
@@ -229,7 +240,12 @@ impl MemberView {
 
     /// Reaps failed and left members past their timeouts and emits overdue joins. Returns the
     /// events and the names reaped.
-    pub(super) fn tick(&mut self, now: Instant, reconnect: Duration, tombstone: Duration) -> (Vec<MemberEvent>, Vec<NodeName>) {
+    pub(super) fn tick(
+        &mut self,
+        now: Instant,
+        reconnect: Duration,
+        tombstone: Duration,
+    ) -> (Vec<MemberEvent>, Vec<NodeName>) {
         let mut events = Vec::new();
         let mut reaped = Vec::new();
         for (name, entry) in &mut self.entries {
@@ -309,10 +325,25 @@ mod tests {
         let events = view.member_up(&id("b", 2), Some(&tags("node")), None, now);
         assert!(matches!(&events[..], [MemberEvent::Join(_)]));
         view.member_down(&id("b", 2), None, now);
-        let (events, reaped) = view.tick(now + Duration::from_secs(10), Duration::from_secs(10), Duration::from_secs(99));
+        let (events, reaped) =
+            view.tick(now + Duration::from_secs(10), Duration::from_secs(10), Duration::from_secs(99));
         assert!(matches!(&events[..], [MemberEvent::Reap(_)]));
         assert_eq!(reaped.len(), 1);
         assert_eq!(status(&view, "b"), None);
+    }
+
+    #[test]
+    fn left_members_are_reaped_after_the_tombstone_timeout() {
+        let now = Instant::now();
+        let mut view = MemberView::new(&id("self", 1), tags("local"), now);
+        view.member_up(&id("b", 1), Some(&tags("node")), None, now);
+        view.member_down(&id("b", 1), Some(&intent("b", 1, false)), now);
+        assert_eq!(status(&view, "b"), Some(MemberStatus::Left));
+        let (reconnect, tombstone) = (Duration::from_secs(1), Duration::from_secs(10));
+        assert!(view.tick(now + Duration::from_secs(5), reconnect, tombstone).0.is_empty());
+        let (events, reaped) = view.tick(now + tombstone, reconnect, tombstone);
+        assert!(matches!(&events[..], [MemberEvent::Reap(m)] if m.status == MemberStatus::Left));
+        assert_eq!(reaped, [NodeName::new("b").expect("valid")]);
     }
 
     #[test]

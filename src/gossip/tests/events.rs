@@ -10,7 +10,8 @@ use crate::gossip::{GossipError, USER_EVENT_BYTES_MAX, UserEvent};
 #[tokio::test]
 async fn a_user_event_is_delivered_exactly_once_everywhere() {
     let (a, b, c) = three().await;
-    let mut receivers: Vec<_> = [&a, &b, &c].iter().map(|agent| (agent.name, agent.gossip.subscribe_user_events())).collect();
+    let mut receivers: Vec<_> =
+        [&a, &b, &c].iter().map(|agent| (agent.name, agent.gossip.subscribe_user_events())).collect();
 
     tracing::info!("phase: b fires one event");
     let fired = b.gossip.fire_user_event("deploy", b"v2".to_vec()).expect("small event");

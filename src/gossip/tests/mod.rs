@@ -22,7 +22,7 @@ mod wire;
 /// The longest any condition is waited for.
 const WAIT: Duration = Duration::from_secs(10);
 
-/// Fast timings: probe every 100 ms, suspicion 300 ms, gossip every 20 ms.
+/// Fast timings: probe every 100 ms, suspicion 500 ms, gossip every 20 ms.
 fn fast_timing() -> GossipTiming {
     GossipTiming {
         gossip_nodes: 3,
@@ -30,7 +30,7 @@ fn fast_timing() -> GossipTiming {
         probe_interval_ms: 100,
         probe_timeout_ms: 40,
         retransmit_mult: 4,
-        suspicion_mult: 3,
+        suspicion_mult: 5,
     }
 }
 
@@ -153,7 +153,11 @@ async fn wait_all_alive(agents: &[&Agent]) {
 }
 
 /// The next member event about `name` that `matches`, skipping others; panics after `WAIT`.
-async fn next_event(events: &mut broadcast::Receiver<MemberEvent>, name: &str, matches: fn(&MemberEvent) -> bool) -> MemberEvent {
+async fn next_event(
+    events: &mut broadcast::Receiver<MemberEvent>,
+    name: &str,
+    matches: fn(&MemberEvent) -> bool,
+) -> MemberEvent {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let event = tokio::time::timeout_at(deadline, events.recv())
@@ -179,4 +183,10 @@ fn event_member_name(event: &MemberEvent) -> &str {
 /// Every event already queued on `events`, without waiting.
 fn drain(events: &mut broadcast::Receiver<MemberEvent>) -> Vec<MemberEvent> {
     std::iter::from_fn(|| events.try_recv().ok()).collect()
+}
+
+#[test]
+fn the_handle_is_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync + Clone>() {}
+    assert_send_sync::<Gossip>();
 }

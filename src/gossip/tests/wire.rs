@@ -117,12 +117,14 @@ async fn hostile_packets_and_messages_are_dropped_counted_and_harmless() {
 
     tracing::info!("phase: an oversized packet");
     send_raw(a.addr, &vec![1u8; GOSSIP_PACKET_BYTES_MAX + 100]).await;
-    wait_stats(&a, "a counts the oversized packet", |stats| stats.dropped_oversized == base.dropped_oversized + 1).await;
+    wait_stats(&a, "a counts the oversized packet", |stats| stats.dropped_oversized == base.dropped_oversized + 1)
+        .await;
 
     tracing::info!("phase: an encrypted packet into a plaintext pool");
     let sealed = Sealer::new(vec![Cipher::from_base64(&Keyring::generate()).expect("key")], true, true);
     send_raw(a.addr, &sealed.seal(Kind::Foca, b"x")).await;
-    wait_stats(&a, "a counts the undecryptable packet", |stats| stats.dropped_decrypt == base.dropped_decrypt + 1).await;
+    wait_stats(&a, "a counts the undecryptable packet", |stats| stats.dropped_decrypt == base.dropped_decrypt + 1)
+        .await;
 
     tracing::info!("phase: garbage and oversized push/pull messages");
     let before = a.gossip.stats().dropped_malformed;
@@ -132,7 +134,8 @@ async fn hostile_packets_and_messages_are_dropped_counted_and_harmless() {
     wait_stats(&a, "a counts the garbage push/pull", |stats| stats.dropped_malformed == before + 1).await;
     let mut stream = TcpStream::connect(a.addr).await.expect("connect");
     stream.write_all(&((PUSH_PULL_BYTES_MAX + 1) as u32).to_be_bytes()).await.expect("write");
-    wait_stats(&a, "a counts the oversized push/pull", |stats| stats.dropped_oversized == base.dropped_oversized + 2).await;
+    wait_stats(&a, "a counts the oversized push/pull", |stats| stats.dropped_oversized == base.dropped_oversized + 2)
+        .await;
     let mut stream = TcpStream::connect(a.addr).await.expect("connect");
     stream.write_all(&[0, 0]).await.expect("write");
     drop(stream);
@@ -159,7 +162,8 @@ async fn join_errors_are_clear_and_quick() {
     let error = a.gossip.join(std::slice::from_ref(&target)).await.expect_err("nothing listens");
     assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
     assert!(matches!(error, GossipError::JoinFailed { .. }));
-    let expected = format!("1 error occurred:\n\t* Failed to join {target}: dial tcp {target}: connect: connection refused\n");
+    let expected =
+        format!("1 error occurred:\n\t* Failed to join {target}: dial tcp {target}: connect: connection refused\n");
     assert_eq!(error.to_string(), expected);
 
     tracing::info!("phase: bad addresses say why; one good address is enough");
