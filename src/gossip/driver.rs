@@ -253,10 +253,18 @@ impl Driver {
                 let reply = postcard::to_allocvec(&self.local_meta).expect("a node meta encodes");
                 self.send(from, Kind::MetaReply, &reply);
             }
-            Kind::MetaReply => match postcard::from_bytes::<NodeMeta>(&body) {
-                Ok(meta) => self.add_item(&Item::Meta(meta)),
-                Err(_) => self.malformed(from, "meta reply does not decode"),
-            },
+            Kind::MetaReply => {
+                // Recorded, not re-disseminated: the member spreads its own tags.
+                let meta = postcard::from_bytes::<NodeMeta>(&body).map_err(|error| error.to_string());
+                let tables = &self.tables;
+                let recorded = meta.and_then(|meta| {
+                    let mut tables = tables.lock().expect("gossip tables lock poisoned");
+                    tables.receive_meta(meta, now).map_err(|error| error.to_string())
+                });
+                if recorded.is_err() {
+                    self.malformed(from, "meta reply refused");
+                }
+            }
             Kind::MetaRequest | Kind::PushPullRequest | Kind::PushPullResponse => {
                 self.malformed(from, "unexpected kind on udp");
             }

@@ -65,7 +65,7 @@ pub const USER_EVENT_BYTES_MAX: usize = 512;
 pub const TAGS_BYTES_MAX: usize = 512;
 
 /// The most members (the local node included) one agent tracks.
-pub(crate) const MEMBERS_MAX: usize = 4096;
+const MEMBERS_MAX: usize = 4096;
 
 /// Member events buffered per subscriber before the slowest one lags.
 const MEMBER_EVENTS_CAPACITY: usize = 1024;

@@ -15,7 +15,7 @@ use std::time::Duration;
 /// The largest foca payload, in bytes, before the envelope (version, nonce, tag) is added.
 /// memberlist's UDP buffer is 1400 bytes too; with the 30 envelope bytes and the IP and UDP
 /// headers a packet still fits a 1500-byte Ethernet MTU.
-pub(crate) const FOCA_PACKET_BYTES_MAX: usize = 1400;
+pub(super) const FOCA_PACKET_BYTES_MAX: usize = 1400;
 
 /// How many members are asked to probe a member that did not answer a direct probe
 /// (memberlist's `IndirectChecks`).
