@@ -8,7 +8,7 @@ use tokio::net::TcpStream;
 use super::*;
 use crate::gossip::envelope::{GOSSIP_PACKET_BYTES_MAX, Kind, Sealer};
 use crate::gossip::keyring::Cipher;
-use crate::gossip::push_pull::PUSH_PULL_BYTES_MAX;
+use crate::gossip::push_pull::{PUSH_PULL_BYTES_MAX, TCP_CONNS_MAX};
 use crate::gossip::{GossipError, GossipStats, MemberStatus};
 
 /// Sends `packet` from a fresh UDP socket; returns the socket to read answers from.
@@ -148,6 +148,25 @@ async fn hostile_packets_and_messages_are_dropped_counted_and_harmless() {
     c.join(&a).await;
     wait_all_alive(&[&a, &b, &c]).await;
     assert_eq!(a.gossip.stats().dropped_plaintext, 0);
+}
+
+#[tokio::test]
+async fn idle_push_pull_connections_are_capped() {
+    let a = Setup::new("a").start().await;
+    let mut idle = Vec::new();
+    for _ in 0..TCP_CONNS_MAX {
+        idle.push(TcpStream::connect(a.addr).await.expect("connect"));
+    }
+    wait_stats(&a, "nothing refused yet", |stats| stats.tcp_conns_refused == 0).await;
+    tracing::info!("phase: one more connection is closed at once");
+    let _one_too_many = TcpStream::connect(a.addr).await.expect("connect");
+    wait_stats(&a, "a refuses the connection over the cap", |stats| stats.tcp_conns_refused == 1).await;
+    tracing::info!("phase: once the idle ones go, joins work again");
+    drop(idle);
+    let b = Setup::new("b").start().await;
+    wait_until("a serves again", || a.gossip.stats().push_pulls_failed >= TCP_CONNS_MAX as u64).await;
+    b.join(&a).await;
+    wait_all_alive(&[&a, &b]).await;
 }
 
 #[tokio::test]
