@@ -4,7 +4,8 @@
 //! travels as a custom broadcast `Item`, encoded with postcard (the enum tag is the wire
 //! kind: append only). foca calls `Handler::receive_item` for every item it receives and for
 //! every item we add locally; the handler decides whether the item is news (then foca keeps
-//! disseminating it) and records it in the shared `Tables`:
+//! disseminating it) and records it in the shared `Tables`. Tags and intents that arrive by
+//! push/pull or in a tag reply are recorded in the tables directly, without dissemination.
 //! - `NodeMeta` (name, version, tags): the newest version per name wins;
 //! - `LeaveIntent` (name, bump, prune): Serf's leave intent, about one identity of the node;
 //!   the gossip task turns it into `Leaving`/`Left` statuses (see `view`);
