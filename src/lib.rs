@@ -10,6 +10,7 @@
 //! - `rpc`: the server port's protocol: one client, one route table, frames (no Raft knowledge);
 //! - `raft`: openraft glue: log store, state machine, network;
 //! - `checks`: health-check runners;
+//! - `gossip`: LAN membership and failure detection (SWIM over foca), member events;
 //! - `agent`: the composition root of a running agent;
 //! - `http`: Consul's HTTP API;
 //! - `dns`: Consul's DNS interface;
@@ -25,6 +26,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod dns;
+pub mod gossip;
 pub mod http;
 pub mod raft;
 pub mod rpc;

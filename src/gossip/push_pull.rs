@@ -1,0 +1,242 @@
+//! TCP push/pull: full state exchange for joins and periodic anti-entropy (memberlist's
+//! push/pull), on the gossip port.
+//!
+//! One exchange is one connection: the dialer writes one message (`PushPullRequest`), the
+//! listener answers with one (`PushPullResponse`) and closes. A message is a 4-byte big-endian
+//! length followed by an envelope (see `envelope`) around a postcard `PushPullState`: foca's
+//! member states (down ones included), the tags and leave intents known, and the user-event
+//! Lamport clock.
+//!
+//! Invariants: a message is read only up to `PUSH_PULL_BYTES_MAX` bytes and within
+//! `PUSH_PULL_TIMEOUT_MS`; at most `TCP_CONNS_MAX` exchanges are served at once (more are
+//! closed at once and counted); a state with more than `PUSH_PULL_MEMBERS_MAX` entries of any
+//! kind, or with invalid names or tags, is refused and counted as malformed.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::task::JoinSet;
+
+use super::broadcasts::{LeaveIntent, NodeMeta, check_tags};
+use super::driver::Command;
+use super::envelope::{Kind, Refused, Sealer};
+use super::identity::NodeId;
+use super::stats::{Counters, bump};
+use super::{MEMBERS_MAX, Shared};
+
+/// The largest push/pull message, in bytes (a full state of `MEMBERS_MAX` members with
+/// maximal tags is about 3 MiB).
+pub(super) const PUSH_PULL_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// The most entries of each kind (members, metas, leave intents) a push/pull may carry.
+pub(super) const PUSH_PULL_MEMBERS_MAX: usize = MEMBERS_MAX;
+
+/// Deadline for connecting and for the whole exchange, on the dialing side (memberlist's
+/// `TCPTimeout`).
+pub(super) const JOIN_TIMEOUT_MS: u64 = 10_000;
+
+/// Deadline for reading the request and writing the answer, on the listening side.
+const PUSH_PULL_TIMEOUT_MS: u64 = 10_000;
+
+/// The most push/pull exchanges served at once.
+pub(super) const TCP_CONNS_MAX: usize = 16;
+
+/// What one side of a push/pull knows.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(super) struct PushPullState {
+    pub(super) members: Vec<foca::Member<NodeId>>,
+    pub(super) metas: Vec<NodeMeta>,
+    pub(super) leaves: Vec<LeaveIntent>,
+    pub(super) user_event_ltime: u64,
+}
+
+impl PushPullState {
+    /// Checks the limits that decoding alone does not (names are checked by decoding).
+    fn validate(&self) -> Result<(), String> {
+        let most = self.members.len().max(self.metas.len()).max(self.leaves.len());
+        if most > PUSH_PULL_MEMBERS_MAX {
+            return Err(format!("{most} entries, the limit is {PUSH_PULL_MEMBERS_MAX}"));
+        }
+        self.metas.iter().try_for_each(|meta| check_tags(&meta.tags))
+    }
+}
+
+/// Why a push/pull message was not read.
+#[derive(Debug)]
+enum ReadError {
+    Io(io::Error),
+    Oversized(usize),
+    Refused(Refused),
+    Malformed(String),
+}
+
+impl ReadError {
+    fn count(&self, counters: &Counters) {
+        match self {
+            ReadError::Io(_) => bump(&counters.push_pulls_failed),
+            ReadError::Oversized(_) => bump(&counters.dropped_oversized),
+            ReadError::Refused(refused) => counters.refused(*refused),
+            ReadError::Malformed(_) => bump(&counters.dropped_malformed),
+        }
+    }
+
+    /// A sentence for the joiner, worded like Go's network errors where there is one.
+    fn describe(&self) -> String {
+        match self {
+            ReadError::Io(error) if error.kind() == io::ErrorKind::UnexpectedEof => {
+                "the remote end closed the connection without answering (is the gossip encryption key the same?)"
+                    .to_owned()
+            }
+            ReadError::Io(error) => describe_io(error),
+            ReadError::Oversized(bytes) => format!("answer of {bytes} bytes exceeds {PUSH_PULL_BYTES_MAX}"),
+            ReadError::Refused(Refused::Decrypt) => "answer does not decrypt with our keyring".to_owned(),
+            ReadError::Refused(Refused::Plaintext) => {
+                "answer is not encrypted but encrypt_verify_incoming is set".to_owned()
+            }
+            ReadError::Refused(Refused::Malformed) => "answer is malformed".to_owned(),
+            ReadError::Malformed(reason) => format!("answer is malformed: {reason}"),
+        }
+    }
+}
+
+/// Go's wording of common socket errors ("connection refused", "i/o timeout", ...).
+pub(super) fn describe_io(error: &io::Error) -> String {
+    match error.kind() {
+        io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
+        io::ErrorKind::ConnectionReset => "connection reset by peer".to_owned(),
+        io::ErrorKind::TimedOut => "i/o timeout".to_owned(),
+        io::ErrorKind::HostUnreachable => "no route to host".to_owned(),
+        io::ErrorKind::NetworkUnreachable => "network is unreachable".to_owned(),
+        io::ErrorKind::AddrNotAvailable => "cannot assign requested address".to_owned(),
+        _ => error.to_string(),
+    }
+}
+
+async fn write_message(stream: &mut TcpStream, sealer: &Sealer, kind: Kind, state: &PushPullState) -> io::Result<()> {
+    let body = postcard::to_allocvec(state).map_err(io::Error::other)?;
+    let envelope = sealer.seal(kind, &body);
+    let length = u32::try_from(envelope.len()).map_err(io::Error::other)?;
+    stream.write_all(&length.to_be_bytes()).await?;
+    stream.write_all(&envelope).await?;
+    stream.flush().await
+}
+
+async fn read_message(stream: &mut TcpStream, sealer: &Sealer, expected: Kind) -> Result<PushPullState, ReadError> {
+    let mut length_bytes = [0u8; 4];
+    stream.read_exact(&mut length_bytes).await.map_err(ReadError::Io)?;
+    let length = u32::from_be_bytes(length_bytes) as usize;
+    if length > PUSH_PULL_BYTES_MAX {
+        return Err(ReadError::Oversized(length));
+    }
+    let mut envelope = vec![0u8; length];
+    stream.read_exact(&mut envelope).await.map_err(ReadError::Io)?;
+    let (kind, body) = sealer.open(&envelope).map_err(ReadError::Refused)?;
+    if kind != expected {
+        return Err(ReadError::Malformed(format!("expected {expected:?}, got {kind:?}")));
+    }
+    let state: PushPullState = postcard::from_bytes(&body).map_err(|error| ReadError::Malformed(error.to_string()))?;
+    state.validate().map_err(ReadError::Malformed)?;
+    Ok(state)
+}
+
+/// Dials `addr`, sends `local` and returns the remote's state, within `JOIN_TIMEOUT_MS` for
+/// the connection and again for the exchange. Errors are sentences for the operator.
+pub(super) async fn exchange(
+    addr: SocketAddr,
+    sealer: &Sealer,
+    counters: &Counters,
+    local: &PushPullState,
+) -> Result<PushPullState, String> {
+    let deadline = Duration::from_millis(JOIN_TIMEOUT_MS);
+    let mut stream = match tokio::time::timeout(deadline, TcpStream::connect(addr)).await {
+        Err(_elapsed) => return Err(format!("dial tcp {addr}: i/o timeout")),
+        Ok(Err(error)) => return Err(format!("dial tcp {addr}: connect: {}", describe_io(&error))),
+        Ok(Ok(stream)) => stream,
+    };
+    let talk = async {
+        write_message(&mut stream, sealer, Kind::PushPullRequest, local).await.map_err(ReadError::Io)?;
+        read_message(&mut stream, sealer, Kind::PushPullResponse).await
+    };
+    match tokio::time::timeout(deadline, talk).await {
+        Err(_elapsed) => {
+            bump(&counters.push_pulls_failed);
+            Err(format!("push/pull with {addr}: i/o timeout"))
+        }
+        Ok(Err(error)) => {
+            error.count(counters);
+            Err(format!("push/pull with {addr}: {}", error.describe()))
+        }
+        Ok(Ok(remote)) => Ok(remote),
+    }
+}
+
+/// Accepts push/pull connections until the task is aborted.
+pub(super) async fn serve(
+    listener: TcpListener,
+    sealer: Sealer,
+    shared: Arc<Shared>,
+    commands: mpsc::WeakSender<Command>,
+) {
+    let permits = Arc::new(Semaphore::new(TCP_CONNS_MAX));
+    // Dropping the set (when this task is aborted) aborts the exchanges in flight.
+    let mut exchanges = JoinSet::new();
+    loop {
+        while exchanges.try_join_next().is_some() {}
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Accept errors (EMFILE, aborted handshakes) are transient: back off briefly.
+                tracing::debug!(%error, "gossip: accepting a push/pull connection failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            bump(&shared.counters.tcp_conns_refused);
+            tracing::debug!(%peer, limit = TCP_CONNS_MAX, "gossip: too many push/pull connections, closing one");
+            continue;
+        };
+        let (sealer, shared, commands) = (sealer.clone(), Arc::clone(&shared), commands.clone());
+        exchanges.spawn(async move {
+            let deadline = Duration::from_millis(PUSH_PULL_TIMEOUT_MS);
+            if tokio::time::timeout(deadline, answer(stream, &sealer, &shared, commands)).await.is_err() {
+                bump(&shared.counters.push_pulls_failed);
+                tracing::debug!(%peer, "gossip: push/pull timed out");
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// Serves one push/pull: reads the request, lets the gossip task merge it, answers.
+async fn answer(mut stream: TcpStream, sealer: &Sealer, shared: &Shared, commands: mpsc::WeakSender<Command>) {
+    let peer = stream.peer_addr().ok();
+    let remote = match read_message(&mut stream, sealer, Kind::PushPullRequest).await {
+        Ok(remote) => remote,
+        Err(error) => {
+            error.count(&shared.counters);
+            tracing::debug!(?peer, reason = %error.describe(), "gossip: push/pull request refused");
+            return;
+        }
+    };
+    let (reply, local) = oneshot::channel();
+    let Some(commands) = commands.upgrade() else { return };
+    if commands.send(Command::Serve { remote, reply }).await.is_err() {
+        return;
+    }
+    drop(commands);
+    let Ok(local) = local.await else { return };
+    match write_message(&mut stream, sealer, Kind::PushPullResponse, &local).await {
+        Ok(()) => bump(&shared.counters.push_pulls_served),
+        Err(error) => {
+            bump(&shared.counters.push_pulls_failed);
+            tracing::debug!(?peer, %error, "gossip: writing a push/pull answer failed");
+        }
+    }
+}
