@@ -117,13 +117,19 @@ async fn serve(config: RuntimeConfig, data_dir: PathBuf) -> Result<(), DaemonErr
             dns_sockets.push((udp, bind_tcp("DNS (tcp)", addr).await?));
         }
     }
+    // LAN gossip: UDP and TCP on the same port (Consul's serf LAN, 8301).
+    let serf_addr = SocketAddr::new(config.bind_addr, config.ports.serf_lan);
+    let gossip = crate::agent::GossipSockets {
+        udp: tokio::net::UdpSocket::bind(serf_addr).await.map_err(|source| DaemonError::Bind { what: "serf LAN (udp)", addr: serf_addr, source })?,
+        tcp: bind_tcp("serf LAN (tcp)", serf_addr).await?,
+    };
     let raft_listener = if config.server {
         Some(bind_tcp("server RPC", SocketAddr::new(config.bind_addr, config.ports.server)).await?)
     } else {
         None
     };
 
-    let (agent, results) = Agent::start(config.clone(), data_dir).await?;
+    let (agent, results) = Agent::start(config.clone(), data_dir, gossip).await?;
     let mut shutdown = agent.shutdown_requested();
     let mut tasks = Vec::new();
     if let (Some(listener), Some(raft)) = (raft_listener, agent.raft().cloned()) {
@@ -163,7 +169,18 @@ async fn serve(config: RuntimeConfig, data_dir: PathBuf) -> Result<(), DaemonErr
 
     tokio::select! {
         _ = shutdown.wait_for(|s| *s) => {}
-        _ = terminate_signal() => tracing::info!("caught signal; shutting down"),
+        signal = terminate_signal() => {
+            // Consul: SIGTERM leaves gracefully if `leave_on_terminate`, SIGINT unless
+            // `skip_leave_on_interrupt` (clients leave on both by default, servers on neither).
+            let leave = match signal {
+                Signal::Terminate => config.gossip.leave_on_terminate,
+                Signal::Interrupt => !config.gossip.skip_leave_on_interrupt,
+            };
+            tracing::info!(?signal, leave, "caught signal; shutting down");
+            if leave {
+                agent.leave().await;
+            }
+        }
     }
     agent.request_shutdown();
     for server in dns_servers {
@@ -177,25 +194,26 @@ async fn serve(config: RuntimeConfig, data_dir: PathBuf) -> Result<(), DaemonErr
     Ok(())
 }
 
-async fn terminate_signal() {
+/// The signals that stop the agent.
+#[derive(Clone, Copy, Debug)]
+enum Signal {
+    Terminate,
+    Interrupt,
+}
+
+async fn terminate_signal() -> Signal {
     let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = interrupt => {}
-                    _ = terminate.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = interrupt.await;
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut terminate) => {
+            tokio::select! {
+                _ = interrupt => Signal::Interrupt,
+                _ = terminate.recv() => Signal::Terminate,
             }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
+        Err(_) => {
+            let _ = interrupt.await;
+            Signal::Interrupt
+        }
     }
 }
 

@@ -85,9 +85,11 @@ fn due(next: Option<Instant>) -> bool {
 
 impl Duties {
     async fn run(&mut self, agent: &Agent, raft: &RaftServer, status: &RaftStatus) {
+        remove_departed_servers(agent, raft, status).await;
         if due(self.next_reconcile) {
-            let members = agent.member_states(status);
-            let pause = match reconcile::reconcile_members(agent, &members, false).await {
+            let members = agent.member_states();
+            let settled = agent.gossip_settled();
+            let pause = match reconcile::reconcile_members(agent, &members, settled).await {
                 Ok(()) => RECONCILE_INTERVAL_MS,
                 Err(error) => {
                     tracing::debug!(%error, "member reconcile failed; will retry");
@@ -157,6 +159,25 @@ impl Duties {
                     Err(error) => tracing::warn!(server = %node.name, %error, "promotion failed; will retry"),
                 }
                 self.healthy_since.remove(id);
+            }
+        }
+    }
+}
+
+/// Consul's `handleLeftMember` for servers: a server that left the pool gracefully leaves the
+/// Raft configuration too, so the quorum shrinks with it instead of counting a dead voter.
+async fn remove_departed_servers(agent: &Agent, raft: &RaftServer, status: &RaftStatus) {
+    let departed: Vec<String> = agent
+        .members()
+        .into_iter()
+        .filter(|m| m.status == crate::gossip::MemberStatus::Left && m.tags.get("role").is_some_and(|r| r == "consul"))
+        .map(|m| m.name)
+        .collect();
+    for (id, node) in status.voters.iter().chain(status.learners.iter()) {
+        if *id != raft.node_id() && departed.contains(&node.name) {
+            match raft.remove_server(*id).await {
+                Ok(()) => tracing::info!(server = %node.name, "removed a server that left the cluster from the Raft configuration"),
+                Err(error) => tracing::warn!(server = %node.name, %error, "cannot remove a departed server from Raft; will retry"),
             }
         }
     }

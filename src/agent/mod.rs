@@ -15,6 +15,7 @@ mod cluster;
 pub mod endpoint;
 mod leader;
 pub mod local;
+pub mod members;
 mod operations;
 mod reconcile;
 pub mod role;
@@ -30,6 +31,7 @@ use crate::agent::local::{CheckRunner, LocalCell, LocalCheck, LocalService, Loca
 use crate::catalog::command::Registration;
 use crate::checks::{CheckLimits, CheckResult, Scheduler};
 use crate::config::RuntimeConfig;
+use crate::gossip::Gossip;
 use crate::agent::role::{Role, ServerPool};
 use crate::raft::{CatalogView, RaftServer, RaftSettings, RaftStatus, ServerNode};
 use crate::rpc::client::RpcClient;
@@ -72,6 +74,12 @@ pub enum AgentError {
     Rpc(#[from] crate::rpc::RpcError),
 }
 
+/// The bound LAN gossip sockets (UDP and TCP on `ports.serf_lan`), from `daemon`.
+pub struct GossipSockets {
+    pub udp: tokio::net::UdpSocket,
+    pub tcp: tokio::net::TcpListener,
+}
+
 /// Who this agent is on the network.
 #[derive(Clone, Debug)]
 pub struct Identity {
@@ -94,6 +102,8 @@ pub struct Agent {
     rpc: Arc<RpcClient>,
     /// Bumped whenever the cluster's members change; wakes the leader's reconcile.
     members_changed: watch::Sender<u64>,
+    /// This agent's membership in the LAN pool (`members`).
+    gossip: Gossip,
     /// Services and checks registered with this agent. Short critical sections only, never
     /// held across an await.
     local: LocalCell,
@@ -111,7 +121,7 @@ pub struct Agent {
 impl Agent {
     /// Opens the store, starts Raft (on servers) and the check runners, and restores the local
     /// state persisted by a previous run. Background loops start with [`Agent::spawn_loops`].
-    pub async fn start(config: RuntimeConfig, data_dir: PathBuf) -> Result<(Arc<Agent>, mpsc::Receiver<CheckResult>), AgentError> {
+    pub async fn start(config: RuntimeConfig, data_dir: PathBuf, sockets: GossipSockets) -> Result<(Arc<Agent>, mpsc::Receiver<CheckResult>), AgentError> {
         let history_max = crate::catalog::kv::KV_HISTORY_VERSIONS_MAX;
         if config.kv_history_versions > history_max {
             return Err(AgentError::Invalid(format!("kv_history_versions must be at most {history_max}")));
@@ -157,6 +167,8 @@ impl Agent {
         } else {
             Role::Client(ServerPool::default())
         };
+        let gossip_config = members::gossip_config(&config, &identity)?;
+        let gossip = Gossip::start(gossip_config, sockets.udp, sockets.tcp).await.map_err(|e| AgentError::Invalid(format!("gossip: {e}")))?;
         let (results_tx, results_rx) = mpsc::channel(CHECK_RESULTS_QUEUE_MAX);
         let scheduler = Scheduler::new(results_tx, CheckLimits { output_bytes_max: config.check_output_max_size_bytes });
         let local = restore_local_state(&store)?;
@@ -170,6 +182,7 @@ impl Agent {
             role,
             rpc,
             members_changed: watch::channel(0).0,
+            gossip,
             local: LocalCell::new(local),
             sync_lock: tokio::sync::Mutex::new(()),
             session_deadlines: Mutex::new(std::collections::HashMap::new()),
@@ -223,26 +236,6 @@ impl Agent {
         &self.rpc
     }
 
-    /// The pool's members as the leader's reconcile sees them: for now, the Raft servers
-    /// (gossip membership replaces this).
-    fn member_states(&self, status: &RaftStatus) -> Vec<reconcile::MemberState> {
-        status
-            .voters
-            .values()
-            .chain(status.learners.values())
-            .map(|node| {
-                let (host, port) = node.raft_addr.rsplit_once(':').unwrap_or((node.raft_addr.as_str(), "8300"));
-                reconcile::MemberState {
-                    name: node.name.clone(),
-                    node_id: String::new(),
-                    address: host.to_string(),
-                    liveness: reconcile::Liveness::Alive,
-                    server_port: Some(port.parse().unwrap_or(8300)),
-                }
-            })
-            .collect()
-    }
-
     /// Changes whenever the cluster's members change.
     pub fn member_changes(&self) -> watch::Receiver<u64> {
         self.members_changed.subscribe()
@@ -274,6 +267,7 @@ impl Agent {
     /// Stops check runners and Raft.
     pub async fn stop(&self) {
         self.scheduler.shutdown();
+        self.gossip.shutdown().await;
         if let Some(raft) = self.raft() {
             raft.shutdown().await;
         }
@@ -332,6 +326,8 @@ impl Agent {
     pub fn spawn_loops(self: &Arc<Self>, results: mpsc::Receiver<CheckResult>) {
         tokio::spawn(operations::check_results_loop(self.clone(), results));
         tokio::spawn(anti_entropy_loop(self.clone()));
+        tokio::spawn(members::member_events_loop(self.clone()));
+        tokio::spawn(members::retry_join_loop(self.clone()));
         if let Some(raft) = self.raft() {
             tokio::spawn(leader::leader_loop(self.clone(), raft.clone()));
             tokio::spawn(cluster::formation_loop(self.clone(), raft.clone()));

@@ -1,7 +1,6 @@
 //! `/v1/agent/*`: this agent's own view: itself, its members, and the services and checks
 //! registered with it. Reads here are local (no Raft), like Consul's agent endpoints.
 
-use std::collections::BTreeMap;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -10,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::agent::local::{LocalCheck, LocalService};
+use crate::gossip::Member;
 use crate::catalog::model::HealthStatus;
 use crate::checks::CheckStatus;
 use crate::http::AppState;
@@ -18,8 +18,7 @@ use crate::http::dto::{WeightsOut, opaque, tagged_addresses_out};
 use crate::http::error::ApiError;
 use crate::http::query::{Params, apply_filter, check_datacenter, content_hash, hash_blocking, json_body, read_options};
 
-/// The Consul version we report: the API level cairn implements.
-pub(crate) const CONSUL_COMPAT_VERSION: &str = "1.22.0";
+use crate::agent::members::CONSUL_COMPAT_VERSION;
 /// Longest check note/output accepted through the TTL endpoints.
 const CHECK_NOTE_BYTES_MAX: usize = 64 * 1024;
 
@@ -27,37 +26,23 @@ fn json_ok(value: &Value, params: &Params) -> Response {
     ([("content-type", "application/json")], json_body(value, params.contains_key("pretty"))).into_response()
 }
 
-fn member(state: &AppState, wan: bool) -> Value {
-    let agent = &state.agent;
-    let identity = agent.identity();
-    let config = agent.config();
-    let name = if wan { format!("{}.{}", identity.node_name, identity.datacenter) } else { identity.node_name.clone() };
-    let mut tags = BTreeMap::from([
-        ("role".to_string(), if config.server { "consul" } else { "node" }.to_string()),
-        ("dc".to_string(), identity.datacenter.clone()),
-        ("id".to_string(), identity.node_id.clone()),
-        ("build".to_string(), format!("{CONSUL_COMPAT_VERSION}:cairn-{}", env!("CARGO_PKG_VERSION"))),
-        ("vsn".to_string(), "2".to_string()),
-        ("vsn_min".to_string(), "2".to_string()),
-        ("vsn_max".to_string(), "3".to_string()),
-        ("segment".to_string(), String::new()),
-    ]);
-    if config.server {
-        tags.insert("port".into(), config.ports.server.to_string());
-        tags.insert("raft_vsn".into(), "3".into());
-        if config.bootstrap || config.dev {
-            tags.insert("bootstrap".into(), "1".into());
-        }
-    }
+/// One member as `/v1/agent/members` shows it (Consul's `api.AgentMember`).
+fn member_json(member: &Member, name: String) -> Value {
     json!({
         "Name": name,
-        "Addr": identity.advertise_addr.to_string(),
-        "Port": config.ports.serf_lan,
-        "Tags": tags,
-        "Status": 1,
+        "Addr": member.addr.to_string(),
+        "Port": member.port,
+        "Tags": member.tags,
+        "Status": member.status as u8,
         "ProtocolMin": 1, "ProtocolMax": 5, "ProtocolCur": 2,
         "DelegateMin": 2, "DelegateMax": 5, "DelegateCur": 4,
     })
+}
+
+/// This agent as a member (from gossip's view of itself).
+fn own_member(state: &AppState) -> Option<Member> {
+    let name = &state.agent.identity().node_name;
+    state.agent.members().into_iter().find(|m| m.name == *name)
 }
 
 fn capitalized(word: &str) -> String {
@@ -93,7 +78,7 @@ pub(super) async fn agent_self(State(state): State<AppState>, Query(params): Que
             "ServerMode": config.server,
         },
         "Coord": {"Vec": [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], "Error": 1.5, "Adjustment": 0.0, "Height": 1e-5},
-        "Member": member(&state, false),
+        "Member": own_member(&state).map(|m| member_json(&m, m.name.clone())).unwrap_or(Value::Null),
         "Stats": {
             "agent": {"checks": agent.local_checks().len().to_string(), "services": agent.local_services().len().to_string()},
             "consul": {
@@ -122,11 +107,15 @@ pub(super) async fn agent_self(State(state): State<AppState>, Query(params): Que
 }
 
 pub(super) async fn members(State(state): State<AppState>, Query(params): Query<Params>) -> Response {
-    let wan = params.contains_key("wan");
-    if wan && !state.agent.config().server {
-        return json_ok(&json!([]), &params);
+    // There is no WAN pool: a server is the only member of its own, named `node.dc` (Consul's
+    // WAN naming); a client is in none.
+    if params.contains_key("wan") {
+        let identity = state.agent.identity();
+        let own = own_member(&state).filter(|_| state.agent.config().server);
+        return json_ok(&json!(own.iter().map(|m| member_json(m, format!("{}.{}", identity.node_name, identity.datacenter))).collect::<Vec<_>>()), &params);
     }
-    json_ok(&json!([member(&state, wan)]), &params)
+    let members: Vec<Value> = state.agent.members().iter().map(|m| member_json(m, m.name.clone())).collect();
+    json_ok(&Value::Array(members), &params)
 }
 
 pub(super) async fn host(State(state): State<AppState>, Query(params): Query<Params>) -> Response {
@@ -137,8 +126,10 @@ pub(super) async fn version(Query(params): Query<Params>) -> Response {
     json_ok(&json!({"SHA": "", "BuildDate": "", "HumanVersion": CONSUL_COMPAT_VERSION, "FIPS": ""}), &params)
 }
 
+/// Graceful leave and shutdown: the other members see this agent as `left`.
 pub(super) async fn leave(State(state): State<AppState>) -> StatusCode {
-    tracing::info!("leave requested over HTTP; shutting down");
+    tracing::info!("leave requested over HTTP; leaving the pool and shutting down");
+    state.agent.leave().await;
     state.agent.request_shutdown();
     StatusCode::OK
 }
@@ -190,15 +181,18 @@ pub(super) async fn monitor(Query(params): Query<Params>) -> Result<Response, Ap
     Err(ApiError::NotImplemented("log streaming is not implemented yet".into()))
 }
 
-pub(super) async fn force_leave(State(state): State<AppState>, Path(node): Path<String>) -> Result<StatusCode, ApiError> {
-    if node == state.agent.identity().node_name {
-        return Ok(StatusCode::OK);
-    }
-    Err(ApiError::Internal(format!("agent: No node found with name '{node}'")))
+/// `?prune` forgets the member at once instead of listing it as `left` until it is reaped.
+pub(super) async fn force_leave(State(state): State<AppState>, Path(node): Path<String>, Query(params): Query<Params>) -> Result<StatusCode, ApiError> {
+    state.agent.force_leave(&node, params.contains_key("prune")).await.map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(StatusCode::OK)
 }
 
-pub(super) async fn join(State(state): State<AppState>, Path(address): Path<String>) -> Result<StatusCode, ApiError> {
-    state.agent.join(&address).await?;
+/// Joins the LAN pool through the agent at `address` (a bare host means the serf LAN port).
+pub(super) async fn join(State(state): State<AppState>, Path(address): Path<String>, Query(params): Query<Params>) -> Result<StatusCode, ApiError> {
+    if params.get("wan").is_some_and(|v| v != "0" && v != "false") {
+        return Err(ApiError::Internal("WAN join is not supported: cairn has no WAN gossip pool (one datacenter)".into()));
+    }
+    state.agent.join(&address).await.map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(StatusCode::OK)
 }
 

@@ -120,7 +120,7 @@ pub(super) async fn autopilot_health(State(state): State<AppState>, Query(params
                 "Name": node.name,
                 "Address": node.raft_addr,
                 "SerfStatus": "alive",
-                "Version": crate::http::agent::CONSUL_COMPAT_VERSION,
+                "Version": crate::agent::members::CONSUL_COMPAT_VERSION,
                 "Leader": leader == Some(*id),
                 "LastContact": if leader == Some(*id) { "0s".to_string() } else { format!("{:?}", Duration::from_millis(status.millis_since_quorum_ack.unwrap_or(0))) },
                 "LastTerm": status.term,

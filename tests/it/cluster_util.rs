@@ -1,5 +1,6 @@
 //! A cluster of real `cairn` server processes, each on its own loopback address
-//! (127.x.y.z) with ephemeral ports, joined through `-retry-join` and `-bootstrap-expect`.
+//! (127.x.y.z) with ephemeral ports, joined through `-retry-join` (their gossip addresses) and
+//! `-bootstrap-expect`.
 
 use std::net::{IpAddr, Ipv4Addr, TcpListener, UdpSocket};
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ raft.heartbeat_interval = "50ms"
 raft.election_timeout_min = "400ms"
 raft.election_timeout_max = "800ms"
 autopilot.server_stabilization_time = "1s"
+retry_interval = "1s"
 "#;
 
 fn free_port_on(ip: IpAddr) -> u16 {
@@ -151,7 +153,7 @@ impl TestCluster {
         ];
         for (j, other) in self.servers.iter().enumerate() {
             if j != i {
-                args.push(format!("-retry-join={}", other.server_addr()));
+                args.push(format!("-retry-join={}:{}", other.ip, other.serf_port));
             }
         }
         args

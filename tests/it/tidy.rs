@@ -46,10 +46,11 @@ fn layer_table() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("dns", &[][..]),
         ("ui", &[][..]),
         ("rpc", &[][..]),
+        ("gossip", &[][..]),
         ("watch", &["catalog"][..]),
         ("raft", &["catalog", "store", "watch", "rpc"][..]),
-        ("agent", &["catalog", "raft", "checks", "store", "config", "rpc"][..]),
-        ("http", &["agent", "catalog", "bexpr", "config", "checks", "raft", "ui", "watch", "rpc"][..]),
+        ("agent", &["catalog", "raft", "checks", "store", "config", "rpc", "gossip"][..]),
+        ("http", &["agent", "catalog", "bexpr", "config", "checks", "raft", "ui", "watch", "rpc", "gossip"][..]),
         ("daemon", &["agent", "http", "dns", "raft", "catalog", "config", "rpc"][..]),
         ("cli", &["config", "daemon", "raft"][..]),
     ])

@@ -21,6 +21,7 @@ struct Server {
     ip: IpAddr,
     http: u16,
     server: u16,
+    serf: u16,
     child: Option<Child>,
 }
 
@@ -89,7 +90,14 @@ impl Cluster {
     fn declare(&mut self) -> usize {
         let b: [u8; 3] = rand::random();
         let ip = IpAddr::V4(Ipv4Addr::new(127, b[0].max(1), b[1], b[2].clamp(2, 254)));
-        self.servers.push(Server { ip, http: port_on(ip), server: port_on(ip), child: None });
+        let mut ports: Vec<u16> = Vec::new();
+        while ports.len() < 3 {
+            let port = port_on(ip);
+            if !ports.contains(&port) {
+                ports.push(port);
+            }
+        }
+        self.servers.push(Server { ip, http: ports[0], server: ports[1], serf: ports[2], child: None });
         self.servers.len() - 1
     }
 
@@ -112,13 +120,14 @@ impl Cluster {
             format!("-http-port={}", s.http),
             format!("-server-port={}", s.server),
             format!("-dns-port={}", port_on(s.ip)),
-            format!("-serf-lan-port={}", port_on(s.ip)),
+            format!("-serf-lan-port={}", s.serf),
             format!("-config-file={}", self.dir.join("bench.toml").display()),
             "-log-level=info".into(),
+            "-retry-interval=1s".into(),
         ];
         for (j, other) in self.servers.iter().enumerate() {
             if j != i {
-                args.push(format!("-retry-join={}", other.server_addr()));
+                args.push(format!("-retry-join={}:{}", other.ip, other.serf));
             }
         }
         let log = std::fs::File::create(self.dir.join(format!("b{}.log", i + 1))).map_err(|e| e.to_string())?;
