@@ -1,7 +1,6 @@
 //! `/v1/agent/*`: this agent's own view: itself, its members, and the services and checks
 //! registered with it. Reads here are local (no Raft), like Consul's agent endpoints.
 
-
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
