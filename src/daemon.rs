@@ -14,7 +14,6 @@ use crate::catalog::model::HealthStatus;
 use crate::catalog::query::aggregate_status;
 use crate::config::RuntimeConfig;
 use crate::dns::{DnsCatalog, DnsConfig, DnsHealth, DnsInstance, DnsNode, DnsServer};
-use crate::raft::CatalogView;
 
 /// Worker threads of the agent's runtime: the agent is IO-bound; two keep a busy disk from
 /// stalling the HTTP path.
@@ -156,7 +155,7 @@ async fn serve(config: RuntimeConfig, data_dir: PathBuf) -> Result<(), DaemonErr
     let mut dns_servers = Vec::new();
     for (udp, tcp) in dns_sockets {
         tracing::info!(addr = ?udp.local_addr().ok(), "DNS listening (udp and tcp)");
-        dns_servers.push(DnsServer::start(udp, tcp, dns_config(&config), Arc::new(CatalogDns { view: agent.view().clone() })));
+        dns_servers.push(DnsServer::start(udp, tcp, dns_config(&config), Arc::new(CatalogDns { agent: agent.clone() })));
     }
     agent.spawn_loops(results);
     if config.dev
@@ -230,53 +229,73 @@ fn dns_config(config: &RuntimeConfig) -> DnsConfig {
     }
 }
 
-/// DNS reads straight from the agent's committed catalog (Consul's `allow_stale` default).
+/// DNS answers from a catalog: on a server its own committed catalog (Consul's `allow_stale`
+/// default); on a client agent the service views it caches from the servers
+/// (`agent::remote_view`), and the servers that gossip announces.
 struct CatalogDns {
-    view: Arc<CatalogView>,
+    agent: Arc<Agent>,
 }
 
 fn dns_node(node: &crate::catalog::model::Node) -> DnsNode {
     DnsNode { name: node.name.clone(), address: node.address.clone(), meta: node.meta.clone() }
 }
 
+/// Every instance of `service` (matched case-insensitively) in `catalog`, with its health.
+fn dns_instances(catalog: &crate::catalog::Catalog, service: &str) -> Option<Vec<DnsInstance>> {
+    let names: Vec<String> = catalog.service_names().into_keys().filter(|name| name.eq_ignore_ascii_case(service)).collect();
+    if names.is_empty() {
+        return None;
+    }
+    let mut instances = Vec::new();
+    for name in names {
+        for instance in catalog.health_instances(&name) {
+            let health = match aggregate_status(instance.checks.iter().copied()) {
+                HealthStatus::Passing => DnsHealth::Passing,
+                HealthStatus::Warning => DnsHealth::Warning,
+                HealthStatus::Critical => DnsHealth::Critical,
+            };
+            instances.push(DnsInstance {
+                node: dns_node(instance.node),
+                service_id: instance.service.id.clone(),
+                service_address: instance.service.address.clone(),
+                port: instance.service.port,
+                tags: instance.service.tags.clone(),
+                weight_passing: instance.service.weights.passing.min(u16::MAX as u32) as u16,
+                weight_warning: instance.service.weights.warning.min(u16::MAX as u32) as u16,
+                health,
+            });
+        }
+    }
+    Some(instances)
+}
+
+#[async_trait::async_trait]
 impl DnsCatalog for CatalogDns {
-    fn service_instances(&self, service: &str) -> Option<Vec<DnsInstance>> {
-        self.view.read(|catalog| {
-            let names: Vec<String> =
-                catalog.service_names().into_keys().filter(|name| name.eq_ignore_ascii_case(service)).collect();
-            if names.is_empty() {
-                return None;
+    async fn service_instances(&self, service: &str) -> Option<Vec<DnsInstance>> {
+        match self.agent.service_view(service).await {
+            None => self.agent.view().read(|catalog| dns_instances(catalog, service)),
+            Some(Ok(catalog)) => dns_instances(&catalog, service),
+            Some(Err(error)) => {
+                tracing::debug!(%service, %error, "no service view from the servers");
+                None
             }
-            let mut instances = Vec::new();
-            for name in names {
-                for instance in catalog.health_instances(&name) {
-                    let health = match aggregate_status(instance.checks.iter().copied()) {
-                        HealthStatus::Passing => DnsHealth::Passing,
-                        HealthStatus::Warning => DnsHealth::Warning,
-                        HealthStatus::Critical => DnsHealth::Critical,
-                    };
-                    instances.push(DnsInstance {
-                        node: dns_node(instance.node),
-                        service_id: instance.service.id.clone(),
-                        service_address: instance.service.address.clone(),
-                        port: instance.service.port,
-                        tags: instance.service.tags.clone(),
-                        weight_passing: instance.service.weights.passing.min(u16::MAX as u32) as u16,
-                        weight_warning: instance.service.weights.warning.min(u16::MAX as u32) as u16,
-                        health,
-                    });
-                }
-            }
-            Some(instances)
-        })
+        }
     }
 
-    fn node(&self, node: &str) -> Option<DnsNode> {
-        self.view.read(|catalog| catalog.nodes().find(|n| n.name.eq_ignore_ascii_case(node)).map(dns_node))
+    async fn node(&self, node: &str) -> Option<DnsNode> {
+        let find = |catalog: &crate::catalog::Catalog| catalog.nodes().find(|n| n.name.eq_ignore_ascii_case(node)).map(dns_node);
+        if self.agent.raft().is_some() {
+            return self.agent.view().read(find);
+        }
+        self.agent.node_view(node).await.ok().and_then(|catalog| find(&catalog))
     }
 
-    fn servers(&self) -> Vec<DnsNode> {
-        self.view.read(|catalog| {
+    async fn servers(&self) -> Vec<DnsNode> {
+        if self.agent.raft().is_none() {
+            let servers = self.agent.known_servers();
+            return servers.into_iter().map(|s| DnsNode { name: s.name, address: s.server_addr.rsplit_once(':').map_or(String::new(), |(host, _)| host.to_string()), meta: Default::default() }).collect();
+        }
+        self.agent.view().read(|catalog| {
             catalog
                 .service_instances(crate::agent::LEADER_OWNED_SERVICE_ID)
                 .into_iter()
@@ -285,4 +304,3 @@ impl DnsCatalog for CatalogDns {
         })
     }
 }
-

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use crate::agent::Agent;
+use crate::agent::remote_view::ViewRequest;
 use crate::agent::role::Written;
 use crate::catalog::Command;
 use crate::raft::RaftServer;
@@ -46,6 +47,11 @@ impl Endpoint for ServerEndpoint {
         let command: Command = decode(body).map_err(|e| e.to_string())?;
         let result: Result<Written, String> = self.agent.write_on_server(&self.raft, command, route).await.map_err(|e| e.to_string());
         Ok(encode(&result))
+    }
+
+    async fn read(&self, body: &[u8]) -> Result<Vec<u8>, String> {
+        let request: ViewRequest = decode(body).map_err(|e| e.to_string())?;
+        Ok(encode(&self.agent.serve_view(request).await))
     }
 
     fn faults(&self) -> &Faults {

@@ -18,6 +18,7 @@ pub mod local;
 pub mod members;
 mod operations;
 mod reconcile;
+pub mod remote_view;
 pub mod role;
 
 use std::net::IpAddr;
@@ -104,6 +105,8 @@ pub struct Agent {
     members_changed: watch::Sender<u64>,
     /// This agent's membership in the LAN pool (`members`).
     gossip: Gossip,
+    /// On client agents: services cached for DNS (`remote_view`).
+    service_cache: Option<remote_view::ServiceCache>,
     /// Services and checks registered with this agent. Short critical sections only, never
     /// held across an await.
     local: LocalCell,
@@ -167,6 +170,7 @@ impl Agent {
         } else {
             Role::Client(ServerPool::default())
         };
+        let service_cache = (!config.server).then(remote_view::ServiceCache::default);
         let gossip_config = members::gossip_config(&config, &identity)?;
         let gossip = Gossip::start(gossip_config, sockets.udp, sockets.tcp).await.map_err(|e| AgentError::Invalid(format!("gossip: {e}")))?;
         let (results_tx, results_rx) = mpsc::channel(CHECK_RESULTS_QUEUE_MAX);
@@ -182,6 +186,7 @@ impl Agent {
             role,
             rpc,
             members_changed: watch::channel(0).0,
+            service_cache,
             gossip,
             local: LocalCell::new(local),
             sync_lock: tokio::sync::Mutex::new(()),
@@ -299,10 +304,12 @@ impl Agent {
     /// next sync retries, as in Consul.
     pub async fn sync(&self) -> Result<(), AgentError> {
         let _serialized = self.sync_lock.lock().await;
-        let commands = {
-            let local = self.local.read().clone();
-            let node = self.node_registration();
-            self.view.read(|catalog| anti_entropy::diff(&local, catalog, &node))
+        let local = self.local.read().clone();
+        let node = self.node_registration();
+        let commands = match &self.role {
+            Role::Server(_) => self.view.read(|catalog| anti_entropy::diff(&local, catalog, &node)),
+            // A client has no catalog: diff against its node's rows as the servers have them.
+            Role::Client(_) => anti_entropy::diff(&local, &self.own_node_view().await?, &node),
         };
         for command in commands {
             let (_, outcome) = self.write(command).await?;

@@ -16,6 +16,7 @@
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use crate::agent::remote_view::{ViewRequest, ViewRows};
 use crate::agent::{Agent, AgentError, RPC_HOLD_TIMEOUT_MS};
 use crate::catalog::{Command, Outcome};
 use crate::raft::RaftServer;
@@ -206,6 +207,26 @@ impl Agent {
                 (false, None) => tokio::time::sleep(Duration::from_millis(50)).await,
             }
         }
+    }
+
+    /// A client's catalog read from a server (see `remote_view`): a random server first,
+    /// failing over while one cannot be reached.
+    pub(crate) async fn read_view(&self, request: ViewRequest) -> Result<ViewRows, AgentError> {
+        let Role::Client(pool) = &self.role else { return Err(AgentError::NoServer) };
+        let wait_ms = match &request {
+            ViewRequest::Service { wait_ms, .. } => *wait_ms,
+            ViewRequest::Node { .. } => 0,
+        };
+        let timeout = Duration::from_millis(wait_ms + RPC_HOLD_TIMEOUT_MS);
+        let mut last_error = AgentError::Write(WriteError::NoServers);
+        for server in pool.shuffled() {
+            match self.rpc.call::<_, ViewRows>(&server, "/rpc/read", &request, timeout).await {
+                Ok(rows) => return Ok(rows),
+                Err(error) if error.not_delivered() => last_error = AgentError::Rpc(error),
+                Err(error) => return Err(AgentError::Rpc(error)),
+            }
+        }
+        Err(last_error)
     }
 
     /// The other servers a client may fail over to after `failed` could not be reached.

@@ -79,16 +79,18 @@ const TCP_RESPONSE_QUEUE_MESSAGES: usize = 32;
 /// Read access to the committed catalog, implemented by the agent.
 ///
 /// Health filtering is not done by the implementor: it returns all instances with their
-/// aggregated health. Lookups run on the DNS server's tasks, so they must not block (no I/O,
-/// no long locks). Names arrive lower-cased, because DNS is case-insensitive: match them the
-/// way Consul's catalog does, case-insensitively.
+/// aggregated health. Lookups run on the DNS server's tasks: they may wait (a client agent
+/// fetches a service it has not cached yet from a server) but must not block a thread. Names
+/// arrive lower-cased, because DNS is case-insensitive: match them the way Consul's catalog
+/// does, case-insensitively.
+#[async_trait::async_trait]
 pub trait DnsCatalog: Send + Sync + 'static {
     /// Every instance of `service`, healthy or not. `None` = no such service registered at all.
-    fn service_instances(&self, service: &str) -> Option<Vec<DnsInstance>>;
+    async fn service_instances(&self, service: &str) -> Option<Vec<DnsInstance>>;
     /// The node called `node`, if registered.
-    fn node(&self, node: &str) -> Option<DnsNode>;
+    async fn node(&self, node: &str) -> Option<DnsNode>;
     /// The server nodes, for NS answers: name and address.
-    fn servers(&self) -> Vec<DnsNode>;
+    async fn servers(&self) -> Vec<DnsNode>;
 }
 
 /// A catalog node as DNS sees it.
@@ -271,7 +273,7 @@ impl RequestHandler for Handler {
         request: &Request,
         mut response_handle: R,
     ) -> ResponseInfo {
-        let reply = self.reply(request);
+        let reply = self.reply(request).await;
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.authoritative = reply.authoritative;
         metadata.truncation = reply.truncated;
@@ -309,7 +311,7 @@ impl RequestHandler for Handler {
 impl Handler {
     /// Decides the whole response. Synchronous, so that the thread-local RNG is never held
     /// across an await point (the request future must be `Send`).
-    fn reply(&self, request: &Request) -> Reply {
+    async fn reply(&self, request: &Request) -> Reply {
         let mut reply = Reply::default();
         if let Some(request_edns) = &request.edns {
             let mut edns = Edns::new();
@@ -351,7 +353,7 @@ impl Handler {
             record_type,
             soa_serial: soa_serial_now(),
         };
-        reply.answer = self.answer(zone, &question, parsed);
+        reply.answer = self.answer(zone, &question, parsed).await;
         if request.protocol() == Protocol::Udp && request.edns.is_none() {
             let trimmed = answer::limit_answers(&mut reply.answer, self.udp_answer_limit);
             reply.truncated = trimmed && self.enable_truncate;
@@ -368,25 +370,26 @@ impl Handler {
     }
 
     /// Looks the parsed name up in the catalog and builds the answer.
-    fn answer(&self, zone: &Zone, question: &Question<'_>, parsed: QueryName) -> Answer {
-        let mut rng = rand::thread_rng();
+    async fn answer(&self, zone: &Zone, question: &Question<'_>, parsed: QueryName) -> Answer {
+        // The rng is made after each lookup's await: it cannot be held across one.
         match parsed {
             QueryName::Apex => {
-                answer::apex_answer(zone, question, &self.catalog.servers(), &mut rng)
+                let servers = self.catalog.servers().await;
+                answer::apex_answer(zone, question, &servers, &mut rand::thread_rng())
             }
             QueryName::Service(service) => {
                 if !zone.is_local_datacenter(service.datacenter.as_deref()) {
                     return Answer::name_error(zone, question);
                 }
-                let instances = self.catalog.service_instances(&service.service);
+                let instances = self.catalog.service_instances(&service.service).await;
                 let tag = service.tag.as_deref();
-                answer::service_answer(zone, question, tag, instances.as_deref(), &mut rng)
+                answer::service_answer(zone, question, tag, instances.as_deref(), &mut rand::thread_rng())
             }
             QueryName::Node { node, datacenter } => {
                 if !zone.is_local_datacenter(datacenter.as_deref()) {
                     return Answer::name_error(zone, question);
                 }
-                answer::node_answer(zone, question, self.catalog.node(&node).as_ref())
+                answer::node_answer(zone, question, self.catalog.node(&node).await.as_ref())
             }
             QueryName::Addr(ip) => answer::addr_answer(zone, question, ip),
             QueryName::Invalid => Answer::name_error(zone, question),

@@ -25,14 +25,15 @@ struct MemoryCatalog {
     servers: Vec<DnsNode>,
 }
 
+#[async_trait::async_trait]
 impl DnsCatalog for MemoryCatalog {
-    fn service_instances(&self, service: &str) -> Option<Vec<DnsInstance>> {
+    async fn service_instances(&self, service: &str) -> Option<Vec<DnsInstance>> {
         self.services.get(service).cloned()
     }
-    fn node(&self, node: &str) -> Option<DnsNode> {
+    async fn node(&self, node: &str) -> Option<DnsNode> {
         self.nodes.get(node).cloned()
     }
-    fn servers(&self) -> Vec<DnsNode> {
+    async fn servers(&self) -> Vec<DnsNode> {
         self.servers.clone()
     }
 }

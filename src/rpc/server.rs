@@ -7,6 +7,7 @@
 //! | `POST /raft/join` | a join request | a server asking to be added |
 //! | `POST /raft/forward` | a command | a follower: apply it only if this server leads |
 //! | `POST /rpc/write` | a command | any agent: this server applies it or forwards it to its leader |
+//! | `POST /rpc/read` | a view request | a client agent: catalog rows for its anti-entropy and DNS |
 //! | `POST /raft/fault` | a fault plan (JSON) | tests, when fault injection is on |
 //! | `/fwd/...` | an HTTP API request | an agent relaying a read to a server (the API router, nested) |
 //!
@@ -58,6 +59,8 @@ pub trait Endpoint: Send + Sync + 'static {
     async fn join(&self, body: &[u8]) -> Result<Vec<u8>, String>;
     /// A command to commit; the answer is the encoded `Result<(index, outcome), reason>`.
     async fn write(&self, body: &[u8], route: WriteRoute) -> Result<Vec<u8>, String>;
+    /// A client agent's read of catalog rows (may block, bounded by the request).
+    async fn read(&self, body: &[u8]) -> Result<Vec<u8>, String>;
     fn faults(&self) -> &Faults;
 }
 
@@ -73,6 +76,7 @@ pub fn router(endpoint: Shared, api: Router) -> Router {
         .route("/raft/join", post(join))
         .route("/raft/forward", post(|s, b| write(s, b, WriteRoute::LeaderOnly)))
         .route("/rpc/write", post(|s, b| write(s, b, WriteRoute::AnyServer)))
+        .route("/rpc/read", post(read))
         .route("/raft/fault", post(set_faults))
         .with_state(endpoint.clone())
         .nest("/fwd", api)
@@ -102,6 +106,10 @@ async fn join(State(endpoint): State<Shared>, body: Bytes) -> Response {
 
 async fn write(State(endpoint): State<Shared>, body: Bytes, route: WriteRoute) -> Response {
     answer(endpoint.write(&body, route).await)
+}
+
+async fn read(State(endpoint): State<Shared>, body: Bytes) -> Response {
+    answer(endpoint.read(&body).await)
 }
 
 async fn set_faults(State(endpoint): State<Shared>, body: Bytes) -> Response {

@@ -35,6 +35,10 @@ fn random_loopback() -> IpAddr {
 
 pub(crate) struct Server {
     pub(crate) name: String,
+    /// False for a client agent (no `-server`, joined through server 0's gossip address).
+    pub(crate) is_server: bool,
+    /// More flags for this agent only.
+    pub(crate) extra_args: Vec<String>,
     pub(crate) ip: IpAddr,
     pub(crate) http_port: u16,
     pub(crate) server_port: u16,
@@ -52,6 +56,14 @@ impl Server {
 
     pub(crate) fn server_addr(&self) -> String {
         format!("{}:{}", self.ip, self.server_port)
+    }
+
+    pub(crate) fn serf_addr(&self) -> String {
+        format!("{}:{}", self.ip, self.serf_port)
+    }
+
+    pub(crate) fn dns_addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::new(self.ip, self.dns_port)
     }
 
     pub(crate) fn is_running(&self) -> bool {
@@ -106,6 +118,8 @@ impl TestCluster {
         }
         self.servers.push(Server {
             name: format!("s{}", i + 1),
+            is_server: true,
+            extra_args: Vec::new(),
             ip,
             http_port: ports[0],
             server_port: ports[1],
@@ -115,6 +129,21 @@ impl TestCluster {
             log_path: self.dir.path().join(format!("s{}.log", i + 1)),
             child: None,
         });
+        i
+    }
+
+    /// Starts a client agent (no `-server`) named `c<n>` that joins through server 0's gossip
+    /// address only, with `extra` flags.
+    pub(crate) fn add_client(&mut self, extra: &[&str]) -> usize {
+        let i = self.declare();
+        let clients = self.servers.iter().filter(|s| !s.is_server).count();
+        let agent = &mut self.servers[i];
+        agent.is_server = false;
+        agent.name = format!("c{}", clients + 1);
+        agent.data_dir = self.dir.path().join(&agent.name);
+        agent.log_path = self.dir.path().join(format!("{}.log", agent.name));
+        agent.extra_args = extra.iter().map(|a| a.to_string()).collect();
+        self.spawn(i);
         i
     }
 
@@ -136,10 +165,11 @@ impl TestCluster {
 
     fn args(&self, i: usize) -> Vec<String> {
         let s = &self.servers[i];
-        let mut args = vec![
-            "agent".into(),
-            "-server".into(),
-            format!("-bootstrap-expect={}", self.expect),
+        let mut args = vec!["agent".to_string()];
+        if s.is_server {
+            args.extend(["-server".to_string(), format!("-bootstrap-expect={}", self.expect)]);
+        }
+        args.extend([
             format!("-node={}", s.name),
             format!("-data-dir={}", s.data_dir.display()),
             format!("-bind={}", s.ip),
@@ -150,10 +180,15 @@ impl TestCluster {
             format!("-server-port={}", s.server_port),
             format!("-serf-lan-port={}", s.serf_port),
             format!("-config-file={}", self.dir.path().join("test.toml").display()),
-        ];
+        ]);
+        args.extend(s.extra_args.iter().cloned());
+        if !s.is_server {
+            args.push(format!("-retry-join={}", self.servers[0].serf_addr()));
+            return args;
+        }
         for (j, other) in self.servers.iter().enumerate() {
-            if j != i {
-                args.push(format!("-retry-join={}:{}", other.ip, other.serf_port));
+            if j != i && other.is_server {
+                args.push(format!("-retry-join={}", other.serf_addr()));
             }
         }
         args
@@ -194,7 +229,7 @@ impl TestCluster {
         loop {
             let mut seen = Vec::new();
             for (i, server) in self.servers.iter().enumerate() {
-                if server.is_running() {
+                if server.is_running() && server.is_server {
                     seen.push(self.digest(i).await);
                 }
             }
@@ -229,7 +264,7 @@ impl TestCluster {
     pub(crate) async fn partition(&self, side: &[usize]) {
         let others: Vec<usize> = (0..self.servers.len()).filter(|i| !side.contains(i)).collect();
         for i in 0..self.servers.len() {
-            if self.servers[i].is_running() {
+            if self.servers[i].is_running() && self.servers[i].is_server {
                 let cut = if side.contains(&i) { &others } else { side };
                 self.set_faults(i, cut, false).await;
             }
@@ -238,7 +273,7 @@ impl TestCluster {
 
     pub(crate) async fn heal(&self) {
         for i in 0..self.servers.len() {
-            if self.servers[i].is_running() {
+            if self.servers[i].is_running() && self.servers[i].is_server {
                 self.set_faults(i, &[], false).await;
             }
         }
@@ -265,7 +300,7 @@ impl TestCluster {
         loop {
             let mut seen = Vec::new();
             for (i, server) in self.servers.iter().enumerate() {
-                if server.is_running() {
+                if server.is_running() && server.is_server {
                     seen.push(self.leader_seen_by(i).await);
                 }
             }

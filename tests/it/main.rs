@@ -6,6 +6,7 @@ mod blocking;
 mod catalog_health_dns;
 mod checks;
 mod cluster;
+mod clients;
 mod cluster_util;
 mod cli;
 mod durability;

@@ -1,0 +1,235 @@
+//! Catalog views for client agents, which have no catalog of their own.
+//!
+//! A server answers `/rpc/read` with the encoded catalog rows a question needs
+//! ([`Agent::serve_view`]); the client loads them into a small [`Catalog`] of its own, so the
+//! pure code that works on a server's catalog (anti-entropy's diff, DNS answers) works
+//! unchanged on the client:
+//! - **anti-entropy**: the rows of this agent's own node ([`ViewRequest::Node`]);
+//! - **DNS**: a cache of services ([`ServiceCache`], Consul's agent cache behind
+//!   `dns_config.use_cache`). The first query for a service fetches it; a background task
+//!   then keeps it fresh with blocking reads on that service (so a change reaches the
+//!   client's answers as soon as a server applies it), and drops it once unused for
+//!   `SERVICE_VIEW_IDLE_MS`. A warm query costs no server round trip. The cache holds at most
+//!   `SERVICE_VIEWS_MAX` services, and an entry whose refresh keeps failing is not served
+//!   once older than `SERVICE_VIEW_AGE_MS_MAX` (it is fetched again, or the query fails).
+//!
+//! Requests and answers are append-only postcard enums (`ViewRequest` variants are never
+//! reordered); the rows inside are the state machine's own versioned row encoding.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::agent::{Agent, AgentError};
+use crate::catalog::{Catalog, RowKey};
+use crate::watch::Topic;
+
+/// Longest a blocking view read waits on a server.
+pub(crate) const VIEW_WAIT_MS_MAX: u64 = 60_000;
+/// How long a background refresh blocks per round.
+const SERVICE_VIEW_REFRESH_WAIT_MS: u64 = 30_000;
+/// Services cached for DNS on one client agent.
+const SERVICE_VIEWS_MAX: usize = 1024;
+/// A cached service unused this long is dropped (and its refresh stops).
+const SERVICE_VIEW_IDLE_MS: u64 = 10 * 60 * 1000;
+/// A cached service not refreshed this long is not served.
+const SERVICE_VIEW_AGE_MS_MAX: u64 = 90_000;
+/// Pause after a failed refresh.
+const SERVICE_VIEW_RETRY_MS: u64 = 1_000;
+
+/// A question to a server about its catalog.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ViewRequest {
+    /// One node's row, services and checks.
+    Node { node: String },
+    /// Every instance of a service (names match case-insensitively, as DNS does), with
+    /// their nodes and all the checks of those nodes; blocks until the service's index
+    /// passes `min_index` or `wait_ms` runs out.
+    Service { name: String, min_index: u64, wait_ms: u64 },
+}
+
+/// Encoded catalog rows and the index they are current as of.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewRows {
+    pub index: u64,
+    pub rows: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl ViewRows {
+    /// A catalog holding just these rows; rows that do not decode are refused.
+    pub fn into_catalog(self) -> Result<Catalog, AgentError> {
+        let mut catalog = Catalog::new();
+        for (key, value) in &self.rows {
+            catalog.load_row(key, value).map_err(|e| AgentError::Rejected(format!("a server sent a bad catalog row: {e}")))?;
+        }
+        Ok(catalog)
+    }
+}
+
+fn encode_rows(catalog: &Catalog, rows: BTreeSet<RowKey>, index: u64) -> ViewRows {
+    ViewRows { index, rows: rows.iter().filter_map(|row| catalog.encode_row(row)).collect() }
+}
+
+/// The rows of `node`: itself, its services and its checks.
+fn node_rows(catalog: &Catalog, node: &str) -> ViewRows {
+    let mut rows = BTreeSet::new();
+    if catalog.node(node).is_some() {
+        rows.insert(RowKey::Node(node.to_string()));
+    }
+    rows.extend(catalog.node_services(node).into_iter().map(|s| RowKey::Service(node.to_string(), s.id.clone())));
+    rows.extend(catalog.node_checks(node).into_iter().map(|c| RowKey::Check(node.to_string(), c.check_id.clone())));
+    encode_rows(catalog, rows, catalog.last_index())
+}
+
+/// The rows DNS needs to answer for `name`, and the service's index.
+fn service_rows(catalog: &Catalog, name: &str) -> ViewRows {
+    let names: Vec<String> = catalog.service_names().into_keys().filter(|n| n.eq_ignore_ascii_case(name)).collect();
+    let index = names.iter().map(|n| catalog.service_index(n)).max().unwrap_or_else(|| catalog.service_index(name));
+    let mut rows = BTreeSet::new();
+    for name in &names {
+        for (node, service) in catalog.service_instances(name) {
+            rows.insert(RowKey::Node(node.name.clone()));
+            rows.insert(RowKey::Service(node.name.clone(), service.id.clone()));
+            rows.extend(catalog.node_checks(&node.name).into_iter().map(|c| RowKey::Check(node.name.clone(), c.check_id.clone())));
+        }
+    }
+    encode_rows(catalog, rows, index)
+}
+
+impl Agent {
+    /// On a server: answers a client's view request from the local catalog (`?stale`
+    /// semantics, as Consul's agent cache reads), blocking for `Service` requests.
+    pub async fn serve_view(&self, request: ViewRequest) -> ViewRows {
+        match request {
+            ViewRequest::Node { node } => self.view.read(|catalog| node_rows(catalog, &node)),
+            ViewRequest::Service { name, min_index, wait_ms } => {
+                let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms.min(VIEW_WAIT_MS_MAX));
+                let mut subscription = self.view.watches().subscribe(Topic::Service(name.clone()));
+                loop {
+                    subscription.mark_seen();
+                    let rows = self.view.read(|catalog| service_rows(catalog, &name));
+                    if rows.index > min_index || tokio::time::Instant::now() >= deadline {
+                        return rows;
+                    }
+                    let _ = tokio::time::timeout_at(deadline, subscription.changed()).await;
+                }
+            }
+        }
+    }
+}
+
+/// One cached service.
+struct CachedService {
+    catalog: Arc<Catalog>,
+    index: u64,
+    last_used: Instant,
+    refreshed: Instant,
+}
+
+/// A client agent's cache of services for DNS (see the module docs).
+#[derive(Default)]
+pub struct ServiceCache {
+    /// Keyed by the lowercased service name. Short critical sections only.
+    entries: Mutex<HashMap<String, CachedService>>,
+}
+
+impl ServiceCache {
+    fn fresh(&self, key: &str) -> Option<Arc<Catalog>> {
+        let mut entries = self.entries.lock().expect("service cache lock poisoned");
+        let entry = entries.get_mut(key)?;
+        entry.last_used = Instant::now();
+        (entry.refreshed.elapsed() < Duration::from_millis(SERVICE_VIEW_AGE_MS_MAX)).then(|| entry.catalog.clone())
+    }
+
+    /// Stores a fetched view; returns true when the service was not cached before.
+    fn store(&self, key: &str, catalog: Arc<Catalog>, index: u64) -> bool {
+        let mut entries = self.entries.lock().expect("service cache lock poisoned");
+        let now = Instant::now();
+        let new = !entries.contains_key(key);
+        if new && entries.len() >= SERVICE_VIEWS_MAX {
+            let oldest = entries.iter().min_by_key(|(_, e)| e.last_used).map(|(k, _)| k.clone());
+            if let Some(oldest) = oldest {
+                entries.remove(&oldest);
+            }
+        }
+        let last_used = entries.get(key).map_or(now, |e| e.last_used);
+        entries.insert(key.to_string(), CachedService { catalog, index, last_used, refreshed: now });
+        new
+    }
+
+    /// Replaces a cached entry after a refresh; false when it is no longer cached.
+    fn update(&self, key: &str, catalog: Arc<Catalog>, index: u64) -> bool {
+        let mut entries = self.entries.lock().expect("service cache lock poisoned");
+        let Some(entry) = entries.get_mut(key) else { return false };
+        (entry.catalog, entry.index, entry.refreshed) = (catalog, index, Instant::now());
+        true
+    }
+
+    /// The index to block on, or `None` once the entry is gone or idle (then it is dropped).
+    fn refresh_from(&self, key: &str) -> Option<u64> {
+        let mut entries = self.entries.lock().expect("service cache lock poisoned");
+        let entry = entries.get(key)?;
+        if entry.last_used.elapsed() >= Duration::from_millis(SERVICE_VIEW_IDLE_MS) {
+            entries.remove(key);
+            return None;
+        }
+        Some(entry.index)
+    }
+}
+
+impl Agent {
+    /// On a client: the catalog rows for `service`, from the cache (fetched and then kept
+    /// fresh in the background on first use). `None` on a server, which reads its own view.
+    pub async fn service_view(self: &Arc<Self>, service: &str) -> Option<Result<Arc<Catalog>, AgentError>> {
+        let cache = self.service_cache.as_ref()?;
+        let key = service.to_ascii_lowercase();
+        if let Some(catalog) = cache.fresh(&key) {
+            return Some(Ok(catalog));
+        }
+        let fetched = self.read_view(ViewRequest::Service { name: key.clone(), min_index: 0, wait_ms: 0 }).await;
+        Some(fetched.and_then(|rows| {
+            let index = rows.index;
+            let catalog = Arc::new(rows.into_catalog()?);
+            if cache.store(&key, catalog.clone(), index) {
+                tokio::spawn(refresh_service(self.clone(), key));
+            }
+            Ok(catalog)
+        }))
+    }
+
+    /// On a client: this node's rows as the servers have them (for anti-entropy).
+    pub(crate) async fn own_node_view(&self) -> Result<Catalog, AgentError> {
+        self.node_view(&self.identity.node_name).await
+    }
+
+    /// On a client: one node's rows as the servers have them (not cached).
+    pub async fn node_view(&self, node: &str) -> Result<Catalog, AgentError> {
+        self.read_view(ViewRequest::Node { node: node.to_string() }).await?.into_catalog()
+    }
+}
+
+/// Keeps one cached service fresh with blocking reads until it goes idle or the agent stops.
+async fn refresh_service(agent: Arc<Agent>, key: String) {
+    let Some(cache) = agent.service_cache.as_ref() else { return };
+    let mut shutdown = agent.shutdown_requested();
+    while let Some(index) = cache.refresh_from(&key) {
+        let request = ViewRequest::Service { name: key.clone(), min_index: index, wait_ms: SERVICE_VIEW_REFRESH_WAIT_MS };
+        let fetched = tokio::select! {
+            fetched = agent.read_view(request) => fetched,
+            _ = shutdown.changed() => return,
+        };
+        match fetched.and_then(|rows| Ok((rows.index, rows.into_catalog()?))) {
+            Ok((index, catalog)) => {
+                if !cache.update(&key, Arc::new(catalog), index) {
+                    return;
+                }
+            }
+            Err(error) => {
+                tracing::debug!(service = %key, %error, "service view refresh failed; will retry");
+                tokio::time::sleep(Duration::from_millis(SERVICE_VIEW_RETRY_MS)).await;
+            }
+        }
+    }
+}

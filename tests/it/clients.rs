@@ -1,0 +1,202 @@
+//! Client agents (issue 10): 3 servers and 3 client agents as real processes on loopback
+//! addresses. Clients are started with one `-retry-join` address (server 0's gossip port) and
+//! no `-server`; everything else they learn through gossip.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use hickory_server::proto::rr::RecordType;
+use serde_json::{Value, json};
+
+use crate::cluster_util::TestCluster;
+use crate::util::{dns_query, eventually};
+
+const CLIENTS: usize = 3;
+
+async fn get_json(cluster: &TestCluster, i: usize, path: &str) -> Option<Value> {
+    let url = format!("{}{path}", cluster.servers[i].http());
+    let response = cluster.client.get(url).timeout(Duration::from_secs(5)).send().await.ok()?;
+    if !response.status().is_success() {
+        return None;
+    }
+    response.json().await.ok()
+}
+
+/// `(name, status, role)` of every member agent `i` lists.
+async fn members(cluster: &TestCluster, i: usize) -> Vec<(String, u64, String)> {
+    let list = get_json(cluster, i, "/v1/agent/members").await.unwrap_or(json!([]));
+    list.as_array()
+        .map(|members| {
+            members
+                .iter()
+                .map(|m| (m["Name"].as_str().unwrap_or("").to_string(), m["Status"].as_u64().unwrap_or(0), m["Tags"]["role"].as_str().unwrap_or("").to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The `serfHealth` status of `node` as agent `i` reports it (through its servers).
+async fn serf_health(cluster: &TestCluster, i: usize, node: &str) -> Option<String> {
+    let checks = get_json(cluster, i, &format!("/v1/health/node/{node}")).await?;
+    checks.as_array()?.iter().find(|c| c["CheckID"] == "serfHealth").map(|c| c["Status"].as_str().unwrap_or("").to_string())
+}
+
+/// A tiny HTTP endpoint for an HTTP check: answers 200 while `healthy`, else 500.
+async fn health_endpoint(healthy: Arc<AtomicBool>) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let healthy = healthy.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 2048];
+                let _ = stream.read(&mut buf).await;
+                let status = if healthy.load(Ordering::SeqCst) { "200 OK" } else { "500 Internal Server Error" };
+                let _ = stream.write_all(format!("HTTP/1.1 {status}\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok").as_bytes()).await;
+            });
+        }
+    });
+    port
+}
+
+async fn start() -> (TestCluster, Vec<usize>) {
+    let mut cluster = TestCluster::start(3).await;
+    cluster.wait_for_leader(Duration::from_secs(30)).await;
+    let clients: Vec<usize> = (0..CLIENTS).map(|_| cluster.add_client(&[])).collect();
+    (cluster, clients)
+}
+
+#[tokio::test]
+async fn three_servers_and_three_clients_share_members_catalog_health_and_failures() {
+    let (mut cluster, clients) = start().await;
+    let all = cluster.servers.len();
+    // Every agent lists all 6 members alive; servers are tagged role=consul, clients role=node.
+    for i in 0..all {
+        let converged = eventually(30_000, async || {
+            let seen = members(&cluster, i).await;
+            seen.len() == all && seen.iter().all(|(_, status, _)| *status == 1)
+        })
+        .await;
+        assert!(converged, "agent {i} sees {:?}", members(&cluster, i).await);
+        for (name, _, role) in members(&cluster, i).await {
+            assert_eq!(role, if name.starts_with('s') { "consul" } else { "node" }, "{name}");
+        }
+    }
+
+    // A service registered at client 1 with an HTTP check answers in client 2's catalog and
+    // client 3's DNS.
+    let healthy = Arc::new(AtomicBool::new(true));
+    let port = health_endpoint(healthy.clone()).await;
+    let registration = json!({"Name": "web", "Port": 8080, "Check": {"HTTP": format!("http://127.0.0.1:{port}/"), "Interval": "500ms"}});
+    let url = format!("{}/v1/agent/service/register", cluster.servers[clients[0]].http());
+    let response = cluster.client.put(url).body(registration.to_string()).send().await.unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap_or_default());
+    let in_catalog = eventually(15_000, async || {
+        get_json(&cluster, clients[1], "/v1/catalog/service/web").await.and_then(|v| v.as_array().map(|a| a.len() == 1 && a[0]["Node"] == "c1")).unwrap_or(false)
+    })
+    .await;
+    assert!(in_catalog, "client 2's catalog lists web on c1");
+    let srv_count = async |i: usize| dns_query(cluster.servers[i].dns_addr(), "web.service.consul.", RecordType::SRV).await.answers.len();
+    assert!(eventually(15_000, async || srv_count(clients[2]).await == 1).await, "client 3's DNS answers web");
+
+    // The check fails: critical everywhere, and gone from every agent's DNS.
+    healthy.store(false, Ordering::SeqCst);
+    for i in 0..all {
+        let critical = eventually(15_000, async || {
+            let entries = get_json(&cluster, i, "/v1/health/service/web?passing").await;
+            entries.and_then(|v| v.as_array().map(Vec::is_empty)).unwrap_or(false)
+        })
+        .await;
+        assert!(critical, "agent {i}: web is out of ?passing");
+        assert!(eventually(15_000, async || srv_count(i).await == 0).await, "agent {i}: web is gone from DNS");
+    }
+    healthy.store(true, Ordering::SeqCst);
+    assert!(eventually(15_000, async || srv_count(clients[2]).await == 1).await, "web is back in DNS when its check passes");
+
+    // SIGTERM of a client: it leaves (status left everywhere) and its node is deregistered.
+    cluster.signal(clients[2], "TERM");
+    let left = eventually(20_000, async || members(&cluster, 0).await.iter().any(|(n, s, _)| n == "c3" && *s == 3)).await;
+    assert!(left, "c3 is listed as left: {:?}", members(&cluster, 0).await);
+    let deregistered = eventually(20_000, async || {
+        get_json(&cluster, clients[0], "/v1/catalog/nodes").await.and_then(|v| v.as_array().map(|a| a.iter().all(|n| n["Node"] != "c3"))).unwrap_or(false)
+    })
+    .await;
+    assert!(deregistered, "c3's node is deregistered");
+
+    // kill -9 of a server that does not lead: its serfHealth turns critical.
+    let leader = cluster.wait_for_leader(Duration::from_secs(30)).await;
+    let victim = (0..3).find(|i| *i != leader).unwrap();
+    let victim_name = cluster.servers[victim].name.clone();
+    cluster.kill9(victim);
+    let critical = eventually(30_000, async || serf_health(&cluster, clients[0], &victim_name).await.as_deref() == Some("critical")).await;
+    assert!(critical, "a killed server's serfHealth turns critical");
+
+    // kill -9 of the leader: writes through a client succeed again within the failover time.
+    cluster.spawn(victim);
+    cluster.wait_for_leader(Duration::from_secs(30)).await;
+    let leader = cluster.wait_for_leader(Duration::from_secs(30)).await;
+    cluster.kill9(leader);
+    let killed = Instant::now();
+    let put = async |key: &str| {
+        let url = format!("{}/v1/kv/{key}", cluster.servers[clients[1]].http());
+        cluster.client.put(url).body("v").timeout(Duration::from_secs(10)).send().await.map(|r| r.status() == 200).unwrap_or(false)
+    };
+    assert!(eventually(30_000, async || put("after-failover").await).await, "a write through a client succeeds after the leader dies");
+    eprintln!("write through a client after kill -9 of the leader: {:?}", killed.elapsed());
+}
+
+/// kill -9 of a client, ten times: every other agent's catalog shows its `serfHealth`
+/// critical and its services out of `?passing`. Prints the detection times (p50, p99).
+#[tokio::test]
+async fn a_killed_client_is_detected_everywhere() {
+    let (mut cluster, clients) = start().await;
+    let victim = clients[0];
+    let mut detection_ms = Vec::new();
+    for trial in 0..10 {
+        let alive = eventually(30_000, async || serf_health(&cluster, clients[1], "c1").await.as_deref() == Some("passing")).await;
+        assert!(alive, "trial {trial}: c1 passing before the kill");
+        let url = format!("{}/v1/agent/service/register", cluster.servers[victim].http());
+        let response = cluster.client.put(url).body(json!({"Name": "api", "Port": 9000}).to_string()).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        cluster.kill9(victim);
+        let killed = Instant::now();
+        let everywhere = eventually(60_000, async || {
+            for i in [0, 1, 2, clients[1], clients[2]] {
+                if serf_health(&cluster, i, "c1").await.as_deref() != Some("critical") {
+                    return false;
+                }
+                let passing = get_json(&cluster, i, "/v1/health/service/api?passing").await;
+                if !passing.and_then(|v| v.as_array().map(|a| a.iter().all(|e| e["Node"]["Node"] != "c1"))).unwrap_or(false) {
+                    return false;
+                }
+            }
+            true
+        })
+        .await;
+        assert!(everywhere, "trial {trial}: c1 critical on every agent");
+        detection_ms.push(killed.elapsed().as_millis() as u64);
+        cluster.spawn(victim);
+    }
+    detection_ms.sort_unstable();
+    let p50 = detection_ms[detection_ms.len() / 2];
+    let p99 = detection_ms[detection_ms.len() - 1];
+    eprintln!("kill -9 of a client -> serfHealth critical on every agent, 10 trials: p50 {p50} ms, p99 {p99} ms ({detection_ms:?})");
+}
+
+/// An agent with another gossip key never appears in anyone's members.
+#[tokio::test]
+async fn an_agent_with_another_gossip_key_never_joins() {
+    let (mut cluster, _) = start().await;
+    let stranger = cluster.add_client(&["-encrypt=pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s="]);
+    // Give it time to try: the honest clients converge, the stranger stays out everywhere.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let name = cluster.servers[stranger].name.clone();
+    for i in 0..cluster.servers.len() - 1 {
+        let seen = members(&cluster, i).await;
+        assert!(!seen.iter().any(|(n, _, _)| *n == name), "agent {i} lists the stranger: {seen:?}");
+    }
+    let own = members(&cluster, stranger).await;
+    assert!(own.iter().all(|(n, _, _)| *n == name), "the stranger sees only itself: {own:?}");
+}
