@@ -257,14 +257,15 @@ impl CoordinateClient {
     /// Adds a sample to `node`'s moving window and returns the window's median.
     fn filtered_rtt_s(&mut self, node: &str, rtt_s: f64) -> f64 {
         self.observation_sequence += 1;
-        if !self.latency_filters.contains_key(node) && self.latency_filters.len() >= LATENCY_FILTER_NODES_MAX {
-            self.evict_least_recent_filter();
-        }
         let window = self.config.latency_filter_size;
-        let filter = self
-            .latency_filters
-            .entry(node.to_string())
-            .or_insert_with(|| LatencyFilter { samples_s: Vec::with_capacity(window), observed_at_sequence: 0 });
+        if !self.latency_filters.contains_key(node) {
+            if self.latency_filters.len() >= LATENCY_FILTER_NODES_MAX {
+                self.evict_least_recent_filter();
+            }
+            let filter = LatencyFilter { samples_s: Vec::with_capacity(window), observed_at_sequence: 0 };
+            self.latency_filters.insert(node.to_string(), filter);
+        }
+        let Some(filter) = self.latency_filters.get_mut(node) else { return rtt_s };
         filter.observed_at_sequence = self.observation_sequence;
         if filter.samples_s.len() >= window {
             filter.samples_s.remove(0);
