@@ -12,7 +12,7 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, BinaryHeap, HashSet};
 use std::time::Duration;
 
-use foca::{Foca, Member, NoCustomBroadcast, Notification, Runtime, Timer};
+use foca::{Foca, Member, NoCustomBroadcast, Notification, Runtime, State, Timer};
 use rand010::rngs::SmallRng;
 use rand010::{RngExt, SeedableRng};
 
@@ -21,12 +21,15 @@ use super::identity::{SimCodec, SimIdentity, TURN_UNDEAD_TAG};
 /// A member's foca instance, as the simulator drives it.
 pub(super) type SimFoca = Foca<SimIdentity, SimCodec, SmallRng, NoCustomBroadcast>;
 
-/// The network's behaviour.
+/// The network's behaviour, and one driver experiment.
 pub(super) struct NetworkConfig {
     pub(super) loss: f64,
     /// One-way latency range, inclusive.
     pub(super) latency_ns: (u64, u64),
     pub(super) seed: u64,
+    /// Withhold a `ChangeSuspectToDown` timer from foca when the member is no longer suspect
+    /// at that incarnation: foca 2.0.0 would still send it `TurnUndead` (see [`Counters`]).
+    pub(super) drop_stale_suspicion_timers: bool,
 }
 
 /// What the members did, counted since the last [`Pool::take_counters`].
@@ -43,8 +46,13 @@ pub(super) struct Counters {
     pub(super) rejoins: u64,
     /// `Rename` notifications: a member saw another's identity replaced by a renewed one.
     pub(super) renames: u64,
-    /// `TurnUndead` messages sent (foca tells a member it declared down, or believes down).
+    /// `TurnUndead` messages sent. foca sends one when it declares a member down, when a
+    /// member it holds down talks to it, and also when a suspicion timer fires after the member
+    /// refuted (foca 2.0.0 ignores the failed incarnation check there): the refuted member then
+    /// renews its identity, which is most of the rejoins and renames.
     pub(super) turn_undead_sent: u64,
+    /// Suspicion timers withheld by `drop_stale_suspicion_timers`.
+    pub(super) stale_suspicion_timers_dropped: u64,
     /// foca errors by kind: none expected, but one is counted rather than fatal.
     pub(super) errors: BTreeMap<String, u64>,
 }
@@ -75,6 +83,7 @@ struct Network {
     loss: f64,
     latency_ns: (u64, u64),
     message_tag_position: usize,
+    drop_stale_suspicion_timers: bool,
     /// Added to every timer submitted while it is set: spreads the members' first timers over
     /// a probe period, so that a pool bootstrapped at one instant does not tick in lockstep.
     timer_phase_ns: u64,
@@ -122,6 +131,7 @@ impl Pool {
                 loss: network.loss,
                 latency_ns: network.latency_ns,
                 message_tag_position: SimCodec::new(identity_bytes).message_tag_position(),
+                drop_stale_suspicion_timers: network.drop_stale_suspicion_timers,
                 timer_phase_ns: 0,
                 counters: Counters::default(),
                 watch: None,
@@ -204,12 +214,27 @@ impl Pool {
             .collect()
     }
 
+    /// A `ChangeSuspectToDown` timer about a member that `member` no longer holds suspect at
+    /// that incarnation, when the experiment is on (then it is counted and withheld).
+    fn is_stale_suspicion(&mut self, member: u32, timer: &Timer<SimIdentity>) -> bool {
+        let Timer::ChangeSuspectToDown { member_id, incarnation, .. } = timer else { return false };
+        if !self.network.drop_stale_suspicion_timers {
+            return false;
+        }
+        let mut view = self.members[member as usize].iter_membership_state();
+        let still_suspect = view.any(|known| known.id() == member_id && known.state() == State::Suspect && known.incarnation() == *incarnation);
+        if !still_suspect {
+            self.network.counters.stale_suspicion_timers_dropped += 1;
+        }
+        !still_suspect
+    }
+
     fn step(&mut self) {
         let Some(Reverse(event)) = self.network.queue.pop() else { return };
         self.network.now_ns = event.at_ns;
         match event.kind {
             EventKind::Timer { member, timer } => {
-                if self.network.stopped[member as usize] {
+                if self.network.stopped[member as usize] || self.is_stale_suspicion(member, &timer) {
                     return;
                 }
                 let runtime = SimRuntime { network: &mut self.network, member };

@@ -75,13 +75,14 @@ pub(super) fn print(args: &GossipSimArgs, timing: &GossipTiming, results: &[Pool
     print_settings(args, timing, results);
     let rows = print_table(timing, results);
     println!(
-        "RESULT {{\"gossip_sim\":{{\"loss\":{},\"latency_ms\":[{},{}],\"seed\":{},\"identity_bytes\":{},\"notify_down_members\":{},\"pools\":[{}]}}}}",
+        "RESULT {{\"gossip_sim\":{{\"loss\":{},\"latency_ms\":[{},{}],\"seed\":{},\"identity_bytes\":{},\"notify_down_members\":{},\"drop_stale_suspicion_timers\":{},\"pools\":[{}]}}}}",
         args.loss,
         args.latency_ms.0,
         args.latency_ms.1,
         args.seed,
         args.identity_bytes,
         !args.no_notify_down,
+        args.drop_stale_suspicion_timers,
         rows.join(",")
     );
 }
@@ -109,7 +110,11 @@ fn print_settings(args: &GossipSimArgs, timing: &GossipTiming, results: &[PoolRe
             foca.max_transmissions,
             foca.periodic_gossip.as_ref().map(|gossip| (gossip.frequency, gossip.num_members)),
             foca.notify_down_members,
-            if args.no_notify_down { " (--no-notify-down)" } else { "" },
+            match (args.no_notify_down, args.drop_stale_suspicion_timers) {
+                (true, _) => " (--no-notify-down)",
+                (false, true) => " (stale suspicion timers dropped)",
+                (false, false) => "",
+            },
             result.steady_s / 60.0,
             result.all_know_s.len(),
             result.undetected_trials,
@@ -117,13 +122,14 @@ fn print_settings(args: &GossipSimArgs, timing: &GossipTiming, results: &[PoolRe
         );
         let steady = &result.steady;
         println!(
-            "  steady state: {} packets ({:.2}% lost), down notifications about running members {}, rejoins {}, renames seen {}, TurnUndead sent {}, foca errors {:?}",
+            "  steady state: {} packets ({:.2}% lost), down notifications about running members {}, rejoins {}, renames seen {}, TurnUndead sent {}, stale suspicion timers dropped {}, foca errors {:?}",
             steady.packets_sent,
             100.0 * steady.packets_lost as f64 / steady.packets_sent.max(1) as f64,
             steady.false_down_notifications,
             steady.rejoins,
             steady.renames,
             steady.turn_undead_sent,
+            steady.stale_suspicion_timers_dropped,
             steady.errors
         );
     }
