@@ -45,6 +45,7 @@ use self::keyring::{Cipher, KEYRING_KEYS_MAX};
 use self::stats::Counters;
 
 mod broadcasts;
+pub mod coordinate;
 mod driver;
 mod envelope;
 mod handle;

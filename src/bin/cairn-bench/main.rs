@@ -12,6 +12,10 @@
 //! cluster and a 3-member etcd cluster side by side (`versus.rs`); `--out` also writes the
 //! JSON and SVG plots there.
 //!
+//! `--gossip-sim [--members 1000,5000] [--trials 10] [--sim-minutes 10] [--loss 0.05]` instead
+//! runs a simulated LAN gossip pool in one process, against memberlist's defaults
+//! (`gossip_sim.rs`).
+//!
 //! `--cluster N` instead starts N servers on loopback and measures write throughput, failover
 //! time and snapshot catch-up (`cluster.rs`; `--snapshot-mb` sets the state machine size).
 //!
@@ -28,6 +32,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 mod cluster;
+mod gossip_sim;
 #[cfg(feature = "etcd")]
 mod versus;
 mod watchers;
@@ -320,6 +325,17 @@ async fn dns_visibility(client: &reqwest::Client, options: &Options) -> Vec<f64>
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     raise_open_files_limit();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--gossip-sim") {
+        // CPU-bound and synchronous: a simulated pool needs no runtime or agent.
+        return match gossip_sim::GossipSimArgs::parse(&args).and_then(|a| gossip_sim::run(&a)) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("cairn-bench: {message}");
+                std::process::ExitCode::from(2)
+            }
+        };
+    }
     let mut options = match parse_options() {
         Ok(options) => options,
         Err(message) => {
