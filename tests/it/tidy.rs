@@ -49,7 +49,7 @@ fn layer_table() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("gossip", &[][..]),
         ("watch", &["catalog"][..]),
         ("raft", &["catalog", "store", "watch", "rpc"][..]),
-        ("agent", &["catalog", "raft", "checks", "store", "config", "rpc", "gossip"][..]),
+        ("agent", &["catalog", "raft", "checks", "store", "config", "rpc", "gossip", "watch"][..]),
         ("http", &["agent", "catalog", "bexpr", "config", "checks", "raft", "ui", "watch", "rpc", "gossip"][..]),
         ("daemon", &["agent", "http", "dns", "raft", "catalog", "config", "rpc"][..]),
         ("cli", &["config", "daemon", "raft"][..]),
