@@ -132,3 +132,25 @@ async fn a_stalled_body_on_the_server_port_times_out() {
     assert!(started.elapsed() >= std::time::Duration::from_secs(9), "not before the deadline");
     assert_eq!(agent.put("/v1/kv/after-stall", "ok").await.status(), 200);
 }
+
+/// Joining an address where nothing listens fails at once with Consul's wording, and
+/// force-leave of a node the pool does not know gets Consul's error; the agent is unharmed.
+#[tokio::test]
+async fn join_to_nowhere_and_force_leave_of_a_stranger_get_clear_errors() {
+    let agent = TestAgent::start().await;
+    let started = std::time::Instant::now();
+    let response = agent.put("/v1/agent/join/127.0.0.1:9", "").await;
+    assert_eq!(response.status(), 500);
+    let text = response.text().await.unwrap();
+    assert!(text.contains("127.0.0.1:9") && text.contains("refused"), "{text}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "fails fast");
+    let response = agent.put("/v1/agent/force-leave/no-such-node", "").await;
+    assert_eq!(response.status(), 500);
+    assert!(response.text().await.unwrap().contains("No node found with name 'no-such-node'"));
+    let (code, _, stderr) = agent.cli(&["force-leave", "no-such-node"]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("No node found"), "{stderr}");
+    let members = agent.get_json("/v1/agent/members").await;
+    assert_eq!(members.as_array().map(Vec::len), Some(1), "{members}");
+    assert_eq!(members[0]["Status"], 1);
+}
