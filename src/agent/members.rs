@@ -217,3 +217,29 @@ impl Agent {
         self.uptime() >= Duration::from_millis(GOSSIP_SETTLE_MS)
     }
 }
+
+/// Serf's `ReconnectInterval`: how often the agent tries to rejoin one failed member.
+const RECONNECT_INTERVAL_MS: u64 = 30_000;
+
+/// Serf's reconnector: every `RECONNECT_INTERVAL_MS` (with jitter) try a push/pull join with
+/// one random failed member, so a member that was down (restarted, partitioned) comes back
+/// even if nobody joins it explicitly: a restarted server with no `-retry-join` of its own, say.
+/// Failed members are reaped after `reconnect_timeout`, which ends the attempts.
+pub(super) async fn reconnect_loop(agent: Arc<Agent>) {
+    use rand::seq::SliceRandom;
+    let mut shutdown = agent.shutdown_requested();
+    loop {
+        let jitter_ms = rand::random::<u64>() % (RECONNECT_INTERVAL_MS / 10);
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(RECONNECT_INTERVAL_MS + jitter_ms)) => {}
+            _ = shutdown.changed() => return,
+        }
+        let failed: Vec<Member> = agent.members().into_iter().filter(|m| m.status == MemberStatus::Failed).collect();
+        let Some(member) = failed.choose(&mut rand::thread_rng()) else { continue };
+        let address = SocketAddr::new(member.addr, member.port).to_string();
+        match agent.gossip.join(&[address]).await {
+            Ok(_) => tracing::info!(member = %member.name, "reconnected to a failed member"),
+            Err(error) => tracing::debug!(member = %member.name, %error, "reconnect to a failed member failed"),
+        }
+    }
+}

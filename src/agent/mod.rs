@@ -320,6 +320,20 @@ impl Agent {
         Ok(())
     }
 
+    /// The sync after a change to the local state, inside the request that made it. A server
+    /// reports a failure (the request fails, as before); a client agent keeps the change and
+    /// answers success, as Consul's do, and anti-entropy syncs it once a server answers (with
+    /// no server known, `No known Consul servers` is only logged).
+    pub(crate) async fn sync_local_change(&self) -> Result<(), AgentError> {
+        match (self.sync().await, &self.role) {
+            (Err(error), Role::Client(_)) => {
+                tracing::warn!(%error, "local change kept; anti-entropy will sync it when a server answers");
+                Ok(())
+            }
+            (result, _) => result,
+        }
+    }
+
     fn restart_check_runners(&self) {
         let local = self.local.read();
         for (id, check) in &local.checks {
@@ -335,6 +349,7 @@ impl Agent {
         tokio::spawn(anti_entropy_loop(self.clone()));
         tokio::spawn(members::member_events_loop(self.clone()));
         tokio::spawn(members::retry_join_loop(self.clone()));
+        tokio::spawn(members::reconnect_loop(self.clone()));
         if let Some(raft) = self.raft() {
             tokio::spawn(leader::leader_loop(self.clone(), raft.clone()));
             tokio::spawn(cluster::formation_loop(self.clone(), raft.clone()));

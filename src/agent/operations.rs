@@ -125,7 +125,7 @@ impl Agent {
                 None => self.scheduler.remove(&check.registration.check_id),
             }
         }
-        self.sync().await
+        self.sync_local_change().await
     }
 
     /// Removes a service and the checks bound to it.
@@ -147,7 +147,7 @@ impl Agent {
             self.scheduler.remove(check_id);
             self.store.agent_delete(&format!("{}{check_id}", local::CHECK_PREFIX))?;
         }
-        self.sync().await
+        self.sync_local_change().await
     }
 
     /// Registers (or replaces) one check with this agent.
@@ -174,7 +174,7 @@ impl Agent {
             Some(runner) => self.scheduler.add(&check.registration.check_id, check_kind(runner)),
             None => self.scheduler.remove(&check.registration.check_id),
         }
-        self.sync().await
+        self.sync_local_change().await
     }
 
     pub async fn deregister_check(&self, id: &str) -> Result<(), AgentError> {
@@ -183,7 +183,7 @@ impl Agent {
         }
         self.scheduler.remove(id);
         self.store.agent_delete(&format!("{}{id}", local::CHECK_PREFIX))?;
-        self.sync().await
+        self.sync_local_change().await
     }
 
     /// `check/pass|warn|fail|update`: sets a TTL check's status and resets its timer.
@@ -200,7 +200,7 @@ impl Agent {
         if let Err(error) = self.scheduler.ttl_update(id, status, output) {
             return Err(AgentError::NotFound(error.to_string()));
         }
-        self.sync().await
+        self.sync_local_change().await
     }
 
     /// Records a check result locally. Returns whether the status changed.

@@ -200,3 +200,28 @@ async fn an_agent_with_another_gossip_key_never_joins() {
     let own = members(&cluster, stranger).await;
     assert!(own.iter().all(|(n, _, _)| *n == name), "the stranger sees only itself: {own:?}");
 }
+
+/// A client that knows no live server keeps accepting local registrations (200) and answers
+/// catalog reads with Consul's `No known Consul servers`; once a server is back, anti-entropy
+/// syncs what it registered meanwhile.
+#[tokio::test]
+async fn a_client_without_servers_keeps_registrations_and_syncs_them_later() {
+    let mut cluster = TestCluster::start(1).await;
+    cluster.wait_for_leader(Duration::from_secs(30)).await;
+    let client = cluster.add_client(&[]);
+    assert!(eventually(30_000, async || members(&cluster, client).await.iter().filter(|(_, s, _)| *s == 1).count() == 2).await, "joined");
+    cluster.kill9(0);
+    assert!(eventually(30_000, async || members(&cluster, client).await.iter().any(|(n, s, _)| n == "s1" && *s == 4)).await, "server failed");
+    let url = format!("{}/v1/agent/service/register", cluster.servers[client].http());
+    let response = cluster.client.put(url).body(json!({"Name": "offline", "Port": 1}).to_string()).send().await.unwrap();
+    assert_eq!(response.status(), 200, "a local registration is kept without servers");
+    let response = cluster.client.get(format!("{}/v1/catalog/services", cluster.servers[client].http())).send().await.unwrap();
+    assert_eq!(response.status(), 500);
+    assert!(response.text().await.unwrap().contains("No known Consul servers"));
+    cluster.spawn(0);
+    let synced = eventually(60_000, async || {
+        get_json(&cluster, 0, "/v1/catalog/service/offline").await.and_then(|v| v.as_array().map(|a| a.len() == 1)).unwrap_or(false)
+    })
+    .await;
+    assert!(synced, "the registration reaches the catalog once the server is back");
+}
