@@ -27,6 +27,10 @@ struct MembersArgs {
     /// List the WAN pool (servers in all datacenters) instead of the LAN pool.
     #[arg(long)]
     wan: bool,
+    /// Only members whose status (alive, leaving, left, failed) matches this regular
+    /// expression (unanchored, as Consul's).
+    #[arg(long)]
+    status: Option<String>,
     #[command(flatten)]
     http: HttpFlags,
     #[arg(hide = true)]
@@ -90,6 +94,10 @@ pub(crate) fn members(args: &[String], io: &mut Io<'_>) -> Result<(), Fail> {
             a.args.len()
         ));
     }
+    let status = match &a.status {
+        Some(pattern) => Some(regex::Regex::new(pattern).map_err(|e| Fail::Msg(format!("Failed to compile status regexp: {e}")))?),
+        None => None,
+    };
     let c = client::connect(&a.http, io.env)?;
     let params: Vec<Param<'_>> = if a.wan {
         vec![("wan", Some("1".to_owned()))]
@@ -97,6 +105,9 @@ pub(crate) fn members(args: &[String], io: &mut Io<'_>) -> Result<(), Fail> {
         Vec::new()
     };
     let mut members: Vec<Member> = c.get("/v1/agent/members", &params)?.json()?;
+    if let Some(status) = &status {
+        members.retain(|m| status.is_match(status_name(m.status)));
+    }
     sort_members(&mut members);
     io.line(format_members(&members, a.detailed))
 }

@@ -119,6 +119,12 @@ async fn three_servers_and_three_clients_share_members_catalog_health_and_failur
     cluster.signal(clients[2], "TERM");
     let left = eventually(20_000, async || members(&cluster, 0).await.iter().any(|(n, s, _)| n == "c3" && *s == 3)).await;
     assert!(left, "c3 is listed as left: {:?}", members(&cluster, 0).await);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["members", "-status=left", &format!("-http-addr={}", cluster.servers[0].http())])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success() && table.lines().count() == 2 && table.lines().nth(1).is_some_and(|l| l.starts_with("c3 ")), "{table}");
     let deregistered = eventually(20_000, async || {
         get_json(&cluster, clients[0], "/v1/catalog/nodes").await.and_then(|v| v.as_array().map(|a| a.iter().all(|n| n["Node"] != "c3"))).unwrap_or(false)
     })
