@@ -22,7 +22,9 @@
 //!   (`stats`), never a panic; an agent with another key never appears in anyone's members;
 //! - RTT samples for network coordinates come from our own ping/pong to one random member
 //!   every probe interval (foca keeps its probe timings to itself);
-//! - timing (`timing`): Consul's `gossip_lan` knobs, scaled with the pool size as memberlist.
+//! - timing (`timing`): Consul's `gossip_lan` knobs, scaled with the pool size as memberlist;
+//! - stale timers (`suspicion`): a suspicion timer is dropped once its member refuted, so that
+//!   foca 2.0.0 does not tell a live member it is down (shared with `cairn-bench --gossip-sim`).
 //!
 //! Limits: `GOSSIP_PACKET_BYTES_MAX` (envelope), `PUSH_PULL_BYTES_MAX`,
 //! `PUSH_PULL_MEMBERS_MAX`, `JOIN_TIMEOUT_MS`, `TCP_CONNS_MAX` (push_pull), `MEMBERS_MAX`,
@@ -54,6 +56,7 @@ mod join;
 mod keyring;
 mod push_pull;
 mod stats;
+pub mod suspicion;
 #[cfg(test)]
 mod tests;
 pub mod timing;
