@@ -68,8 +68,10 @@ pub const USER_EVENT_BYTES_MAX: usize = 512;
 /// memberlist's limit on node meta: a node's encoded tags, in bytes.
 pub const TAGS_BYTES_MAX: usize = 512;
 
-/// The most members (the local node included) one agent tracks.
-const MEMBERS_MAX: usize = 4096;
+/// The most members (the local node included) one agent tracks: well above the 5,000-member
+/// pools we size for, still a bound on memory (the member view, the tag and leave tables,
+/// and a push/pull message of at most `PUSH_PULL_BYTES_MAX` = 16 MiB).
+const MEMBERS_MAX: usize = 16_384;
 
 /// Member events buffered per subscriber before the slowest one lags.
 const MEMBER_EVENTS_CAPACITY: usize = 1024;
