@@ -7,8 +7,10 @@
 //! news to the member view, emits member events and publishes the member snapshot.
 //!
 //! Invariants: foca's timers fire in deadline order (a binary heap ordered by deadline, then
-//! by submission), never early; nothing from the network can panic the task; the task never
-//! awaits while holding the tables lock; foca's configuration follows the pool size.
+//! by submission), never early, and a timer `suspicion::timer_still_due` calls stale (a
+//! suspicion the member already refuted) is dropped instead of handed to foca; nothing from
+//! the network can panic the task; the task never awaits while holding the tables lock;
+//! foca's configuration follows the pool size.
 
 mod state;
 
@@ -29,6 +31,7 @@ use super::envelope::{GOSSIP_PACKET_BYTES_MAX, Kind, Sealer};
 use super::identity::{NodeId, NodeName};
 use super::push_pull::PushPullState;
 use super::stats::{DropLog, bump};
+use super::suspicion::timer_still_due;
 use super::timing::{self, GossipTiming};
 use super::view::MemberView;
 use super::{GossipError, MemberStatus, RttSample, Shared};
@@ -283,6 +286,11 @@ impl Driver {
         let now = Instant::now();
         while self.timers.peek().is_some_and(|Reverse(scheduled)| scheduled.deadline <= now) {
             let Some(Reverse(scheduled)) = self.timers.pop() else { break };
+            if !timer_still_due(self.foca.iter_membership_state(), &scheduled.timer) {
+                // foca 2.0.0 would tell a member that refuted its suspicion it is down.
+                tracing::trace!(timer = ?scheduled.timer, "gossip: stale suspicion timer dropped");
+                continue;
+            }
             self.foca_call(|foca, runtime| foca.handle_timer(scheduled.timer, runtime));
             self.flush();
         }

@@ -22,7 +22,9 @@
 //!   (`stats`), never a panic; an agent with another key never appears in anyone's members;
 //! - RTT samples for network coordinates come from our own ping/pong to one random member
 //!   every probe interval (foca keeps its probe timings to itself);
-//! - timing (`timing`): Consul's `gossip_lan` knobs, scaled with the pool size as memberlist.
+//! - timing (`timing`): Consul's `gossip_lan` knobs, scaled with the pool size as memberlist;
+//! - stale timers (`suspicion`): a suspicion timer is dropped once its member refuted, so that
+//!   foca 2.0.0 does not tell a live member it is down (shared with `cairn-bench --gossip-sim`).
 //!
 //! Limits: `GOSSIP_PACKET_BYTES_MAX` (envelope), `PUSH_PULL_BYTES_MAX`,
 //! `PUSH_PULL_MEMBERS_MAX`, `JOIN_TIMEOUT_MS`, `TCP_CONNS_MAX` (push_pull), `MEMBERS_MAX`,
@@ -54,6 +56,7 @@ mod join;
 mod keyring;
 mod push_pull;
 mod stats;
+pub mod suspicion;
 #[cfg(test)]
 mod tests;
 pub mod timing;
@@ -65,8 +68,10 @@ pub const USER_EVENT_BYTES_MAX: usize = 512;
 /// memberlist's limit on node meta: a node's encoded tags, in bytes.
 pub const TAGS_BYTES_MAX: usize = 512;
 
-/// The most members (the local node included) one agent tracks.
-const MEMBERS_MAX: usize = 4096;
+/// The most members (the local node included) one agent tracks: well above the 5,000-member
+/// pools we size for, still a bound on memory (the member view, the tag and leave tables,
+/// and a push/pull message of at most `PUSH_PULL_BYTES_MAX` = 16 MiB).
+const MEMBERS_MAX: usize = 16_384;
 
 /// Member events buffered per subscriber before the slowest one lags.
 const MEMBER_EVENTS_CAPACITY: usize = 1024;

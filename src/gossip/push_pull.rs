@@ -30,9 +30,15 @@ use super::identity::NodeId;
 use super::stats::{Counters, bump};
 use super::{MEMBERS_MAX, Shared};
 
-/// The largest push/pull message, in bytes (a full state of `MEMBERS_MAX` members with
-/// maximal tags is about 3 MiB).
-pub(super) const PUSH_PULL_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// The largest encoding of one member's share of a push/pull state, in bytes: its foca
+/// member, node meta and leave intent with the longest name, an IPv6 address, the largest
+/// numbers and `TAGS_BYTES_MAX` of tags encode to 957 bytes (checked by a test below).
+const PUSH_PULL_ENTRY_BYTES_MAX: usize = 1024;
+
+/// The largest push/pull message, in bytes: `MEMBERS_MAX` maximal entries (16 MiB for
+/// 16,384 members; a pool of 5,000 with short names and small tags sends about 1 MiB). Memory
+/// follows the bytes actually received, not the length a peer announces.
+pub(super) const PUSH_PULL_BYTES_MAX: usize = MEMBERS_MAX * PUSH_PULL_ENTRY_BYTES_MAX;
 
 /// The most entries of each kind (members, metas, leave intents) a push/pull may carry.
 pub(super) const PUSH_PULL_MEMBERS_MAX: usize = MEMBERS_MAX;
@@ -134,8 +140,12 @@ async fn read_message(stream: &mut TcpStream, sealer: &Sealer, expected: Kind) -
     if length > PUSH_PULL_BYTES_MAX {
         return Err(ReadError::Oversized(length));
     }
-    let mut envelope = vec![0u8; length];
-    stream.read_exact(&mut envelope).await.map_err(ReadError::Io)?;
+    // Grown as bytes arrive: announcing 16 MiB costs the sender 16 MiB too.
+    let mut envelope = Vec::new();
+    (&mut *stream).take(length as u64).read_to_end(&mut envelope).await.map_err(ReadError::Io)?;
+    if envelope.len() < length {
+        return Err(ReadError::Io(io::ErrorKind::UnexpectedEof.into()));
+    }
     let (kind, body) = sealer.open(&envelope).map_err(ReadError::Refused)?;
     if kind != expected {
         return Err(ReadError::Malformed(format!("expected {expected:?}, got {kind:?}")));
@@ -238,5 +248,51 @@ async fn answer(mut stream: TcpStream, sealer: &Sealer, shared: &Shared, command
             bump(&shared.counters.push_pulls_failed);
             tracing::debug!(?peer, %error, "gossip: writing a push/pull answer failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::net::{Ipv6Addr, SocketAddrV6};
+
+    use super::*;
+    use crate::gossip::TAGS_BYTES_MAX;
+    use crate::gossip::identity::{NODE_NAME_BYTES_MAX, NodeName};
+
+    /// One member's share of a push/pull state, every field at its largest.
+    fn maximal_entry() -> (foca::Member<NodeId>, NodeMeta, LeaveIntent) {
+        let name = NodeName::new(&"n".repeat(NODE_NAME_BYTES_MAX)).expect("a name at the limit is valid");
+        let addr = SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::from(u128::MAX), u16::MAX, 0, 0));
+        let id = NodeId { name: name.clone(), addr, bump: u64::MAX };
+        // One tag whose map encodes to exactly TAGS_BYTES_MAX: 1 (length) + 2 ("k") + 2 + 507.
+        let tags = BTreeMap::from([("k".to_owned(), "v".repeat(TAGS_BYTES_MAX - 5))]);
+        assert_eq!(postcard::to_allocvec(&tags).expect("tags encode").len(), TAGS_BYTES_MAX);
+        check_tags(&tags).expect("tags at the limit are accepted");
+        let member = foca::Member::new(id, u16::MAX, foca::State::Down);
+        let meta = NodeMeta { name: name.clone(), version: u64::MAX, tags };
+        (member, meta, LeaveIntent { name, bump: u64::MAX, prune: true })
+    }
+
+    #[test]
+    fn a_full_state_of_maximal_members_fits_the_message_limit() {
+        let (member, meta, leave) = maximal_entry();
+        let entry_bytes = [
+            postcard::to_allocvec(&member).expect("encodes").len(),
+            postcard::to_allocvec(&meta).expect("encodes").len(),
+            postcard::to_allocvec(&leave).expect("encodes").len(),
+        ];
+        assert!(entry_bytes.iter().sum::<usize>() <= PUSH_PULL_ENTRY_BYTES_MAX, "{entry_bytes:?}");
+        let state = PushPullState {
+            members: vec![member; PUSH_PULL_MEMBERS_MAX],
+            metas: vec![meta; PUSH_PULL_MEMBERS_MAX],
+            leaves: vec![leave; PUSH_PULL_MEMBERS_MAX],
+            user_event_ltime: u64::MAX,
+        };
+        state.validate().expect("a full state is within the entry limit");
+        let body_bytes = postcard::to_allocvec(&state).expect("encodes").len();
+        // The sealed envelope adds a version, a kind, a nonce and a tag: well under 64 bytes.
+        assert!(body_bytes + 64 <= PUSH_PULL_BYTES_MAX, "{body_bytes} bytes");
+        assert!(PUSH_PULL_MEMBERS_MAX >= 5_000, "the pools we size for fit");
     }
 }

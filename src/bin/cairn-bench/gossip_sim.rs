@@ -5,12 +5,13 @@
 //! ```text
 //! cairn-bench --gossip-sim [--members 1000,5000] [--trials 10] [--sim-minutes 10] [--loss 0.05]
 //!             [--latency-ms 0.2,2] [--identity-bytes 25] [--seed 1]
-//!             [--no-notify-down | --drop-stale-suspicion-timers]
+//!             [--no-notify-down | --foca-stale-timers]
 //! ```
-//! Two experiments against foca 2.0.0's spurious `TurnUndead` (see `network::Counters`):
-//! `--no-notify-down` turns `notify_down_members` off in `foca_config`'s result;
-//! `--drop-stale-suspicion-timers` keeps it on but withholds a `ChangeSuspectToDown` timer from
-//! foca when the member is no longer suspect at that incarnation (a driver-side fix).
+//! Every due timer goes through `gossip::suspicion::timer_still_due` before foca sees it, as in
+//! the gossip task: a `ChangeSuspectToDown` for a member that refuted is dropped, because foca
+//! 2.0.0 would still send it `TurnUndead` (see `network::Counters`). Two experiments show the
+//! alternatives: `--foca-stale-timers` hands every timer to foca (foca 2.0.0 alone, the
+//! "before"); `--no-notify-down` turns `notify_down_members` off in `foca_config`'s result.
 //!
 //! The network (`gossip_sim/network.rs`): simulated clock, one priority queue of timers and
 //! packets, each packet lost with probability `--loss` or delivered after a one-way latency
@@ -77,8 +78,8 @@ pub(crate) struct GossipSimArgs {
     pub(crate) seed: u64,
     /// Turns foca's `notify_down_members` off on top of `foca_config` (an experiment).
     pub(crate) no_notify_down: bool,
-    /// Withholds stale suspicion timers from foca (an experiment).
-    pub(crate) drop_stale_suspicion_timers: bool,
+    /// Hands stale suspicion timers to foca too, as foca 2.0.0 alone would (an experiment).
+    pub(crate) foca_stale_timers: bool,
 }
 
 /// What one pool size measured.
@@ -108,7 +109,7 @@ impl GossipSimArgs {
             identity_bytes: 25,
             seed: 1,
             no_notify_down: false,
-            drop_stale_suspicion_timers: false,
+            foca_stale_timers: false,
         };
         let mut position = 0;
         while position < args.len() {
@@ -126,7 +127,7 @@ impl GossipSimArgs {
             match flag {
                 "gossip-sim" => {}
                 "no-notify-down" => parsed.no_notify_down = true,
-                "drop-stale-suspicion-timers" => parsed.drop_stale_suspicion_timers = true,
+                "foca-stale-timers" => parsed.foca_stale_timers = true,
                 "members" => parsed.members = parse_list(flag, &value()?)?,
                 "trials" => parsed.trials = parse_one(flag, &value()?)?,
                 "sim-minutes" => parsed.sim_minutes = parse_one(flag, &value()?)?,
@@ -146,8 +147,8 @@ impl GossipSimArgs {
     }
 
     fn validate(&self) -> Result<(), String> {
-        if self.no_notify_down && self.drop_stale_suspicion_timers {
-            return Err("--no-notify-down and --drop-stale-suspicion-timers are two separate experiments: pick one".into());
+        if self.no_notify_down && self.foca_stale_timers {
+            return Err("--no-notify-down and --foca-stale-timers are two separate experiments: pick one".into());
         }
         if self.members.iter().any(|members| !(3..=MEMBERS_MAX).contains(members)) {
             return Err(format!("--members: each pool needs 3..={MEMBERS_MAX} members"));
@@ -203,8 +204,8 @@ fn run_pool(members: usize, timing: &GossipTiming, args: &GossipSimArgs) -> Resu
         foca.notify_down_members = false;
     }
     let latency_ns = ((args.latency_ms.0 * 1e6) as u64, (args.latency_ms.1 * 1e6) as u64);
-    let drop_stale_suspicion_timers = args.drop_stale_suspicion_timers;
-    let network = NetworkConfig { loss: args.loss, latency_ns, seed: args.seed, drop_stale_suspicion_timers };
+    let foca_stale_timers = args.foca_stale_timers;
+    let network = NetworkConfig { loss: args.loss, latency_ns, seed: args.seed, foca_stale_timers };
     let mut pool = Pool::new(members, &foca, args.identity_bytes, &network);
     pool.bootstrap(foca.probe_period)?;
     pool.run_until(Duration::from_secs(WARMUP_S));

@@ -12,9 +12,11 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, BinaryHeap, HashSet};
 use std::time::Duration;
 
-use foca::{Foca, Member, NoCustomBroadcast, Notification, Runtime, State, Timer};
+use foca::{Foca, Member, NoCustomBroadcast, Notification, Runtime, Timer};
 use rand010::rngs::SmallRng;
 use rand010::{RngExt, SeedableRng};
+
+use cairn::gossip::suspicion::timer_still_due;
 
 use super::identity::{SimCodec, SimIdentity, TURN_UNDEAD_TAG};
 
@@ -27,9 +29,9 @@ pub(super) struct NetworkConfig {
     /// One-way latency range, inclusive.
     pub(super) latency_ns: (u64, u64),
     pub(super) seed: u64,
-    /// Withhold a `ChangeSuspectToDown` timer from foca when the member is no longer suspect
-    /// at that incarnation: foca 2.0.0 would still send it `TurnUndead` (see [`Counters`]).
-    pub(super) drop_stale_suspicion_timers: bool,
+    /// Hand every timer to foca, skipping `gossip::suspicion::timer_still_due` (what the
+    /// gossip task does): foca 2.0.0 then sends `TurnUndead` to refuted members (see [`Counters`]).
+    pub(super) foca_stale_timers: bool,
 }
 
 /// What the members did, counted since the last [`Pool::take_counters`].
@@ -51,7 +53,7 @@ pub(super) struct Counters {
     /// refuted (foca 2.0.0 ignores the failed incarnation check there): the refuted member then
     /// renews its identity, which is most of the rejoins and renames.
     pub(super) turn_undead_sent: u64,
-    /// Suspicion timers withheld by `drop_stale_suspicion_timers`.
+    /// Suspicion timers withheld by `timer_still_due` (none with `foca_stale_timers`).
     pub(super) stale_suspicion_timers_dropped: u64,
     /// foca errors by kind: none expected, but one is counted rather than fatal.
     pub(super) errors: BTreeMap<String, u64>,
@@ -83,7 +85,7 @@ struct Network {
     loss: f64,
     latency_ns: (u64, u64),
     message_tag_position: usize,
-    drop_stale_suspicion_timers: bool,
+    foca_stale_timers: bool,
     /// Added to every timer submitted while it is set: spreads the members' first timers over
     /// a probe period, so that a pool bootstrapped at one instant does not tick in lockstep.
     timer_phase_ns: u64,
@@ -131,7 +133,7 @@ impl Pool {
                 loss: network.loss,
                 latency_ns: network.latency_ns,
                 message_tag_position: SimCodec::new(identity_bytes).message_tag_position(),
-                drop_stale_suspicion_timers: network.drop_stale_suspicion_timers,
+                foca_stale_timers: network.foca_stale_timers,
                 timer_phase_ns: 0,
                 counters: Counters::default(),
                 watch: None,
@@ -214,19 +216,14 @@ impl Pool {
             .collect()
     }
 
-    /// A `ChangeSuspectToDown` timer about a member that `member` no longer holds suspect at
-    /// that incarnation, when the experiment is on (then it is counted and withheld).
+    /// A timer the gossip task would withhold from foca (`timer_still_due`), unless
+    /// `foca_stale_timers` is set; counted when withheld.
     fn is_stale_suspicion(&mut self, member: u32, timer: &Timer<SimIdentity>) -> bool {
-        let Timer::ChangeSuspectToDown { member_id, incarnation, .. } = timer else { return false };
-        if !self.network.drop_stale_suspicion_timers {
+        if self.network.foca_stale_timers || timer_still_due(self.members[member as usize].iter_membership_state(), timer) {
             return false;
         }
-        let mut view = self.members[member as usize].iter_membership_state();
-        let still_suspect = view.any(|known| known.id() == member_id && known.state() == State::Suspect && known.incarnation() == *incarnation);
-        if !still_suspect {
-            self.network.counters.stale_suspicion_timers_dropped += 1;
-        }
-        !still_suspect
+        self.network.counters.stale_suspicion_timers_dropped += 1;
+        true
     }
 
     fn step(&mut self) {

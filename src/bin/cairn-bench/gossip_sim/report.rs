@@ -75,14 +75,14 @@ pub(super) fn print(args: &GossipSimArgs, timing: &GossipTiming, results: &[Pool
     print_settings(args, timing, results);
     let rows = print_table(timing, results);
     println!(
-        "RESULT {{\"gossip_sim\":{{\"loss\":{},\"latency_ms\":[{},{}],\"seed\":{},\"identity_bytes\":{},\"notify_down_members\":{},\"drop_stale_suspicion_timers\":{},\"pools\":[{}]}}}}",
+        "RESULT {{\"gossip_sim\":{{\"loss\":{},\"latency_ms\":[{},{}],\"seed\":{},\"identity_bytes\":{},\"notify_down_members\":{},\"foca_stale_timers\":{},\"pools\":[{}]}}}}",
         args.loss,
         args.latency_ms.0,
         args.latency_ms.1,
         args.seed,
         args.identity_bytes,
         !args.no_notify_down,
-        args.drop_stale_suspicion_timers,
+        args.foca_stale_timers,
         rows.join(",")
     );
 }
@@ -110,9 +110,9 @@ fn print_settings(args: &GossipSimArgs, timing: &GossipTiming, results: &[PoolRe
             foca.max_transmissions,
             foca.periodic_gossip.as_ref().map(|gossip| (gossip.frequency, gossip.num_members)),
             foca.notify_down_members,
-            match (args.no_notify_down, args.drop_stale_suspicion_timers) {
+            match (args.no_notify_down, args.foca_stale_timers) {
                 (true, _) => " (--no-notify-down)",
-                (false, true) => " (stale suspicion timers dropped)",
+                (false, true) => " (--foca-stale-timers: stale suspicion timers handed to foca)",
                 (false, false) => "",
             },
             result.steady_s / 60.0,
