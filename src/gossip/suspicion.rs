@@ -17,6 +17,18 @@
 //! is already down (foca's apply fails on a down member, only the courtesy `TurnUndead` would
 //! go out again), was renamed, or was forgotten. Every other timer is always due.
 //!
+//! Not done here, on purpose: memberlist starts a suspicion timer on every member that hears
+//! a suspicion; foca runs it only on the member that raised it, so a member that misses the
+//! resulting `Down` stays `Suspect` until its own probe reaches the dead member. Declaring
+//! down locally after our own timeout would be unsafe with foca 2.0.0: `Down` beats `Alive`
+//! at any incarnation (`src/member.rs:114-128`), whereas memberlist ignores a `dead` older
+//! than the incarnation it knows (`deadNode` in its `state.go`). A member that missed the refutation (as likely as missing
+//! the `Down`) would spread a `Down` that overrides it everywhere, and keeping it local does
+//! not help either: foca answers any message from a member it holds down with `TurnUndead`
+//! (`src/lib.rs:935-957`). Either way a live member renews its identity: the rejoin this
+//! module exists to prevent. A safe repair is anti-entropy (a push/pull when a suspicion
+//! outlives its timeout), which only spreads what some member really holds.
+//!
 //! Invariant: pure (reads the member list it is given, nothing else); never panics.
 
 use foca::{Member, State, Timer};
