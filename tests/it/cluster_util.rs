@@ -2,7 +2,9 @@
 //! (127.x.y.z) with ephemeral ports, joined through `-retry-join` (their gossip addresses) and
 //! `-bootstrap-expect`.
 
-use std::net::{IpAddr, Ipv4Addr, TcpListener, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr};
+
+use crate::util::free_port_on;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,16 +19,6 @@ raft.election_timeout_max = "800ms"
 autopilot.server_stabilization_time = "1s"
 retry_interval = "1s"
 "#;
-
-fn free_port_on(ip: IpAddr) -> u16 {
-    loop {
-        let tcp = TcpListener::bind((ip, 0)).expect("bind an ephemeral port");
-        let port = tcp.local_addr().expect("local addr").port();
-        if UdpSocket::bind((ip, port)).is_ok() {
-            return port;
-        }
-    }
-}
 
 fn random_loopback() -> IpAddr {
     let bytes: [u8; 3] = rand::random();

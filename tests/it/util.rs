@@ -12,15 +12,24 @@ use hickory_server::proto::rr::{Name, RecordType};
 /// How long an agent may take to start and elect itself.
 const START_TIMEOUT_MS: u64 = 15_000;
 
-/// A TCP port that is free for both TCP and UDP on 127.0.0.1 right now.
-pub(crate) fn free_port() -> u16 {
+/// Agents listen on ports below Linux's ephemeral range (32768-60999), so that no outgoing
+/// connection (a gossip push/pull, an HTTP client) can take a port between the probe below and
+/// the agent's bind.
+const AGENT_PORTS: std::ops::Range<u16> = 12_000..32_000;
+
+/// A port that is free for both TCP and UDP on `ip` right now, outside the ephemeral range.
+pub(crate) fn free_port_on(ip: std::net::IpAddr) -> u16 {
     loop {
-        let tcp = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-        let port = tcp.local_addr().expect("local addr").port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+        let port = AGENT_PORTS.start + rand::random::<u16>() % (AGENT_PORTS.end - AGENT_PORTS.start);
+        if TcpListener::bind((ip, port)).is_ok() && UdpSocket::bind((ip, port)).is_ok() {
             return port;
         }
     }
+}
+
+/// A port that is free for both TCP and UDP on 127.0.0.1 right now.
+pub(crate) fn free_port() -> u16 {
+    free_port_on(std::net::IpAddr::from([127, 0, 0, 1]))
 }
 
 /// `n` distinct free ports: a port freed after one probe can come back for the next.
