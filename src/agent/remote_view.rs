@@ -233,3 +233,29 @@ async fn refresh_service(agent: Arc<Agent>, key: String) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `ViewRequest` and `ViewRows` cross the server port between agents of different
+    /// releases: their postcard bytes are pinned (variants are append-only).
+    #[test]
+    fn view_messages_encoding_is_pinned() {
+        let node = crate::rpc::encode(&ViewRequest::Node { node: "n".into() });
+        assert_eq!(node, [1, 0, 1, b'n']);
+        let service = crate::rpc::encode(&ViewRequest::Service { name: "w".into(), min_index: 300, wait_ms: 2 });
+        assert_eq!(service, [1, 1, 1, b'w', 0xac, 0x02, 2]);
+        let rows = crate::rpc::encode(&ViewRows { index: 7, rows: vec![(vec![1], vec![2, 3])] });
+        assert_eq!(rows, [1, 7, 1, 1, 1, 2, 2, 3]);
+        let decoded: ViewRequest = crate::rpc::decode(&service).unwrap();
+        assert_eq!(decoded, ViewRequest::Service { name: "w".into(), min_index: 300, wait_ms: 2 });
+    }
+
+    /// Rows that do not decode are refused, not loaded half-way.
+    #[test]
+    fn bad_rows_from_a_server_are_refused() {
+        let rows = ViewRows { index: 1, rows: vec![(vec![b'n', 0, 0, 0, 1, b'x'], vec![9, 9, 9])] };
+        assert!(rows.into_catalog().is_err());
+    }
+}
