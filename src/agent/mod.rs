@@ -6,6 +6,7 @@
 //! and runs the background loops:
 //! - check results → local state → anti-entropy sync (at once on a status change);
 //! - a periodic full anti-entropy sync (Consul's `ae` loop);
+//! - user events received by gossip → filters → the event ring (`events`);
 //! - on servers, the leader's duties (`leader`) and cluster formation (`cluster`).
 //!
 //! Listeners and the HTTP/DNS servers are wired by `daemon`, which sits above this module.
@@ -13,6 +14,7 @@
 mod anti_entropy;
 mod cluster;
 pub mod endpoint;
+pub mod events;
 mod leader;
 pub mod local;
 pub mod members;
@@ -68,6 +70,12 @@ pub enum AgentError {
     /// An unknown service or check ID (answered with 404).
     #[error("{0}")]
     NotFound(String),
+    /// Input over a size limit (answered with 413).
+    #[error("{0}")]
+    TooLarge(String),
+    /// Gossip refused a request (busy or shut down).
+    #[error("gossip: {0}")]
+    Gossip(String),
     #[error("this agent is not a server")]
     NoServer,
     #[error("{0}")]
@@ -104,6 +112,8 @@ pub struct Agent {
     members_changed: watch::Sender<u64>,
     /// This agent's membership in the LAN pool (`members`).
     gossip: Gossip,
+    /// The user events this agent kept (`events`).
+    events: events::EventLog,
     /// Services and checks registered with this agent. Short critical sections only, never
     /// held across an await.
     local: LocalCell,
@@ -183,6 +193,7 @@ impl Agent {
             rpc,
             members_changed: watch::channel(0).0,
             gossip,
+            events: events::EventLog::default(),
             local: LocalCell::new(local),
             sync_lock: tokio::sync::Mutex::new(()),
             session_deadlines: Mutex::new(std::collections::HashMap::new()),
@@ -328,6 +339,7 @@ impl Agent {
         tokio::spawn(anti_entropy_loop(self.clone()));
         tokio::spawn(members::member_events_loop(self.clone()));
         tokio::spawn(members::retry_join_loop(self.clone()));
+        tokio::spawn(events::user_events_loop(self.clone()));
         if let Some(raft) = self.raft() {
             tokio::spawn(leader::leader_loop(self.clone(), raft.clone()));
             tokio::spawn(cluster::formation_loop(self.clone(), raft.clone()));

@@ -9,6 +9,7 @@ mod cluster;
 mod cluster_util;
 mod cli;
 mod durability;
+mod events;
 mod jepsen;
 mod kv;
 mod kv_history;
