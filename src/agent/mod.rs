@@ -6,6 +6,7 @@
 //! and runs the background loops:
 //! - check results → local state → anti-entropy sync (at once on a status change);
 //! - a periodic full anti-entropy sync (Consul's `ae` loop);
+//! - user events received by gossip → filters → the event ring (`events`);
 //! - on servers, the leader's duties (`leader`) and cluster formation (`cluster`).
 //!
 //! Listeners and the HTTP/DNS servers are wired by `daemon`, which sits above this module.
@@ -13,6 +14,7 @@
 mod anti_entropy;
 mod cluster;
 pub mod endpoint;
+pub mod events;
 mod leader;
 pub mod local;
 pub mod members;
@@ -69,6 +71,12 @@ pub enum AgentError {
     /// An unknown service or check ID (answered with 404).
     #[error("{0}")]
     NotFound(String),
+    /// Input over a size limit (answered with 413).
+    #[error("{0}")]
+    TooLarge(String),
+    /// Gossip refused a request (busy or shut down).
+    #[error("gossip: {0}")]
+    Gossip(String),
     #[error("this agent is not a server")]
     NoServer,
     #[error("{0}")]
@@ -107,6 +115,8 @@ pub struct Agent {
     gossip: Gossip,
     /// On client agents: services cached for DNS (`remote_view`).
     service_cache: Option<remote_view::ServiceCache>,
+    /// The user events this agent kept (`events`).
+    events: events::EventLog,
     /// Services and checks registered with this agent. Short critical sections only, never
     /// held across an await.
     local: LocalCell,
@@ -188,6 +198,7 @@ impl Agent {
             members_changed: watch::channel(0).0,
             service_cache,
             gossip,
+            events: events::EventLog::default(),
             local: LocalCell::new(local),
             sync_lock: tokio::sync::Mutex::new(()),
             session_deadlines: Mutex::new(std::collections::HashMap::new()),
@@ -350,6 +361,7 @@ impl Agent {
         tokio::spawn(members::member_events_loop(self.clone()));
         tokio::spawn(members::retry_join_loop(self.clone()));
         tokio::spawn(members::reconnect_loop(self.clone()));
+        tokio::spawn(events::user_events_loop(self.clone()));
         if let Some(raft) = self.raft() {
             tokio::spawn(leader::leader_loop(self.clone(), raft.clone()));
             tokio::spawn(cluster::formation_loop(self.clone(), raft.clone()));

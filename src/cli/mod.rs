@@ -19,6 +19,7 @@
 
 mod catalog;
 mod client;
+mod event;
 mod kv;
 mod kv_history;
 mod kv_transfer;
@@ -153,6 +154,7 @@ pub(crate) fn run_with(
         ("force-leave", _) => membership::force_leave(rest, &mut io),
         ("reload", _) => membership::reload(rest, &mut io),
         ("keygen", _) => membership::keygen(rest, &mut io),
+        ("event", _) => event::event(rest, &mut io),
         ("watch", _) => watch::watch(rest, &mut io),
         ("lock", _) => lock::lock(rest, &mut io),
         ("operator", Some("raft")) => match rest.get(1).map(String::as_str) {
@@ -317,6 +319,7 @@ const USAGE: &str = "Usage: cairn [--version] [--help] <command> [<args>]
 Available commands are:
     agent          Runs a Cairn agent
     catalog        Interact with the catalog
+    event          Fires a new event
     kv             Interact with the key-value store
     members        Lists the members of a Cairn cluster
     join           Tells the local agent to join a cluster

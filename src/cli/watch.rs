@@ -1,10 +1,15 @@
-//! `cairn watch -type=key|keyprefix|services|nodes|service|checks [handler ...]`: runs a
+//! `cairn watch -type=key|keyprefix|services|nodes|service|checks|event [handler ...]`: runs a
 //! blocking query in a loop and, on every change, prints the result as one line of JSON to
 //! stdout or feeds it to the handler's stdin (run through `sh -c`, as Consul does).
 //!
 //! The index never goes to 0; when the server's index goes backwards (a snapshot restore) the
 //! watch starts over, as Consul's documentation asks of clients. Errors back off from 1 s to
 //! `WATCH_BACKOFF_MS_MAX`.
+//!
+//! `-type=event [-name=...]` follows Consul's `eventWatch` (`api/watch/funcs.go`): the event
+//! list's index is derived from the last event's ID and is not monotonic, so only equality
+//! means "no change", and each result after the first is pruned to the events after the one
+//! whose ID gave the previous index.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -22,7 +27,7 @@ const WATCH_BACKOFF_MS_MAX: u64 = 10_000;
 #[derive(Parser, Debug)]
 #[command(name = "cairn watch", disable_version_flag = true)]
 struct WatchArgs {
-    /// key, keyprefix, services, nodes, service or checks.
+    /// key, keyprefix, services, nodes, service, checks or event.
     #[arg(long = "type")]
     watch_type: String,
     #[arg(long)]
@@ -39,6 +44,9 @@ struct WatchArgs {
     /// With -type=checks: only checks in this state.
     #[arg(long)]
     state: Option<String>,
+    /// With -type=event: only events of this name.
+    #[arg(long)]
+    name: Option<String>,
     #[command(flatten)]
     http: HttpFlags,
     /// A command to run on each change, with the JSON on its stdin.
@@ -66,6 +74,7 @@ fn target(a: &WatchArgs) -> Result<(String, Vec<Param<'static>>), Fail> {
             (Some(service), _) => (format!("/v1/health/checks/{}", client::encode(service, false)), Vec::new()),
             (None, state) => (format!("/v1/health/state/{}", state.clone().unwrap_or_else(|| "any".to_owned())), Vec::new()),
         },
+        "event" => ("/v1/event/list".to_owned(), a.name.iter().map(|name| ("name", Some(name.clone()))).collect()),
         other => return fail(format!("Error! Unsupported watch type: {other:?}")),
     })
 }
@@ -74,6 +83,7 @@ pub(crate) fn watch(args: &[String], io: &mut Io<'_>) -> Result<(), Fail> {
     let a: WatchArgs = parse("cairn watch", args)?;
     let (path, base_params) = target(&a)?;
     let c = client::connect(&a.http, io.env)?;
+    let events = a.watch_type == "event";
     let mut index: u64 = 0;
     let mut backoff_ms: u64 = 0;
     loop {
@@ -103,13 +113,16 @@ pub(crate) fn watch(args: &[String], io: &mut Io<'_>) -> Result<(), Fail> {
         if new_index == index {
             continue;
         }
-        if new_index < index {
+        if new_index < index && !events {
             index = 0;
             continue;
         }
-        index = new_index;
+        let previous_index = std::mem::replace(&mut index, new_index);
         let body = if reply.status == 404 { b"null".to_vec() } else { reply.body };
-        let document: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+        let mut document: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+        if events {
+            prune_seen_events(&mut document, previous_index);
+        }
         let line = document.to_string();
         if a.handler.is_empty() {
             io.line(&line)?;
@@ -117,6 +130,29 @@ pub(crate) fn watch(args: &[String], io: &mut Io<'_>) -> Result<(), Fail> {
             run_handler(&a.handler, &line, io);
         }
     }
+}
+
+/// Consul's `eventWatch` pruning: drops the events up to the one whose ID gave `previous_index`.
+fn prune_seen_events(document: &mut serde_json::Value, previous_index: u64) {
+    let Some(events) = document.as_array_mut() else {
+        return;
+    };
+    let seen = events.iter().position(|event| event["ID"].as_str().and_then(event_id_index) == Some(previous_index));
+    if let Some(position) = seen {
+        events.drain(..=position);
+    }
+}
+
+/// Consul's `IDToIndex`: the xor of the UUID's two 64-bit halves (the agent computes the same
+/// from the ID's bytes; `cli` may not use `agent`). `None` for text that is not a UUID.
+fn event_id_index(id: &str) -> Option<u64> {
+    let hex: String = id.chars().filter(|c| *c != '-').collect();
+    if hex.len() != 32 {
+        return None;
+    }
+    let high = u64::from_str_radix(hex.get(..16)?, 16).ok()?;
+    let low = u64::from_str_radix(hex.get(16..)?, 16).ok()?;
+    Some(high ^ low)
 }
 
 fn run_handler(handler: &[String], json: &str, io: &mut Io<'_>) {
@@ -134,5 +170,30 @@ fn run_handler(handler: &[String], json: &str, io: &mut Io<'_>) {
             }
         }
         Err(error) => io.note(format_args!("Error! Cannot run the handler: {error}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_ids_index_as_consuls_id_to_index() {
+        assert_eq!(event_id_index("01234567-89ab-4cde-8001-020304050607"), Some(0x0123_4567_89ab_4cde ^ 0x8001_0203_0405_0607));
+        assert_eq!(event_id_index("not-a-uuid"), None);
+        assert_eq!(event_id_index("zz234567-89ab-4cde-8001-020304050607"), None);
+    }
+
+    #[test]
+    fn event_results_are_pruned_to_the_events_after_the_previous_index() {
+        let first = "00000000-0000-0000-0000-000000000001";
+        let second = "00000000-0000-0000-0000-000000000002";
+        let list = serde_json::json!([{"ID": first}, {"ID": second}]);
+        let mut pruned = list.clone();
+        prune_seen_events(&mut pruned, 1);
+        assert_eq!(pruned, serde_json::json!([{"ID": second}]));
+        let mut unknown = list.clone();
+        prune_seen_events(&mut unknown, 77);
+        assert_eq!(unknown, list, "an index no event gave keeps the whole list");
     }
 }

@@ -49,6 +49,7 @@ impl From<AgentError> for ApiError {
         match error {
             AgentError::Invalid(reason) => ApiError::BadRequest(reason),
             AgentError::NotFound(reason) => ApiError::NotFound(reason),
+            AgentError::TooLarge(reason) => ApiError::PayloadTooLarge(reason),
             other => ApiError::Internal(other.to_string()),
         }
     }

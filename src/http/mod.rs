@@ -11,6 +11,7 @@ mod config;
 pub mod decode;
 pub mod dto;
 pub mod error;
+mod event;
 mod forward;
 mod operator;
 mod health;
@@ -120,6 +121,10 @@ pub fn router(agent: Arc<Agent>) -> Router {
             "/v1/snapshot",
             get(snapshot::save).put(snapshot::restore).layer(DefaultBodyLimit::max(snapshot::SNAPSHOT_RESTORE_BYTES_MAX + 1)),
         )
+        // events (agent-local: gossip, not Raft)
+        .route("/v1/event/fire/", put(event::fire))
+        .route("/v1/event/fire/{*name}", put(event::fire))
+        .route("/v1/event/list", get(event::list))
         // status
         .route("/v1/status/leader", get(status::leader))
         .route("/v1/status/peers", get(status::peers))

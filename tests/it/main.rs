@@ -10,6 +10,7 @@ mod clients;
 mod cluster_util;
 mod cli;
 mod durability;
+mod events;
 mod jepsen;
 mod kv;
 mod kv_history;

@@ -50,7 +50,7 @@ pub(crate) struct TestAgent {
     pub(crate) http_port: u16,
     pub(crate) dns_port: u16,
     pub(crate) server_port: u16,
-    serf_port: u16,
+    pub(crate) serf_port: u16,
     extra_args: Vec<String>,
     pub(crate) client: reqwest::Client,
 }
