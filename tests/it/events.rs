@@ -235,20 +235,7 @@ async fn cli_event_prints_the_id_and_watch_sees_new_events() {
     assert!(stderr.contains("Cannot provide tag filter without service filter"), "{stderr}");
 
     tracing::info!("phase: cairn watch -type=event prints the existing events, then only new ones");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args(["watch", "-type=event", "-name=cli-deploy"])
-        .env("CONSUL_HTTP_ADDR", agent.http_addr())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start cairn watch");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (lines_tx, lines) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = lines_tx.send(line);
-        }
-    });
+    let (mut child, lines) = crate::util::spawn_watch(&agent, &["-type=event", "-name=cli-deploy"]);
     let next = |what: &str| lines.recv_timeout(Duration::from_secs(10)).unwrap_or_else(|_| panic!("no output for {what}"));
     let first: Value = serde_json::from_str(&next("the existing events")).expect("JSON");
     assert_eq!(first.as_array().map(Vec::len), Some(1));

@@ -237,3 +237,24 @@ pub(crate) async fn eventually(timeout_ms: u64, mut check: impl AsyncFnMut() -> 
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Runs `cairn watch ARGS` against `agent`; returns the child and a channel of its stdout lines.
+pub(crate) fn spawn_watch(agent: &TestAgent, args: &[&str]) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .arg("watch")
+        .args(args)
+        .env("CONSUL_HTTP_ADDR", agent.http_addr())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start cairn watch");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    (child, lines)
+}

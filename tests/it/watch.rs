@@ -10,20 +10,7 @@ use crate::util::{TestAgent, eventually};
 #[tokio::test]
 async fn watch_prints_each_change_and_runs_handlers() {
     let agent = TestAgent::start().await;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args(["watch", "-type=key", "-key=w/x"])
-        .env("CONSUL_HTTP_ADDR", agent.http_addr())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start cairn watch");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (lines_tx, lines) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = lines_tx.send(line);
-        }
-    });
+    let (mut child, lines) = crate::util::spawn_watch(&agent, &["-type=key", "-key=w/x"]);
     let next = |what: &str| lines.recv_timeout(Duration::from_secs(10)).unwrap_or_else(|_| panic!("no output for {what}"));
     assert_eq!(next("the missing key"), "null");
     agent.put("/v1/kv/w/x", "one").await;
