@@ -6,6 +6,8 @@
 //! every local change and on a periodic full sync, and simply retries on the next run if a
 //! write fails.
 
+use std::time::Duration;
+
 use crate::agent::local::LocalState;
 use crate::catalog::Catalog;
 use crate::catalog::command::{Command, Registration};
@@ -14,6 +16,40 @@ use crate::catalog::model::{Check, Node, Service};
 /// Rows on the agent's node that belong to the server leader, never to anti-entropy.
 pub const LEADER_OWNED_SERVICE_ID: &str = "consul";
 pub const LEADER_OWNED_CHECK_ID: &str = "serfHealth";
+
+/// Consul's anti-entropy interval for clusters of up to [`SCALE_THRESHOLD_NODES`] nodes.
+pub(crate) const FULL_SYNC_INTERVAL: Duration = Duration::from_secs(60);
+/// How soon a failed full sync is retried, before the stagger (Consul's `retryFailIntv`).
+pub(crate) const RETRY_FAIL_INTERVAL: Duration = Duration::from_secs(15);
+/// The stagger window before the full sync a new server triggers (Consul's `serverUpIntv`).
+pub(crate) const SERVER_UP_INTERVAL: Duration = Duration::from_secs(3);
+/// Cluster size above which periodic syncs spread out: the delay doubles each time the
+/// cluster doubles beyond it (Consul's `scaleThreshold`).
+pub(crate) const SCALE_THRESHOLD_NODES: usize = 128;
+
+/// Consul's `ae.scaleFactor`: 1 up to the threshold, then 1 more per doubling (8 at 8,192).
+pub(crate) fn scale_factor(nodes: usize) -> u32 {
+    if nodes <= SCALE_THRESHOLD_NODES {
+        return 1;
+    }
+    ((nodes as f64).log2() - (SCALE_THRESHOLD_NODES as f64).log2()).ceil() as u32 + 1
+}
+
+/// Consul's `staggerFn`: a random part of `window` scaled by the cluster size. `random01` is
+/// drawn by the caller from [0, 1), so this stays pure.
+pub(crate) fn stagger(window: Duration, nodes: usize, random01: f64) -> Duration {
+    (window * scale_factor(nodes)).mul_f64(random01.clamp(0.0, 1.0))
+}
+
+/// When the next periodic full sync runs after a successful one.
+pub(crate) fn full_sync_delay(nodes: usize, random01: f64) -> Duration {
+    FULL_SYNC_INTERVAL + stagger(FULL_SYNC_INTERVAL, nodes, random01)
+}
+
+/// When a failed full sync is retried.
+pub(crate) fn retry_delay(nodes: usize, random01: f64) -> Duration {
+    RETRY_FAIL_INTERVAL + stagger(RETRY_FAIL_INTERVAL, nodes, random01)
+}
 
 /// Returns the commands that make the catalog match `local` for `node`.
 /// `node` is the registration of the node itself (address, metadata), without service or checks.
@@ -148,6 +184,20 @@ mod tests {
             index += 1;
         }
         commands.len()
+    }
+
+    #[test]
+    fn periodic_syncs_spread_out_as_the_cluster_grows() {
+        assert_eq!([1, 128, 129, 256, 257, 512, 8192].map(scale_factor), [1, 1, 2, 2, 3, 3, 7]);
+        assert_eq!(scale_factor(8193), 8);
+        assert_eq!(full_sync_delay(3, 0.0), Duration::from_secs(60));
+        assert_eq!(full_sync_delay(3, 0.5), Duration::from_secs(90));
+        // 5,000 nodes: factor 7, so up to 7 more minutes of stagger.
+        assert_eq!(full_sync_delay(5_000, 0.5), Duration::from_secs(60 + 210));
+        assert_eq!(retry_delay(3, 0.0), Duration::from_secs(15));
+        assert_eq!(stagger(SERVER_UP_INTERVAL, 300, 0.5), Duration::from_secs(4) + Duration::from_millis(500));
+        // An out-of-range draw never stretches the window.
+        assert_eq!(stagger(SERVER_UP_INTERVAL, 3, 7.0), SERVER_UP_INTERVAL);
     }
 
     #[test]

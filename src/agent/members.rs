@@ -134,8 +134,9 @@ impl Agent {
 pub(super) async fn member_events_loop(agent: Arc<Agent>) {
     let mut events = agent.gossip.subscribe();
     let mut shutdown = agent.shutdown_requested();
+    let mut servers_seen = Vec::new();
     loop {
-        agent.refresh_server_pool();
+        agent.refresh_server_pool(&mut servers_seen);
         agent.members_changed.send_modify(|n| *n = n.wrapping_add(1));
         tokio::select! {
             event = events.recv() => match event {
@@ -150,10 +151,23 @@ pub(super) async fn member_events_loop(agent: Arc<Agent>) {
 }
 
 impl Agent {
-    fn refresh_server_pool(&self) {
-        if let crate::agent::role::Role::Client(pool) = &self.role {
-            pool.set(self.known_servers().into_iter().map(|s| s.server_addr).collect());
+    /// Points a client's server pool at the servers gossip knows. A server not seen before
+    /// (on any agent) triggers a full anti-entropy sync, as Consul's `ServerUp` does.
+    fn refresh_server_pool(&self, seen: &mut Vec<String>) {
+        let servers: Vec<String> = self.known_servers().into_iter().map(|s| s.server_addr).collect();
+        if servers.iter().any(|s| !seen.contains(s)) {
+            self.trigger_full_sync();
         }
+        if let crate::agent::role::Role::Client(pool) = &self.role {
+            pool.set(servers.clone());
+        }
+        *seen = servers;
+    }
+
+    /// How many members the LAN pool holds, whatever their status (Consul's cluster size for
+    /// the anti-entropy stagger).
+    pub(crate) fn cluster_size(&self) -> usize {
+        self.gossip.members().len()
     }
 }
 

@@ -19,9 +19,11 @@ mod leader;
 pub mod local;
 pub mod members;
 mod operations;
+mod persist;
 mod reconcile;
 pub mod remote_view;
 pub mod role;
+mod sync;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -45,8 +47,6 @@ pub use anti_entropy::{LEADER_OWNED_CHECK_ID, LEADER_OWNED_SERVICE_ID};
 
 /// Capacity of the check-result channel; results beyond it are dropped and re-reported.
 const CHECK_RESULTS_QUEUE_MAX: usize = 1024;
-/// Consul's anti-entropy interval for clusters of up to 128 nodes.
-const ANTI_ENTROPY_INTERVAL_MS: u64 = 60_000;
 /// Consul's `rpc_hold_timeout`: how long a request waits for a leader.
 pub const RPC_HOLD_TIMEOUT_MS: u64 = 7_000;
 
@@ -119,9 +119,15 @@ pub struct Agent {
     events: events::EventLog,
     /// Services and checks registered with this agent. Short critical sections only, never
     /// held across an await.
-    local: LocalCell,
-    /// Serializes anti-entropy syncs so that two syncs never race each other's writes.
+    local: Arc<LocalCell>,
+    /// Orders writes of the local state to the data dir (`persist`).
+    persist_lock: Arc<std::sync::Mutex<()>>,
+    /// Serializes anti-entropy runs so that two runs never race each other's writes (`sync`).
     sync_lock: tokio::sync::Mutex<()>,
+    /// The local state version the last successful anti-entropy run covered (`sync`).
+    synced_version: std::sync::atomic::AtomicU64,
+    /// Wakes the anti-entropy loop for a full sync (a new server appeared).
+    full_sync_wanted: tokio::sync::Notify,
     scheduler: Scheduler,
     /// On the leader: when each TTL session expires unless renewed. In memory only, as in
     /// Consul: a new leader gives every session a fresh TTL.
@@ -199,8 +205,11 @@ impl Agent {
             service_cache,
             gossip,
             events: events::EventLog::default(),
-            local: LocalCell::new(local),
+            local: Arc::new(LocalCell::new(local)),
+            persist_lock: Arc::new(std::sync::Mutex::new(())),
             sync_lock: tokio::sync::Mutex::new(()),
+            synced_version: std::sync::atomic::AtomicU64::new(0),
+            full_sync_wanted: tokio::sync::Notify::new(),
             session_deadlines: Mutex::new(std::collections::HashMap::new()),
             scheduler,
             shutdown,
@@ -290,7 +299,7 @@ impl Agent {
     }
 
     /// The registration of this agent's own node, without services or checks.
-    fn node_registration(&self) -> Registration {
+    pub(crate) fn node_registration(&self) -> Registration {
         let address = self.identity.advertise_addr.to_string();
         let mut tagged_addresses = std::collections::BTreeMap::new();
         for tag in ["lan", "lan_ipv4", "wan", "wan_ipv4"] {
@@ -311,40 +320,6 @@ impl Agent {
         }
     }
 
-    /// Brings the catalog in line with the local state. Errors are logged, not returned: the
-    /// next sync retries, as in Consul.
-    pub async fn sync(&self) -> Result<(), AgentError> {
-        let _serialized = self.sync_lock.lock().await;
-        let local = self.local.read().clone();
-        let node = self.node_registration();
-        let commands = match &self.role {
-            Role::Server(_) => self.view.read(|catalog| anti_entropy::diff(&local, catalog, &node)),
-            // A client has no catalog: diff against its node's rows as the servers have them.
-            Role::Client(_) => anti_entropy::diff(&local, &self.own_node_view().await?, &node),
-        };
-        for command in commands {
-            let (_, outcome) = self.write(command).await?;
-            if let crate::catalog::Outcome::Rejected(reason) = outcome {
-                tracing::warn!(%reason, "anti-entropy command rejected");
-            }
-        }
-        Ok(())
-    }
-
-    /// The sync after a change to the local state, inside the request that made it. A server
-    /// reports a failure (the request fails, as before); a client agent keeps the change and
-    /// answers success, as Consul's do, and anti-entropy syncs it once a server answers (with
-    /// no server known, `No known Consul servers` is only logged).
-    pub(crate) async fn sync_local_change(&self) -> Result<(), AgentError> {
-        match (self.sync().await, &self.role) {
-            (Err(error), Role::Client(_)) => {
-                tracing::warn!(%error, "local change kept; anti-entropy will sync it when a server answers");
-                Ok(())
-            }
-            (result, _) => result,
-        }
-    }
-
     fn restart_check_runners(&self) {
         let local = self.local.read();
         for (id, check) in &local.checks {
@@ -357,7 +332,7 @@ impl Agent {
     /// Spawns the background loops; they stop when shutdown is requested.
     pub fn spawn_loops(self: &Arc<Self>, results: mpsc::Receiver<CheckResult>) {
         tokio::spawn(operations::check_results_loop(self.clone(), results));
-        tokio::spawn(anti_entropy_loop(self.clone()));
+        tokio::spawn(sync::anti_entropy_loop(self.clone()));
         tokio::spawn(members::member_events_loop(self.clone()));
         tokio::spawn(members::retry_join_loop(self.clone()));
         tokio::spawn(members::reconnect_loop(self.clone()));
@@ -387,24 +362,6 @@ impl Agent {
 
     pub fn local_runner(&self, check_id: &str) -> Option<CheckRunner> {
         self.local.read().checks.get(check_id).and_then(|c| c.runner.clone())
-    }
-}
-
-async fn anti_entropy_loop(agent: Arc<Agent>) {
-    let mut shutdown = agent.shutdown_requested();
-    let mut delay = Duration::from_millis(0);
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = shutdown.changed() => return,
-        }
-        if let Err(error) = agent.sync().await {
-            tracing::debug!(%error, "anti-entropy sync failed; will retry");
-            delay = Duration::from_millis(1_000);
-            continue;
-        }
-        let jitter_ms = rand::random::<u64>() % (ANTI_ENTROPY_INTERVAL_MS / 16);
-        delay = Duration::from_millis(ANTI_ENTROPY_INTERVAL_MS + jitter_ms);
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::agent::local::{self, CheckRunner, LocalCheck, LocalService};
+use crate::agent::local::{CheckRunner, LocalCheck, LocalService};
 use crate::agent::{Agent, AgentError};
 use crate::catalog::command::{CheckRegistration, ServiceRegistration};
 use crate::catalog::model::{CheckDefinition, HealthStatus};
@@ -56,16 +56,6 @@ fn health(status: CheckStatus) -> HealthStatus {
 }
 
 impl Agent {
-    fn persist_service(&self, service: &LocalService) -> Result<(), AgentError> {
-        let key = format!("{}{}", local::SERVICE_PREFIX, service.registration.id);
-        Ok(self.store.agent_put(&key, local::encode(service))?)
-    }
-
-    fn persist_check(&self, check: &LocalCheck) -> Result<(), AgentError> {
-        let key = format!("{}{}", local::CHECK_PREFIX, check.registration.check_id);
-        Ok(self.store.agent_put(&key, local::encode(check))?)
-    }
-
     fn validate_runner(&self, runner: &Option<CheckRunner>) -> Result<(), AgentError> {
         if let Some(CheckRunner::Script { .. }) = runner
             && !(self.config.enable_script_checks || self.config.enable_local_script_checks)
@@ -113,13 +103,13 @@ impl Agent {
             }
             removed
         };
-        self.persist_service(&service)?;
+        let mut persisted: Vec<String> = checks.iter().map(|c| c.registration.check_id.clone()).collect();
+        persisted.extend(removed.iter().cloned());
+        self.persist_local(vec![id.clone()], persisted).await?;
         for check_id in &removed {
             self.scheduler.remove(check_id);
-            self.store.agent_delete(&format!("{}{check_id}", local::CHECK_PREFIX))?;
         }
         for check in &checks {
-            self.persist_check(check)?;
             match &check.runner {
                 Some(runner) => self.scheduler.add(&check.registration.check_id, check_kind(runner)),
                 None => self.scheduler.remove(&check.registration.check_id),
@@ -142,10 +132,9 @@ impl Agent {
             }
             doomed
         };
-        self.store.agent_delete(&format!("{}{id}", local::SERVICE_PREFIX))?;
+        self.persist_local(vec![id.to_string()], removed_checks.clone()).await?;
         for check_id in &removed_checks {
             self.scheduler.remove(check_id);
-            self.store.agent_delete(&format!("{}{check_id}", local::CHECK_PREFIX))?;
         }
         self.sync_local_change().await
     }
@@ -169,7 +158,7 @@ impl Agent {
             }
             local.checks.insert(id.clone(), check.clone());
         }
-        self.persist_check(&check)?;
+        self.persist_local(Vec::new(), vec![check.registration.check_id.clone()]).await?;
         match &check.runner {
             Some(runner) => self.scheduler.add(&check.registration.check_id, check_kind(runner)),
             None => self.scheduler.remove(&check.registration.check_id),
@@ -182,7 +171,7 @@ impl Agent {
             return Err(AgentError::NotFound(format!("Unknown check ID {id:?}. Ensure that the check ID is passed, not the check name.")));
         }
         self.scheduler.remove(id);
-        self.store.agent_delete(&format!("{}{id}", local::CHECK_PREFIX))?;
+        self.persist_local(Vec::new(), vec![id.to_string()]).await?;
         self.sync_local_change().await
     }
 
@@ -196,7 +185,7 @@ impl Agent {
             }
             None => return Err(AgentError::NotFound(format!("Unknown check ID {id:?}. Ensure that the check ID is passed, not the check name."))),
         }
-        self.apply_result(id, health(status), output)?;
+        self.apply_result(id, health(status), output).await?;
         if let Err(error) = self.scheduler.ttl_update(id, status, output) {
             return Err(AgentError::NotFound(error.to_string()));
         }
@@ -204,7 +193,7 @@ impl Agent {
     }
 
     /// Records a check result locally. Returns whether the status changed.
-    fn apply_result(&self, id: &str, status: HealthStatus, output: &str) -> Result<bool, AgentError> {
+    async fn apply_result(&self, id: &str, status: HealthStatus, output: &str) -> Result<bool, AgentError> {
         let changed = {
             let mut local = self.local.write();
             let Some(check) = local.checks.get_mut(id) else { return Ok(false) };
@@ -214,15 +203,12 @@ impl Agent {
             let status_changed = check.registration.status != status;
             check.registration.status = status;
             check.registration.output = output.to_string();
-            status_changed.then(|| check.clone())
+            status_changed
         };
-        match changed {
-            Some(check) => {
-                self.persist_check(&check)?;
-                Ok(true)
-            }
-            None => Ok(false),
+        if changed {
+            self.persist_local(Vec::new(), vec![id.to_string()]).await?;
         }
+        Ok(changed)
     }
 
     /// Node maintenance mode: a critical `_node_maintenance` check while enabled.
@@ -288,7 +274,7 @@ pub(crate) async fn check_results_loop(agent: Arc<Agent>, mut results: mpsc::Rec
             result = results.recv() => match result { Some(r) => r, None => return },
             _ = shutdown.changed() => return,
         };
-        match agent.apply_result(&result.check_id, health(result.status), &result.output) {
+        match agent.apply_result(&result.check_id, health(result.status), &result.output).await {
             Ok(true) => {
                 if let Err(error) = agent.sync().await {
                     tracing::warn!(check_id = %result.check_id, %error, "check status sync failed; anti-entropy will retry");

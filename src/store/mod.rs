@@ -256,6 +256,20 @@ impl Store {
         Ok(())
     }
 
+    /// Puts and deletes agent-local entries in one synced write.
+    pub fn agent_write(&self, puts: Vec<(String, Vec<u8>)>, deletes: Vec<String>) -> Result<(), StoreError> {
+        let cf = self.cf(CF_AGENT)?;
+        let mut batch = WriteBatch::default();
+        for (key, value) in puts {
+            batch.put_cf(cf, key, value);
+        }
+        for key in deletes {
+            batch.delete_cf(cf, key);
+        }
+        self.db.write_opt(batch, &Self::synced())?;
+        Ok(())
+    }
+
     pub fn agent_delete(&self, key: &str) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();
         batch.delete_cf(self.cf(CF_AGENT)?, key);

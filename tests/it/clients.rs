@@ -231,3 +231,42 @@ async fn a_client_without_servers_keeps_registrations_and_syncs_them_later() {
     .await;
     assert!(synced, "the registration reaches the catalog once the server is back");
 }
+
+/// Concurrent registrations at a client share anti-entropy runs (`agent::sync`), yet each is
+/// in the servers' catalog, with the port it registered, when its 200 OK arrives.
+#[tokio::test]
+async fn concurrent_registrations_at_a_client_are_each_in_the_catalog_when_acknowledged() {
+    const WRITERS: u16 = 24;
+    const ROUNDS: u16 = 4;
+    let mut cluster = TestCluster::start(1).await;
+    cluster.wait_for_leader(Duration::from_secs(30)).await;
+    let client = cluster.add_client(&[]);
+    let (agent, server) = (cluster.servers[client].http(), cluster.servers[0].http());
+    let reachable = eventually(30_000, async || {
+        let url = format!("{agent}/v1/catalog/nodes");
+        cluster.client.get(url).send().await.is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    assert!(reachable, "the client reaches the server");
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let (http, agent, server) = (cluster.client.clone(), agent.clone(), server.clone());
+        writers.push(tokio::spawn(async move {
+            for round in 0..ROUNDS {
+                let port = 1_000 * (w + 1) + round;
+                let body = json!({"ID": format!("burst-{w}"), "Name": "burst", "Port": port, "Check": {"CheckID": format!("burst-{w}-ttl"), "TTL": "1h"}});
+                let response = http.put(format!("{agent}/v1/agent/service/register")).body(body.to_string()).send().await.unwrap();
+                assert_eq!(response.status(), 200);
+                let url = format!("{server}/v1/health/service/burst?consistent");
+                let rows: Value = http.get(url).send().await.unwrap().json().await.unwrap();
+                let row = rows.as_array().unwrap().iter().find(|r| r["Service"]["ID"] == format!("burst-{w}")).cloned();
+                let row = row.unwrap_or_else(|| panic!("burst-{w} round {round}: not in the catalog when acknowledged"));
+                assert_eq!(row["Service"]["Port"], port, "burst-{w} round {round}: an older registration in the catalog");
+                assert!(row["Checks"].as_array().unwrap().iter().any(|c| c["CheckID"] == format!("burst-{w}-ttl")), "burst-{w}: its check is missing");
+            }
+        }));
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+}

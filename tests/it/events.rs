@@ -1,10 +1,8 @@
 //! User events (`/v1/event/*`, `cairn event`, `cairn watch -type=event`) between two real
 //! agents: a `-dev` server and a client agent that joins it by gossip.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;

@@ -1,8 +1,6 @@
 //! `cairn watch`: each change is printed (or handed to a handler) once, as it happens.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::util::{TestAgent, eventually};

@@ -22,6 +22,9 @@ struct Server {
     http: u16,
     server: u16,
     serf: u16,
+    dns: u16,
+    /// A client agent (no `-server`), joined through the first server's gossip address.
+    client: bool,
     child: Option<Child>,
 }
 
@@ -31,6 +34,9 @@ impl Server {
     }
     fn server_addr(&self) -> String {
         format!("{}:{}", self.ip, self.server)
+    }
+    fn dns(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::new(self.ip, self.dns)
     }
 }
 
@@ -91,13 +97,13 @@ impl Cluster {
         let b: [u8; 3] = rand::random();
         let ip = IpAddr::V4(Ipv4Addr::new(127, b[0].max(1), b[1], b[2].clamp(2, 254)));
         let mut ports: Vec<u16> = Vec::new();
-        while ports.len() < 3 {
+        while ports.len() < 4 {
             let port = port_on(ip);
             if !ports.contains(&port) {
                 ports.push(port);
             }
         }
-        self.servers.push(Server { ip, http: ports[0], server: ports[1], serf: ports[2], child: None });
+        self.servers.push(Server { ip, http: ports[0], server: ports[1], serf: ports[2], dns: ports[3], client: false, child: None });
         self.servers.len() - 1
     }
 
@@ -107,26 +113,35 @@ impl Cluster {
         Ok(i)
     }
 
+    /// Starts a client agent that joins through the first server; returns its index.
+    pub(crate) fn add_client(&mut self) -> Result<usize, String> {
+        let i = self.declare();
+        self.servers[i].client = true;
+        self.spawn(i)?;
+        Ok(i)
+    }
+
     fn spawn(&mut self, i: usize) -> Result<(), String> {
         let s = &self.servers[i];
-        let mut args = vec![
-            "agent".to_string(),
-            "-server".into(),
-            format!("-bootstrap-expect={}", self.expect),
+        let mut args = vec!["agent".to_string()];
+        if !s.client {
+            args.extend(["-server".to_string(), format!("-bootstrap-expect={}", self.expect)]);
+        }
+        args.extend([
             format!("-node=b{}", i + 1),
             format!("-data-dir={}", self.dir.join(format!("b{}", i + 1)).display()),
             format!("-bind={}", s.ip),
             format!("-client={}", s.ip),
             format!("-http-port={}", s.http),
             format!("-server-port={}", s.server),
-            format!("-dns-port={}", port_on(s.ip)),
+            format!("-dns-port={}", s.dns),
             format!("-serf-lan-port={}", s.serf),
             format!("-config-file={}", self.dir.join("bench.toml").display()),
             "-log-level=info".into(),
             "-retry-interval=1s".into(),
-        ];
+        ]);
         for (j, other) in self.servers.iter().enumerate() {
-            if j != i {
+            if j != i && !other.client && (!s.client || j == 0) {
                 args.push(format!("-retry-join={}:{}", other.ip, other.serf));
             }
         }
@@ -148,9 +163,12 @@ impl Cluster {
         self.servers.iter().filter_map(|s| s.child.as_ref().map(Child::id)).collect()
     }
 
-    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
     pub(crate) fn http_of(&self, i: usize) -> String {
         self.servers[i].http()
+    }
+
+    pub(crate) fn dns_of(&self, i: usize) -> std::net::SocketAddr {
+        self.servers[i].dns()
     }
 
     pub(crate) async fn leader(&self, client: &reqwest::Client, timeout: Duration) -> Option<usize> {

@@ -16,6 +16,10 @@
 //! runs a simulated LAN gossip pool in one process, against memberlist's defaults
 //! (`gossip_sim.rs`).
 //!
+//! `--client-agents [--clients 64]` instead starts 3 servers and 3 client agents and measures
+//! service registration against KV puts through the clients, and DNS on a client against a
+//! server (`client_agents.rs`).
+//!
 //! `--cluster N` instead starts N servers on loopback and measures write throughput, failover
 //! time and snapshot catch-up (`cluster.rs`; `--snapshot-mb` sets the state machine size).
 //!
@@ -31,6 +35,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+mod client_agents;
 mod cluster;
 mod gossip_sim;
 #[cfg(feature = "etcd")]
@@ -60,6 +65,7 @@ struct Options {
     watchers: usize,
     watch_keys: usize,
     vs_etcd: bool,
+    client_agents: bool,
     puts_only: bool,
     #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
     out: Option<std::path::PathBuf>,
@@ -79,6 +85,7 @@ fn parse_options() -> Result<Options, String> {
         watchers: 0,
         watch_keys: 100,
         vs_etcd: false,
+        client_agents: false,
         puts_only: false,
         out: None,
     };
@@ -99,6 +106,7 @@ fn parse_options() -> Result<Options, String> {
         match flag.as_str() {
             "start-agent" => options.start_agent = true,
             "vs-etcd" => options.vs_etcd = true,
+            "client-agents" => options.client_agents = true,
             "puts-only" => options.puts_only = true,
             "out" => options.out = Some(value()?.into()),
             "cluster" => options.cluster = value()?.parse().map_err(|e| format!("--cluster: {e}"))?,
@@ -357,6 +365,15 @@ async fn main() -> std::process::ExitCode {
             eprintln!("cairn-bench: --vs-etcd needs a build with `--features etcd` (and protoc)");
             return std::process::ExitCode::from(2);
         }
+    }
+    if options.client_agents {
+        return match client_agents::run(&options.clients, options.duration).await {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("cairn-bench: {message}");
+                std::process::ExitCode::FAILURE
+            }
+        };
     }
     if options.cluster > 0 {
         return match cluster::run(options.cluster, &options.clients, options.duration, options.value_bytes, options.snapshot_mb).await {
