@@ -51,16 +51,64 @@ pub(crate) fn retry_delay(nodes: usize, random01: f64) -> Duration {
     RETRY_FAIL_INTERVAL + stagger(RETRY_FAIL_INTERVAL, nodes, random01)
 }
 
-/// Returns the commands that make the catalog match `local` for `node`.
-/// `node` is the registration of the node itself (address, metadata), without service or checks.
-pub(super) fn diff(local: &LocalState, catalog: &Catalog, node: &Registration) -> Vec<Command> {
+/// The part of the local state one change touched: what the sync after that change compares.
+/// A check bound to a service belongs to its service's scope, because the command that
+/// registers it carries the service too.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum SyncScope {
+    /// A service and the checks bound to it.
+    Service(String),
+    /// A check bound to no service.
+    NodeCheck(String),
+}
+
+impl SyncScope {
+    pub(crate) fn of_check(service_id: &str, check_id: &str) -> SyncScope {
+        if service_id.is_empty() { SyncScope::NodeCheck(check_id.to_string()) } else { SyncScope::Service(service_id.to_string()) }
+    }
+
+    fn covers(&self, service_id: &str, check_id: &str) -> bool {
+        match self {
+            SyncScope::Service(id) => service_id == id,
+            SyncScope::NodeCheck(id) => service_id.is_empty() && check_id == id,
+        }
+    }
+}
+
+/// The entries of `local` in `scope` (all of them when `None`): what a scoped diff reads.
+pub(super) fn scoped_local(local: &LocalState, scope: Option<&SyncScope>) -> LocalState {
+    let Some(scope) = scope else { return local.clone() };
+    let mut scoped = LocalState::default();
+    if let SyncScope::Service(id) = scope
+        && let Some(service) = local.services.get(id)
+    {
+        scoped.services.insert(id.clone(), service.clone());
+    }
+    for (id, check) in &local.checks {
+        if scope.covers(&check.registration.service_id, id) {
+            scoped.checks.insert(id.clone(), check.clone());
+        }
+    }
+    scoped
+}
+
+/// Returns the commands that make the catalog match `local` for `node` within `scope` (and
+/// the node's own row); `None` compares everything. `node` is the registration of the node
+/// itself (address, metadata), without service or checks.
+pub(super) fn diff_scoped(local: &LocalState, catalog: &Catalog, node: &Registration, scope: Option<&SyncScope>) -> Vec<Command> {
+    let in_scope = |service_id: &str, check_id: &str| scope.is_none_or(|scope| scope.covers(service_id, check_id));
     let mut commands = Vec::new();
     let node_row = catalog.node(&node.node);
     if node_row.is_none_or(|row| !node_matches(row, node)) {
         commands.push(Command::Register(node.clone()));
     }
 
-    for (id, service) in &local.services {
+    let scoped_services: Vec<(&String, &crate::agent::local::LocalService)> = match scope {
+        Some(SyncScope::Service(id)) => local.services.get_key_value(id).into_iter().collect(),
+        Some(SyncScope::NodeCheck(_)) => Vec::new(),
+        None => local.services.iter().collect(),
+    };
+    for (id, service) in scoped_services {
         let in_sync = catalog.service(&node.node, id).is_some_and(|row| service_matches(row, &service.registration));
         if !in_sync {
             let mut registration = node.clone();
@@ -70,13 +118,13 @@ pub(super) fn diff(local: &LocalState, catalog: &Catalog, node: &Registration) -
         }
     }
     for row in catalog.node_services(&node.node) {
-        if row.id != LEADER_OWNED_SERVICE_ID && !local.services.contains_key(&row.id) {
+        if row.id != LEADER_OWNED_SERVICE_ID && in_scope(&row.id, "") && !local.services.contains_key(&row.id) {
             commands.push(Command::DeregisterService { node: node.node.clone(), service_id: row.id.clone() });
         }
     }
 
     let catalog_checks = catalog.node_checks(&node.node);
-    for (id, check) in &local.checks {
+    for (id, check) in local.checks.iter().filter(|(id, c)| in_scope(&c.registration.service_id, id)) {
         let in_sync = catalog_checks.iter().any(|row| row.check_id == *id && check_matches(row, &check.registration));
         // A check bound to a service that is not yet local cannot be registered; skip it.
         let service_known = check.registration.service_id.is_empty() || local.services.contains_key(&check.registration.service_id);
@@ -91,7 +139,7 @@ pub(super) fn diff(local: &LocalState, catalog: &Catalog, node: &Registration) -
         }
     }
     for row in catalog_checks {
-        if row.check_id != LEADER_OWNED_CHECK_ID && !local.checks.contains_key(&row.check_id) {
+        if row.check_id != LEADER_OWNED_CHECK_ID && in_scope(&row.service_id, &row.check_id) && !local.checks.contains_key(&row.check_id) {
             // Checks of a service being deregistered go with it.
             let service_goes = !row.service_id.is_empty() && !local.services.contains_key(&row.service_id);
             if !service_goes {
@@ -139,6 +187,10 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+
+    fn diff(local: &LocalState, catalog: &Catalog, node: &Registration) -> Vec<Command> {
+        diff_scoped(local, catalog, node, None)
+    }
     use crate::agent::local::{LocalCheck, LocalService};
     use crate::catalog::command::{CheckRegistration, ServiceRegistration};
     use crate::catalog::model::{CheckDefinition, HealthStatus, Weights};
@@ -198,6 +250,53 @@ mod tests {
         assert_eq!(stagger(SERVER_UP_INTERVAL, 300, 0.5), Duration::from_secs(4) + Duration::from_millis(500));
         // An out-of-range draw never stretches the window.
         assert_eq!(stagger(SERVER_UP_INTERVAL, 3, 7.0), SERVER_UP_INTERVAL);
+    }
+
+    fn check(id: &str, service_id: &str) -> LocalCheck {
+        LocalCheck {
+            registration: CheckRegistration {
+                check_id: id.into(),
+                name: "c".into(),
+                status: HealthStatus::Critical,
+                notes: String::new(),
+                output: String::new(),
+                service_id: service_id.into(),
+                definition: CheckDefinition::default(),
+            },
+            runner: None,
+        }
+    }
+
+    #[test]
+    fn a_scoped_diff_touches_only_its_scope() {
+        let mut local = LocalState::default();
+        for id in ["web1", "web2"] {
+            local.services.insert(id.into(), service(id));
+            local.checks.insert(format!("{id}-c"), check(&format!("{id}-c"), id));
+        }
+        local.checks.insert("node-c".into(), check("node-c", ""));
+        let mut catalog = Catalog::new();
+        let web1 = SyncScope::Service("web1".into());
+        let scoped = diff_scoped(&local, &catalog, &node(), Some(&web1));
+        assert_eq!(diff_scoped(&scoped_local(&local, Some(&web1)), &catalog, &node(), Some(&web1)), scoped);
+        // The node itself, web1, and web1's check (which carries web1 again).
+        assert_eq!(scoped.len(), 3, "{scoped:?}");
+        let mut index = 1;
+        for command in &scoped {
+            apply(&mut catalog, index, command, &mut ChangeSet::new());
+            index += 1;
+        }
+        assert!(diff_scoped(&local, &catalog, &node(), Some(&web1)).is_empty());
+        assert!(catalog.service("n1", "web2").is_none(), "web2 is out of web1's scope");
+        let node_check = SyncScope::of_check("", "node-c");
+        assert_eq!(diff_scoped(&local, &catalog, &node(), Some(&node_check)).len(), 1);
+        // Removing web1 locally: its scope deregisters it (its check goes with it).
+        local.services.remove("web1");
+        local.checks.remove("web1-c");
+        let gone = diff_scoped(&local, &catalog, &node(), Some(&web1));
+        assert_eq!(gone, vec![Command::DeregisterService { node: "n1".into(), service_id: "web1".into() }]);
+        // The full diff still sees everything else.
+        assert_eq!(diff(&local, &catalog, &node()).len(), 1 + 2 + 1);
     }
 
     #[test]

@@ -85,20 +85,6 @@ impl LocalCell {
         LocalWriteGuard { guard: self.read(), changed: &self.changed }
     }
 
-    /// How many writes the state has seen: a change made before a read of the version is
-    /// covered by any snapshot taken at or after it.
-    pub fn version(&self) -> u64 {
-        let _state = self.read();
-        *self.changed.borrow()
-    }
-
-    /// A copy of the state with its version, taken atomically (writers bump the version
-    /// before they release the lock).
-    pub fn snapshot(&self) -> (u64, LocalState) {
-        let state = self.read();
-        (*self.changed.borrow(), state.clone())
-    }
-
     /// A receiver that sees every later write.
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.changed.subscribe()

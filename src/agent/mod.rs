@@ -122,10 +122,8 @@ pub struct Agent {
     local: Arc<LocalCell>,
     /// Orders writes of the local state to the data dir (`persist`).
     persist_lock: Arc<std::sync::Mutex<()>>,
-    /// Serializes anti-entropy runs so that two runs never race each other's writes (`sync`).
-    sync_lock: tokio::sync::Mutex<()>,
-    /// The local state version the last successful anti-entropy run covered (`sync`).
-    synced_version: std::sync::atomic::AtomicU64,
+    /// The locks of anti-entropy runs, and a client's copy of its node's rows (`sync`).
+    sync: sync::SyncLocks,
     /// Wakes the anti-entropy loop for a full sync (a new server appeared).
     full_sync_wanted: tokio::sync::Notify,
     scheduler: Scheduler,
@@ -207,8 +205,7 @@ impl Agent {
             events: events::EventLog::default(),
             local: Arc::new(LocalCell::new(local)),
             persist_lock: Arc::new(std::sync::Mutex::new(())),
-            sync_lock: tokio::sync::Mutex::new(()),
-            synced_version: std::sync::atomic::AtomicU64::new(0),
+            sync: sync::SyncLocks::default(),
             full_sync_wanted: tokio::sync::Notify::new(),
             session_deadlines: Mutex::new(std::collections::HashMap::new()),
             scheduler,

@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::agent::local::{CheckRunner, LocalCheck, LocalService};
+use crate::agent::anti_entropy::SyncScope;
 use crate::agent::{Agent, AgentError};
 use crate::catalog::command::{CheckRegistration, ServiceRegistration};
 use crate::catalog::model::{CheckDefinition, HealthStatus};
@@ -115,7 +116,7 @@ impl Agent {
                 None => self.scheduler.remove(&check.registration.check_id),
             }
         }
-        self.sync_local_change().await
+        self.sync_local_change(&SyncScope::Service(id)).await
     }
 
     /// Removes a service and the checks bound to it.
@@ -136,7 +137,7 @@ impl Agent {
         for check_id in &removed_checks {
             self.scheduler.remove(check_id);
         }
-        self.sync_local_change().await
+        self.sync_local_change(&SyncScope::Service(id.to_string())).await
     }
 
     /// Registers (or replaces) one check with this agent.
@@ -163,16 +164,16 @@ impl Agent {
             Some(runner) => self.scheduler.add(&check.registration.check_id, check_kind(runner)),
             None => self.scheduler.remove(&check.registration.check_id),
         }
-        self.sync_local_change().await
+        self.sync_local_change(&SyncScope::of_check(&check.registration.service_id, &check.registration.check_id)).await
     }
 
     pub async fn deregister_check(&self, id: &str) -> Result<(), AgentError> {
-        if self.local.write().checks.remove(id).is_none() {
+        let Some(removed) = self.local.write().checks.remove(id) else {
             return Err(AgentError::NotFound(format!("Unknown check ID {id:?}. Ensure that the check ID is passed, not the check name.")));
-        }
+        };
         self.scheduler.remove(id);
         self.persist_local(Vec::new(), vec![id.to_string()]).await?;
-        self.sync_local_change().await
+        self.sync_local_change(&SyncScope::of_check(&removed.registration.service_id, id)).await
     }
 
     /// `check/pass|warn|fail|update`: sets a TTL check's status and resets its timer.
@@ -189,7 +190,13 @@ impl Agent {
         if let Err(error) = self.scheduler.ttl_update(id, status, output) {
             return Err(AgentError::NotFound(error.to_string()));
         }
-        self.sync_local_change().await
+        self.sync_local_change(&self.check_scope(id)).await
+    }
+
+    /// The anti-entropy scope of a local check (its service's, or its own).
+    fn check_scope(&self, check_id: &str) -> SyncScope {
+        let service_id = self.local.read().checks.get(check_id).map(|c| c.registration.service_id.clone()).unwrap_or_default();
+        SyncScope::of_check(&service_id, check_id)
     }
 
     /// Records a check result locally. Returns whether the status changed.
@@ -276,7 +283,7 @@ pub(crate) async fn check_results_loop(agent: Arc<Agent>, mut results: mpsc::Rec
         };
         match agent.apply_result(&result.check_id, health(result.status), &result.output).await {
             Ok(true) => {
-                if let Err(error) = agent.sync().await {
+                if let Err(error) = agent.sync_change(&agent.check_scope(&result.check_id)).await {
                     tracing::warn!(check_id = %result.check_id, %error, "check status sync failed; anti-entropy will retry");
                 }
             }
