@@ -1,6 +1,8 @@
 //! Client agents (issue 10): 3 servers and 3 client agents as real processes on loopback
 //! addresses. Clients are started with one `-retry-join` address (server 0's gossip port) and
 //! no `-server`; everything else they learn through gossip.
+//! Covers issue 10's process-level list: members, catalog and DNS across agents, a failing
+//! check, events, SIGTERM and kill -9 of clients and servers, and leader failover.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -114,6 +116,18 @@ async fn three_servers_and_three_clients_share_members_catalog_health_and_failur
     }
     healthy.store(true, Ordering::SeqCst);
     assert!(eventually(15_000, async || srv_count(clients[2]).await == 1).await, "web is back in DNS when its check passes");
+
+    // An event fired at one client is listed at every agent.
+    let url = format!("{}/v1/event/fire/deploy", cluster.servers[clients[0]].http());
+    let fired: Value = cluster.client.put(url).body("v42").send().await.unwrap().json().await.unwrap();
+    for i in 0..all {
+        let listed = eventually(15_000, async || {
+            let events = get_json(&cluster, i, "/v1/event/list?name=deploy").await;
+            events.and_then(|v| v.as_array().map(|a| a.iter().any(|e| e["ID"] == fired["ID"]))).unwrap_or(false)
+        })
+        .await;
+        assert!(listed, "agent {i} lists the event fired at client 1");
+    }
 
     // SIGTERM of a client: it leaves (status left everywhere) and its node is deregistered.
     cluster.signal(clients[2], "TERM");
