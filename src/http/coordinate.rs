@@ -73,6 +73,11 @@ fn coord_out(coordinate: &NodeCoordinate) -> CoordOut {
     CoordOut { vec: coordinate.vec.clone(), error: coordinate.error, adjustment: coordinate.adjustment, height: coordinate.height }
 }
 
+/// This agent's LAN coordinate in Serf's JSON (`Coord` of `/v1/agent/self`).
+pub(crate) fn own_coord_json(agent: &crate::agent::Agent) -> Value {
+    serde_json::to_value(coord_out(&to_catalog(&agent.lan_coordinate()))).unwrap_or(Value::Null)
+}
+
 fn entry_out(entry: &CoordinateEntry<'_>) -> CoordinateOut {
     CoordinateOut { node: entry.node.to_string(), segment: entry.segment.to_string(), coord: coord_out(entry.coord) }
 }
