@@ -13,6 +13,7 @@
 
 mod anti_entropy;
 mod cluster;
+pub mod coordinates;
 pub mod endpoint;
 pub mod events;
 mod leader;
@@ -334,6 +335,7 @@ impl Agent {
         tokio::spawn(members::retry_join_loop(self.clone()));
         tokio::spawn(members::reconnect_loop(self.clone()));
         tokio::spawn(events::user_events_loop(self.clone()));
+        tokio::spawn(coordinates::coordinate_sync_loop(self.clone()));
         if let Some(raft) = self.raft() {
             tokio::spawn(leader::leader_loop(self.clone(), raft.clone()));
             tokio::spawn(cluster::formation_loop(self.clone(), raft.clone()));

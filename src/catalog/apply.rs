@@ -122,6 +122,7 @@ fn dispatch(catalog: &mut Catalog, index: u64, command: &Command, now_ms: Option
         Command::SetKvHistoryVersions { versions } => kv::set_history_versions(catalog, *versions, changes),
         // `apply` unpacks a top-level batch; one inside another command is malformed.
         Command::Batch(_) => Outcome::Rejected("a batch cannot be nested".into()),
+        Command::CoordinateBatchUpdate(updates) => crate::catalog::coordinates::update_batch(catalog, index, updates, changes),
     }
 }
 
@@ -341,6 +342,8 @@ pub(super) fn deregister_node(catalog: &mut Catalog, index: u64, node: &str, now
     }
     catalog.indexes.nodes = index;
     changes.touch(RowKey::Node(node.to_string()));
+    // Consul deletes a node's coordinates with the node.
+    crate::catalog::coordinates::remove_node(catalog, index, node, changes);
     let services: Vec<_> = catalog.services.keys().filter(|(n, _)| n == node).cloned().collect();
     for key in services {
         catalog.services.remove(&key);

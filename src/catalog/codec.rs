@@ -116,6 +116,12 @@ pub(crate) fn encode_row_key(row: &RowKey) -> Vec<u8> {
             key.push(b'w');
             part(&mut key, name);
         }
+        RowKey::Coordinate(node, segment) => {
+            key.push(b'o');
+            part(&mut key, node);
+            part(&mut key, segment);
+        }
+        RowKey::CoordinatesIndex => key.push(b'p'),
     }
     key
 }
@@ -137,6 +143,8 @@ pub(crate) fn decode_row_key(bytes: &[u8]) -> Result<RowKey, CodecError> {
         b'g' => RowKey::Settings,
         b'r' => RowKey::RestoreFloor,
         b'w' => RowKey::ServiceIndex(text_part(rest)?),
+        b'o' => RowKey::Coordinate(text_part(rest)?, text_part(rest)?),
+        b'p' => RowKey::CoordinatesIndex,
         _ => return Err(CodecError::BadRowKey),
     };
     if !rest.is_empty() {

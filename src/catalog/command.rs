@@ -70,6 +70,9 @@ pub enum Command {
     ///
     /// [`Outcome::Batch`]: crate::catalog::Outcome::Batch
     Batch(#[serde(deserialize_with = "nested_commands")] Vec<Command>),
+    /// Store nodes' network coordinates (Consul's `Coordinate.Update`, batched): at most
+    /// `COORDINATE_BATCH_UPDATES_MAX` updates; updates for unknown nodes are skipped.
+    CoordinateBatchUpdate(Vec<crate::catalog::coordinates::CoordinateUpdate>),
 }
 
 /// How deep [`Command::At`] and [`Command::Batch`] may nest in decoded bytes. A batch of
@@ -154,6 +157,10 @@ impl Command {
                 .sum(),
             Command::At { command, .. } => SMALL_COMMAND_BYTES + command.payload_bytes(),
             Command::Batch(commands) => commands.iter().map(Command::payload_bytes).sum(),
+            Command::CoordinateBatchUpdate(updates) => updates
+                .iter()
+                .map(|u| SMALL_COMMAND_BYTES + u.node.len() + u.segment.len() + 8 * u.coord.vec.len())
+                .sum(),
             _ => SMALL_COMMAND_BYTES,
         }
     }

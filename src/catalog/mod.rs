@@ -13,6 +13,7 @@
 
 mod apply;
 pub mod codec;
+pub mod coordinates;
 pub mod kv;
 pub mod command;
 pub mod model;
@@ -62,6 +63,10 @@ pub struct Catalog {
     /// The index of the last snapshot restore: a floor under every index a query reports, so
     /// that restoring older rows never moves a client's index backwards.
     restore_floor: u64,
+    /// Network coordinates, keyed by (node, segment); deleted with their node (`coordinates`).
+    coordinates: BTreeMap<(String, String), coordinates::NodeCoordinate>,
+    /// The index of the last change to `coordinates` (its own row: `TableIndexes` is frozen).
+    coordinates_index: u64,
 }
 
 /// Identifies one persisted row of the catalog.
@@ -81,6 +86,10 @@ pub enum RowKey {
     Settings,
     ServiceIndex(String),
     RestoreFloor,
+    /// A node's network coordinate in one segment: (node, segment).
+    Coordinate(String, String),
+    /// The coordinates table's index.
+    CoordinatesIndex,
 }
 
 /// What one `apply` changed: the rows touched (to persist) and the service names whose query
@@ -158,7 +167,7 @@ impl Catalog {
     /// The highest index any table or restore has reached: the last `ModifyIndex` handed out.
     pub fn last_index(&self) -> u64 {
         let i = &self.indexes;
-        [i.nodes, i.services, i.checks, i.kv, i.sessions, i.config_entries, self.restore_floor]
+        [i.nodes, i.services, i.checks, i.kv, i.sessions, i.config_entries, self.restore_floor, self.coordinates_index]
             .into_iter()
             .max()
             .unwrap_or(0)
@@ -188,6 +197,11 @@ impl Catalog {
             RowKey::ServiceIndex(name) => codec::encode_row_value(self.service_indexes.get(name)?),
             RowKey::RestoreFloor if self.restore_floor == 0 => return None,
             RowKey::RestoreFloor => codec::encode_row_value(&self.restore_floor),
+            RowKey::Coordinate(node, segment) => {
+                codec::encode_row_value(self.coordinates.get(&(node.clone(), segment.clone()))?)
+            }
+            RowKey::CoordinatesIndex if self.coordinates_index == 0 => return None,
+            RowKey::CoordinatesIndex => codec::encode_row_value(&self.coordinates_index),
         };
         Some((key, value))
     }
@@ -212,8 +226,12 @@ impl Catalog {
         rows.extend(self.lock_delays.keys().map(|k| RowKey::LockDelay(k.clone())));
         rows.extend(self.kv_history.keys().map(|(k, i)| RowKey::KvVersion(k.clone(), *i)));
         rows.extend(self.service_indexes.keys().map(|name| RowKey::ServiceIndex(name.clone())));
+        rows.extend(self.coordinates.keys().map(|(n, s)| RowKey::Coordinate(n.clone(), s.clone())));
         if self.restore_floor != 0 {
             rows.push(RowKey::RestoreFloor);
+        }
+        if self.coordinates_index != 0 {
+            rows.push(RowKey::CoordinatesIndex);
         }
         if self.settings != Settings::default() {
             rows.push(RowKey::Settings);
@@ -258,6 +276,10 @@ impl Catalog {
                 self.service_indexes.insert(name, codec::decode_row_value(value)?);
             }
             RowKey::RestoreFloor => self.restore_floor = codec::decode_row_value(value)?,
+            RowKey::Coordinate(node, segment) => {
+                self.coordinates.insert((node, segment), codec::decode_row_value(value)?);
+            }
+            RowKey::CoordinatesIndex => self.coordinates_index = codec::decode_row_value(value)?,
         }
         Ok(())
     }

@@ -25,6 +25,7 @@ mod kv_history;
 mod kv_transfer;
 mod lock;
 mod members;
+mod rtt;
 mod membership;
 mod operator;
 mod snapshot;
@@ -155,6 +156,7 @@ pub(crate) fn run_with(
         ("reload", _) => membership::reload(rest, &mut io),
         ("keygen", _) => membership::keygen(rest, &mut io),
         ("event", _) => event::event(rest, &mut io),
+        ("rtt", _) => rtt::rtt(rest, &mut io),
         ("watch", _) => watch::watch(rest, &mut io),
         ("lock", _) => lock::lock(rest, &mut io),
         ("operator", Some("raft")) => match rest.get(1).map(String::as_str) {
@@ -327,6 +329,7 @@ Available commands are:
     force-leave    Forces a member of the cluster to enter the left state
     keygen         Generates a new gossip encryption key
     reload         Triggers the agent to reload its configuration files
+    rtt            Estimates network round trip time between nodes
     operator       Cluster operations (raft list-peers, remove-peer, transfer-leader)
     snapshot       Saves, restores and inspects snapshots of the state
     watch          Runs a blocking query in a loop and prints or handles each change

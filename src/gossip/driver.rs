@@ -26,10 +26,12 @@ use rand010::rngs::StdRng;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
+use super::coordinate::{CoordinateClient, CoordinateConfig};
 use super::broadcasts::{Handler, Item, LeaveIntent, NodeMeta, Tables, UserEventItem};
 use super::envelope::{GOSSIP_PACKET_BYTES_MAX, Kind, Sealer};
 use super::identity::{NodeId, NodeName};
 use super::push_pull::PushPullState;
+use super::rtt::{self, PongCoordinate};
 use super::stats::{DropLog, bump};
 use super::suspicion::timer_still_due;
 use super::timing::{self, GossipTiming};
@@ -150,6 +152,8 @@ pub(super) struct Driver {
     /// RTT probes in flight: (sequence, peer name, peer address, sent at).
     rtt_probes: VecDeque<(u64, NodeName, SocketAddr, Instant)>,
     rtt_sequence: u64,
+    /// This agent's network coordinate, moved by every RTT sample that came with the peer's.
+    coordinates: CoordinateClient,
     next_push_pull: Instant,
     drop_log: DropLog,
 }
@@ -187,6 +191,8 @@ impl Driver {
             leaving: false,
             rtt_probes: VecDeque::new(),
             rtt_sequence: rand010::rng().random(),
+            coordinates: CoordinateClient::new(CoordinateConfig::consul_default(), rand010::rng().random())
+                .expect("Consul's coordinate config is valid"),
             next_push_pull: now + PUSH_PULL_INTERVAL,
             drop_log: DropLog::default(),
         };
@@ -250,7 +256,7 @@ impl Driver {
         };
         match kind {
             Kind::Foca => self.foca_call(|foca, runtime| foca.handle_data(&body, runtime)),
-            Kind::Ping => self.send(from, Kind::Pong, &body),
+            Kind::Ping => self.send(from, Kind::Pong, &rtt::pong_body(&body, &self.coordinates.coordinate())),
             Kind::Pong => self.on_pong(&body, from, now),
             Kind::MetaRequest if body.len() >= META_REQUEST_BYTES => {
                 let reply = postcard::to_allocvec(&self.local_meta).expect("a node meta encodes");
@@ -342,6 +348,7 @@ impl Driver {
         {
             let mut tables = self.tables.lock().expect("gossip tables lock poisoned");
             reaped.iter().for_each(|name| tables.forget_meta(name));
+            reaped.iter().for_each(|name| self.coordinates.forget(name.as_str()));
             tables.collect_garbage(now, |name| self.view.contains(name));
         }
         if !self.leaving {
@@ -376,19 +383,36 @@ impl Driver {
             self.rtt_probes.pop_front();
         }
         self.rtt_probes.push_back((self.rtt_sequence, name, addr, now));
-        self.send(addr, Kind::Ping, &self.rtt_sequence.to_be_bytes());
+        self.send(addr, Kind::Ping, &rtt::ping_body(self.rtt_sequence));
     }
 
     fn on_pong(&mut self, body: &[u8], from: SocketAddr, now: Instant) {
-        let Ok(sequence_bytes) = <[u8; 8]>::try_from(body) else {
+        let Some(pong) = rtt::parse_pong(body) else {
             return self.malformed(from, "pong of the wrong size");
         };
-        let sequence = u64::from_be_bytes(sequence_bytes);
-        let Some(position) = self.rtt_probes.iter().position(|(s, _, addr, _)| *s == sequence && *addr == from) else {
+        let Some(position) = self.rtt_probes.iter().position(|(s, _, addr, _)| *s == pong.sequence && *addr == from) else {
             return;
         };
         let Some((_, name, _, sent)) = self.rtt_probes.remove(position) else { return };
         let rtt = now.saturating_duration_since(sent);
+        match pong.coordinate {
+            PongCoordinate::Present(other) => match self.coordinates.update(name.as_str(), &other, rtt) {
+                Ok(coordinate) => *self.shared.coordinate.lock().expect("gossip coordinate lock poisoned") = coordinate,
+                Err(error) => {
+                    bump(&self.shared.counters.coordinates_refused);
+                    if self.drop_log.allow("coordinate refused", now) {
+                        tracing::debug!(%from, %error, "gossip: coordinate sample refused");
+                    }
+                }
+            },
+            PongCoordinate::Refused => {
+                bump(&self.shared.counters.coordinates_refused);
+                if self.drop_log.allow("coordinate refused", now) {
+                    tracing::debug!(%from, "gossip: malformed coordinate refused");
+                }
+            }
+            PongCoordinate::Absent => {}
+        }
         let _no_subscribers = self.shared.rtt_samples.send(RttSample { node: name.as_str().to_owned(), rtt });
     }
 

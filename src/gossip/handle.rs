@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use super::coordinate::{Coordinate, CoordinateConfig};
 use super::join::{parse_join_address, resolve};
 use super::{
     COMMANDS_QUEUE_MAX, Command, Counters, Driver, DriverParts, Gossip, GossipConfig, GossipError, GossipStats, Inner,
@@ -36,6 +37,7 @@ impl Gossip {
             member_events: broadcast::channel(MEMBER_EVENTS_CAPACITY).0,
             user_events: broadcast::channel(USER_EVENTS_CAPACITY).0,
             rtt_samples: broadcast::channel(RTT_SAMPLES_CAPACITY).0,
+            coordinate: Mutex::new(Coordinate::new(&CoordinateConfig::consul_default())),
             user_event_clock: Arc::new(AtomicU64::new(0)),
         });
         let (commands, commands_receiver) = mpsc::channel(COMMANDS_QUEUE_MAX);
@@ -181,6 +183,12 @@ impl Gossip {
 
     pub fn stats(&self) -> GossipStats {
         self.inner.shared.counters.snapshot()
+    }
+
+    /// This agent's network coordinate (Serf's `GetCoordinate`): at the origin with the
+    /// maximal error until RTT samples of members that send theirs move it.
+    pub fn coordinate(&self) -> Coordinate {
+        self.inner.shared.coordinate.lock().expect("gossip coordinate lock poisoned").clone()
     }
 
     /// Round-trip times to members, one random member per probe interval.

@@ -21,7 +21,9 @@
 //!   sealed with AES-GCM when a keyring is set; anything refused is dropped and counted
 //!   (`stats`), never a panic; an agent with another key never appears in anyone's members;
 //! - RTT samples for network coordinates come from our own ping/pong to one random member
-//!   every probe interval (foca keeps its probe timings to itself);
+//!   every probe interval (foca keeps its probe timings to itself); the pong carries the
+//!   member's coordinate (`rtt`), and the gossip task moves this agent's own (`coordinate`,
+//!   `Gossip::coordinate`) with each sample, as Serf does with its ping acks;
 //! - timing (`timing`): Consul's `gossip_lan` knobs, scaled with the pool size as memberlist;
 //! - stale timers (`suspicion`): a suspicion timer is dropped once its member refuted, so that
 //!   foca 2.0.0 does not tell a live member it is down (shared with `cairn-bench --gossip-sim`).
@@ -55,6 +57,7 @@ mod identity;
 mod join;
 mod keyring;
 mod push_pull;
+mod rtt;
 mod stats;
 pub mod suspicion;
 #[cfg(test)]
@@ -212,6 +215,9 @@ pub struct GossipStats {
     pub push_pulls_failed: u64,
     /// Push/pull connections closed because `TCP_CONNS_MAX` were being served.
     pub tcp_conns_refused: u64,
+    /// Peer coordinates refused: malformed, invalid, of another dimensionality, or with an
+    /// RTT out of range.
+    pub coordinates_refused: u64,
 }
 
 /// Errors of the gossip facade.
@@ -253,6 +259,8 @@ struct Shared {
     member_events: broadcast::Sender<MemberEvent>,
     user_events: broadcast::Sender<UserEvent>,
     rtt_samples: broadcast::Sender<RttSample>,
+    /// This agent's network coordinate, republished by the gossip task after every update.
+    coordinate: Mutex<coordinate::Coordinate>,
     /// Serf's user-event Lamport clock: the next time to stamp; witnessed on receipt.
     user_event_clock: Arc<AtomicU64>,
 }

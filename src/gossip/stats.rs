@@ -30,6 +30,7 @@ pub(super) struct Counters {
     pub(super) push_pulls_served: AtomicU64,
     pub(super) push_pulls_failed: AtomicU64,
     pub(super) tcp_conns_refused: AtomicU64,
+    pub(super) coordinates_refused: AtomicU64,
 }
 
 /// Adds one to `counter`.
@@ -73,6 +74,7 @@ impl Counters {
             push_pulls_served: load(&self.push_pulls_served),
             push_pulls_failed: load(&self.push_pulls_failed),
             tcp_conns_refused: load(&self.tcp_conns_refused),
+            coordinates_refused: load(&self.coordinates_refused),
         }
     }
 }

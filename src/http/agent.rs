@@ -76,7 +76,7 @@ pub(super) async fn agent_self(State(state): State<AppState>, Query(params): Que
             "EnableScriptChecks": config.enable_script_checks,
             "ServerMode": config.server,
         },
-        "Coord": {"Vec": [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], "Error": 1.5, "Adjustment": 0.0, "Height": 1e-5},
+        "Coord": crate::http::coordinate::own_coord_json(agent),
         "Member": own_member(&state).map(|m| member_json(&m, m.name.clone())).unwrap_or(Value::Null),
         "Stats": {
             "agent": {"checks": agent.local_checks().len().to_string(), "services": agent.local_services().len().to_string()},

@@ -11,6 +11,7 @@ use crate::catalog::command::{Command, Registration};
 use crate::catalog::{Catalog, Outcome};
 use crate::http::AppState;
 use crate::watch::{Table, Topic};
+use crate::http::coordinate::{near_node, sort_by_distance};
 use crate::http::decode::{self, Fields};
 use crate::http::dto::{CatalogServiceOut, NodeOut, ServiceOut};
 use crate::http::error::ApiError;
@@ -132,9 +133,10 @@ pub(super) async fn datacenters(State(state): State<AppState>, Query(params): Qu
 
 pub(super) async fn nodes(State(state): State<AppState>, Query(params): Query<Params>) -> Result<Response, ApiError> {
     let options = read_options(&state, &params)?;
+    let near = near_node(&state, &params);
     let (meta, nodes) = blocking_read(&state, &options, vec![Topic::Table(Table::Nodes)], |catalog| {
         let nodes: Vec<NodeOut> = catalog.nodes().filter(|n| node_meta_matches(&params, &n.meta)).map(NodeOut::from).collect();
-        (nodes_index(catalog), nodes)
+        (nodes_index(catalog), sort_by_distance(catalog, near.as_deref(), nodes, |n| &n.node))
     })
     .await?;
     let nodes = apply_filter(nodes, options.filter.as_ref());
@@ -173,6 +175,7 @@ pub(super) async fn service(State(state): State<AppState>, Path(name): Path<Stri
     let options = read_options(&state, &params)?;
     let tag = params.get("tag").cloned();
     let peer = params.get("peer").filter(|p| !p.is_empty()).cloned();
+    let near = near_node(&state, &params);
     let (meta, rows) = blocking_read(&state, &options, vec![Topic::Service(name.clone())], |catalog| {
         let rows: Vec<CatalogServiceOut> = if peer.is_some() {
             Vec::new()
@@ -185,7 +188,7 @@ pub(super) async fn service(State(state): State<AppState>, Path(name): Path<Stri
                 .map(|(n, s)| CatalogServiceOut::new(n, s))
                 .collect()
         };
-        (catalog.service_index(&name), rows)
+        (catalog.service_index(&name), sort_by_distance(catalog, near.as_deref(), rows, |r| &r.node))
     })
     .await?;
     let rows = apply_filter(rows, options.filter.as_ref());

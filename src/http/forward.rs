@@ -33,12 +33,14 @@ pub(crate) const FORWARDED_HEADER: &str = "x-cairn-forwarded";
 const HOP_FROM_SERVER: &str = "1";
 const HOP_FROM_CLIENT: &str = "client";
 /// Read endpoints answered by the leader unless `?stale`.
-const LEADER_READ_PREFIXES: [&str; 5] = ["/v1/catalog/", "/v1/health/", "/v1/kv", "/v1/session/", "/v1/config/"];
+const LEADER_READ_PREFIXES: [&str; 6] = ["/v1/catalog/", "/v1/health/", "/v1/kv", "/v1/session/", "/v1/config/", "/v1/coordinate/"];
 /// How long a forwarded request may take beyond its own blocking wait.
 const FORWARD_MARGIN_S: u64 = 30;
 /// Largest response relayed from the leader.
 const FORWARD_RESPONSE_BYTES_MAX: usize = 64 * 1024 * 1024;
-/// What a client agent answers itself; everything else goes to a server.
+/// What a client agent answers itself; everything else goes to a server. A coordinate update
+/// is one: as Consul's agent turns it into a `Coordinate.Update` RPC to a server, the handler
+/// writes through `Agent::write`, which a client sends to a server.
 const CLIENT_LOCAL_PREFIXES: [&str; 4] = ["/v1/agent/", "/v1/event/", "/ui", "/v1/coordinate/update"];
 
 fn wants_leader(request: &Request) -> bool {
@@ -89,7 +91,11 @@ pub(super) async fn leader_reads(State(state): State<AppState>, request: Request
 /// Relays the request to a server's `/fwd`; a client agent fails over to another server
 /// while the chosen one cannot be reached (the request never arrived there).
 async fn relay(state: &AppState, addr: String, request: Request) -> Response {
-    let path_and_query = request.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
+    let mut path_and_query = request.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
+    if state.agent.raft().is_none() {
+        // `?near=_agent` means this client's node, not the server's that answers.
+        path_and_query = resolve_near_agent(&path_and_query, &state.agent.identity().node_name);
+    }
     let wait_s = state.agent.config().max_query_time_s;
     let timeout = Duration::from_secs(wait_s + FORWARD_MARGIN_S);
     let mut headers = HeaderMap::new();
@@ -121,6 +127,25 @@ async fn relay(state: &AppState, addr: String, request: Request) -> Response {
     (StatusCode::INTERNAL_SERVER_ERROR, error).into_response()
 }
 
+/// `path_and_query` with a `near=_agent` pair naming `node` instead (percent-encoded).
+fn resolve_near_agent(path_and_query: &str, node: &str) -> String {
+    let Some((path, query)) = path_and_query.split_once('?') else { return path_and_query.to_string() };
+    let wanted = format!("near={}", crate::http::coordinate::NEAR_AGENT);
+    if !query.split('&').any(|pair| pair == wanted) {
+        return path_and_query.to_string();
+    }
+    let encoded: String = node
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect();
+    let pairs: Vec<String> =
+        query.split('&').map(|pair| if pair == wanted { format!("near={encoded}") } else { pair.to_string() }).collect();
+    format!("{path}?{}", pairs.join("&"))
+}
+
 fn relayed_response(relayed: Relayed) -> Response {
     if relayed.body.len() > FORWARD_RESPONSE_BYTES_MAX {
         return (StatusCode::INTERNAL_SERVER_ERROR, "leader response too large").into_response();
@@ -134,4 +159,16 @@ fn relayed_response(relayed: Relayed) -> Response {
     }
     response.headers_mut().insert(FORWARDED_HEADER, HeaderValue::from_static(HOP_FROM_SERVER));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resolve_near_agent;
+
+    #[test]
+    fn near_agent_names_the_relaying_client() {
+        assert_eq!(resolve_near_agent("/v1/catalog/nodes?near=_agent&stale", "c 1"), "/v1/catalog/nodes?near=c%201&stale");
+        assert_eq!(resolve_near_agent("/v1/catalog/nodes?near=other", "c1"), "/v1/catalog/nodes?near=other");
+        assert_eq!(resolve_near_agent("/v1/catalog/nodes", "c1"), "/v1/catalog/nodes");
+    }
 }

@@ -8,6 +8,7 @@ use crate::catalog::Catalog;
 use crate::catalog::model::HealthStatus;
 use crate::http::AppState;
 use crate::watch::{Table, Topic};
+use crate::http::coordinate::{near_node, sort_by_distance};
 use crate::http::dto::{CheckOut, HealthEntryOut, NodeOut, ServiceOut};
 use crate::http::error::ApiError;
 use crate::http::query::{Params, apply_filter, blocking_read, json_response, read_options};
@@ -23,6 +24,7 @@ pub(super) async fn service(State(state): State<AppState>, Path(name): Path<Stri
     let passing = params.get("passing").is_some_and(|v| v.is_empty() || v == "true" || v == "1");
     let node_meta = params.get("node-meta").cloned();
     let peer = params.get("peer").filter(|p| !p.is_empty()).cloned();
+    let near = near_node(&state, &params);
     let (meta, entries) = blocking_read(&state, &options, vec![Topic::Service(name.clone())], |catalog| {
         let entries: Vec<HealthEntryOut> = if peer.is_some() {
             Vec::new()
@@ -45,7 +47,7 @@ pub(super) async fn service(State(state): State<AppState>, Path(name): Path<Stri
                 })
                 .collect()
         };
-        (catalog.service_index(&name), entries)
+        (catalog.service_index(&name), sort_by_distance(catalog, near.as_deref(), entries, |e| &e.node.node))
     })
     .await?;
     let entries = apply_filter(entries, options.filter.as_ref());
@@ -61,9 +63,10 @@ pub(super) async fn connect(State(state): State<AppState>, Query(params): Query<
 
 pub(super) async fn checks(State(state): State<AppState>, Path(name): Path<String>, Query(params): Query<Params>) -> Result<Response, ApiError> {
     let options = read_options(&state, &params)?;
+    let near = near_node(&state, &params);
     let (meta, checks) = blocking_read(&state, &options, vec![Topic::Service(name.clone())], |catalog| {
         let checks: Vec<CheckOut> = catalog.service_name_checks(&name).into_iter().map(CheckOut::from).collect();
-        (catalog.service_index(&name), checks)
+        (catalog.service_index(&name), sort_by_distance(catalog, near.as_deref(), checks, |c| &c.node))
     })
     .await?;
     let checks = apply_filter(checks, options.filter.as_ref());
@@ -87,10 +90,11 @@ pub(super) async fn state(State(app): State<AppState>, Path(wanted): Path<String
         other => Some(HealthStatus::parse(other).ok_or_else(|| ApiError::BadRequest(format!("Bad state: {other}")))?),
     };
     let options = read_options(&app, &params)?;
+    let near = near_node(&app, &params);
     let (meta, checks) = blocking_read(&app, &options, vec![Topic::Table(Table::Checks)], |catalog| {
         let checks: Vec<CheckOut> =
             catalog.checks().filter(|c| wanted.is_none_or(|w| c.status == w)).map(CheckOut::from).collect();
-        (health_index(catalog), checks)
+        (health_index(catalog), sort_by_distance(catalog, near.as_deref(), checks, |c| &c.node))
     })
     .await?;
     let checks = apply_filter(checks, options.filter.as_ref());

@@ -8,6 +8,7 @@
 mod agent;
 mod catalog;
 mod config;
+mod coordinate;
 pub mod decode;
 pub mod dto;
 pub mod error;
@@ -125,6 +126,11 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/v1/event/fire/", put(event::fire))
         .route("/v1/event/fire/{*name}", put(event::fire))
         .route("/v1/event/list", get(event::list))
+        // network coordinates
+        .route("/v1/coordinate/datacenters", get(coordinate::datacenters))
+        .route("/v1/coordinate/nodes", get(coordinate::nodes))
+        .route("/v1/coordinate/node/{*node}", get(coordinate::node))
+        .route("/v1/coordinate/update", put(coordinate::update))
         // status
         .route("/v1/status/leader", get(status::leader))
         .route("/v1/status/peers", get(status::peers))

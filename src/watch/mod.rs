@@ -53,6 +53,8 @@ pub enum Table {
     Kv,
     Sessions,
     ConfigEntries,
+    /// Network coordinates (`/v1/coordinate/*`).
+    Coordinates,
 }
 
 /// The registry of watched topics.
@@ -171,6 +173,7 @@ impl Watches {
                 }
                 RowKey::Session(_) => registry.wake(&Topic::Table(Table::Sessions), index),
                 RowKey::ConfigEntry(..) => registry.wake(&Topic::Table(Table::ConfigEntries), index),
+                RowKey::Coordinate(..) => registry.wake(&Topic::Table(Table::Coordinates), index),
                 // History versions change only with their key's live row; tombstones, lock
                 // delays, settings and table indexes are not query results on their own.
                 RowKey::KvVersion(..)
@@ -179,6 +182,7 @@ impl Watches {
                 | RowKey::Settings
                 | RowKey::ServiceIndex(_)
                 | RowKey::RestoreFloor
+                | RowKey::CoordinatesIndex
                 | RowKey::Indexes => {}
             }
         }

@@ -7,6 +7,7 @@ mod catalog_health_dns;
 mod checks;
 mod cluster;
 mod clients;
+mod coordinates;
 mod cluster_util;
 mod cli;
 mod durability;

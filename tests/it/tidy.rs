@@ -52,7 +52,7 @@ fn layer_table() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("agent", &["catalog", "raft", "checks", "store", "config", "rpc", "gossip", "watch"][..]),
         ("http", &["agent", "catalog", "bexpr", "config", "checks", "raft", "ui", "watch", "rpc", "gossip"][..]),
         ("daemon", &["agent", "http", "dns", "raft", "catalog", "config", "rpc"][..]),
-        ("cli", &["config", "daemon", "raft"][..]),
+        ("cli", &["config", "daemon", "raft", "gossip"][..]),
     ])
 }
 

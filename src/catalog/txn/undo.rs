@@ -15,6 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::catalog::kv::KeyState;
+use crate::catalog::coordinates::NodeCoordinate;
 use crate::catalog::model::{Check, ConfigEntry, Node, Service, Session, TableIndexes};
 use crate::catalog::{Catalog, ChangeSet, RowKey};
 
@@ -27,6 +28,7 @@ enum Before {
     Kv(KeyState),
     Session(String, Option<Session>),
     ConfigEntry((String, String), Option<ConfigEntry>),
+    Coordinate((String, String), Option<NodeCoordinate>),
 }
 
 pub(super) struct Undo {
@@ -39,11 +41,13 @@ pub(super) struct Undo {
     indexes: TableIndexes,
     /// Lock-delays, whole: invalidating a session prunes expired delays of any key.
     lock_delays: BTreeMap<String, u64>,
+    /// The coordinates table's index, saved whole like the table indexes.
+    coordinates_index: u64,
 }
 
 impl Undo {
     pub(super) fn new(catalog: &Catalog) -> Undo {
-        Undo { remembered: BTreeSet::new(), scoped_nodes: BTreeSet::new(), rows: Vec::new(), indexes: catalog.indexes, lock_delays: catalog.lock_delays.clone() }
+        Undo { remembered: BTreeSet::new(), scoped_nodes: BTreeSet::new(), rows: Vec::new(), indexes: catalog.indexes, lock_delays: catalog.lock_delays.clone(), coordinates_index: catalog.coordinates_index }
     }
 
     /// Records `row` as it is now, unless an earlier operation already recorded it.
@@ -68,6 +72,10 @@ impl Undo {
                 let key = (kind, name);
                 Before::ConfigEntry(key.clone(), catalog.config_entries.get(&key).cloned())
             }
+            RowKey::Coordinate(node, segment) => {
+                let key = (node, segment);
+                Before::Coordinate(key.clone(), catalog.coordinates.get(&key).cloned())
+            }
             // Saved with their key (`Kv`), or whole when the transaction starts, or derived
             // after it (service indexes); settings and restores are never part of one.
             RowKey::Indexes
@@ -76,7 +84,8 @@ impl Undo {
             | RowKey::KvVersion(..)
             | RowKey::ServiceIndex(_)
             | RowKey::Settings
-            | RowKey::RestoreFloor => return,
+            | RowKey::RestoreFloor
+            | RowKey::CoordinatesIndex => return,
         };
         self.rows.push(before);
     }
@@ -95,6 +104,8 @@ impl Undo {
         let from = (node.to_string(), String::new());
         rows.extend(catalog.services.range(from.clone()..).take_while(|((n, _), _)| n == node).map(|((n, id), _)| RowKey::Service(n.clone(), id.clone())));
         rows.extend(catalog.checks.range(from..).take_while(|((n, _), _)| n == node).map(|((n, id), _)| RowKey::Check(n.clone(), id.clone())));
+        // Removing the node removes its coordinates.
+        rows.extend(crate::catalog::coordinates::node_keys(catalog, node).map(|(n, s)| RowKey::Coordinate(n, s)));
         let sessions: BTreeSet<&str> = catalog.sessions.values().filter(|s| s.node == node).map(|s| s.id.as_str()).collect();
         rows.extend(sessions.iter().map(|id| RowKey::Session(id.to_string())));
         if !sessions.is_empty() {
@@ -110,7 +121,7 @@ impl Undo {
     /// complete. Checked after every operation in debug builds.
     pub(super) fn covers(&self, changes: &ChangeSet) -> bool {
         changes.rows().all(|row| match row {
-            RowKey::Indexes | RowKey::LockDelay(_) => true,
+            RowKey::Indexes | RowKey::LockDelay(_) | RowKey::CoordinatesIndex => true,
             RowKey::Tombstone(key) | RowKey::KvVersion(key, _) => self.remembered.contains(&RowKey::Kv(key.clone())),
             row => self.remembered.contains(row),
         })
@@ -126,10 +137,12 @@ impl Undo {
                 Before::Kv(state) => state.restore(catalog),
                 Before::Session(key, row) => put(&mut catalog.sessions, key, row),
                 Before::ConfigEntry(key, row) => put(&mut catalog.config_entries, key, row),
+                Before::Coordinate(key, row) => put(&mut catalog.coordinates, key, row),
             }
         }
         catalog.indexes = self.indexes;
         catalog.lock_delays = self.lock_delays;
+        catalog.coordinates_index = self.coordinates_index;
     }
 }
 

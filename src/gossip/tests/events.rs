@@ -64,3 +64,20 @@ async fn rtt_samples_arrive_for_peers() {
         seen.insert(sample.node);
     }
 }
+
+/// Each pong carries the peer's coordinate, so every agent's own coordinate leaves the origin
+/// and gains confidence (its error falls below the starting maximum).
+#[tokio::test]
+async fn coordinates_move_with_rtt_samples() {
+    let (a, b, c) = three().await;
+    let start_error = crate::gossip::coordinate::CoordinateConfig::consul_default().vivaldi_error_max;
+    for agent in [&a, &b, &c] {
+        wait_until("the coordinate moved", || agent.gossip.coordinate().error < start_error).await;
+        let coordinate = agent.gossip.coordinate();
+        assert!(coordinate.is_valid(), "{coordinate:?}");
+        assert_eq!(coordinate.vec.len(), 8);
+    }
+    let (a_coordinate, b_coordinate) = (a.gossip.coordinate(), b.gossip.coordinate());
+    assert!(a_coordinate.distance_to(&b_coordinate) < Duration::from_secs(1));
+    assert_eq!(a.gossip.stats().coordinates_refused, 0);
+}
