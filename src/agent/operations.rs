@@ -57,11 +57,14 @@ fn health(status: CheckStatus) -> HealthStatus {
 
 impl Agent {
     fn persist_service(&self, service: &LocalService) -> Result<(), AgentError> {
+        // Config entries are read from the files at every start, never from the data dir (Consul).
+        if self.config_defs.is_config_service(&service.registration.id) { return Ok(()) }
         let key = format!("{}{}", local::SERVICE_PREFIX, service.registration.id);
         Ok(self.store.agent_put(&key, local::encode(service))?)
     }
 
     fn persist_check(&self, check: &LocalCheck) -> Result<(), AgentError> {
+        if self.config_defs.is_config_check(&check.registration.check_id) { return Ok(()) }
         let key = format!("{}{}", local::CHECK_PREFIX, check.registration.check_id);
         Ok(self.store.agent_put(&key, local::encode(check))?)
     }

@@ -9,6 +9,7 @@ mod agent;
 mod catalog;
 mod config;
 pub mod decode;
+pub mod definitions;
 pub mod dto;
 pub mod error;
 mod event;
