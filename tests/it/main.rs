@@ -9,6 +9,7 @@ mod cluster;
 mod clients;
 mod cluster_util;
 mod cli;
+mod config_services;
 mod durability;
 mod events;
 mod jepsen;
