@@ -199,18 +199,8 @@ async fn serve(config: RuntimeConfig, data_dir: PathBuf, agent_args: Vec<String>
         dns_servers.push(DnsServer::start(udp, tcp, dns_config(&config), Arc::new(CatalogDns { agent: agent.clone() })));
     }
     agent.spawn_loops(results);
-    // Registered in the background: on a server each registration waits for a leader to sync.
     let reloader = reload::Reloader { agent: agent.clone(), agent_args, running: config.clone(), log_level_switch };
-    let requests = agent.take_reload_requests();
-    tasks.push(tokio::spawn(async move {
-        if let Err(error) = reloader.agent.apply_config_definitions(definitions).await {
-            tracing::error!(%error, "cannot register the services and checks of the config files");
-        }
-        if let Some(requests) = requests {
-            let shutdown = reloader.agent.shutdown_requested();
-            reloader.run(requests, hangup, shutdown).await;
-        }
-    }));
+    tasks.push(tokio::spawn(reloader.apply_then_serve(definitions, hangup)));
     if config.dev
         && let Some(raft) = agent.raft()
         && !raft.wait_until_leader(Duration::from_millis(DEV_LEADER_WAIT_MS)).await

@@ -67,3 +67,25 @@ pub fn restart_required_changes(running: &RuntimeConfig, reloaded: &RuntimeConfi
     }
     changed
 }
+
+#[cfg(test)]
+mod tests {
+    use super::restart_required_changes;
+
+    fn dev_config(extra: &[&str]) -> super::RuntimeConfig {
+        let mut args = vec!["-dev".to_string(), "-node=n1".to_string()];
+        args.extend(extra.iter().map(ToString::to_string));
+        crate::config::load(&args).expect("dev config").config
+    }
+
+    #[test]
+    fn only_settings_a_reload_cannot_apply_are_named() {
+        let running = dev_config(&[]);
+        assert!(restart_required_changes(&running, &running.clone()).is_empty());
+        let mut reloaded = dev_config(&["-log-level=debug"]);
+        reloaded.services = vec![crate::config::ConfigDefinition { source: "web.json".into(), definition: serde_json::json!({"name": "web"}) }];
+        assert!(restart_required_changes(&running, &reloaded).is_empty(), "services and log_level are applied by the reload");
+        let reloaded = dev_config(&["-http-port=18500", "-node-meta=rack:r1"]);
+        assert_eq!(restart_required_changes(&running, &reloaded), vec!["ports", "node_meta"]);
+    }
+}

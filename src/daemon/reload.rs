@@ -15,7 +15,7 @@ use tokio::signal::unix::Signal;
 use tokio::sync::{mpsc, watch};
 
 use crate::agent::Agent;
-use crate::agent::config_defs::ReloadRequest;
+use crate::agent::config_defs::{ConfigDefinitions, ReloadRequest};
 use crate::config::{LogLevel, RuntimeConfig};
 use crate::http::definitions::decode_definitions;
 
@@ -34,8 +34,20 @@ pub(super) struct Reloader {
 }
 
 impl Reloader {
+    /// Registers the definitions read at start, then serves reloads until shutdown. Run in
+    /// the background: on a server each registration waits for a leader to sync it.
+    pub(super) async fn apply_then_serve(self, definitions: ConfigDefinitions, hangup: Option<Signal>) {
+        if let Err(error) = self.agent.apply_config_definitions(definitions).await {
+            tracing::error!(%error, "cannot register the services and checks of the config files");
+        }
+        if let Some(requests) = self.agent.take_reload_requests() {
+            let shutdown = self.agent.shutdown_requested();
+            self.run(requests, hangup, shutdown).await;
+        }
+    }
+
     /// Serves reload requests and SIGHUP until shutdown.
-    pub(super) async fn run(mut self, mut requests: mpsc::Receiver<ReloadRequest>, mut hangup: Option<Signal>, mut shutdown: watch::Receiver<bool>) {
+    async fn run(mut self, mut requests: mpsc::Receiver<ReloadRequest>, mut hangup: Option<Signal>, mut shutdown: watch::Receiver<bool>) {
         loop {
             let hangup_received = async {
                 match hangup.as_mut() {
@@ -82,7 +94,11 @@ impl Reloader {
         for warning in &loaded.warnings {
             tracing::warn!(%warning, "configuration");
         }
-        let (definitions, warnings) = decode_definitions(&loaded.config).map_err(|error| format!("Failed reloading services: {error}"))?;
+        // Consul's wording: services first, then standalone checks.
+        let (definitions, warnings) = decode_definitions(&loaded.config).map_err(|error| {
+            let what = if error.what.starts_with("check") { "checks" } else { "services" };
+            format!("Failed reloading {what}: {error}")
+        })?;
         for warning in &warnings {
             tracing::warn!(%warning, "configuration");
         }

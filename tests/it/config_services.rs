@@ -106,6 +106,8 @@ async fn config_services_register_at_start_and_follow_reloads() {
     let mut changed = web_definition(http_port);
     changed["service"]["tags"] = json!(["v2"]);
     write_json(&config_dir.path().join("web.json"), &changed);
+    // And two plain settings: log_level is applied at once, node_meta needs a restart.
+    write_json(&config_dir.path().join("settings.json"), &json!({"log_level": "debug", "node_meta": {"rack": "r1"}}));
     let (code, stdout, stderr) = agent.cli(&["reload"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains("Configuration reload triggered"), "{stdout}");
@@ -113,6 +115,9 @@ async fn config_services_register_at_start_and_follow_reloads() {
     let catalog_tags = agent.get_json("/v1/catalog/service/web").await[0]["ServiceTags"].clone();
     assert_eq!(catalog_tags, json!(["v2"]));
     assert_eq!(check_status(&agent, "web-ttl").await, "passing");
+    let log = agent.log();
+    assert!(log.contains("log level changed") || log.contains("CAIRN_LOG"), "{log}");
+    assert!(log.contains("take effect only after a restart") && log.contains("node_meta"), "{log}");
 
     tracing::info!("a broken file fails the reload and changes nothing");
     write_json(&config_dir.path().join("cache.json"), &json!({"service": {"name": "cache", "port": 6380}}));
@@ -128,7 +133,7 @@ async fn config_services_register_at_start_and_follow_reloads() {
     let response = agent.put("/v1/agent/reload", "").await;
     assert_eq!(response.status(), 500);
     let message = response.text().await.expect("body");
-    assert!(message.contains("Failed reloading services") && message.contains("Interval"), "{message}");
+    assert!(message.contains("Failed reloading checks") && message.contains("no-interval") && message.contains("Interval"), "{message}");
     assert_eq!(agent_services(&agent).await["cache"]["Port"], 6379, "the failed reload changed nothing");
 
     tracing::info!("with the file fixed, the pending change applies");
