@@ -2,7 +2,10 @@
 //! listeners, the HTTP, DNS and server-port (`rpc`) servers, signals and an orderly shutdown.
 //!
 //! This is the composition layer above `agent`, `http` and `dns`. Listeners are bound here and
-//! handed to the servers, so the servers themselves never choose addresses.
+//! handed to the servers, so the servers themselves never choose addresses. The services and
+//! checks of the config files are registered at start and re-applied on reload (`reload.rs`).
+
+mod reload;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,7 +15,7 @@ use std::time::Duration;
 use crate::agent::{Agent, AgentError};
 use crate::catalog::model::HealthStatus;
 use crate::catalog::query::aggregate_status;
-use crate::config::RuntimeConfig;
+use crate::config::{LogLevel, RuntimeConfig};
 use crate::dns::{DnsCatalog, DnsConfig, DnsHealth, DnsInstance, DnsNode, DnsServer};
 
 /// Worker threads of the agent's runtime: the agent is IO-bound; two keep a busy disk from
@@ -33,29 +36,54 @@ pub enum DaemonError {
     NoDataDir,
     #[error(transparent)]
     Agent(#[from] AgentError),
+    #[error(transparent)]
+    Definition(#[from] crate::http::definitions::DefinitionError),
+    #[error("cannot register the services and checks of the config files: {0}")]
+    Definitions(AgentError),
 }
 
-/// Runs an agent until it is told to stop. Blocks the calling thread.
-pub fn run(config: RuntimeConfig) -> Result<(), DaemonError> {
-    init_logging(&config);
+/// Runs an agent until it is told to stop. Blocks the calling thread. `agent_args` (the
+/// arguments after `cairn agent`, which `config` was loaded from) are read again on reload.
+pub fn run(config: RuntimeConfig, agent_args: Vec<String>) -> Result<(), DaemonError> {
+    let log_level_switch = init_logging(&config);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(RUNTIME_WORKER_THREADS)
         .enable_all()
         .thread_name("cairn")
         .build()
         .map_err(DaemonError::Runtime)?;
-    runtime.block_on(run_async(config))
+    runtime.block_on(run_async(config, agent_args, log_level_switch))
 }
 
-fn init_logging(config: &RuntimeConfig) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{},openraft=warn,hickory_server=warn", config.log_level.as_str())));
+fn level_filter(level: LogLevel) -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::new(format!("{},openraft=warn,hickory_server=warn", level.as_str()))
+}
+
+/// Installs the global subscriber; returns the switch a reload uses to change the log level,
+/// unless `CAIRN_LOG` sets the filter (or a subscriber was already installed).
+fn init_logging(config: &RuntimeConfig) -> Option<reload::LogLevelSwitch> {
+    let from_env = tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG").ok();
+    let env_decides = from_env.is_some();
+    let filter = from_env.unwrap_or_else(|| level_filter(config.log_level));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(ansi);
-    let _ = if config.log_json { builder.json().try_init() } else { builder.try_init() };
+    let switch = if config.log_json {
+        let builder = builder.json().with_filter_reloading();
+        let handle = builder.reload_handle();
+        builder.try_init().ok().map(|()| level_switch(handle))
+    } else {
+        let builder = builder.with_filter_reloading();
+        let handle = builder.reload_handle();
+        builder.try_init().ok().map(|()| level_switch(handle))
+    };
+    switch.filter(|_| !env_decides)
 }
 
-async fn run_async(config: RuntimeConfig) -> Result<(), DaemonError> {
+fn level_switch<S: 'static>(handle: tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, S>) -> reload::LogLevelSwitch {
+    Box::new(move |level| handle.reload(level_filter(level)).map_err(|error| format!("cannot change the log level: {error}")))
+}
+
+async fn run_async(config: RuntimeConfig, agent_args: Vec<String>, log_level_switch: Option<reload::LogLevelSwitch>) -> Result<(), DaemonError> {
     let (data_dir, temporary) = match &config.data_dir {
         Some(dir) => (dir.clone(), false),
         None if config.dev => {
@@ -70,7 +98,7 @@ async fn run_async(config: RuntimeConfig) -> Result<(), DaemonError> {
     {
         tracing::warn!(path = %pid_file.display(), %error, "cannot write pid file");
     }
-    let result = serve(config.clone(), data_dir.clone()).await;
+    let result = serve(config.clone(), data_dir.clone(), agent_args, log_level_switch).await;
     if temporary {
         let _ = std::fs::remove_dir_all(&data_dir);
     }
@@ -99,8 +127,17 @@ fn raise_open_files_limit() {
     }
 }
 
-async fn serve(config: RuntimeConfig, data_dir: PathBuf) -> Result<(), DaemonError> {
+async fn serve(config: RuntimeConfig, data_dir: PathBuf, agent_args: Vec<String>, log_level_switch: Option<reload::LogLevelSwitch>) -> Result<(), DaemonError> {
     raise_open_files_limit();
+    // A bad definition stops the agent before it binds anything (Consul fails start-up too).
+    let (definitions, warnings) = crate::http::definitions::decode_definitions(&config)?;
+    for warning in &warnings {
+        tracing::warn!(%warning, "configuration");
+    }
+    // Installed first: SIGHUP's default action would otherwise end the process.
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .inspect_err(|error| tracing::warn!(%error, "cannot handle SIGHUP; reload only through the HTTP API"))
+        .ok();
     // Bind everything before starting the agent, so a port conflict fails fast and cleanly.
     let mut http_listeners = Vec::new();
     if let Some(port) = config.ports.http {
@@ -129,6 +166,10 @@ async fn serve(config: RuntimeConfig, data_dir: PathBuf) -> Result<(), DaemonErr
     };
 
     let (agent, results) = Agent::start(config.clone(), data_dir, gossip).await?;
+    if let Err(error) = agent.validate_config_definitions(&definitions).await {
+        agent.stop().await;
+        return Err(DaemonError::Definitions(error));
+    }
     let mut shutdown = agent.shutdown_requested();
     let mut tasks = Vec::new();
     if let (Some(listener), Some(raft)) = (raft_listener, agent.raft().cloned()) {
@@ -158,6 +199,8 @@ async fn serve(config: RuntimeConfig, data_dir: PathBuf) -> Result<(), DaemonErr
         dns_servers.push(DnsServer::start(udp, tcp, dns_config(&config), Arc::new(CatalogDns { agent: agent.clone() })));
     }
     agent.spawn_loops(results);
+    let reloader = reload::Reloader { agent: agent.clone(), agent_args, running: config.clone(), log_level_switch };
+    tasks.push(tokio::spawn(reloader.apply_then_serve(definitions, hangup)));
     if config.dev
         && let Some(raft) = agent.raft()
         && !raft.wait_until_leader(Duration::from_millis(DEV_LEADER_WAIT_MS)).await

@@ -14,6 +14,7 @@
 mod anti_entropy;
 mod cluster;
 pub mod coordinates;
+pub mod config_defs;
 pub mod endpoint;
 pub mod events;
 mod leader;
@@ -133,6 +134,8 @@ pub struct Agent {
     session_deadlines: Mutex<std::collections::HashMap<String, Instant>>,
     /// Set to `true` to stop the agent (signal, `PUT /v1/agent/leave`).
     shutdown: watch::Sender<bool>,
+    /// Which services and checks come from config files, and the reload queue (`config_defs`).
+    config_defs: config_defs::ConfigDefs,
     started_at: Instant,
 }
 
@@ -211,6 +214,7 @@ impl Agent {
             session_deadlines: Mutex::new(std::collections::HashMap::new()),
             scheduler,
             shutdown,
+            config_defs: config_defs::ConfigDefs::default(),
             started_at: Instant::now(),
         });
         agent.restart_check_runners();

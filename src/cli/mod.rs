@@ -219,7 +219,7 @@ fn run_agent(args: &[String]) -> ExitCode {
     for warning in &loaded.warnings {
         eprintln!("==> warning: {warning}");
     }
-    match crate::daemon::run(loaded.config) {
+    match crate::daemon::run(loaded.config, rest_args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("==> Error: {e:#}");

@@ -1,8 +1,10 @@
 //! `cairn services register|deregister`: manage the local agent's services.
 //!
-//! Services come from flags or from Consul service-definition files. Only
-//! JSON files are supported (`{"service": {...}}` or `{"services": [...]}`),
-//! not HCL. Definition files use Consul's config spelling (`name`, `check_id`,
+//! Services come from flags or from Consul service-definition files: JSON
+//! (`{"service": {...}}` or `{"services": [...]}`), or TOML when the name ends in
+//! `.toml` (`[service]` or `[[services]]`, as in `agent.toml`), read like the
+//! agent's own config files (`config::read_definition_file`); HCL is not
+//! supported. Definition files use Consul's config spelling (`name`, `check_id`,
 //! `deregister_critical_service_after`) while `PUT /v1/agent/service/register`
 //! takes the API spelling (`Name`, `CheckID`, ...), so keys are translated
 //! ([`api_keys`]); keys that already contain an upper-case letter are taken
@@ -190,30 +192,25 @@ fn combine(file: &mut Map<String, Value>, flags: &Map<String, Value>) {
 fn services_from_files(files: &[String]) -> Result<Vec<Map<String, Value>>, Fail> {
     let mut out = Vec::new();
     for f in files {
-        let text = std::fs::read(f).or_else(|e| fail(format!("Error! Failed to read {f}: {e}")))?;
-        out.extend(parse_definition(&text).or_else(|e| fail(format!("Error! {f}: {e}")))?);
+        let document = crate::config::read_definition_file(std::path::Path::new(f))
+            .or_else(|e| fail(format!("Error! {e}")))?;
+        out.extend(parse_definition(document).or_else(|e| fail(format!("Error! {f}: {e}")))?);
     }
     Ok(out)
 }
 
-/// Parse one definition file into API-spelled registration objects.
-pub(crate) fn parse_definition(text: &[u8]) -> Result<Vec<Map<String, Value>>, String> {
-    let root: Value = serde_json::from_slice(text)
-        .map_err(|e| format!("invalid JSON ({e}); only JSON service definitions are supported"))?;
-    let Value::Object(mut root) = root else {
-        return Err("expected a JSON object with a \"service\" or \"services\" key".into());
+/// The API-spelled registration objects of one definition document, as
+/// `config::read_definition_file` returns it (`service` already folded into the
+/// `services` list).
+pub(crate) fn parse_definition(mut document: Map<String, Value>) -> Result<Vec<Map<String, Value>>, String> {
+    let Some(Value::Array(definitions)) = document.remove("services") else {
+        return Err("no \"service\" or \"services\" key".into());
     };
-    let defs = match (root.remove("service"), root.remove("services")) {
-        (Some(one), None) => vec![one],
-        (None, Some(Value::Array(many))) => many,
-        (None, Some(_)) => return Err("\"services\" must be an array".into()),
-        (Some(_), Some(_)) => return Err("use either \"service\" or \"services\", not both".into()),
-        (None, None) => return Err("no \"service\" or \"services\" key".into()),
-    };
-    defs.into_iter()
+    definitions
+        .into_iter()
         .map(|d| match api_keys(d) {
             Value::Object(m) => Ok(m),
-            _ => Err("each service definition must be a JSON object".into()),
+            _ => Err("each service definition must be an object".into()),
         })
         .collect()
 }

@@ -258,15 +258,16 @@ fn translates_service_definition_keys() {
         "DeregisterCriticalServiceAfter"
     );
     assert_eq!(pascal("Name"), "Name");
-    let def = br#"{"service": {"name": "web", "port": 80, "meta": {"my_key": "v"},
-                   "check": {"http": "http://x/", "interval": "10s"}}}"#;
+    let document = |value: serde_json::Value| value.as_object().cloned().expect("an object");
+    let def = document(serde_json::json!({"services": [{"name": "web", "port": 80, "meta": {"my_key": "v"},
+                   "check": {"http": "http://x/", "interval": "10s"}}]}));
     let svcs = parse_definition(def).expect("parse");
     let expected = serde_json::json!({"Name": "web", "Port": 80, "Meta": {"my_key": "v"},
                                       "Check": {"HTTP": "http://x/", "Interval": "10s"}});
     assert_eq!(serde_json::Value::Object(svcs[0].clone()), expected);
-    let many = parse_definition(br#"{"services": [{"id": "a"}, {"ID": "b"}]}"#).expect("parse");
+    let many = parse_definition(document(serde_json::json!({"services": [{"id": "a"}, {"ID": "b"}]}))).expect("parse");
     assert_eq!(many.len(), 2);
-    assert!(parse_definition(b"service { name = \"x\" }").is_err());
+    assert!(parse_definition(document(serde_json::json!({"node_name": "x"}))).is_err());
     assert_eq!(
         api_keys(serde_json::json!([{"ttl": "5s"}])),
         serde_json::json!([{"TTL": "5s"}])

@@ -22,6 +22,7 @@
 mod flags;
 pub mod gossip;
 mod raw;
+mod reload;
 mod runtime;
 #[cfg(test)]
 mod tests;
@@ -36,6 +37,17 @@ pub use self::runtime::{
     AclTokens, Autopilot, DEFAULT_SERF_LAN_PORT, DnsOptions, DurationError, Limits, LogLevel, Ports, RaftTiming, RuntimeConfig,
     parse_go_duration,
 };
+
+pub use self::reload::restart_required_changes;
+
+/// One service or check definition from a config file, as the file wrote it (Consul's
+/// spelling, snake_case or CamelCase); the agent decodes it like an HTTP registration body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigDefinition {
+    /// The file it came from, for error messages.
+    pub source: PathBuf,
+    pub definition: Value,
+}
 
 /// The configuration plus everything the operator should be told about it.
 #[derive(Debug, Clone)]
@@ -90,9 +102,12 @@ pub fn load(agent_args: &[String]) -> Result<LoadedConfig, ConfigError> {
     let agent_flags = flags::parse_agent_flags(agent_args)?;
     let mut warnings = agent_flags.warnings;
     let mut merged = Map::new();
+    let (mut services, mut checks) = (Vec::new(), Vec::new());
     for path in &agent_flags.config_paths {
         for (file, format) in config_files_in(path, agent_flags.config_format, &mut warnings)? {
-            let layer = read_config_file(&file, format, &mut warnings)?;
+            let mut layer = read_config_file(&file, format, &mut warnings)?;
+            services.extend(take_definitions(&mut layer, "services", &file));
+            checks.extend(take_definitions(&mut layer, "checks", &file));
             merge_layer(&mut merged, layer);
         }
     }
@@ -101,7 +116,8 @@ pub fn load(agent_args: &[String]) -> Result<LoadedConfig, ConfigError> {
     let raw: RawConfig = serde_json::from_value(Value::Object(merged)).map_err(|error| {
         ConfigError::Invalid(format!("merged configuration is invalid: {error}"))
     })?;
-    let config = RuntimeConfig::build(raw, agent_flags.dev, &mut warnings)?;
+    let mut config = RuntimeConfig::build(raw, agent_flags.dev, &mut warnings)?;
+    (config.services, config.checks) = (services, checks);
     validate(&config)?;
     Ok(LoadedConfig { config, warnings })
 }
@@ -341,6 +357,34 @@ fn read_config_file(
         fold_into_list(&mut layer, key, list_key);
     }
     Ok(layer)
+}
+
+/// Removes a file's (already folded) definition list, tagging each with the file.
+fn take_definitions(layer: &mut Map<String, Value>, list_key: &str, file: &Path) -> Vec<ConfigDefinition> {
+    match layer.remove(list_key) {
+        Some(Value::Array(items)) => items
+            .into_iter()
+            .map(|definition| ConfigDefinition { source: file.to_path_buf(), definition })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Reads one definition file as `cairn services register` takes it: TOML when the name ends
+/// in `.toml`, Consul JSON otherwise (HCL is not supported), into the JSON shape of a config
+/// file, with `service` and `services` both folded into the `services` list.
+///
+/// # Errors
+/// The file cannot be read or is not a valid document of its format.
+pub fn read_definition_file(path: &Path) -> Result<Map<String, Value>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    let is_toml = path.extension().is_some_and(|extension| extension == "toml");
+    let (format, parsed) = if is_toml { ("toml", raw::parse_toml(&text)) } else { ("json", raw::parse_json(&text)) };
+    let mut document = parsed.map_err(|message| ConfigError::Parse { path: path.to_path_buf(), format, message })?;
+    for (key, list_key) in [("services", "services"), ("service", "services"), ("checks", "checks"), ("check", "checks")] {
+        fold_into_list(&mut document, key, list_key);
+    }
+    Ok(document)
 }
 
 /// Finds the dotted key whose value fails to deserialize, with serde's message.

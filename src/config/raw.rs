@@ -64,13 +64,18 @@ pub(super) struct RawConfig {
     pub(super) kv_history_versions: Option<u32>,
     pub(super) kv_tombstone_ttl: Option<GoDuration>,
     pub(super) check_output_max_size: Option<usize>,
+    // The four definition keys are only type-checked here, file by file: `load` moves the
+    // definitions out of each file (with the file's name) before the files are merged.
+    #[allow(dead_code)]
     #[serde(default, deserialize_with = "definitions")]
     pub(super) services: Option<Vec<Value>>,
-    /// Folded into `services` before merging (see `mod.rs`), so normally empty here.
+    #[allow(dead_code)]
     #[serde(default, deserialize_with = "definitions")]
     pub(super) service: Option<Vec<Value>>,
+    #[allow(dead_code)]
     #[serde(default, deserialize_with = "definitions")]
     pub(super) checks: Option<Vec<Value>>,
+    #[allow(dead_code)]
     #[serde(default, deserialize_with = "definitions")]
     pub(super) check: Option<Vec<Value>>,
     pub(super) acl: Option<RawAcl>,

@@ -71,10 +71,10 @@ pub struct RuntimeConfig {
     /// How long a deleted key's tombstone (and history) is kept before the leader reaps it.
     pub kv_tombstone_ttl_ms: u64,
     pub check_output_max_size_bytes: usize,
-    /// Consul service definitions (`services` and `service`), undecoded.
-    pub services: Vec<serde_json::Value>,
-    /// Consul check definitions (`checks` and `check`), undecoded.
-    pub checks: Vec<serde_json::Value>,
+    /// Consul service definitions (`services` and `service`), undecoded, with their files.
+    pub services: Vec<super::ConfigDefinition>,
+    /// Consul check definitions (`checks` and `check`), undecoded, with their files.
+    pub checks: Vec<super::ConfigDefinition>,
     pub acl_enabled: bool,
     /// `allow` or `deny`.
     pub acl_default_policy: String,
@@ -407,16 +407,10 @@ impl RuntimeConfig {
             kv_history_versions: raw.kv_history_versions.unwrap_or(1),
             kv_tombstone_ttl_ms: raw.kv_tombstone_ttl.map_or(15 * 60 * 1000, |d| d.0.as_millis() as u64),
             check_output_max_size_bytes: raw.check_output_max_size.unwrap_or(4096),
-            services: [raw.services, raw.service]
-                .into_iter()
-                .flatten()
-                .flatten()
-                .collect(),
-            checks: [raw.checks, raw.check]
-                .into_iter()
-                .flatten()
-                .flatten()
-                .collect(),
+            // `load` takes the definitions out of each file before merging, so that they keep
+            // the name of their file, and puts them back here.
+            services: Vec::new(),
+            checks: Vec::new(),
             // Before Consul 1.4, setting acl_datacenter is what turned ACLs on.
             acl_enabled: acl.enabled.unwrap_or(raw.acl_datacenter.is_some()),
             acl_default_policy: acl_default_policy.unwrap_or_else(|| "allow".to_string()),

@@ -260,7 +260,7 @@ fn config_dir_reads_json_and_toml_sorted_and_skips_hcl() {
         .config
         .services
         .iter()
-        .filter_map(|service| service["name"].as_str())
+        .filter_map(|service| service.definition["name"].as_str())
         .collect();
     assert_eq!(names, vec!["db", "web"]);
     assert_eq!(loaded.warnings.len(), 2, "{:?}", loaded.warnings);
@@ -291,7 +291,8 @@ fn singular_service_and_check_definitions_append_across_files() {
     ];
     let config = config_from(&files, &["-dev"]);
     assert_eq!((config.services.len(), config.checks.len()), (2, 3));
-    assert_eq!(config.services[1]["name"], "b");
+    assert_eq!(config.services[1].definition["name"], "b");
+    assert!(config.services[1].source.ends_with("b.json"));
 }
 
 #[test]

@@ -133,8 +133,12 @@ pub(super) async fn leave(State(state): State<AppState>) -> StatusCode {
     StatusCode::OK
 }
 
-pub(super) async fn reload() -> StatusCode {
-    StatusCode::OK
+/// Re-reads the config files and applies them (`agent::config_defs`); the daemon runs it, so
+/// SIGHUP and this endpoint take the same path. A failure changes nothing and is a 500 with
+/// the reason, as in Consul.
+pub(super) async fn reload(State(state): State<AppState>) -> Result<StatusCode, ApiError> {
+    state.agent.reload().await.map_err(ApiError::Internal)?;
+    Ok(StatusCode::OK)
 }
 
 fn enable_param(params: &Params) -> Result<bool, ApiError> {

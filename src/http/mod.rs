@@ -10,6 +10,7 @@ mod catalog;
 mod config;
 mod coordinate;
 pub mod decode;
+pub mod definitions;
 pub mod dto;
 pub mod error;
 mod event;

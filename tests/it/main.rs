@@ -10,6 +10,7 @@ mod clients;
 mod coordinates;
 mod cluster_util;
 mod cli;
+mod config_services;
 mod durability;
 mod events;
 mod jepsen;
