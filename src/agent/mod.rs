@@ -122,8 +122,8 @@ pub struct Agent {
     /// Services and checks registered with this agent. Short critical sections only, never
     /// held across an await.
     local: Arc<LocalCell>,
-    /// Orders writes of the local state to the data dir (`persist`).
-    persist_lock: Arc<std::sync::Mutex<()>>,
+    /// Order writes of one entry of the local state to the data dir (`persist`).
+    persist_locks: Arc<persist::PersistLocks>,
     /// The locks of anti-entropy runs, and a client's copy of its node's rows (`sync`).
     sync: sync::SyncLocks,
     /// Wakes the anti-entropy loop for a full sync (a new server appeared).
@@ -208,7 +208,7 @@ impl Agent {
             gossip,
             events: events::EventLog::default(),
             local: Arc::new(LocalCell::new(local)),
-            persist_lock: Arc::new(std::sync::Mutex::new(())),
+            persist_locks: Arc::new(persist::PersistLocks::default()),
             sync: sync::SyncLocks::default(),
             full_sync_wanted: tokio::sync::Notify::new(),
             session_deadlines: Mutex::new(std::collections::HashMap::new()),
