@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::agent::local::{self, CheckRunner, LocalCheck, LocalService};
-use crate::agent::{Agent, AgentError};
+use crate::agent::local::{self, CheckOptions, CheckRunner, LocalCheck, LocalService};
+use crate::agent::{Agent, AgentError, alias, check_status};
 use crate::catalog::command::{CheckRegistration, ServiceRegistration};
 use crate::catalog::model::{CheckDefinition, HealthStatus};
-use crate::checks::{CheckKind, CheckResult, CheckStatus};
+use crate::checks::{CheckKind, CheckResult, CheckStatus, RunOptions, Thresholds};
 
 /// Consul's ID of the node maintenance check.
 pub(crate) const NODE_MAINTENANCE_CHECK_ID: &str = "_node_maintenance";
@@ -25,16 +25,19 @@ pub(crate) const LOCAL_SERVICES_MAX: usize = 4096;
 /// Most checks one agent may hold.
 pub(crate) const LOCAL_CHECKS_MAX: usize = 8192;
 
-pub(crate) fn check_kind(runner: &CheckRunner) -> CheckKind {
+/// What the scheduler runs for a persisted runner; `None` for alias checks, whose task the
+/// alias supervisor (`agent::alias`) starts.
+pub(crate) fn check_kind(runner: &CheckRunner) -> Option<CheckKind> {
     let ms = Duration::from_millis;
-    match runner {
+    Some(match runner {
         CheckRunner::Ttl { ttl_ms } => CheckKind::Ttl { ttl: ms(*ttl_ms) },
-        CheckRunner::Http { url, method, headers, body, tls_skip_verify, interval_ms, timeout_ms } => CheckKind::Http {
+        CheckRunner::Http { url, method, headers, body, tls_skip_verify, tls_server_name, interval_ms, timeout_ms } => CheckKind::Http {
             url: url.clone(),
             method: method.clone(),
             headers: headers.clone(),
             body: body.clone(),
             tls_skip_verify: *tls_skip_verify,
+            tls_server_name: tls_server_name.clone(),
             interval: ms(*interval_ms),
             timeout: ms(*timeout_ms),
         },
@@ -44,6 +47,37 @@ pub(crate) fn check_kind(runner: &CheckRunner) -> CheckKind {
         CheckRunner::Script { args, interval_ms, timeout_ms } => {
             CheckKind::Script { args: args.clone(), interval: ms(*interval_ms), timeout: ms(*timeout_ms) }
         }
+        CheckRunner::Grpc { target, use_tls, tls_skip_verify, tls_server_name, interval_ms, timeout_ms } => CheckKind::Grpc {
+            target: target.clone(),
+            use_tls: *use_tls,
+            tls_skip_verify: *tls_skip_verify,
+            tls_server_name: tls_server_name.clone(),
+            interval: ms(*interval_ms),
+            timeout: ms(*timeout_ms),
+        },
+        CheckRunner::H2Ping { address, use_tls, tls_skip_verify, tls_server_name, interval_ms, timeout_ms } => CheckKind::H2Ping {
+            address: address.clone(),
+            use_tls: *use_tls,
+            tls_skip_verify: *tls_skip_verify,
+            tls_server_name: tls_server_name.clone(),
+            interval: ms(*interval_ms),
+            timeout: ms(*timeout_ms),
+        },
+        CheckRunner::Udp { address, interval_ms, timeout_ms } => {
+            CheckKind::Udp { address: address.clone(), interval: ms(*interval_ms), timeout: ms(*timeout_ms) }
+        }
+        CheckRunner::Alias { .. } => return None,
+    })
+}
+
+fn run_options(options: &CheckOptions) -> RunOptions {
+    RunOptions {
+        thresholds: Thresholds {
+            success_before_passing: options.success_before_passing,
+            failures_before_warning: options.failures_before_warning,
+            failures_before_critical: options.failures_before_critical,
+        },
+        output_bytes_max: usize::try_from(options.output_max_size).unwrap_or(usize::MAX),
     }
 }
 
@@ -56,6 +90,21 @@ fn health(status: CheckStatus) -> HealthStatus {
 }
 
 impl Agent {
+    /// Starts, replaces or stops the runner of a check as its definition says.
+    pub(crate) fn start_runner(&self, check_id: &str, check: &LocalCheck) {
+        match check.runner.as_ref().and_then(check_kind) {
+            Some(kind) => self.scheduler.add_with(check_id, kind, run_options(&check.options)),
+            None => {
+                self.scheduler.remove(check_id);
+                if matches!(check.runner, Some(CheckRunner::Alias { .. })) {
+                    // Announce a local change after the stop, so the alias supervisor, which
+                    // starts every alias check that is not running, cannot miss it.
+                    drop(self.local.write());
+                }
+            }
+        }
+    }
+
     fn persist_service(&self, service: &LocalService) -> Result<(), AgentError> {
         let key = format!("{}{}", local::SERVICE_PREFIX, service.registration.id);
         Ok(self.store.agent_put(&key, local::encode(service))?)
@@ -120,10 +169,7 @@ impl Agent {
         }
         for check in &checks {
             self.persist_check(check)?;
-            match &check.runner {
-                Some(runner) => self.scheduler.add(&check.registration.check_id, check_kind(runner)),
-                None => self.scheduler.remove(&check.registration.check_id),
-            }
+            self.start_runner(&check.registration.check_id, check);
         }
         self.sync_local_change().await
     }
@@ -170,10 +216,7 @@ impl Agent {
             local.checks.insert(id.clone(), check.clone());
         }
         self.persist_check(&check)?;
-        match &check.runner {
-            Some(runner) => self.scheduler.add(&check.registration.check_id, check_kind(runner)),
-            None => self.scheduler.remove(&check.registration.check_id),
-        }
+        self.start_runner(&check.registration.check_id, &check);
         self.sync_local_change().await
     }
 
@@ -203,26 +246,28 @@ impl Agent {
         self.sync_local_change().await
     }
 
-    /// Records a check result locally. Returns whether the status changed.
+    /// Records a check result locally. Returns whether the catalog must be synced now: a
+    /// status change always; an output-only change only when `check_update_interval` is 0,
+    /// else it is deferred (`check_status`).
     fn apply_result(&self, id: &str, status: HealthStatus, output: &str) -> Result<bool, AgentError> {
-        let changed = {
-            let mut local = self.local.write();
-            let Some(check) = local.checks.get_mut(id) else { return Ok(false) };
-            if check.registration.status == status && check.registration.output == output {
-                return Ok(false);
-            }
-            let status_changed = check.registration.status != status;
-            check.registration.status = status;
-            check.registration.output = output.to_string();
-            status_changed.then(|| check.clone())
+        let now = std::time::Instant::now();
+        let change = {
+            // Read first: most results change nothing, and a write announces a local change.
+            let local = self.local.read();
+            let Some(check) = local.checks.get(id) else { return Ok(false) };
+            check_status::classify(&check.registration, local.critical_since.contains_key(id), status, output)
         };
-        match changed {
-            Some(check) => {
-                self.persist_check(&check)?;
-                Ok(true)
-            }
-            None => Ok(false),
+        if change == check_status::Change::None {
+            return Ok(false);
         }
+        let (sync_now, persist) = {
+            let mut local = self.local.write();
+            check_status::record(&mut local, id, status, output, now, self.config.check_update_interval_ms)
+        };
+        if let Some(check) = persist {
+            self.persist_check(&check)?;
+        }
+        Ok(sync_now)
     }
 
     /// Node maintenance mode: a critical `_node_maintenance` check while enabled.
@@ -276,12 +321,17 @@ fn maintenance_check(id: &str, name: &str, notes: &str, service_id: &str) -> Loc
             definition: CheckDefinition { check_type: "maintenance".into(), ..CheckDefinition::default() },
         },
         runner: None,
+        options: CheckOptions::default(),
     }
 }
 
 /// Feeds check results into the local state; a status change is synced at once, an
-/// output-only change waits for the next periodic sync (Consul's `check_update_interval`).
+/// output-only change is written at most every `check_update_interval` (`check_status`).
+/// Also starts the loops that keep check state: the deferred-output flush and the reaper of
+/// services critical too long (`check_status`), and the alias supervisor (`alias`).
 pub(crate) async fn check_results_loop(agent: Arc<Agent>, mut results: mpsc::Receiver<CheckResult>) {
+    tokio::spawn(check_status::check_upkeep_loop(agent.clone()));
+    tokio::spawn(alias::alias_supervisor(agent.clone()));
     let mut shutdown = agent.shutdown_requested();
     loop {
         let result = tokio::select! {

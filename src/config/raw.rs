@@ -64,6 +64,7 @@ pub(super) struct RawConfig {
     pub(super) kv_history_versions: Option<u32>,
     pub(super) kv_tombstone_ttl: Option<GoDuration>,
     pub(super) check_output_max_size: Option<usize>,
+    pub(super) check_update_interval: Option<GoDuration>,
     #[serde(default, deserialize_with = "definitions")]
     pub(super) services: Option<Vec<Value>>,
     /// Folded into `services` before merging (see `mod.rs`), so normally empty here.

@@ -7,6 +7,7 @@
 
 mod agent;
 mod catalog;
+pub mod check_decode;
 mod config;
 pub mod decode;
 pub mod dto;
