@@ -28,13 +28,13 @@ pub(crate) enum Change {
     /// Nothing, not even the critical clock.
     None,
     /// Something to record.
-    Some,
+    Changed,
 }
 
 /// Whether a result changes anything: status, output, or the critical clock.
 pub(crate) fn classify(current: &CheckRegistration, critical_tracked: bool, status: HealthStatus, output: &str) -> Change {
     let same = current.status == status && current.output == output;
-    if same && critical_tracked == (status == HealthStatus::Critical) { Change::None } else { Change::Some }
+    if same && critical_tracked == (status == HealthStatus::Critical) { Change::None } else { Change::Changed }
 }
 
 /// Records a result in the local state. Returns whether to sync now, and the check to

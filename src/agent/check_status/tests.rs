@@ -62,8 +62,8 @@ fn an_output_change_alone_is_deferred_by_the_update_interval() {
 fn classify_sees_the_critical_clock_too() {
     let registration = check("c", "", 0).registration;
     assert_eq!(classify(&registration, true, HealthStatus::Critical, ""), Change::None);
-    assert_eq!(classify(&registration, false, HealthStatus::Critical, ""), Change::Some, "the clock must start");
-    assert_eq!(classify(&registration, true, HealthStatus::Critical, "other"), Change::Some);
+    assert_eq!(classify(&registration, false, HealthStatus::Critical, ""), Change::Changed, "the clock must start");
+    assert_eq!(classify(&registration, true, HealthStatus::Critical, "other"), Change::Changed);
 }
 
 #[test]
