@@ -125,7 +125,9 @@ pub(super) fn diff_scoped(local: &LocalState, catalog: &Catalog, node: &Registra
 
     let catalog_checks = catalog.node_checks(&node.node);
     for (id, check) in local.checks.iter().filter(|(id, c)| in_scope(&c.registration.service_id, id)) {
-        let in_sync = catalog_checks.iter().any(|row| row.check_id == *id && check_matches(row, &check.registration));
+        // A deferred output (`check_update_interval`) is not a difference until it is due.
+        let output_deferred = local.deferred_output.contains_key(id);
+        let in_sync = catalog_checks.iter().any(|row| row.check_id == *id && check_matches(row, &check.registration, output_deferred));
         // A check bound to a service that is not yet local cannot be registered; skip it.
         let service_known = check.registration.service_id.is_empty() || local.services.contains_key(&check.registration.service_id);
         if !in_sync && service_known {
@@ -173,11 +175,11 @@ fn service_matches(row: &Service, service: &crate::catalog::command::ServiceRegi
         && row.opaque_json == service.opaque_json
 }
 
-fn check_matches(row: &Check, check: &crate::catalog::command::CheckRegistration) -> bool {
+fn check_matches(row: &Check, check: &crate::catalog::command::CheckRegistration, output_deferred: bool) -> bool {
     row.name == check.name
         && row.status == check.status
         && row.notes == check.notes
-        && row.output == check.output
+        && (output_deferred || row.output == check.output)
         && row.service_id == check.service_id
         && row.definition == check.definition
 }
@@ -316,11 +318,20 @@ mod tests {
                     definition: CheckDefinition::default(),
                 },
                 runner: None,
+                options: crate::agent::local::CheckOptions::default(),
             },
         );
         let mut catalog = Catalog::new();
         assert!(converge(&local, &mut catalog) > 0);
         assert_eq!(diff(&local, &catalog, &node()), vec![]);
+
+        // A deferred output (`check_update_interval`) is not synced until it is due.
+        local.checks.get_mut("service:web1").unwrap().registration.output = "new".into();
+        local.deferred_output.insert("service:web1".into(), std::time::Instant::now());
+        assert_eq!(diff(&local, &catalog, &node()), vec![]);
+        local.deferred_output.clear();
+        assert_eq!(diff(&local, &catalog, &node()).len(), 1, "once due, the output is synced");
+        assert!(converge(&local, &mut catalog) > 0);
 
         local.services.clear();
         local.checks.clear();

@@ -11,7 +11,9 @@
 //!
 //! Listeners and the HTTP/DNS servers are wired by `daemon`, which sits above this module.
 
+mod alias;
 mod anti_entropy;
+mod check_status;
 mod cluster;
 pub mod coordinates;
 pub mod config_defs;
@@ -323,11 +325,10 @@ impl Agent {
     }
 
     fn restart_check_runners(&self) {
-        let local = self.local.read();
-        for (id, check) in &local.checks {
-            if let Some(runner) = &check.runner {
-                self.scheduler.add(id, operations::check_kind(runner));
-            }
+        // Collected first: `start_runner` may take the local-state lock itself.
+        let checks: Vec<_> = self.local.read().checks.values().filter(|check| check.runner.is_some()).cloned().collect();
+        for check in &checks {
+            self.start_runner(&check.registration.check_id, check);
         }
     }
 

@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::agent::local::{CheckRunner, LocalCheck, LocalService};
 use crate::agent::anti_entropy::SyncScope;
-use crate::agent::{Agent, AgentError};
+use crate::agent::local::{CheckOptions, CheckRunner, LocalCheck, LocalService};
+use crate::agent::{Agent, AgentError, alias, check_status};
 use crate::catalog::command::{CheckRegistration, ServiceRegistration};
 use crate::catalog::model::{CheckDefinition, HealthStatus};
-use crate::checks::{CheckKind, CheckResult, CheckStatus};
+use crate::checks::{CheckKind, CheckResult, CheckStatus, RunOptions, Thresholds};
 
 /// Consul's ID of the node maintenance check.
 pub(crate) const NODE_MAINTENANCE_CHECK_ID: &str = "_node_maintenance";
@@ -26,16 +26,19 @@ pub(crate) const LOCAL_SERVICES_MAX: usize = 4096;
 /// Most checks one agent may hold.
 pub(crate) const LOCAL_CHECKS_MAX: usize = 8192;
 
-pub(crate) fn check_kind(runner: &CheckRunner) -> CheckKind {
+/// What the scheduler runs for a persisted runner; `None` for alias checks, whose task the
+/// alias supervisor (`agent::alias`) starts.
+pub(crate) fn check_kind(runner: &CheckRunner) -> Option<CheckKind> {
     let ms = Duration::from_millis;
-    match runner {
+    Some(match runner {
         CheckRunner::Ttl { ttl_ms } => CheckKind::Ttl { ttl: ms(*ttl_ms) },
-        CheckRunner::Http { url, method, headers, body, tls_skip_verify, interval_ms, timeout_ms } => CheckKind::Http {
+        CheckRunner::Http { url, method, headers, body, tls_skip_verify, tls_server_name, interval_ms, timeout_ms } => CheckKind::Http {
             url: url.clone(),
             method: method.clone(),
             headers: headers.clone(),
             body: body.clone(),
             tls_skip_verify: *tls_skip_verify,
+            tls_server_name: tls_server_name.clone(),
             interval: ms(*interval_ms),
             timeout: ms(*timeout_ms),
         },
@@ -45,6 +48,37 @@ pub(crate) fn check_kind(runner: &CheckRunner) -> CheckKind {
         CheckRunner::Script { args, interval_ms, timeout_ms } => {
             CheckKind::Script { args: args.clone(), interval: ms(*interval_ms), timeout: ms(*timeout_ms) }
         }
+        CheckRunner::Grpc { target, use_tls, tls_skip_verify, tls_server_name, interval_ms, timeout_ms } => CheckKind::Grpc {
+            target: target.clone(),
+            use_tls: *use_tls,
+            tls_skip_verify: *tls_skip_verify,
+            tls_server_name: tls_server_name.clone(),
+            interval: ms(*interval_ms),
+            timeout: ms(*timeout_ms),
+        },
+        CheckRunner::H2Ping { address, use_tls, tls_skip_verify, tls_server_name, interval_ms, timeout_ms } => CheckKind::H2Ping {
+            address: address.clone(),
+            use_tls: *use_tls,
+            tls_skip_verify: *tls_skip_verify,
+            tls_server_name: tls_server_name.clone(),
+            interval: ms(*interval_ms),
+            timeout: ms(*timeout_ms),
+        },
+        CheckRunner::Udp { address, interval_ms, timeout_ms } => {
+            CheckKind::Udp { address: address.clone(), interval: ms(*interval_ms), timeout: ms(*timeout_ms) }
+        }
+        CheckRunner::Alias { .. } => return None,
+    })
+}
+
+fn run_options(options: &CheckOptions) -> RunOptions {
+    RunOptions {
+        thresholds: Thresholds {
+            success_before_passing: options.success_before_passing,
+            failures_before_warning: options.failures_before_warning,
+            failures_before_critical: options.failures_before_critical,
+        },
+        output_bytes_max: usize::try_from(options.output_max_size).unwrap_or(usize::MAX),
     }
 }
 
@@ -57,6 +91,21 @@ fn health(status: CheckStatus) -> HealthStatus {
 }
 
 impl Agent {
+    /// Starts, replaces or stops the runner of a check as its definition says.
+    pub(crate) fn start_runner(&self, check_id: &str, check: &LocalCheck) {
+        match check.runner.as_ref().and_then(check_kind) {
+            Some(kind) => self.scheduler.add_with(check_id, kind, run_options(&check.options)),
+            None => {
+                self.scheduler.remove(check_id);
+                if matches!(check.runner, Some(CheckRunner::Alias { .. })) {
+                    // Announce a local change after the stop, so the alias supervisor, which
+                    // starts every alias check that is not running, cannot miss it.
+                    drop(self.local.write());
+                }
+            }
+        }
+    }
+
     fn validate_runner(&self, runner: &Option<CheckRunner>) -> Result<(), AgentError> {
         if let Some(CheckRunner::Script { .. }) = runner
             && !(self.config.enable_script_checks || self.config.enable_local_script_checks)
@@ -111,10 +160,7 @@ impl Agent {
             self.scheduler.remove(check_id);
         }
         for check in &checks {
-            match &check.runner {
-                Some(runner) => self.scheduler.add(&check.registration.check_id, check_kind(runner)),
-                None => self.scheduler.remove(&check.registration.check_id),
-            }
+            self.start_runner(&check.registration.check_id, check);
         }
         self.sync_local_change(&SyncScope::Service(id)).await
     }
@@ -160,10 +206,7 @@ impl Agent {
             local.checks.insert(id.clone(), check.clone());
         }
         self.persist_local(Vec::new(), vec![check.registration.check_id.clone()]).await?;
-        match &check.runner {
-            Some(runner) => self.scheduler.add(&check.registration.check_id, check_kind(runner)),
-            None => self.scheduler.remove(&check.registration.check_id),
-        }
+        self.start_runner(&check.registration.check_id, &check);
         self.sync_local_change(&SyncScope::of_check(&check.registration.service_id, &check.registration.check_id)).await
     }
 
@@ -199,23 +242,28 @@ impl Agent {
         SyncScope::of_check(&service_id, check_id)
     }
 
-    /// Records a check result locally. Returns whether the status changed.
+    /// Records a check result locally. Returns whether the catalog must be synced now: a
+    /// status change always; an output-only change only when `check_update_interval` is 0,
+    /// else it is deferred (`check_status`).
     async fn apply_result(&self, id: &str, status: HealthStatus, output: &str) -> Result<bool, AgentError> {
-        let changed = {
-            let mut local = self.local.write();
-            let Some(check) = local.checks.get_mut(id) else { return Ok(false) };
-            if check.registration.status == status && check.registration.output == output {
-                return Ok(false);
-            }
-            let status_changed = check.registration.status != status;
-            check.registration.status = status;
-            check.registration.output = output.to_string();
-            status_changed
+        let now = std::time::Instant::now();
+        let change = {
+            // Read first: most results change nothing, and a write announces a local change.
+            let local = self.local.read();
+            let Some(check) = local.checks.get(id) else { return Ok(false) };
+            check_status::classify(&check.registration, local.critical_since.contains_key(id), status, output)
         };
-        if changed {
+        if change == check_status::Change::None {
+            return Ok(false);
+        }
+        let (sync_now, persist) = {
+            let mut local = self.local.write();
+            check_status::record(&mut local, id, status, output, now, self.config.check_update_interval_ms)
+        };
+        if persist.is_some() {
             self.persist_local(Vec::new(), vec![id.to_string()]).await?;
         }
-        Ok(changed)
+        Ok(sync_now)
     }
 
     /// Node maintenance mode: a critical `_node_maintenance` check while enabled.
@@ -269,12 +317,17 @@ fn maintenance_check(id: &str, name: &str, notes: &str, service_id: &str) -> Loc
             definition: CheckDefinition { check_type: "maintenance".into(), ..CheckDefinition::default() },
         },
         runner: None,
+        options: CheckOptions::default(),
     }
 }
 
 /// Feeds check results into the local state; a status change is synced at once, an
-/// output-only change waits for the next periodic sync (Consul's `check_update_interval`).
+/// output-only change is written at most every `check_update_interval` (`check_status`).
+/// Also starts the loops that keep check state: the deferred-output flush and the reaper of
+/// services critical too long (`check_status`), and the alias supervisor (`alias`).
 pub(crate) async fn check_results_loop(agent: Arc<Agent>, mut results: mpsc::Receiver<CheckResult>) {
+    tokio::spawn(check_status::check_upkeep_loop(agent.clone()));
+    tokio::spawn(alias::alias_supervisor(agent.clone()));
     let mut shutdown = agent.shutdown_requested();
     loop {
         let result = tokio::select! {

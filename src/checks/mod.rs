@@ -1,5 +1,6 @@
 //! Health-check runners for the agent's locally registered checks, following
-//! Consul's `agent/checks` semantics (TTL, HTTP, TCP and script checks).
+//! Consul's `agent/checks` semantics (TTL, HTTP, TCP, script, gRPC, H2PING and UDP checks,
+//! plus the pure status computation of alias checks, whose task the agent supplies).
 //!
 //! The runners know nothing about the catalog or Raft: each check gets one
 //! tokio task that reports [`CheckResult`]s on a bounded channel the agent
@@ -10,11 +11,17 @@
 //! sender holds, so no result from a stopped runner can arrive after those
 //! calls return.
 
+mod alias;
+mod grpc;
+mod h2ping;
 mod http;
 mod runner;
 mod script;
+mod status_handler;
 mod tcp;
+mod tls;
 mod ttl;
+mod udp;
 
 #[cfg(test)]
 mod tests;
@@ -22,6 +29,7 @@ mod tests;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::future::Future;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -29,6 +37,9 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use runner::{Emitter, Probe, clamp_interval, lock, nonzero_or, run_periodic};
+
+pub use alias::{AliasInput, AliasTarget, alias_status};
+pub use status_handler::Thresholds;
 
 /// Smallest interval between two runs of an HTTP, TCP or script check
 /// (Consul's `checks.MinInterval`). Like Consul, a shorter interval is not an
@@ -44,6 +55,11 @@ const NETWORK_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
 
 /// Timeout used when the caller passes zero for a script check (Consul's).
 const SCRIPT_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
+
+/// A duration as Go prints it ("10s", "1m30s", "250ms"), which Consul's JSON carries.
+pub fn go_duration_text(duration: Duration) -> String {
+    runner::go_duration(duration)
+}
 
 /// Health of a check, as Consul reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,6 +93,8 @@ pub enum CheckKind {
         headers: Vec<(String, String)>,
         body: Option<String>,
         tls_skip_verify: bool,
+        /// Empty: the URL's host.
+        tls_server_name: String,
         interval: Duration,
         timeout: Duration,
     },
@@ -92,6 +110,53 @@ pub enum CheckKind {
         interval: Duration,
         timeout: Duration,
     },
+    Grpc {
+        /// `host:port[/service]`.
+        target: String,
+        use_tls: bool,
+        tls_skip_verify: bool,
+        tls_server_name: String,
+        interval: Duration,
+        timeout: Duration,
+    },
+    H2Ping {
+        /// `host:port`.
+        address: String,
+        use_tls: bool,
+        tls_skip_verify: bool,
+        tls_server_name: String,
+        interval: Duration,
+        timeout: Duration,
+    },
+    Udp {
+        /// `host:port`.
+        address: String,
+        interval: Duration,
+        timeout: Duration,
+    },
+}
+
+/// Per-check settings beside the kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Consul's `SuccessBeforePassing`/`FailuresBefore*` (periodic checks only, as in Consul).
+    pub thresholds: Thresholds,
+    /// Consul's per-check `OutputMaxSize`; 0 (or more than the scheduler's limit) means the
+    /// scheduler's limit.
+    pub output_bytes_max: usize,
+}
+
+/// How a check task supplied by the agent (alias checks) reports: through the same fenced,
+/// bounded channel as the built-in runners.
+pub struct CheckReporter {
+    emitter: Emitter,
+}
+
+impl CheckReporter {
+    /// Sends one result. Returns false when the task should end (stopped or replaced).
+    pub fn report(&self, status: CheckStatus, output: String) -> bool {
+        self.emitter.emit(status, output)
+    }
 }
 
 /// One run's outcome. Sent on every run; deduplication is the agent's job.
@@ -178,21 +243,15 @@ impl Scheduler {
     /// called inside a tokio runtime; outside one it logs an error and does
     /// nothing rather than panic.
     pub fn add(&self, check_id: &str, kind: CheckKind) {
-        let handle = match tokio::runtime::Handle::try_current() {
-            Ok(handle) => handle,
-            Err(err) => {
-                tracing::error!(check_id, error = %err, "cannot start check runner outside a tokio runtime");
-                return;
-            }
-        };
+        self.add_with(check_id, kind, RunOptions::default());
+    }
+
+    /// `add` with per-check options (thresholds, output limit).
+    pub fn add_with(&self, check_id: &str, kind: CheckKind, options: RunOptions) {
+        let Some(handle) = runtime_handle(check_id) else { return };
         let live = Arc::new(Mutex::new(true));
-        let emitter = Emitter {
-            check_id: Arc::from(check_id),
-            results: self.results.clone(),
-            live: Arc::clone(&live),
-            dropped: Arc::clone(&self.dropped),
-            output_bytes_max: self.limits.output_bytes_max,
-        };
+        let emitter = self.emitter(check_id, &live, options.output_bytes_max);
+        let thresholds = options.thresholds;
         // The first HTTP check builds a client (loading root certificates);
         // do that before taking the map lock.
         let http_client = match &kind {
@@ -223,9 +282,15 @@ impl Scheduler {
                 headers,
                 body,
                 tls_skip_verify,
+                tls_server_name,
                 interval,
                 timeout,
             } => {
+                if !tls_server_name.is_empty() {
+                    // The HTTP decoder refuses TLSServerName for HTTP checks (reqwest names
+                    // the URL's host); a persisted one would only come from a newer release.
+                    tracing::warn!(check_id, tls_server_name, "HTTP check TLSServerName is not supported; the URL's host is verified");
+                }
                 let probe = Probe::Http(http::HttpProbe {
                     client: http_client.unwrap_or_else(|| self.http.get(tls_skip_verify)),
                     method: if method.trim().is_empty() {
@@ -240,7 +305,7 @@ impl Scheduler {
                 });
                 let interval = clamp_interval(check_id, interval);
                 (
-                    handle.spawn(run_periodic(emitter, interval, probe).instrument(span)),
+                    handle.spawn(run_periodic(emitter, interval, probe, thresholds).instrument(span)),
                     None,
                 )
             }
@@ -255,7 +320,7 @@ impl Scheduler {
                 };
                 let interval = clamp_interval(check_id, interval);
                 (
-                    handle.spawn(run_periodic(emitter, interval, probe).instrument(span)),
+                    handle.spawn(run_periodic(emitter, interval, probe, thresholds).instrument(span)),
                     None,
                 )
             }
@@ -270,13 +335,71 @@ impl Scheduler {
                 };
                 let interval = clamp_interval(check_id, interval);
                 (
-                    handle.spawn(run_periodic(emitter, interval, probe).instrument(span)),
+                    handle.spawn(run_periodic(emitter, interval, probe, thresholds).instrument(span)),
                     None,
                 )
+            }
+            CheckKind::Grpc { target, use_tls, tls_skip_verify, tls_server_name, interval, timeout } => {
+                let probe = Probe::Grpc(grpc::GrpcProbe {
+                    target,
+                    tls: use_tls.then_some(tls::TlsOptions { skip_verify: tls_skip_verify, server_name: tls_server_name }),
+                    timeout: nonzero_or(timeout, NETWORK_TIMEOUT_DEFAULT),
+                });
+                let interval = clamp_interval(check_id, interval);
+                (handle.spawn(run_periodic(emitter, interval, probe, thresholds).instrument(span)), None)
+            }
+            CheckKind::H2Ping { address, use_tls, tls_skip_verify, tls_server_name, interval, timeout } => {
+                let probe = Probe::H2Ping(h2ping::H2PingProbe {
+                    address,
+                    tls: use_tls.then_some(tls::TlsOptions { skip_verify: tls_skip_verify, server_name: tls_server_name }),
+                    timeout: nonzero_or(timeout, NETWORK_TIMEOUT_DEFAULT),
+                });
+                let interval = clamp_interval(check_id, interval);
+                (handle.spawn(run_periodic(emitter, interval, probe, thresholds).instrument(span)), None)
+            }
+            CheckKind::Udp { address, interval, timeout } => {
+                let probe = Probe::Udp { address, timeout: nonzero_or(timeout, NETWORK_TIMEOUT_DEFAULT) };
+                let interval = clamp_interval(check_id, interval);
+                (handle.spawn(run_periodic(emitter, interval, probe, thresholds).instrument(span)), None)
             }
         };
         runners.insert(check_id.to_owned(), Runner { task, live, ttl });
         tracing::debug!(check_id, "check runner started");
+    }
+
+    /// Starts (or restarts, replacing) a check whose task the caller supplies (alias checks):
+    /// `make` gets the reporter and returns the task, which is stopped like any runner.
+    pub fn add_task<F, Fut>(&self, check_id: &str, make: F)
+    where
+        F: FnOnce(CheckReporter) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let Some(handle) = runtime_handle(check_id) else { return };
+        let live = Arc::new(Mutex::new(true));
+        let reporter = CheckReporter { emitter: self.emitter(check_id, &live, 0) };
+        let task = make(reporter);
+        let mut runners = lock(&self.runners);
+        if let Some(previous) = runners.remove(check_id) {
+            previous.stop();
+        }
+        let span = tracing::info_span!("check", check_id);
+        runners.insert(check_id.to_owned(), Runner { task: handle.spawn(task.instrument(span)), live, ttl: None });
+    }
+
+    /// Whether a runner (or task) is running for this check id.
+    pub fn is_running(&self, check_id: &str) -> bool {
+        lock(&self.runners).contains_key(check_id)
+    }
+
+    fn emitter(&self, check_id: &str, live: &Arc<Mutex<bool>>, output_bytes_max: usize) -> Emitter {
+        let limit = self.limits.output_bytes_max;
+        Emitter {
+            check_id: Arc::from(check_id),
+            results: self.results.clone(),
+            live: Arc::clone(live),
+            dropped: Arc::clone(&self.dropped),
+            output_bytes_max: if output_bytes_max == 0 { limit } else { output_bytes_max.min(limit) },
+        }
     }
 
     /// Stops the runner for this id, if any. No result from it is sent after
@@ -324,6 +447,16 @@ impl Scheduler {
     /// How many results were dropped so far because the channel was full.
     pub fn dropped_results(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+fn runtime_handle(check_id: &str) -> Option<tokio::runtime::Handle> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => Some(handle),
+        Err(err) => {
+            tracing::error!(check_id, error = %err, "cannot start check runner outside a tokio runtime");
+            None
+        }
     }
 }
 

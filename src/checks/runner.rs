@@ -10,7 +10,8 @@ use std::time::Duration;
 use rand::Rng;
 use tokio::sync::mpsc::{self, error::TrySendError};
 
-use super::{CHECK_INTERVAL_MIN, CheckResult, CheckStatus, http, script, tcp};
+use super::status_handler::{StatusHandler, Thresholds};
+use super::{CHECK_INTERVAL_MIN, CheckResult, CheckStatus, grpc, h2ping, http, script, tcp, udp};
 
 /// Upper bound of the random delay before a check's first run. Consul staggers
 /// over the whole interval to spread load when many checks start together; we
@@ -79,6 +80,12 @@ pub(super) enum Probe {
         args: Vec<String>,
         timeout: Duration,
     },
+    Grpc(grpc::GrpcProbe),
+    H2Ping(h2ping::H2PingProbe),
+    Udp {
+        address: String,
+        timeout: Duration,
+    },
 }
 
 impl Probe {
@@ -87,17 +94,24 @@ impl Probe {
             Probe::Http(probe) => probe.run(output_bytes_max).await,
             Probe::Tcp { address, timeout } => tcp::run(address, *timeout).await,
             Probe::Script { args, timeout } => script::run(args, *timeout, output_bytes_max).await,
+            Probe::Grpc(probe) => probe.run().await,
+            Probe::H2Ping(probe) => probe.run().await,
+            Probe::Udp { address, timeout } => udp::run(address, *timeout).await,
         }
     }
 }
 
 /// Runs `probe` after a short random stagger, then every `interval` measured
-/// from the end of the previous run (as Consul does, so runs never overlap).
-pub(super) async fn run_periodic(emitter: Emitter, interval: Duration, probe: Probe) {
+/// from the end of the previous run (as Consul does, so runs never overlap). Each result
+/// passes Consul's `StatusHandler` counters before it is reported.
+pub(super) async fn run_periodic(emitter: Emitter, interval: Duration, probe: Probe, thresholds: Thresholds) {
+    let mut handler = StatusHandler::new(thresholds);
     tokio::time::sleep(first_run_stagger(interval)).await;
     loop {
         let (status, output) = probe.run(emitter.output_bytes_max).await;
-        if !emitter.emit(status, output) {
+        if let Some(status) = handler.update(status)
+            && !emitter.emit(status, output)
+        {
             return;
         }
         tokio::time::sleep(interval).await;

@@ -2,6 +2,7 @@
 //! on 127.0.0.1, real child processes, and tokio's real clock.
 
 mod http_checks;
+mod network_checks;
 mod script_checks;
 
 use std::collections::HashMap;

@@ -64,6 +64,7 @@ pub(super) struct RawConfig {
     pub(super) kv_history_versions: Option<u32>,
     pub(super) kv_tombstone_ttl: Option<GoDuration>,
     pub(super) check_output_max_size: Option<usize>,
+    pub(super) check_update_interval: Option<GoDuration>,
     // The four definition keys are only type-checked here, file by file: `load` moves the
     // definitions out of each file (with the file's name) before the files are merged.
     #[allow(dead_code)]

@@ -71,6 +71,9 @@ pub struct RuntimeConfig {
     /// How long a deleted key's tombstone (and history) is kept before the leader reaps it.
     pub kv_tombstone_ttl_ms: u64,
     pub check_output_max_size_bytes: usize,
+    /// Consul's `check_update_interval`: a check result that changes only the output is
+    /// written to the catalog at most this often (0: at once, like a status change).
+    pub check_update_interval_ms: u64,
     /// Consul service definitions (`services` and `service`), undecoded, with their files.
     pub services: Vec<super::ConfigDefinition>,
     /// Consul check definitions (`checks` and `check`), undecoded, with their files.
@@ -407,6 +410,7 @@ impl RuntimeConfig {
             kv_history_versions: raw.kv_history_versions.unwrap_or(1),
             kv_tombstone_ttl_ms: raw.kv_tombstone_ttl.map_or(15 * 60 * 1000, |d| d.0.as_millis() as u64),
             check_output_max_size_bytes: raw.check_output_max_size.unwrap_or(4096),
+            check_update_interval_ms: raw.check_update_interval.map_or(5 * 60 * 1000, |d| d.0.as_millis() as u64),
             // `load` takes the definitions out of each file before merging, so that they keep
             // the name of their file, and puts them back here.
             services: Vec::new(),

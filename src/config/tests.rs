@@ -92,6 +92,7 @@ fn defaults_match_consul() {
     assert_eq!(config.max_query_time_s, 600);
     assert_eq!(config.session_ttl_min_s, 10);
     assert_eq!(config.check_output_max_size_bytes, 4096);
+    assert_eq!(config.check_update_interval_ms, 300_000);
     assert!(config.dns.allow_stale && !config.dns.only_passing);
     assert_eq!(config.dns.udp_answer_limit, 3);
     assert_eq!(config.dns.a_record_limit, 0);
@@ -599,5 +600,18 @@ fn gossip_settings_follow_consul_and_bad_ones_are_refused() {
         r#"{"gossip_lan":{"suspicion_mult":0}}"#,
     ] {
         assert!(load_files(&[("a.json", bad)], &["-dev"]).is_err(), "{bad}");
+    }
+}
+
+/// Consul's `check_update_interval`: read as a Go duration ("0s" turns the deferral off);
+/// a value that is no duration stops the agent.
+#[test]
+fn check_update_interval_is_read_and_bad_ones_refused() {
+    let config = config_from(&[("a.toml", "check_update_interval = \"30s\"\n")], &["-dev"]);
+    assert_eq!(config.check_update_interval_ms, 30_000);
+    let off = config_from(&[("a.json", r#"{"check_update_interval":"0s"}"#)], &["-dev"]);
+    assert_eq!(off.check_update_interval_ms, 0);
+    for bad in ["check_update_interval = \"soon\"\n", "check_update_interval = 5\n"] {
+        assert!(load_files(&[("a.toml", bad)], &["-dev"]).is_err(), "{bad}");
     }
 }

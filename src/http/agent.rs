@@ -12,6 +12,7 @@ use crate::gossip::Member;
 use crate::catalog::model::HealthStatus;
 use crate::checks::CheckStatus;
 use crate::http::AppState;
+use crate::http::check_decode;
 use crate::http::decode::{self, Fields};
 use crate::http::dto::{WeightsOut, opaque, tagged_addresses_out};
 use crate::http::error::ApiError;
@@ -262,7 +263,7 @@ fn check_json(state: &AppState, check: &LocalCheck) -> Value {
         "Interval": r.definition.interval,
         "Timeout": r.definition.timeout,
         "ExposedPort": 0,
-        "Definition": {},
+        "Definition": check_decode::definition_json(check),
         "CreateIndex": 0,
         "ModifyIndex": 0,
     })

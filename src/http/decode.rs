@@ -11,10 +11,11 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::agent::local::{CheckRunner, LocalCheck};
+use crate::agent::local::LocalCheck;
 use crate::catalog::command::{CheckRegistration, ServiceRegistration};
 use crate::catalog::model::{CheckDefinition, HealthStatus, ServiceAddress, Weights};
 use crate::config::parse_go_duration;
+use crate::http::check_decode;
 use crate::http::error::ApiError;
 
 /// Most tags on one service, and most entries in one metadata map (Consul's `metaMaxKeyPairs`).
@@ -27,7 +28,7 @@ fn fold(key: &str) -> String {
     key.chars().filter(|c| *c != '_' && *c != '-').flat_map(char::to_lowercase).collect()
 }
 
-fn bad(field: &str, expected: &str) -> ApiError {
+pub(super) fn bad(field: &str, expected: &str) -> ApiError {
     ApiError::BadRequest(format!("Request decode failed: field {field:?} must be {expected}"))
 }
 
@@ -214,108 +215,10 @@ pub fn service_registration(fields: &Fields, id: String, name: String) -> Result
     })
 }
 
-fn ms(duration: Option<Duration>, default: Duration) -> u64 {
-    duration.unwrap_or(default).as_millis().min(u64::MAX as u128) as u64
-}
-
-/// Decodes one check definition. `service` is the owning service (for service checks) and
-/// `default_id` the ID used when the definition names none.
+/// Decodes one check definition (the rules live in `check_decode`). `service` is the owning
+/// service (for service checks) and `default_id` the ID used when the definition names none.
 pub fn check_definition(fields: &Fields, service: Option<(&str, &str)>, default_id: String) -> Result<LocalCheck, ApiError> {
-    let explicit_id = fields.name(&["CheckID", "ID"])?;
-    let check_id = if explicit_id.is_empty() {
-        if service.is_none() { fields.name(&["Name"])? } else { default_id }
-    } else {
-        explicit_id
-    };
-    let mut name = fields.name(&["Name"])?;
-    if name.is_empty() {
-        match service {
-            Some((_, service_name)) => name = format!("Service '{service_name}' check"),
-            None => return Err(ApiError::BadRequest("Missing check name".into())),
-        }
-    }
-    let service_id = match service {
-        Some((id, _)) => id.to_string(),
-        None => fields.name(&["ServiceID"])?,
-    };
-    let interval = fields.duration(&["Interval"])?;
-    let timeout = fields.duration(&["Timeout"])?;
-    let ttl = fields.duration(&["TTL"])?;
-    let http = fields.string(&["HTTP"])?;
-    let tcp = fields.string(&["TCP"])?;
-    let mut args = fields.strings(&["Args", "ScriptArgs"])?;
-    let script = fields.string(&["Script"])?;
-    if args.is_empty() && !script.is_empty() {
-        args = vec!["/bin/sh".into(), "-c".into(), script];
-    }
-    let interval_text = fields.string(&["Interval"]).unwrap_or_default();
-    let timeout_text = fields.string(&["Timeout"]).unwrap_or_default();
-    let needs_interval = |kind: &str| -> Result<u64, ApiError> {
-        match interval {
-            Some(i) if !i.is_zero() => Ok(ms(Some(i), Duration::ZERO)),
-            _ => Err(ApiError::BadRequest(format!("Invalid check: {kind} checks require an Interval"))),
-        }
-    };
-    let (check_type, runner) = if let Some(ttl) = ttl {
-        ("ttl", CheckRunner::Ttl { ttl_ms: ms(Some(ttl), Duration::ZERO).max(1) })
-    } else if !http.is_empty() {
-        let mut headers = Vec::new();
-        if let Some(Value::Object(map)) = fields.get(&["Header"]) {
-            for (key, values) in map {
-                match values {
-                    Value::Array(items) => {
-                        for item in items {
-                            headers.push((key.clone(), item.as_str().ok_or_else(|| bad("Header", "a map of string lists"))?.to_string()));
-                        }
-                    }
-                    Value::String(text) => headers.push((key.clone(), text.clone())),
-                    _ => return Err(bad("Header", "a map of string lists")),
-                }
-            }
-        }
-        let body = fields.string(&["Body"])?;
-        let runner = CheckRunner::Http {
-            url: http.clone(),
-            method: fields.string(&["Method"])?,
-            headers,
-            body: (!body.is_empty()).then_some(body),
-            tls_skip_verify: fields.bool(&["TLSSkipVerify"])?,
-            interval_ms: needs_interval("HTTP")?,
-            timeout_ms: ms(timeout, Duration::from_secs(10)),
-        };
-        ("http", runner)
-    } else if !tcp.is_empty() {
-        ("tcp", CheckRunner::Tcp { address: tcp.clone(), interval_ms: needs_interval("TCP")?, timeout_ms: ms(timeout, Duration::from_secs(10)) })
-    } else if !args.is_empty() {
-        ("script", CheckRunner::Script { args, interval_ms: needs_interval("script")?, timeout_ms: ms(timeout, Duration::from_secs(30)) })
-    } else if fields.get(&["GRPC", "H2PING", "AliasService", "AliasNode", "DockerContainerID", "UDP", "OSService"]).is_some() {
-        return Err(ApiError::BadRequest("Invalid check: gRPC, H2PING, alias, Docker, UDP and OS service checks are not supported by cairn yet".into()));
-    } else {
-        return Err(ApiError::BadRequest("Invalid check: TTL, HTTP, TCP or Args/ScriptArgs with an Interval is required".into()));
-    };
-    let status = match fields.string(&["Status"])?.as_str() {
-        "" => HealthStatus::Critical,
-        text => HealthStatus::parse(text).ok_or_else(|| bad("Status", "one of passing, warning, critical"))?,
-    };
-    Ok(LocalCheck {
-        registration: CheckRegistration {
-            check_id,
-            name,
-            status,
-            notes: fields.string(&["Notes"])?,
-            output: String::new(),
-            service_id,
-            definition: CheckDefinition {
-                check_type: check_type.to_string(),
-                http,
-                tcp,
-                interval: interval_text,
-                timeout: timeout_text,
-                deregister_critical_service_after: fields.string(&["DeregisterCriticalServiceAfter"]).unwrap_or_default(),
-            },
-        },
-        runner: Some(runner),
-    })
+    check_decode::check_definition(fields, service, default_id)
 }
 
 /// Decodes a check as `/v1/catalog/register` and `/v1/txn` carry it (Consul's `HealthCheck`):

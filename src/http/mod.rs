@@ -7,6 +7,7 @@
 
 mod agent;
 mod catalog;
+pub mod check_decode;
 mod config;
 mod coordinate;
 pub mod decode;

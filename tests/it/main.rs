@@ -4,6 +4,7 @@
 mod bad_input;
 mod blocking;
 mod catalog_health_dns;
+mod check_types;
 mod checks;
 mod cluster;
 mod clients;

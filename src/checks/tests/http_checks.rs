@@ -96,6 +96,7 @@ fn http_check(url: String, interval: Duration) -> CheckKind {
         headers: vec![],
         body: None,
         tls_skip_verify: false,
+        tls_server_name: String::new(),
         interval,
         timeout: Duration::from_secs(2),
     }
@@ -184,6 +185,7 @@ async fn http_sends_method_headers_and_body() {
             ],
             body: Some("ping-body".to_owned()),
             tls_skip_verify: false,
+            tls_server_name: String::new(),
             interval: Duration::from_secs(1),
             timeout: Duration::from_secs(2),
         },
@@ -295,6 +297,7 @@ async fn http_timeout_is_critical() {
             headers: vec![],
             body: None,
             tls_skip_verify: true,
+            tls_server_name: String::new(),
             interval: Duration::from_secs(1),
             timeout: Duration::from_millis(200),
         },
