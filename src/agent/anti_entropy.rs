@@ -266,6 +266,7 @@ mod tests {
                 definition: CheckDefinition::default(),
             },
             runner: None,
+            options: Default::default(),
         }
     }
 

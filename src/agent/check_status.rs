@@ -114,14 +114,18 @@ pub(crate) async fn check_upkeep_loop(agent: Arc<Agent>) {
                 || local.critical_since.keys().chain(local.deferred_output.keys()).any(|id| !local.checks.contains_key(id))
         };
         if due {
-            {
+            let flushed: Vec<String> = {
                 let mut local = agent.local.write();
                 let LocalState { checks, critical_since, deferred_output, .. } = &mut *local;
+                let flushed = deferred_output.iter().filter(|(id, deadline)| **deadline <= now && checks.contains_key(*id)).map(|(id, _)| id.clone()).collect();
                 deferred_output.retain(|id, deadline| *deadline > now && checks.contains_key(id));
                 critical_since.retain(|id, _| checks.contains_key(id));
-            }
-            if let Err(error) = agent.sync().await {
-                tracing::warn!(%error, "check output sync failed; anti-entropy will retry");
+                flushed
+            };
+            for id in flushed {
+                if let Err(error) = agent.sync_change(&agent.check_scope(&id)).await {
+                    tracing::warn!(%error, "check output sync failed; anti-entropy will retry");
+                }
             }
         }
         if tokio::time::Instant::now() >= next_reap {

@@ -37,6 +37,7 @@ fn check(id: &str, service_id: &str, ttl_ms: u64) -> LocalCheck {
             definition: CheckDefinition { check_type: "ttl".into(), ..CheckDefinition::default() },
         },
         runner: Some(CheckRunner::Ttl { ttl_ms }),
+        options: Default::default(),
     }
 }
 

@@ -237,7 +237,7 @@ impl Agent {
     }
 
     /// The anti-entropy scope of a local check (its service's, or its own).
-    fn check_scope(&self, check_id: &str) -> SyncScope {
+    pub(crate) fn check_scope(&self, check_id: &str) -> SyncScope {
         let service_id = self.local.read().checks.get(check_id).map(|c| c.registration.service_id.clone()).unwrap_or_default();
         SyncScope::of_check(&service_id, check_id)
     }
