@@ -87,6 +87,13 @@ pub(super) fn scoped_local(local: &LocalState, scope: Option<&SyncScope>) -> Loc
     for (id, check) in &local.checks {
         if scope.covers(&check.registration.service_id, id) {
             scoped.checks.insert(id.clone(), check.clone());
+            // A deferred output must stay deferred in a scoped diff too.
+            if let Some(due) = local.deferred_output.get(id) {
+                scoped.deferred_output.insert(id.clone(), *due);
+            }
+            if let Some(since) = local.critical_since.get(id) {
+                scoped.critical_since.insert(id.clone(), *since);
+            }
         }
     }
     scoped
