@@ -9,7 +9,6 @@
 //! `HTTP <METHOD> <url>: <code> <reason> Output: <body>`, with the body cut so
 //! the whole output fits the limit; at most that many body bytes are read.
 
-use std::error::Error as _;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -17,7 +16,7 @@ use reqwest::header::{ACCEPT, HeaderMap, HeaderName, HeaderValue, USER_AGENT};
 use reqwest::{Client, Method, StatusCode};
 
 use super::CheckStatus;
-use super::runner::{go_duration, truncate_to_bytes};
+use super::runner::{error_chain, go_duration, truncate_to_bytes};
 
 /// Consul's `checks.UserAgent`.
 const USER_AGENT_VALUE: &str = "Consul Health Check";
@@ -181,18 +180,3 @@ fn classify(status: StatusCode) -> CheckStatus {
     }
 }
 
-/// The error and its causes on one line: reqwest's top-level message alone
-/// ("error sending request") does not say what went wrong.
-fn error_chain(err: &reqwest::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}

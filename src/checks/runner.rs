@@ -129,6 +129,22 @@ fn first_run_stagger(interval: Duration) -> Duration {
 
 /// Consul raises intervals below the minimum (with a warning) rather than
 /// rejecting the registration; a too-short interval would fork-bomb the host.
+/// An error and its causes on one line: a client's top-level message alone ("error sending
+/// request", "transport error") does not say what went wrong. Shared by the network checks.
+pub(super) fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 pub(super) fn clamp_interval(check_id: &str, interval: Duration) -> Duration {
     if interval < CHECK_INTERVAL_MIN {
         tracing::warn!(
