@@ -317,7 +317,7 @@ impl DnsCatalog for CatalogDns {
     async fn service_instances(&self, service: &str) -> Option<Vec<DnsInstance>> {
         match self.agent.service_view(service).await {
             None => self.agent.view().read(|catalog| dns_instances(catalog, service)),
-            Some(Ok(catalog)) => dns_instances(&catalog, service),
+            Some(Ok(view)) => dns_instances(&view.catalog, service),
             Some(Err(error)) => {
                 tracing::debug!(%service, %error, "no service view from the servers");
                 None

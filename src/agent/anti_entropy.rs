@@ -6,11 +6,12 @@
 //! every local change and on a periodic full sync, and simply retries on the next run if a
 //! write fails.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::agent::local::LocalState;
 use crate::catalog::Catalog;
-use crate::catalog::command::{Command, Registration};
+use crate::catalog::command::{CheckRegistration, Command, Registration};
 use crate::catalog::model::{Check, Node, Service};
 
 /// Rows on the agent's node that belong to the server leader, never to anti-entropy.
@@ -110,6 +111,29 @@ pub(super) fn diff_scoped(local: &LocalState, catalog: &Catalog, node: &Registra
         commands.push(Command::Register(node.clone()));
     }
 
+    // Checks that differ, by service: a service's go in one command with it (as Consul's
+    // `syncService` sends a service with its checks), a node check in one of its own.
+    let catalog_checks: Vec<&Check> = catalog.node_checks_iter(&node.node).filter(|c| in_scope(&c.service_id, &c.check_id)).collect();
+    let mut differing: BTreeMap<&str, Vec<CheckRegistration>> = BTreeMap::new();
+    for (id, check) in local.checks.iter().filter(|(id, c)| in_scope(&c.registration.service_id, id)) {
+        // A deferred output (`check_update_interval`) is not a difference until it is due.
+        let output_deferred = local.deferred_output.contains_key(id);
+        let in_sync = catalog_checks.iter().any(|row| row.check_id == *id && check_matches(row, &check.registration, output_deferred));
+        // A check bound to a service that is not yet local cannot be registered; skip it.
+        let service_known = check.registration.service_id.is_empty() || local.services.contains_key(&check.registration.service_id);
+        if in_sync || !service_known {
+            continue;
+        }
+        if check.registration.service_id.is_empty() {
+            let mut registration = node.clone();
+            registration.skip_node_update = true;
+            registration.checks = vec![check.registration.clone()];
+            commands.push(Command::Register(registration));
+        } else {
+            differing.entry(check.registration.service_id.as_str()).or_default().push(check.registration.clone());
+        }
+    }
+
     let scoped_services: Vec<(&String, &crate::agent::local::LocalService)> = match scope {
         Some(SyncScope::Service(id)) => local.services.get_key_value(id).into_iter().collect(),
         Some(SyncScope::NodeCheck(_)) => Vec::new(),
@@ -117,38 +141,29 @@ pub(super) fn diff_scoped(local: &LocalState, catalog: &Catalog, node: &Registra
     };
     for (id, service) in scoped_services {
         let in_sync = catalog.service(&node.node, id).is_some_and(|row| service_matches(row, &service.registration));
-        if !in_sync {
+        let checks = differing.remove(id.as_str()).unwrap_or_default();
+        if !in_sync || !checks.is_empty() {
             let mut registration = node.clone();
             registration.skip_node_update = true;
             registration.service = Some(service.registration.clone());
+            registration.checks = checks;
             commands.push(Command::Register(registration));
         }
     }
-    for row in catalog.node_services(&node.node) {
-        if row.id != LEADER_OWNED_SERVICE_ID && in_scope(&row.id, "") && !local.services.contains_key(&row.id) {
+    // The catalog's services in scope: one lookup for a service's scope, none for a check's.
+    let catalog_services = match scope {
+        Some(SyncScope::Service(id)) => catalog.service(&node.node, id).into_iter().collect(),
+        Some(SyncScope::NodeCheck(_)) => Vec::new(),
+        None => catalog.node_services(&node.node),
+    };
+    for row in catalog_services {
+        if row.id != LEADER_OWNED_SERVICE_ID && !local.services.contains_key(&row.id) {
             commands.push(Command::DeregisterService { node: node.node.clone(), service_id: row.id.clone() });
         }
     }
 
-    let catalog_checks = catalog.node_checks(&node.node);
-    for (id, check) in local.checks.iter().filter(|(id, c)| in_scope(&c.registration.service_id, id)) {
-        // A deferred output (`check_update_interval`) is not a difference until it is due.
-        let output_deferred = local.deferred_output.contains_key(id);
-        let in_sync = catalog_checks.iter().any(|row| row.check_id == *id && check_matches(row, &check.registration, output_deferred));
-        // A check bound to a service that is not yet local cannot be registered; skip it.
-        let service_known = check.registration.service_id.is_empty() || local.services.contains_key(&check.registration.service_id);
-        if !in_sync && service_known {
-            let mut registration = node.clone();
-            registration.skip_node_update = true;
-            registration.checks = vec![check.registration.clone()];
-            if let Some(service) = local.services.get(&check.registration.service_id) {
-                registration.service = Some(service.registration.clone());
-            }
-            commands.push(Command::Register(registration));
-        }
-    }
     for row in catalog_checks {
-        if row.check_id != LEADER_OWNED_CHECK_ID && in_scope(&row.service_id, &row.check_id) && !local.checks.contains_key(&row.check_id) {
+        if row.check_id != LEADER_OWNED_CHECK_ID && !local.checks.contains_key(&row.check_id) {
             // Checks of a service being deregistered go with it.
             let service_goes = !row.service_id.is_empty() && !local.services.contains_key(&row.service_id);
             if !service_goes {
@@ -289,8 +304,11 @@ mod tests {
         let web1 = SyncScope::Service("web1".into());
         let scoped = diff_scoped(&local, &catalog, &node(), Some(&web1));
         assert_eq!(diff_scoped(&scoped_local(&local, Some(&web1)), &catalog, &node(), Some(&web1)), scoped);
-        // The node itself, web1, and web1's check (which carries web1 again).
-        assert_eq!(scoped.len(), 3, "{scoped:?}");
+        // The node itself, then web1 with its check in one command (as Consul's syncService).
+        assert_eq!(scoped.len(), 2, "{scoped:?}");
+        let Command::Register(web1_registration) = &scoped[1] else { panic!("{scoped:?}") };
+        assert_eq!(web1_registration.service.as_ref().map(|s| s.id.as_str()), Some("web1"));
+        assert_eq!(web1_registration.checks.iter().map(|c| c.check_id.as_str()).collect::<Vec<_>>(), ["web1-c"]);
         let mut index = 1;
         for command in &scoped {
             apply(&mut catalog, index, command, &mut ChangeSet::new());
@@ -305,8 +323,16 @@ mod tests {
         local.checks.remove("web1-c");
         let gone = diff_scoped(&local, &catalog, &node(), Some(&web1));
         assert_eq!(gone, vec![Command::DeregisterService { node: "n1".into(), service_id: "web1".into() }]);
-        // The full diff still sees everything else.
-        assert_eq!(diff(&local, &catalog, &node()).len(), 1 + 2 + 1);
+        // The full diff still sees everything else: web1 goes, web2 comes with its check, and
+        // the node check.
+        assert_eq!(diff(&local, &catalog, &node()).len(), 1 + 1 + 1);
+        // A check that alone differs goes with its service, which is unchanged.
+        local.checks.get_mut("web2-c").unwrap().registration.output = "new".into();
+        converge(&local, &mut catalog);
+        local.checks.get_mut("web2-c").unwrap().registration.output = "newer".into();
+        let web2 = SyncScope::Service("web2".into());
+        let changed = diff_scoped(&local, &catalog, &node(), Some(&web2));
+        assert!(matches!(&changed[..], [Command::Register(r)] if r.checks.len() == 1 && r.service.is_some()), "{changed:?}");
     }
 
     #[test]

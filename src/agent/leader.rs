@@ -70,13 +70,21 @@ pub(super) async fn leader_loop(agent: Arc<Agent>, raft: Arc<RaftServer>) {
         } else {
             agent.session_deadlines.lock().expect("session deadlines lock poisoned").clear();
         }
+        // Raft's metrics change with every commit; only a new leader, role or membership
+        // matters here (the tick covers the rest), so a busy cluster does not spin this loop.
+        let seen = leadership(&metrics.borrow_and_update());
         tokio::select! {
-            changed = metrics.changed() => if changed.is_err() { return },
+            changed = metrics.wait_for(|m| leadership(m) != seen) => if changed.is_err() { return },
             changed = members.changed() => if changed.is_ok() { duties.next_reconcile = None },
             _ = tokio::time::sleep(Duration::from_millis(LEADER_TICK_MS)) => {}
             _ = shutdown.changed() => return,
         }
     }
+}
+
+/// What of Raft's metrics wakes the leader loop: the leader, this server's role, the membership.
+fn leadership(metrics: &openraft::RaftMetrics<crate::raft::NodeId, crate::raft::ServerNode>) -> (Option<crate::raft::NodeId>, openraft::ServerState, Option<openraft::LogId<crate::raft::NodeId>>) {
+    (metrics.current_leader, metrics.state, *metrics.membership_config.log_id())
 }
 
 fn due(next: Option<Instant>) -> bool {

@@ -158,7 +158,7 @@ impl Agent {
         if servers.iter().any(|s| !seen.contains(s)) {
             self.trigger_full_sync();
         }
-        if let crate::agent::role::Role::Client(pool) = &self.role {
+        if let crate::agent::role::Role::Client { pool, .. } = &self.role {
             pool.set(servers.clone());
         }
         *seen = servers;

@@ -14,6 +14,7 @@
 mod alias;
 mod anti_entropy;
 mod check_status;
+mod client_writes;
 mod cluster;
 pub mod coordinates;
 pub mod config_defs;
@@ -124,8 +125,8 @@ pub struct Agent {
     /// Services and checks registered with this agent. Short critical sections only, never
     /// held across an await.
     local: Arc<LocalCell>,
-    /// Order writes of one entry of the local state to the data dir (`persist`).
-    persist_locks: Arc<persist::PersistLocks>,
+    /// Writes the local state to the data dir (`persist`).
+    persister: persist::PersistWriter,
     /// The locks of anti-entropy runs, and a client's copy of its node's rows (`sync`).
     sync: sync::SyncLocks,
     /// Wakes the anti-entropy loop for a full sync (a new server appeared).
@@ -188,14 +189,16 @@ impl Agent {
             };
             Role::Server(RaftServer::start(settings, store.clone(), view.clone(), rpc.clone()).await?)
         } else {
-            Role::Client(ServerPool::default())
+            let pool = ServerPool::default();
+            Role::Client { writes: client_writes::ClientWrites::start(rpc.clone(), pool.clone()), pool }
         };
         let service_cache = (!config.server).then(remote_view::ServiceCache::default);
         let gossip_config = members::gossip_config(&config, &identity)?;
         let gossip = Gossip::start(gossip_config, sockets.udp, sockets.tcp).await.map_err(|e| AgentError::Invalid(format!("gossip: {e}")))?;
         let (results_tx, results_rx) = mpsc::channel(CHECK_RESULTS_QUEUE_MAX);
         let scheduler = Scheduler::new(results_tx, CheckLimits { output_bytes_max: config.check_output_max_size_bytes });
-        let local = restore_local_state(&store)?;
+        let local = Arc::new(LocalCell::new(restore_local_state(&store)?));
+        let persister = persist::PersistWriter::start(local.clone(), store.clone())?;
         let (shutdown, _) = watch::channel(false);
         let agent = Arc::new(Agent {
             config,
@@ -209,8 +212,8 @@ impl Agent {
             service_cache,
             gossip,
             events: events::EventLog::default(),
-            local: Arc::new(LocalCell::new(local)),
-            persist_locks: Arc::new(persist::PersistLocks::default()),
+            persister,
+            local,
             sync: sync::SyncLocks::default(),
             full_sync_wanted: tokio::sync::Notify::new(),
             session_deadlines: Mutex::new(std::collections::HashMap::new()),
@@ -253,7 +256,7 @@ impl Agent {
     pub fn raft(&self) -> Option<&Arc<RaftServer>> {
         match &self.role {
             Role::Server(raft) => Some(raft),
-            Role::Client(_) => None,
+            Role::Client { .. } => None,
         }
     }
 

@@ -1,77 +1,96 @@
 //! Persisting the local state: what was registered with this agent survives a restart.
 //!
-//! Writes are synced (the registration is acknowledged only once it is on disk) and run on a
-//! blocking thread, never on the async runtime. A persist writes the entries' *current* values
-//! (or their absence) holding the locks of their keys, so two requests changing the same ID in
-//! quick succession can never leave the older value on disk: whichever persist runs last
-//! writes what the state holds then. Keys hash onto [`PERSIST_KEY_LOCKS`] locks, so persists
-//! of different entries run at once and RocksDB syncs their writes to the log together. Entries from config files are never written (`config_defs`).
+//! Writes are synced (a registration is acknowledged only once it is on disk) and made by one
+//! writer thread, never on the async runtime. Requests name the entries that changed; the
+//! writer takes every request queued while it was busy, reads those entries' *current* values
+//! (or their absence) and writes them all in one synced batch, then answers each request. So
+//! concurrent registrations share one disk sync (group commit), and because one thread writes
+//! in turn, reading the state as it is when it writes, the newest value of an entry is always
+//! the last one on disk. Entries from config files are never written (`config_defs`).
 
-use std::sync::Mutex;
+use std::sync::Arc;
 
-use crate::agent::local::{self, CHECK_PREFIX, SERVICE_PREFIX};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::agent::local::{self, CHECK_PREFIX, LocalCell, SERVICE_PREFIX};
 use crate::agent::{Agent, AgentError};
+use crate::store::Store;
 
-/// Locks that persisted keys hash onto (two keys may share one, which only makes them wait).
-pub(crate) const PERSIST_KEY_LOCKS: usize = 64;
+/// Most persist requests waiting for the writer; further requests wait for room.
+const PERSIST_QUEUE_MAX: usize = 4096;
+/// Most requests written in one batch.
+const PERSIST_BATCH_REQUESTS_MAX: usize = 512;
 
-/// The per-key locks of [`Agent::persist_local`].
-pub(crate) struct PersistLocks(Vec<Mutex<()>>);
+/// One request: these IDs changed; `true` marks an entry from a config file (never written,
+/// and a copy the API saved under the same ID is deleted).
+struct Request {
+    services: Vec<(String, bool)>,
+    checks: Vec<(String, bool)>,
+    done: oneshot::Sender<Result<(), String>>,
+}
 
-impl Default for PersistLocks {
-    fn default() -> Self {
-        PersistLocks((0..PERSIST_KEY_LOCKS).map(|_| Mutex::new(())).collect())
+/// The queue to the writer thread. Dropping it (with the agent) ends the thread.
+pub(crate) struct PersistWriter {
+    queue: mpsc::Sender<Request>,
+}
+
+impl PersistWriter {
+    pub(crate) fn start(state: Arc<LocalCell>, store: Store) -> Result<PersistWriter, AgentError> {
+        let (queue, requests) = mpsc::channel(PERSIST_QUEUE_MAX);
+        std::thread::Builder::new()
+            .name("cairn-persist".into())
+            .spawn(move || write_loop(&state, &store, requests))
+            .map_err(|e| AgentError::Rejected(format!("cannot start the local state writer: {e}")))?;
+        Ok(PersistWriter { queue })
     }
 }
 
-impl PersistLocks {
-    /// The lock buckets of `keys`, in ascending order (so two persists never deadlock).
-    fn buckets(&self, keys: impl Iterator<Item = String>) -> Vec<usize> {
-        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-        let mut buckets: Vec<usize> = keys.map(|key| BuildHasherDefault::<DefaultHasher>::default().hash_one(key) as usize % self.0.len()).collect();
-        buckets.sort_unstable();
-        buckets.dedup();
-        buckets
+/// The writer thread: one synced batch for everything queued, until the agent goes.
+fn write_loop(state: &LocalCell, store: &Store, mut requests: mpsc::Receiver<Request>) {
+    while let Some(first) = requests.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < PERSIST_BATCH_REQUESTS_MAX {
+            let Ok(next) = requests.try_recv() else { break };
+            batch.push(next);
+        }
+        let (mut puts, mut deletes) = (Vec::new(), Vec::new());
+        {
+            let state = state.read();
+            let services = batch.iter().flat_map(|r| &r.services);
+            for (id, from_config) in services {
+                let key = format!("{SERVICE_PREFIX}{id}");
+                match state.services.get(id) {
+                    Some(service) if !from_config => puts.push((key, local::encode(service))),
+                    _ => deletes.push(key),
+                }
+            }
+            for (id, from_config) in batch.iter().flat_map(|r| &r.checks) {
+                let key = format!("{CHECK_PREFIX}{id}");
+                match state.checks.get(id) {
+                    Some(check) if !from_config => puts.push((key, local::encode(check))),
+                    _ => deletes.push(key),
+                }
+            }
+        }
+        // A key named by two requests is written twice with the same value: harmless.
+        let written = store.agent_write(puts, deletes).map_err(|e| format!("persisting local state failed: {e}"));
+        for request in batch {
+            let _ = request.done.send(written.clone());
+        }
     }
 }
 
 impl Agent {
-    /// Writes the current entries (or their absence) for these service and check IDs in one
-    /// synced batch.
+    /// Writes the current entries (or their absence) for these service and check IDs, synced.
     pub(crate) async fn persist_local(&self, service_ids: Vec<String>, check_ids: Vec<String>) -> Result<(), AgentError> {
         // Config entries are read from the files at every start, never from the data dir (as
         // Consul): they are not written, and a copy the API saved under the same ID goes.
-        let config_services: Vec<bool> = service_ids.iter().map(|id| self.config_defs.is_config_service(id)).collect();
-        let config_checks: Vec<bool> = check_ids.iter().map(|id| self.config_defs.is_config_check(id)).collect();
-        let (state, store, ordered) = (self.local.clone(), self.store.clone(), self.persist_locks.clone());
-        let written = tokio::task::spawn_blocking(move || {
-            let keys = service_ids.iter().map(|id| format!("{SERVICE_PREFIX}{id}")).chain(check_ids.iter().map(|id| format!("{CHECK_PREFIX}{id}")));
-            let buckets = ordered.buckets(keys);
-            let _ordered: Vec<_> = buckets.iter().map(|&b| ordered.0[b].lock().expect("persist lock poisoned")).collect();
-            let (mut puts, mut deletes) = (Vec::new(), Vec::new());
-            {
-                let state = state.read();
-                for (id, from_config) in service_ids.into_iter().zip(config_services) {
-                    let key = format!("{SERVICE_PREFIX}{id}");
-                    match state.services.get(&id) {
-                        Some(service) if !from_config => puts.push((key, local::encode(service))),
-                        _ => deletes.push(key),
-                    }
-                }
-                for (id, from_config) in check_ids.into_iter().zip(config_checks) {
-                    let key = format!("{CHECK_PREFIX}{id}");
-                    match state.checks.get(&id) {
-                        Some(check) if !from_config => puts.push((key, local::encode(check))),
-                        _ => deletes.push(key),
-                    }
-                }
-            }
-            store.agent_write(puts, deletes)
-        })
-        .await;
-        match written {
-            Ok(result) => Ok(result?),
-            Err(join_error) => Err(AgentError::Rejected(format!("persisting local state failed: {join_error}"))),
-        }
+        let services = service_ids.into_iter().map(|id| (self.config_defs.is_config_service(&id), id)).map(|(from_config, id)| (id, from_config));
+        let checks = check_ids.into_iter().map(|id| (self.config_defs.is_config_check(&id), id)).map(|(from_config, id)| (id, from_config));
+        let (services, checks) = (services.collect(), checks.collect());
+        let (done, written) = oneshot::channel();
+        let stopped = || AgentError::Rejected("persisting local state failed: the writer has stopped".into());
+        self.persister.queue.send(Request { services, checks, done }).await.map_err(|_| stopped())?;
+        written.await.map_err(|_| stopped())?.map_err(AgentError::Rejected)
     }
 }

@@ -12,6 +12,8 @@
 //!   `SERVICE_VIEW_IDLE_MS`. A warm query costs no server round trip. The cache holds at most
 //!   `SERVICE_VIEWS_MAX` services, and an entry whose refresh keeps failing is not served
 //!   once older than `SERVICE_VIEW_AGE_MS_MAX` (it is fetched again, or the query fails).
+//! - **`?stale` / `?cached` reads** of `/v1/health/service/:s` and `/v1/catalog/service/:s`
+//!   (non-blocking, without `?near`) are answered from the same cache (`http::forward`).
 //!
 //! Requests and answers are append-only postcard enums (`ViewRequest` variants are never
 //! reordered); the rows inside are the state machine's own versioned row encoding.
@@ -120,6 +122,17 @@ impl Agent {
     }
 }
 
+/// A client's view of one service: the rows, the index they are current as of, and how long
+/// ago a server last answered for them.
+#[derive(Clone)]
+pub struct ServiceView {
+    pub catalog: Arc<Catalog>,
+    pub index: u64,
+    pub age: Duration,
+    /// Whether it came from the cache (`X-Cache: HIT`) rather than a fetch just now.
+    pub hit: bool,
+}
+
 /// One cached service.
 struct CachedService {
     catalog: Arc<Catalog>,
@@ -136,11 +149,12 @@ pub struct ServiceCache {
 }
 
 impl ServiceCache {
-    fn fresh(&self, key: &str) -> Option<Arc<Catalog>> {
+    fn fresh(&self, key: &str) -> Option<ServiceView> {
         let mut entries = self.entries.lock().expect("service cache lock poisoned");
         let entry = entries.get_mut(key)?;
         entry.last_used = Instant::now();
-        (entry.refreshed.elapsed() < Duration::from_millis(SERVICE_VIEW_AGE_MS_MAX)).then(|| entry.catalog.clone())
+        let age = entry.refreshed.elapsed();
+        (age < Duration::from_millis(SERVICE_VIEW_AGE_MS_MAX)).then(|| ServiceView { catalog: entry.catalog.clone(), index: entry.index, age, hit: true })
     }
 
     /// Stores a fetched view; returns true when the service was not cached before.
@@ -182,11 +196,11 @@ impl ServiceCache {
 impl Agent {
     /// On a client: the catalog rows for `service`, from the cache (fetched and then kept
     /// fresh in the background on first use). `None` on a server, which reads its own view.
-    pub async fn service_view(self: &Arc<Self>, service: &str) -> Option<Result<Arc<Catalog>, AgentError>> {
+    pub async fn service_view(self: &Arc<Self>, service: &str) -> Option<Result<ServiceView, AgentError>> {
         let cache = self.service_cache.as_ref()?;
         let key = service.to_ascii_lowercase();
-        if let Some(catalog) = cache.fresh(&key) {
-            return Some(Ok(catalog));
+        if let Some(view) = cache.fresh(&key) {
+            return Some(Ok(view));
         }
         let fetched = self.read_view(ViewRequest::Service { name: key.clone(), min_index: 0, wait_ms: 0 }).await;
         Some(fetched.and_then(|rows| {
@@ -195,7 +209,7 @@ impl Agent {
             if cache.store(&key, catalog.clone(), index) {
                 tokio::spawn(refresh_service(self.clone(), key));
             }
-            Ok(catalog)
+            Ok(ServiceView { catalog, index, age: Duration::ZERO, hit: false })
         }))
     }
 

@@ -6,7 +6,8 @@
 //! - **writes** ([`Agent::write`]): a server proposes the command to its Raft; if another
 //!   server leads, it forwards the command once to that leader (`/raft/forward`, applied only
 //!   there). A client sends the command to a server chosen at random (`/rpc/write`, which
-//!   applies or forwards it), trying the next server when one cannot be reached. Both wait for
+//!   applies or forwards it), trying the next server when one cannot be reached; writes made
+//!   while one is in flight travel together as one batch (`client_writes`). Both wait for
 //!   a leader up to Consul's `rpc_hold_timeout` and then fail with `No cluster leader`; a
 //!   client that knows no server fails at once with `No known Consul servers`, as Consul's;
 //! - **reads** ([`Agent::read_route`]): a server answers `?stale` itself and everything else
@@ -16,11 +17,13 @@
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use crate::agent::client_writes::ClientWrites;
 use crate::agent::remote_view::{ViewRequest, ViewRows};
 use crate::agent::{Agent, AgentError, RPC_HOLD_TIMEOUT_MS};
 use crate::catalog::{Command, Outcome};
 use crate::raft::RaftServer;
 use crate::raft::write_batch::Proposed;
+use crate::rpc::client::RpcClient;
 use crate::rpc::server::WriteRoute;
 
 /// Pause between attempts while a client waits for a leader to appear.
@@ -31,14 +34,16 @@ pub(crate) const SERVER_POOL_MAX: usize = 64;
 /// What this agent is.
 pub enum Role {
     Server(Arc<RaftServer>),
-    Client(ServerPool),
+    /// The servers a client knows, and its queue of writes to them.
+    Client { pool: ServerPool, writes: ClientWrites },
 }
 
-/// The servers a client agent can send requests to: their server-port addresses.
-#[derive(Default)]
+/// The servers a client agent can send requests to: their server-port addresses. Clones
+/// share one list.
+#[derive(Clone, Default)]
 pub struct ServerPool {
     /// Replaced whole whenever gossip reports a change. Short critical sections only.
-    servers: RwLock<Vec<String>>,
+    servers: Arc<RwLock<Vec<String>>>,
 }
 
 impl ServerPool {
@@ -63,7 +68,7 @@ impl ServerPool {
 }
 
 /// Why a write failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum WriteError {
     /// Consul's exact message, which clients match on.
     #[error("No cluster leader")]
@@ -116,7 +121,7 @@ impl Agent {
         let command = command.stamped(crate::agent::wall_clock_ms());
         let written = match &self.role {
             Role::Server(raft) => self.write_on_server(raft, command, WriteRoute::AnyServer).await,
-            Role::Client(pool) => self.write_through_servers(pool, command).await,
+            Role::Client { writes, .. } => writes.write(command).await,
         };
         Ok(written?)
     }
@@ -156,42 +161,11 @@ impl Agent {
         answer.map_err(WriteError::from_remote)
     }
 
-    /// A client's write: to a random server, failing over to the others while none can be
-    /// reached, and retrying while the servers have no leader, up to the hold timeout.
-    async fn write_through_servers(&self, pool: &ServerPool, command: Command) -> Result<Written, WriteError> {
-        let deadline = Instant::now() + Duration::from_millis(RPC_HOLD_TIMEOUT_MS);
-        loop {
-            let servers = pool.shuffled();
-            if servers.is_empty() {
-                return Err(WriteError::NoServers);
-            }
-            let mut last_error = WriteError::NoServers;
-            for server in &servers {
-                let timeout = deadline.saturating_duration_since(Instant::now());
-                match self.rpc.call::<_, Result<Written, String>>(server, "/rpc/write", &command, timeout).await {
-                    Ok(Ok(written)) => return Ok(written),
-                    Ok(Err(reason)) => match WriteError::from_remote(reason) {
-                        WriteError::NoLeader => last_error = WriteError::NoLeader,
-                        other => return Err(other),
-                    },
-                    // Never delivered: safe to try another server.
-                    Err(error) if error.not_delivered() => last_error = WriteError::Forward(error.to_string()),
-                    // Delivered or maybe delivered: the outcome is unknown, as on a timeout.
-                    Err(error) => return Err(WriteError::Forward(error.to_string())),
-                }
-            }
-            if Instant::now() + Duration::from_millis(LEADER_RETRY_PAUSE_MS) >= deadline {
-                return Err(last_error);
-            }
-            tokio::time::sleep(Duration::from_millis(LEADER_RETRY_PAUSE_MS)).await;
-        }
-    }
-
     /// Where a read that needs the catalog is answered. On a server, default and
     /// `?consistent` reads wait up to the hold timeout for a leader.
     pub async fn read_route(&self, consistency: Consistency) -> Result<ReadRoute, AgentError> {
         let raft = match &self.role {
-            Role::Client(pool) => return pool.shuffled().into_iter().next().map(ReadRoute::Relay).ok_or(AgentError::Write(WriteError::NoServers)),
+            Role::Client { pool, .. } => return pool.shuffled().into_iter().next().map(ReadRoute::Relay).ok_or(AgentError::Write(WriteError::NoServers)),
             Role::Server(raft) => raft,
         };
         if consistency == Consistency::Stale {
@@ -212,7 +186,7 @@ impl Agent {
     /// A client's catalog read from a server (see `remote_view`): a random server first,
     /// failing over while one cannot be reached.
     pub(crate) async fn read_view(&self, request: ViewRequest) -> Result<ViewRows, AgentError> {
-        let Role::Client(pool) = &self.role else { return Err(AgentError::NoServer) };
+        let Role::Client { pool, .. } = &self.role else { return Err(AgentError::NoServer) };
         let wait_ms = match &request {
             ViewRequest::Service { wait_ms, .. } => *wait_ms,
             ViewRequest::Node { .. } => 0,
@@ -232,8 +206,39 @@ impl Agent {
     /// The other servers a client may fail over to after `failed` could not be reached.
     pub fn other_servers(&self, failed: &str) -> Vec<String> {
         match &self.role {
-            Role::Client(pool) => pool.shuffled().into_iter().filter(|s| s != failed).collect(),
+            Role::Client { pool, .. } => pool.shuffled().into_iter().filter(|s| s != failed).collect(),
             Role::Server(_) => Vec::new(),
         }
+    }
+}
+
+/// A client's write: to a random server, failing over to the others while none can be
+/// reached, and retrying while the servers have no leader, up to the hold timeout.
+pub(crate) async fn write_through_servers(rpc: &RpcClient, pool: &ServerPool, command: &Command) -> Result<Written, WriteError> {
+    let deadline = Instant::now() + Duration::from_millis(RPC_HOLD_TIMEOUT_MS);
+    loop {
+        let servers = pool.shuffled();
+        if servers.is_empty() {
+            return Err(WriteError::NoServers);
+        }
+        let mut last_error = WriteError::NoServers;
+        for server in &servers {
+            let timeout = deadline.saturating_duration_since(Instant::now());
+            match rpc.call::<_, Result<Written, String>>(server, "/rpc/write", command, timeout).await {
+                Ok(Ok(written)) => return Ok(written),
+                Ok(Err(reason)) => match WriteError::from_remote(reason) {
+                    WriteError::NoLeader => last_error = WriteError::NoLeader,
+                    other => return Err(other),
+                },
+                // Never delivered: safe to try another server.
+                Err(error) if error.not_delivered() => last_error = WriteError::Forward(error.to_string()),
+                // Delivered or maybe delivered: the outcome is unknown, as on a timeout.
+                Err(error) => return Err(WriteError::Forward(error.to_string())),
+            }
+        }
+        if Instant::now() + Duration::from_millis(LEADER_RETRY_PAUSE_MS) >= deadline {
+            return Err(last_error);
+        }
+        tokio::time::sleep(Duration::from_millis(LEADER_RETRY_PAUSE_MS)).await;
     }
 }

@@ -161,7 +161,7 @@ impl Agent {
     /// no server known, `No known Consul servers` is only logged).
     pub(crate) async fn sync_local_change(&self, scope: &SyncScope) -> Result<(), AgentError> {
         match (self.sync_change(scope).await, &self.role) {
-            (Err(error), Role::Client(_)) => {
+            (Err(error), Role::Client { .. }) => {
                 tracing::warn!(%error, "local change kept; anti-entropy will sync it when a server answers");
                 Ok(())
             }

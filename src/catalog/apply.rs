@@ -245,6 +245,8 @@ pub(super) fn register(catalog: &mut Catalog, index: u64, registration: &Registr
             modify_index: existing.map_or(index, |s| s.modify_index),
         };
         if existing != Some(&row) {
+            // Checks copy their service's name and tags: refresh them when those change.
+            let denormalized_changed = existing.is_none_or(|old| old.name != row.name || old.tags != row.tags);
             if let Some(old) = existing {
                 changes.touch_service(&old.name);
             }
@@ -253,7 +255,9 @@ pub(super) fn register(catalog: &mut Catalog, index: u64, registration: &Registr
             catalog.services.insert(key.clone(), row);
             catalog.indexes.services = index;
             changes.touch(RowKey::Service(key.0.clone(), key.1.clone()));
-            refresh_check_service_fields(catalog, index, node_name, &service.id, changes);
+            if denormalized_changed {
+                refresh_check_service_fields(catalog, index, node_name, &service.id, changes);
+            }
         }
     }
 
@@ -272,8 +276,10 @@ fn refresh_check_service_fields(catalog: &mut Catalog, index: u64, node: &str, s
         return;
     };
     let (name, tags) = (service.name.clone(), service.tags.clone());
-    for ((check_node, check_id), check) in catalog.checks.iter_mut() {
-        if check_node == node && check.service_id == service_id && (check.service_name != name || check.service_tags != tags) {
+    // Only this node's checks: the map is ordered by (node, check ID).
+    let node_checks = catalog.checks.range_mut((node.to_string(), String::new())..).take_while(|((check_node, _), _)| check_node == node);
+    for ((check_node, check_id), check) in node_checks {
+        if check.service_id == service_id && (check.service_name != name || check.service_tags != tags) {
             check.service_name = name.clone();
             check.service_tags = tags.clone();
             check.modify_index = index;

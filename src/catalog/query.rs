@@ -91,11 +91,14 @@ impl Catalog {
 
     /// All checks registered on `node`, node-level and service-level.
     pub fn node_checks(&self, node: &str) -> Vec<&Check> {
-        self.checks
-            .range((node.to_string(), String::new())..)
-            .take_while(|((n, _), _)| n == node)
-            .map(|(_, c)| c)
-            .collect()
+        self.node_checks_iter(node).collect()
+    }
+
+    /// [`Catalog::node_checks`] without collecting them.
+    pub fn node_checks_iter<'a>(&'a self, node: &str) -> impl Iterator<Item = &'a Check> + 'a {
+        let node = node.to_string();
+        let checks = self.checks.range((node.clone(), String::new())..);
+        checks.take_while(move |((n, _), _)| *n == node).map(|(_, c)| c)
     }
 
     /// Checks bound to any instance of the service `name`.

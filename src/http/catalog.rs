@@ -3,10 +3,11 @@
 use std::collections::BTreeMap;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use crate::agent::remote_view::ServiceView;
 use crate::catalog::command::{Command, Registration};
 use crate::catalog::{Catalog, Outcome};
 use crate::http::AppState;
@@ -171,8 +172,14 @@ pub(super) async fn services(State(state): State<AppState>, Query(params): Query
     Ok(json_response(&meta, &names, options.pretty))
 }
 
-pub(super) async fn service(State(state): State<AppState>, Path(name): Path<String>, Query(params): Query<Params>) -> Result<Response, ApiError> {
-    let options = read_options(&state, &params)?;
+pub(super) async fn service(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(params): Query<Params>,
+    client_view: Option<Extension<ServiceView>>,
+) -> Result<Response, ApiError> {
+    let mut options = read_options(&state, &params)?;
+    options.client_view = client_view.map(|Extension(view)| view);
     let tag = params.get("tag").cloned();
     let peer = params.get("peer").filter(|p| !p.is_empty()).cloned();
     let near = near_node(&state, &params);

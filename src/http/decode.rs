@@ -25,6 +25,12 @@ pub const META_PAIRS_MAX: usize = 64;
 pub const NAME_BYTES_MAX: usize = 512;
 
 fn fold(key: &str) -> String {
+    if key.is_ascii() {
+        // The common case (every name the decoders ask for): no per-char Unicode work.
+        let mut folded = String::with_capacity(key.len());
+        folded.extend(key.bytes().filter(|b| *b != b'_' && *b != b'-').map(|b| char::from(b.to_ascii_lowercase())));
+        return folded;
+    }
     key.chars().filter(|c| *c != '_' && *c != '-').flat_map(char::to_lowercase).collect()
 }
 

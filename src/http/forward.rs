@@ -10,7 +10,11 @@
 //!
 //! On a client agent, which has no catalog of its own, every request outside the agent's own
 //! endpoints (`/v1/agent/`, `/v1/event/`, the dashboard) is relayed whole, body included, to a
-//! server, which applies the modes above.
+//! server, which applies the modes above. One exception: a non-blocking `?stale` or `?cached`
+//! read of `/v1/health/service/:s` or `/v1/catalog/service/:s` (without `?near` or `?peer`)
+//! is answered from the client's cached view of that service (`agent::remote_view`, the one
+//! DNS uses), kept fresh by blocking reads on the servers: once warm it costs no round trip.
+//! `?cached` adds Consul's `X-Cache: HIT|MISS` and `Age` headers.
 //!
 //! With no leader, a request waits up to `rpc_hold_timeout` for one, then gets Consul's 500
 //! `No cluster leader`; a client that knows no server answers 500 `No known Consul servers`.
@@ -54,22 +58,60 @@ fn wants_leader(request: &Request) -> bool {
     (read || renew) && request.headers().get(FORWARDED_HEADER).is_none_or(|hop| hop == HOP_FROM_CLIENT)
 }
 
+/// Whether the query string has the parameter `name` (with or without a value).
+fn query_has(query: &str, name: &str) -> bool {
+    query.split('&').any(|pair| pair.split_once('=').map_or(pair, |(key, _)| key) == name)
+}
+
+/// Read paths a client agent may answer from its service view: `/v1/<prefix><service>`.
+const CLIENT_VIEW_PREFIXES: [&str; 2] = ["/v1/health/service/", "/v1/catalog/service/"];
+
+/// The service a client agent answers this request for from its cached view, if it may: a
+/// non-blocking `GET` with `?stale` or `?cached`, no `?near` (the view has no coordinates) and
+/// no `?peer`, for a plain service name (anything percent-encoded is relayed).
+fn client_view_service(request: &Request) -> Option<String> {
+    let query = request.uri().query().unwrap_or("");
+    let blocking = query.split('&').any(|pair| pair.strip_prefix("index=").is_some_and(|index| index != "0"));
+    let wanted = query_has(query, "stale") || query_has(query, "cached");
+    if request.method() != Method::GET || !wanted || blocking || query_has(query, "near") || query_has(query, "peer") || query_has(query, "consistent") {
+        return None;
+    }
+    let path = request.uri().path();
+    let name = CLIENT_VIEW_PREFIXES.iter().find_map(|prefix| path.strip_prefix(prefix))?;
+    let plain = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    plain.then(|| name.to_string())
+}
+
 /// True when a client agent must relay the request to a server.
 fn client_relays(request: &Request) -> bool {
     let path = request.uri().path();
     path != "/" && !CLIENT_LOCAL_PREFIXES.iter().any(|p| path.starts_with(p)) && request.headers().get(FORWARDED_HEADER).is_none()
 }
 
-pub(super) async fn leader_reads(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub(super) async fn leader_reads(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let client = state.agent.raft().is_none();
+    if client && let Some(service) = client_view_service(&request) {
+        if let Some(Ok(view)) = state.agent.service_view(&service).await {
+            let cached = query_has(request.uri().query().unwrap_or(""), "cached");
+            let (hit, age_s) = (view.hit, view.age.as_secs());
+            request.extensions_mut().insert(view);
+            let mut response = next.run(request).await;
+            if cached {
+                let headers = response.headers_mut();
+                headers.insert("x-cache", HeaderValue::from_static(if hit { "HIT" } else { "MISS" }));
+                headers.insert("age", HeaderValue::from(age_s));
+            }
+            return response;
+        }
+        // No view (no server answered): relay, which fails over or reports the error.
+    }
     if !(if client { client_relays(&request) } else { wants_leader(&request) }) {
         return next.run(request).await;
     }
     let query = request.uri().query().unwrap_or("");
-    let has = |name: &str| query.split('&').any(|pair| pair == name || pair.starts_with(&format!("{name}=")));
-    let consistency = if has("stale") {
+    let consistency = if query_has(query, "stale") {
         Consistency::Stale
-    } else if has("consistent") {
+    } else if query_has(query, "consistent") {
         Consistency::Consistent
     } else {
         Consistency::Default
@@ -163,7 +205,32 @@ fn relayed_response(relayed: Relayed) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::resolve_near_agent;
+    use super::{client_view_service, resolve_near_agent};
+
+    fn get(uri: &str) -> axum::extract::Request {
+        axum::http::Request::get(uri).body(axum::body::Body::empty()).unwrap()
+    }
+
+    #[test]
+    fn only_non_blocking_stale_service_reads_come_from_a_clients_view() {
+        for (uri, answered) in [
+            ("/v1/health/service/web?stale", Some("web")),
+            ("/v1/catalog/service/web-1?cached&passing", Some("web-1")),
+            ("/v1/health/service/web?stale&index=0", Some("web")),
+            ("/v1/health/service/web", None),
+            ("/v1/health/service/web?stale&index=12", None),
+            ("/v1/health/service/web?stale&near=_agent", None),
+            ("/v1/health/service/web?stale&peer=p", None),
+            ("/v1/health/service/we%20b?stale", None),
+            ("/v1/health/checks/web?stale", None),
+            ("/v1/health/service/?stale", None),
+            ("/v1/health/service/web?stalemate", None),
+        ] {
+            assert_eq!(client_view_service(&get(uri)).as_deref(), answered, "{uri}");
+        }
+        let put = axum::http::Request::put("/v1/health/service/web?stale").body(axum::body::Body::empty()).unwrap();
+        assert_eq!(client_view_service(&put), None);
+    }
 
     #[test]
     fn near_agent_names_the_relaying_client() {

@@ -1,9 +1,10 @@
 //! `/v1/health/*`: service instances with their checks, and checks by service, node or state.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::response::Response;
 use serde_json::json;
 
+use crate::agent::remote_view::ServiceView;
 use crate::catalog::Catalog;
 use crate::catalog::model::HealthStatus;
 use crate::http::AppState;
@@ -18,8 +19,14 @@ fn health_index(catalog: &Catalog) -> u64 {
     i.nodes.max(i.services).max(i.checks)
 }
 
-pub(super) async fn service(State(state): State<AppState>, Path(name): Path<String>, Query(params): Query<Params>) -> Result<Response, ApiError> {
-    let options = read_options(&state, &params)?;
+pub(super) async fn service(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(params): Query<Params>,
+    client_view: Option<Extension<ServiceView>>,
+) -> Result<Response, ApiError> {
+    let mut options = read_options(&state, &params)?;
+    options.client_view = client_view.map(|Extension(view)| view);
     let tag = params.get("tag").cloned();
     let passing = params.get("passing").is_some_and(|v| v.is_empty() || v == "true" || v == "1");
     let node_meta = params.get("node-meta").cloned();

@@ -13,6 +13,7 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::agent::remote_view::ServiceView;
 use crate::bexpr::Filter;
 use crate::catalog::Catalog;
 use crate::config::parse_go_duration;
@@ -47,6 +48,9 @@ pub struct ReadOptions {
     pub consistency: Consistency,
     pub filter: Option<Filter>,
     pub pretty: bool,
+    /// On a client agent: the cached service view to answer from instead of relaying (set
+    /// by `http::forward` for the reads it can serve; see `agent::remote_view`).
+    pub client_view: Option<ServiceView>,
 }
 
 impl ReadOptions {
@@ -103,7 +107,7 @@ pub fn read_options(state: &AppState, params: &Params) -> Result<ReadOptions, Ap
         ),
         _ => None,
     };
-    Ok(ReadOptions { min_index, wait, consistency, filter, pretty: params.contains_key("pretty") })
+    Ok(ReadOptions { min_index, wait, consistency, filter, pretty: params.contains_key("pretty"), client_view: None })
 }
 
 /// Runs `query` against the catalog, blocking per `options` until a change to one of
@@ -115,6 +119,14 @@ pub async fn blocking_read<T>(
     topics: Vec<Topic>,
     query: impl Fn(&Catalog) -> (u64, T),
 ) -> Result<(QueryMeta, T), ApiError> {
+    if let Some(client_view) = &options.client_view {
+        // Never blocks: `http::forward` hands over only non-blocking reads.
+        let (_, value) = query(&client_view.catalog);
+        let last_contact_ms = u64::try_from(client_view.age.as_millis()).unwrap_or(u64::MAX);
+        // The view was answered by a server that served it as `?stale`; a client agent knows
+        // no leader of its own, and reports one known while its view is being kept fresh.
+        return Ok((QueryMeta { index: client_view.index.max(1), known_leader: true, last_contact_ms, consistency: options.consistency }, value));
+    }
     let view = state.agent.view();
     // A read that will not block subscribes to nothing.
     let topics = if options.blocks() { topics } else { Vec::new() };

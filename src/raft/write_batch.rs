@@ -9,6 +9,10 @@
 //! one [`Command::Batch`] entry. At most [`WRITE_BATCHES_IN_FLIGHT_MAX`] proposals are
 //! outstanding.
 //!
+//! A write that is itself a [`Command::Batch`] (a client agent's coalesced writes,
+//! `agent::client_writes`) joins a batch as its commands, and gets their outcomes back as one
+//! [`Outcome::Batch`]; batches never nest.
+//!
 //! `catalog::apply` gives each write of a batch its own index and its own outcome, so a client
 //! sees exactly what a separate entry would have given it. Writes from one client stay in its
 //! order (it waits for each answer); writes from different clients were concurrent, so any
@@ -88,9 +92,22 @@ impl WriteBatcher {
     }
 }
 
-/// A restore replaces the whole state and may be large: it always goes alone.
+/// A restore replaces the whole state and may be large: it always goes alone (and so does a
+/// proposed batch holding one).
 fn batchable(command: &Command) -> bool {
-    !matches!(command, Command::Restore { .. } | Command::Batch(_))
+    match command {
+        Command::Restore { .. } => false,
+        Command::Batch(commands) => !commands.iter().any(|c| matches!(c, Command::Restore { .. })),
+        _ => true,
+    }
+}
+
+/// How many commands a write adds to a batch (a proposed batch adds its commands).
+fn command_count(command: &Command) -> usize {
+    match command {
+        Command::Batch(commands) => commands.len(),
+        _ => 1,
+    }
 }
 
 /// The proposing task: takes what is queued, up to the limits, whenever a proposal slot frees.
@@ -108,17 +125,18 @@ async fn propose_queued(raft: Raft<TypeConfig>, mut queue: mpsc::Receiver<Pendin
             },
         };
         let Ok(slot) = slots.clone().acquire_owned().await else { return };
-        let mut bytes = first.command.payload_bytes();
+        let (mut bytes, mut count) = (first.command.payload_bytes(), command_count(&first.command));
         let alone = !batchable(&first.command);
         let mut batch = vec![first];
-        while !alone && batch.len() < WRITE_BATCH_COMMANDS_MAX {
+        while !alone && count < WRITE_BATCH_COMMANDS_MAX {
             let Ok(next) = queue.try_recv() else { break };
-            let next_bytes = next.command.payload_bytes();
-            if !batchable(&next.command) || bytes + next_bytes > WRITE_BATCH_BYTES_MAX {
+            let (next_bytes, next_count) = (next.command.payload_bytes(), command_count(&next.command));
+            let fits = bytes + next_bytes <= WRITE_BATCH_BYTES_MAX && count + next_count <= WRITE_BATCH_COMMANDS_MAX;
+            if !batchable(&next.command) || !fits {
                 held = Some(next);
                 break;
             }
-            bytes += next_bytes;
+            (bytes, count) = (bytes + next_bytes, count + next_count);
             batch.push(next);
         }
         tokio::spawn(commit(raft.clone(), batch, slot));
@@ -140,8 +158,21 @@ async fn commit(raft: Raft<TypeConfig>, mut batch: Vec<Pending>, _slot: OwnedSem
         let _ = reply.send(write_one(&raft, command).await);
         return;
     }
-    let (commands, replies): (Vec<Command>, Vec<oneshot::Sender<Proposed>>) =
-        batch.into_iter().map(|p| (p.command, p.reply)).unzip();
+    // Flatten: a proposed batch contributes its commands, and gets their outcomes back whole.
+    let mut commands = Vec::new();
+    let mut replies: Vec<(oneshot::Sender<Proposed>, Option<usize>)> = Vec::with_capacity(batch.len());
+    for Pending { command, reply } in batch {
+        match command {
+            Command::Batch(inner) => {
+                replies.push((reply, Some(inner.len())));
+                commands.extend(inner);
+            }
+            single => {
+                replies.push((reply, None));
+                commands.push(single);
+            }
+        }
+    }
     let count = commands.len();
     match raft.client_write(Command::Batch(commands)).await {
         Ok(response) => {
@@ -156,13 +187,18 @@ async fn commit(raft: Raft<TypeConfig>, mut batch: Vec<Pending>, _slot: OwnedSem
                     vec![Outcome::Rejected(message); count]
                 }
             };
-            for (reply, outcome) in replies.into_iter().zip(outcomes) {
+            let mut outcomes = outcomes.into_iter();
+            for (reply, proposed_batch) in replies {
+                let outcome = match proposed_batch {
+                    Some(len) => Outcome::Batch(outcomes.by_ref().take(len).collect()),
+                    None => outcomes.next().unwrap_or_else(|| Outcome::Rejected("internal error: no outcome for this write".into())),
+                };
                 let _ = reply.send(Proposed::Applied { log_index, outcome });
             }
         }
         Err(error) => {
             let proposed = refused(error);
-            for reply in replies {
+            for (reply, _) in replies {
                 let _ = reply.send(proposed.clone());
             }
         }

@@ -284,3 +284,53 @@ async fn concurrent_registrations_at_a_client_are_each_in_the_catalog_when_ackno
         writer.await.unwrap();
     }
 }
+
+/// A client answers non-blocking `?stale` / `?cached` service reads from its own view of the
+/// service (`agent::remote_view`): kept fresh by blocking reads, and still answering while
+/// every server is stopped, when a default read relayed to a server cannot.
+#[tokio::test]
+async fn stale_service_reads_at_a_client_come_from_its_view() {
+    let mut cluster = TestCluster::start(1).await;
+    cluster.wait_for_leader(Duration::from_secs(30)).await;
+    let client = cluster.add_client(&[]);
+    let agent = cluster.servers[client].http();
+    let body = json!({"Name": "api", "Port": 9000, "Check": {"CheckID": "api-ttl", "TTL": "1h", "Status": "passing"}});
+    let registered = eventually(30_000, async || {
+        let response = cluster.client.put(format!("{agent}/v1/agent/service/register")).body(body.to_string()).send().await;
+        let in_catalog = get_json(&cluster, 0, "/v1/catalog/service/api").await.and_then(|v| v.as_array().map(|a| a.len() == 1)).unwrap_or(false);
+        response.is_ok_and(|r| r.status() == 200) && in_catalog
+    })
+    .await;
+    assert!(registered, "api is registered through the client");
+
+    // `?cached`: the first read fetches the view (MISS), the next one is served from it (HIT).
+    let get = async |path: &str| cluster.client.get(format!("{agent}{path}")).timeout(Duration::from_secs(3)).send().await;
+    let first = get("/v1/health/service/api?cached").await.unwrap();
+    assert_eq!((first.status().as_u16(), first.headers()["x-cache"].to_str().unwrap()), (200, "MISS"));
+    let second = get("/v1/health/service/api?cached").await.unwrap();
+    assert_eq!(second.headers()["x-cache"], "HIT");
+    assert!(second.headers().contains_key("age") && second.headers().contains_key("x-consul-index"));
+    let entries: Value = second.json().await.unwrap();
+    assert_eq!(entries[0]["Service"]["Port"], 9000, "{entries}");
+
+    // A change reaches the view: the TTL check fails, and `?stale` reads show it critical.
+    let failed = cluster.client.put(format!("{agent}/v1/agent/check/fail/api-ttl")).send().await.unwrap();
+    assert_eq!(failed.status(), 200);
+    let critical = eventually(10_000, async || {
+        let Ok(response) = get("/v1/health/service/api?stale").await else { return false };
+        let entries: Value = response.json().await.unwrap_or_default();
+        entries[0]["Checks"].as_array().is_some_and(|checks| checks.iter().any(|c| c["CheckID"] == "api-ttl" && c["Status"] == "critical"))
+    })
+    .await;
+    assert!(critical, "the client's view follows the check to critical");
+
+    // Every server stopped: the view still answers; a default read (relayed) does not.
+    cluster.signal(0, "STOP");
+    let stale = get("/v1/catalog/service/api?stale").await.unwrap();
+    assert_eq!(stale.status(), 200, "a ?stale read is answered from the client's view");
+    let rows: Value = stale.json().await.unwrap();
+    assert_eq!((rows.as_array().map(Vec::len), &rows[0]["ServicePort"]), (Some(1), &json!(9000)), "{rows}");
+    let relayed = get("/v1/catalog/service/api").await;
+    assert!(relayed.is_err() || relayed.is_ok_and(|r| r.status() != 200), "a default read is not answered without the server");
+    cluster.signal(0, "CONT");
+}
