@@ -20,6 +20,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use crate::agent::role::{ServerPool, WriteError, Written, write_through_servers};
 use crate::catalog::{Command, Outcome};
+use crate::raft::write_batch::{BatchQueue, QueuedSize};
 use crate::rpc::client::RpcClient;
 
 /// Most writes waiting for a batch; further writers wait for room.
@@ -80,29 +81,11 @@ impl ClientWrites {
 }
 
 /// The sending task: takes what is queued, up to the limits, whenever a slot frees.
-async fn send_queued(rpc: Arc<RpcClient>, pool: ServerPool, mut queue: mpsc::Receiver<Pending>, slots: Arc<Semaphore>) {
-    let mut held: Option<Pending> = None;
-    loop {
-        let first = match held.take() {
-            Some(pending) => pending,
-            None => match queue.recv().await {
-                Some(pending) => pending,
-                None => return,
-            },
-        };
-        let Ok(slot) = slots.clone().acquire_owned().await else { return };
-        let mut bytes = first.command.payload_bytes();
-        let mut batch = vec![first];
-        while batch.len() < CLIENT_WRITE_BATCH_COMMANDS_MAX {
-            let Ok(next) = queue.try_recv() else { break };
-            let next_bytes = next.command.payload_bytes();
-            if bytes + next_bytes > CLIENT_WRITE_BATCH_BYTES_MAX {
-                held = Some(next);
-                break;
-            }
-            bytes += next_bytes;
-            batch.push(next);
-        }
+async fn send_queued(rpc: Arc<RpcClient>, pool: ServerPool, queue: mpsc::Receiver<Pending>, slots: Arc<Semaphore>) {
+    let mut queue = BatchQueue::new(queue);
+    // Only batchable writes are queued (`ClientWrites::write`); each is one command.
+    let size = |pending: &Pending| QueuedSize { bytes: pending.command.payload_bytes(), commands: 1, batchable: true };
+    while let Some((batch, slot)) = queue.next(&slots, CLIENT_WRITE_BATCH_BYTES_MAX, CLIENT_WRITE_BATCH_COMMANDS_MAX, size).await {
         tokio::spawn(send(rpc.clone(), pool.clone(), batch, slot));
     }
 }

@@ -111,35 +111,68 @@ fn command_count(command: &Command) -> usize {
 }
 
 /// The proposing task: takes what is queued, up to the limits, whenever a proposal slot frees.
-async fn propose_queued(raft: Raft<TypeConfig>, mut queue: mpsc::Receiver<Pending>, slots: Arc<Semaphore>) {
-    // A write taken from the queue that did not fit the batch before it: it starts the next.
-    let mut held: Option<Pending> = None;
-    loop {
-        // Wait for a write before taking a slot, so that an idle server leaves its slot to
-        // the fast path.
-        let first = match held.take() {
-            Some(pending) => pending,
-            None => match queue.recv().await {
-                Some(pending) => pending,
-                None => return,
-            },
+async fn propose_queued(raft: Raft<TypeConfig>, queue: mpsc::Receiver<Pending>, slots: Arc<Semaphore>) {
+    let mut queue = BatchQueue::new(queue);
+    let size = |pending: &Pending| QueuedSize {
+        bytes: pending.command.payload_bytes(),
+        commands: command_count(&pending.command),
+        batchable: batchable(&pending.command),
+    };
+    while let Some((batch, slot)) = queue.next(&slots, WRITE_BATCH_BYTES_MAX, WRITE_BATCH_COMMANDS_MAX, size).await {
+        tokio::spawn(commit(raft.clone(), batch, slot));
+    }
+}
+
+/// How much a queued write adds to a batch, and whether it may share one.
+pub(crate) struct QueuedSize {
+    pub bytes: usize,
+    pub commands: usize,
+    pub batchable: bool,
+}
+
+/// Writes waiting to leave in batches: the leader's here, and a client agent's
+/// (`agent::client_writes`), which batch the same way.
+pub(crate) struct BatchQueue<T> {
+    queue: mpsc::Receiver<T>,
+    /// A write taken from the queue that did not fit the batch before it: it starts the next.
+    held: Option<T>,
+}
+
+impl<T> BatchQueue<T> {
+    pub(crate) fn new(queue: mpsc::Receiver<T>) -> BatchQueue<T> {
+        BatchQueue { queue, held: None }
+    }
+
+    /// Waits for a write, then for a slot (so an idle sender leaves its slot to a fast path),
+    /// and returns the writes queued by then that fit the limits; the first always goes, a
+    /// write that may not share a batch goes alone. `None` once every sender is gone.
+    pub(crate) async fn next(
+        &mut self,
+        slots: &Arc<Semaphore>,
+        bytes_max: usize,
+        commands_max: usize,
+        size: impl Fn(&T) -> QueuedSize,
+    ) -> Option<(Vec<T>, OwnedSemaphorePermit)> {
+        let first = match self.held.take() {
+            Some(write) => write,
+            None => self.queue.recv().await?,
         };
-        let Ok(slot) = slots.clone().acquire_owned().await else { return };
-        let (mut bytes, mut count) = (first.command.payload_bytes(), command_count(&first.command));
-        let alone = !batchable(&first.command);
+        let slot = slots.clone().acquire_owned().await.ok()?;
+        let first_size = size(&first);
+        let (mut bytes, mut commands) = (first_size.bytes, first_size.commands);
         let mut batch = vec![first];
-        while !alone && count < WRITE_BATCH_COMMANDS_MAX {
-            let Ok(next) = queue.try_recv() else { break };
-            let (next_bytes, next_count) = (next.command.payload_bytes(), command_count(&next.command));
-            let fits = bytes + next_bytes <= WRITE_BATCH_BYTES_MAX && count + next_count <= WRITE_BATCH_COMMANDS_MAX;
-            if !batchable(&next.command) || !fits {
-                held = Some(next);
+        while first_size.batchable && commands < commands_max {
+            let Ok(next) = self.queue.try_recv() else { break };
+            let next_size = size(&next);
+            let fits = bytes + next_size.bytes <= bytes_max && commands + next_size.commands <= commands_max;
+            if !next_size.batchable || !fits {
+                self.held = Some(next);
                 break;
             }
-            (bytes, count) = (bytes + next_bytes, count + next_count);
+            (bytes, commands) = (bytes + next_size.bytes, commands + next_size.commands);
             batch.push(next);
         }
-        tokio::spawn(commit(raft.clone(), batch, slot));
+        Some((batch, slot))
     }
 }
 
