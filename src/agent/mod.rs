@@ -303,6 +303,7 @@ impl Agent {
         if let Some(raft) = self.raft() {
             raft.shutdown().await;
         }
+        self.persister.stop().await;
     }
 
     /// The registration of this agent's own node, without services or checks.

@@ -7,6 +7,8 @@
 //! concurrent registrations share one disk sync (group commit), and because one thread writes
 //! in turn, reading the state as it is when it writes, the newest value of an entry is always
 //! the last one on disk. Entries from config files are never written (`config_defs`).
+//! `Agent::stop` stops and joins the writer, so its handle on the store is gone before the
+//! process exits (RocksDB aborts a process that exits while another thread closes a database).
 
 use std::sync::Arc;
 
@@ -29,29 +31,53 @@ struct Request {
     done: oneshot::Sender<Result<(), String>>,
 }
 
-/// The queue to the writer thread. Dropping it (with the agent) ends the thread.
+/// What the writer thread is asked to do.
+enum Message {
+    Write(Request),
+    Stop,
+}
+
+/// The queue to the writer thread, and the thread. [`PersistWriter::stop`] (or dropping the
+/// queue, with the agent) ends the thread.
 pub(crate) struct PersistWriter {
-    queue: mpsc::Sender<Request>,
+    queue: mpsc::Sender<Message>,
+    thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl PersistWriter {
     pub(crate) fn start(state: Arc<LocalCell>, store: Store) -> Result<PersistWriter, AgentError> {
         let (queue, requests) = mpsc::channel(PERSIST_QUEUE_MAX);
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("cairn-persist".into())
             .spawn(move || write_loop(&state, &store, requests))
             .map_err(|e| AgentError::Rejected(format!("cannot start the local state writer: {e}")))?;
-        Ok(PersistWriter { queue })
+        Ok(PersistWriter { queue, thread: std::sync::Mutex::new(Some(thread)) })
+    }
+
+    /// Writes what is queued, stops the thread and waits for it. Later persists fail.
+    pub(crate) async fn stop(&self) {
+        let _ = self.queue.send(Message::Stop).await;
+        let thread = self.thread.lock().expect("persist thread lock poisoned").take();
+        if let Some(thread) = thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
     }
 }
 
 /// The writer thread: one synced batch for everything queued, until the agent goes.
-fn write_loop(state: &LocalCell, store: &Store, mut requests: mpsc::Receiver<Request>) {
-    while let Some(first) = requests.blocking_recv() {
+fn write_loop(state: &LocalCell, store: &Store, mut requests: mpsc::Receiver<Message>) {
+    let mut stopping = false;
+    while !stopping && let Some(Message::Write(first)) = requests.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < PERSIST_BATCH_REQUESTS_MAX {
-            let Ok(next) = requests.try_recv() else { break };
-            batch.push(next);
+            match requests.try_recv() {
+                Ok(Message::Write(next)) => batch.push(next),
+                Ok(Message::Stop) => {
+                    stopping = true;
+                    break;
+                }
+                Err(_) => break,
+            }
         }
         let (mut puts, mut deletes) = (Vec::new(), Vec::new());
         {
@@ -90,7 +116,7 @@ impl Agent {
         let (services, checks) = (services.collect(), checks.collect());
         let (done, written) = oneshot::channel();
         let stopped = || AgentError::Rejected("persisting local state failed: the writer has stopped".into());
-        self.persister.queue.send(Request { services, checks, done }).await.map_err(|_| stopped())?;
+        self.persister.queue.send(Message::Write(Request { services, checks, done })).await.map_err(|_| stopped())?;
         written.await.map_err(|_| stopped())?.map_err(AgentError::Rejected)
     }
 }
