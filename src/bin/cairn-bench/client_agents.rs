@@ -4,7 +4,10 @@
 //! - **registration throughput**: `PUT /v1/agent/service/register` (a service with one TTL
 //!   check, its port changed on every request so every registration is a real catalog change)
 //!   spread over the 3 client agents, against `PUT /v1/kv` at the same concurrency through the
-//!   same client agents. Target: registrations ≥ 0.8× KV puts.
+//!   same client agents. Target: registrations ≥ 0.8× KV puts. The two workloads alternate in
+//!   `rounds` rounds (KV first in odd rounds, registrations first in even ones), so a drift of
+//!   the machine or of the stores over the run weighs on both alike; each round's ratio is
+//!   printed, and the row is all rounds together.
 //! - **DNS on a client agent**: `web.service.consul` A queries answered by a client agent (from
 //!   its local view, warmed first) against the same queries on a server. Target ≥ 0.9×.
 
@@ -32,7 +35,7 @@ const DNS_TIMEOUT_MS: u64 = 1_000;
 const FORMATION_TIMEOUT_S: u64 = 60;
 
 /// Runs the workloads at every concurrency in `clients`, `duration` each.
-pub(crate) async fn run(clients: &[usize], duration: Duration) -> Result<(), String> {
+pub(crate) async fn run(clients: &[usize], duration: Duration, rounds: usize) -> Result<(), String> {
     let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).pool_max_idle_per_host(1024).build().map_err(|e| e.to_string())?;
     let mut cluster = Cluster::start_with(SERVERS, "")?;
     cluster.leader(&http, Duration::from_secs(FORMATION_TIMEOUT_S)).await.ok_or("no leader")?;
@@ -48,8 +51,18 @@ pub(crate) async fn run(clients: &[usize], duration: Duration) -> Result<(), Str
     println!("{:<26} {:>8} {:>10} {:>9} {:>9} {:>7}", "workload", "workers", "ops/s", "p50 ms", "p99 ms", "errors");
     let mut json = Vec::new();
     for &c in clients {
-        let kv = kv_puts(&http, &targets, c, duration).await;
-        let reg = registrations(&http, &targets, c, duration).await;
+        let (mut kv, mut reg) = (Stats::default(), Stats::default());
+        for round in 0..rounds {
+            let (k, r) = if round % 2 == 0 {
+                let k = kv_puts(&http, &targets, c, duration).await;
+                (k, registrations(&http, &targets, c, duration).await)
+            } else {
+                let r = registrations(&http, &targets, c, duration).await;
+                (kv_puts(&http, &targets, c, duration).await, r)
+            };
+            println!("  round {}: {:.0} KV puts/s, {:.0} registrations/s: {:.2}x", round + 1, k.throughput(), r.throughput(), r.throughput() / k.throughput().max(1.0));
+            (kv, reg) = (kv.merge(k), reg.merge(r));
+        }
         json.push(row("kv put via clients", c, &kv));
         json.push(row("service register", c, &reg));
         println!("  registrations / KV puts at {c} workers: {:.2}x (target >= 0.8x)", reg.throughput() / kv.throughput().max(1.0));

@@ -16,9 +16,10 @@
 //! runs a simulated LAN gossip pool in one process, against memberlist's defaults
 //! (`gossip_sim.rs`).
 //!
-//! `--client-agents [--clients 64]` instead starts 3 servers and 3 client agents and measures
-//! service registration against KV puts through the clients, and DNS on a client against a
-//! server (`client_agents.rs`).
+//! `--client-agents [--clients 64] [--rounds 3]` instead starts 3 servers and 3 client agents
+//! and measures service registration against KV puts through the clients (interleaved in
+//! `--rounds` rounds of `--duration-s` each), and DNS on a client against a server
+//! (`client_agents.rs`).
 //!
 //! `--cluster N` instead starts N servers on loopback and measures write throughput, failover
 //! time and snapshot catch-up (`cluster.rs`; `--snapshot-mb` sets the state machine size).
@@ -60,6 +61,7 @@ struct Options {
     duration: Duration,
     value_bytes: usize,
     dns_iterations: usize,
+    rounds: usize,
     cluster: usize,
     snapshot_mb: usize,
     watchers: usize,
@@ -80,6 +82,7 @@ fn parse_options() -> Result<Options, String> {
         duration: Duration::from_secs(10),
         value_bytes: 256,
         dns_iterations: 50,
+        rounds: 3,
         cluster: 0,
         snapshot_mb: 100,
         watchers: 0,
@@ -120,6 +123,7 @@ fn parse_options() -> Result<Options, String> {
             }
             "duration-s" => options.duration = Duration::from_secs(value()?.parse().map_err(|e| format!("--duration-s: {e}"))?),
             "value-bytes" => options.value_bytes = value()?.parse().map_err(|e| format!("--value-bytes: {e}"))?,
+            "rounds" => options.rounds = value()?.parse().map_err(|e| format!("--rounds: {e}"))?,
             "dns-iterations" => options.dns_iterations = value()?.parse().map_err(|e| format!("--dns-iterations: {e}"))?,
             "h" | "help" => return Err("usage: see the //! doc at the top of src/bin/cairn-bench.rs".into()),
             other => return Err(format!("unknown flag --{other}")),
@@ -199,6 +203,7 @@ async fn wait_ready(client: &reqwest::Client, http: &str) -> Result<(), String> 
     Err(format!("agent at {http} did not become ready"))
 }
 
+#[derive(Default)]
 pub(crate) struct Stats {
     operations: usize,
     pub(crate) errors: usize,
@@ -213,6 +218,16 @@ impl Stats {
         }
         let rank = ((p / 100.0) * (self.latencies_us.len() - 1) as f64).round() as usize;
         self.latencies_us[rank] as f64 / 1000.0
+    }
+
+    /// Both runs' operations, errors, time and latencies together (for interleaved rounds).
+    pub(crate) fn merge(mut self, other: Stats) -> Stats {
+        self.operations += other.operations;
+        self.errors += other.errors;
+        self.elapsed += other.elapsed;
+        self.latencies_us.extend(other.latencies_us);
+        self.latencies_us.sort_unstable();
+        self
     }
 
     pub(crate) fn throughput(&self) -> f64 {
@@ -367,7 +382,7 @@ async fn main() -> std::process::ExitCode {
         }
     }
     if options.client_agents {
-        return match client_agents::run(&options.clients, options.duration).await {
+        return match client_agents::run(&options.clients, options.duration, options.rounds.max(1)).await {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(message) => {
                 eprintln!("cairn-bench: {message}");
