@@ -217,6 +217,14 @@ fn validate(config: &RuntimeConfig) -> Result<(), ConfigError> {
             "check_output_max_size must be positive".into(),
         ),
         (
+            config.acl_enabled,
+            "acl.enabled = true: cairn does not enforce ACLs yet; refusing to start rather than serve every request without a token".into(),
+        ),
+        (
+            config.ports.https.is_some(),
+            "ports.https: cairn does not serve HTTPS yet; refusing to start rather than leave the port unbound (set it to -1)".into(),
+        ),
+        (
             !["allow", "deny"].contains(&config.acl_default_policy.as_str()),
             format!("acl.default_policy cannot be {:?}: use allow or deny", config.acl_default_policy),
         ),
@@ -225,6 +233,35 @@ fn validate(config: &RuntimeConfig) -> Result<(), ConfigError> {
         return Err(ConfigError::Invalid(message));
     }
     check_port_conflicts(&config.ports)
+}
+
+/// Consul's security settings that cairn does not implement yet, by their key (a section's
+/// name covers every key in it). Warning "unknown key ignored" would leave an operator who set
+/// one believing they have it, so each is an error instead.
+const UNHONOURED_SECURITY_KEYS: [(&str, &str); 15] = [
+    ("tls", "TLS (tls.*)"),
+    ("ca_file", "TLS (ca_file)"),
+    ("ca_path", "TLS (ca_path)"),
+    ("cert_file", "TLS (cert_file)"),
+    ("key_file", "TLS (key_file)"),
+    ("verify_incoming", "TLS (verify_incoming)"),
+    ("verify_incoming_rpc", "TLS (verify_incoming_rpc)"),
+    ("verify_incoming_https", "TLS (verify_incoming_https)"),
+    ("verify_outgoing", "TLS (verify_outgoing)"),
+    ("verify_server_hostname", "TLS (verify_server_hostname)"),
+    ("tls_min_version", "TLS (tls_min_version)"),
+    ("tls_cipher_suites", "TLS (tls_cipher_suites)"),
+    ("auto_encrypt", "auto_encrypt"),
+    ("auto_config", "auto_config"),
+    ("acl.enable_token_replication", "ACL token replication"),
+];
+
+/// What an unknown key that is a security setting stands for, if it is one.
+fn unhonoured_security_key(key: &str) -> Option<&'static str> {
+    UNHONOURED_SECURITY_KEYS
+        .iter()
+        .find(|(name, _)| key == *name || key.strip_prefix(name).is_some_and(|rest| rest.starts_with('.')))
+        .map(|(_, what)| *what)
 }
 
 /// Consul requires `node_id` to be a UUID (8-4-4-4-12 hex digits).
@@ -337,6 +374,13 @@ fn read_config_file(
         }
     };
     for key in checked.unknown_keys() {
+        if let Some(unhonoured) = unhonoured_security_key(&key) {
+            return Err(ConfigError::InvalidKey {
+                path: path.to_path_buf(),
+                key,
+                message: format!("{unhonoured} is not supported by cairn yet; refusing to start rather than run without it"),
+            });
+        }
         warnings.push(format!(
             "config file {}: unknown key `{key}` ignored",
             path.display()

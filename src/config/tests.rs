@@ -326,9 +326,9 @@ fn py_consul_test_config_loads() {
 
 #[test]
 fn acl_config_and_legacy_token_names() {
-    let modern = r#"{"primary_datacenter":"dc1","acl":{"enabled":true,"tokens":{"initial_management":"abc","agent":"ag"}}}"#;
+    let modern = r#"{"primary_datacenter":"dc1","acl":{"enabled":false,"tokens":{"initial_management":"abc","agent":"ag"}}}"#;
     let config = config_from(&[("acl.json", modern)], &["-dev"]);
-    assert!(config.acl_enabled);
+    assert!(!config.acl_enabled);
     assert_eq!(config.primary_datacenter.as_deref(), Some("dc1"));
     assert_eq!(config.acl_tokens.initial_management.as_deref(), Some("abc"));
     assert_eq!(config.acl_tokens.agent.as_deref(), Some("ag"));
@@ -336,19 +336,44 @@ fn acl_config_and_legacy_token_names() {
         !format!("{config:?}").contains("abc"),
         "tokens must not appear in Debug output"
     );
-    let legacy = r#"{"acl_datacenter":"dc1","acl_master_token":"old","acl_token":"anon","acl_default_policy":"deny"}"#;
+    let legacy = r#"{"acl_master_token":"old","acl_token":"anon","acl_default_policy":"deny"}"#;
     let loaded = load_files(&[("legacy.json", legacy)], &["-dev"]).expect("load");
-    assert!(loaded.config.acl_enabled);
     assert_eq!(loaded.config.acl_default_policy, "deny");
     assert_eq!(
         loaded.config.acl_tokens.initial_management.as_deref(),
         Some("old")
     );
     assert_eq!(loaded.config.acl_tokens.default.as_deref(), Some("anon"));
-    assert_eq!(loaded.warnings.len(), 4, "{:?}", loaded.warnings);
+    assert_eq!(loaded.warnings.len(), 3, "{:?}", loaded.warnings);
     let master = r#"{"acl":{"tokens":{"master":"m"}}}"#;
     let config = config_from(&[("master.json", master)], &["-dev"]);
     assert_eq!(config.acl_tokens.initial_management.as_deref(), Some("m"));
+}
+
+/// Security settings cairn cannot honour yet stop the agent with a clear error instead of an
+/// "unknown key ignored" warning (or, for ACLs and HTTPS, instead of running without them).
+#[test]
+fn unhonoured_security_settings_are_errors() {
+    let refused = [
+        (r#"{"acl":{"enabled":true}}"#, "acl.enabled"),
+        (r#"{"acl_datacenter":"dc1"}"#, "acl.enabled"),
+        (r#"{"ports":{"https":8501}}"#, "ports.https"),
+        (r#"{"verify_incoming":true}"#, "verify_incoming"),
+        (r#"{"ca_file":"/etc/ca.pem"}"#, "ca_file"),
+        (r#"{"tls":{"defaults":{"verify_outgoing":true}}}"#, "tls"),
+        (r#"{"auto_encrypt":{"tls":true}}"#, "auto_encrypt"),
+    ];
+    for (contents, needle) in refused {
+        let error = load_files(&[("security.json", contents)], &["-dev"]).err().unwrap_or_else(|| panic!("{contents} loaded"));
+        let message = error.to_string();
+        assert!(message.contains(needle) && message.contains("refusing to start"), "{contents}: {message}");
+    }
+    let error = load_err(&["-dev", "-https-port=8501"]).to_string();
+    assert!(error.contains("ports.https"), "{error}");
+    // Disabled values are fine, and a key that merely shares a prefix is no security key.
+    let fine = r#"{"ports":{"https":-1},"acl":{"enabled":false},"tlsfoo":1}"#;
+    let loaded = load_files(&[("fine.json", fine)], &["-dev"]).expect("load");
+    assert!(warned(&loaded.warnings, "tlsfoo"));
 }
 
 #[test]
