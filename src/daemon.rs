@@ -180,7 +180,8 @@ async fn serve(config: RuntimeConfig, data_dir: PathBuf, agent_args: Vec<String>
         let router = crate::rpc::server::router(endpoint.clone(), crate::http::router(agent.clone()));
         let frames = crate::http::server::SharedPort {
             magic: crate::rpc::frames::FRAME_MAGIC,
-            serve: Arc::new(move |stream| Box::pin(crate::rpc::frames::serve(stream, endpoint.clone()))),
+            serve: Arc::new(move |stream, peer, cert| Box::pin(crate::rpc::frames::serve(stream, peer, cert, endpoint.clone()))),
+            tls: agent.tls(),
         };
         let conns_per_peer_max = crate::rpc::RPC_CONNS_PER_PEER_MAX;
         tasks.push(tokio::spawn(crate::http::server::serve_shared(listener, router, conns_per_peer_max, agent.shutdown_requested(), Some(frames))));

@@ -6,6 +6,7 @@
 //! - `bexpr`: Consul's `?filter=` expressions (pure);
 //! - `config`: flags and config files into a validated runtime config (pure);
 //! - `store`: RocksDB, and nothing else;
+//! - `tls`: the server port's rustls configurations, and certificates for `cairn tls`;
 //! - `watch`: which blocking queries wait on which topics, and waking only those;
 //! - `rpc`: the server port's protocol: one client, one route table, frames (no Raft knowledge);
 //! - `raft`: openraft glue: log store, state machine, network;
@@ -31,5 +32,6 @@ pub mod http;
 pub mod raft;
 pub mod rpc;
 pub mod store;
+pub mod tls;
 pub mod ui;
 pub mod watch;

@@ -45,8 +45,10 @@ use crate::gossip::Gossip;
 use crate::agent::role::{Role, ServerPool};
 use crate::raft::{CatalogView, RaftServer, RaftSettings, RaftStatus, ServerNode};
 use crate::rpc::client::RpcClient;
+use crate::rpc::frames::ClientTls;
 use crate::rpc::fault::{FAULT_INJECTION_ENV, Faults};
 use crate::store::Store;
+use crate::tls::RpcTls;
 
 pub use anti_entropy::{LEADER_OWNED_CHECK_ID, LEADER_OWNED_SERVICE_ID};
 
@@ -140,6 +142,15 @@ pub struct Agent {
     /// Which services and checks come from config files, and the reload queue (`config_defs`).
     config_defs: config_defs::ConfigDefs,
     started_at: Instant,
+    /// TLS on the server port, when configured (`tls`).
+    tls: Option<Arc<RpcTls>>,
+}
+
+/// The server port's TLS from the config's `tls_rpc` (files read now, once).
+fn rpc_tls(config: &RuntimeConfig) -> Result<Option<Arc<RpcTls>>, AgentError> {
+    let Some(settings) = &config.tls_rpc else { return Ok(None) };
+    let server_name = format!("server.{}.{}", config.datacenter, config.domain.trim_end_matches('.'));
+    RpcTls::load(settings, &server_name).map(|tls| Some(Arc::new(tls))).map_err(|e| AgentError::Invalid(e.to_string()))
 }
 
 impl Agent {
@@ -169,7 +180,10 @@ impl Agent {
         let view = CatalogView::new();
         let own_server_addr = if config.server { format!("{}:{}", advertise_addr, config.ports.server) } else { String::new() };
         let faults = Arc::new(Faults::new(std::env::var(FAULT_INJECTION_ENV).is_ok_and(|v| v == "1")));
-        let rpc = Arc::new(RpcClient::new(faults, own_server_addr.clone())?);
+        let source_ip = (!config.bind_addr.is_unspecified()).then_some(config.bind_addr);
+        let tls = rpc_tls(&config)?;
+        let client_tls = tls.as_ref().and_then(|tls| tls.client_config().map(|config| ClientTls { config, server_name: tls.server_name() }));
+        let rpc = Arc::new(RpcClient::new(faults, own_server_addr.clone(), source_ip, client_tls)?);
         let role = if config.server {
             let settings = RaftSettings {
                 node_id: raft_node_id(&node_id),
@@ -221,6 +235,7 @@ impl Agent {
             shutdown,
             config_defs: config_defs::ConfigDefs::default(),
             started_at: Instant::now(),
+            tls,
         });
         agent.restart_check_runners();
         Ok((agent, results_rx))
@@ -262,6 +277,11 @@ impl Agent {
 
     pub fn role(&self) -> &Role {
         &self.role
+    }
+
+    /// TLS on the server port, when configured.
+    pub fn tls(&self) -> Option<Arc<RpcTls>> {
+        self.tls.clone()
     }
 
     pub fn rpc(&self) -> &Arc<RpcClient> {

@@ -31,6 +31,7 @@ mod operator;
 mod snapshot;
 mod watch;
 mod services;
+mod tls;
 #[cfg(test)]
 mod tests;
 
@@ -170,6 +171,9 @@ pub(crate) fn run_with(
         ("snapshot", Some("restore")) => snapshot::restore(&rest[1..], &mut io),
         ("snapshot", Some("inspect")) => snapshot::inspect(&rest[1..], &mut io),
         ("snapshot", _) => fail("usage: cairn snapshot save|restore|inspect FILE"),
+        ("tls", Some("ca")) if rest.get(1).is_some_and(|s| s == "create") => tls::ca_create(&rest[2..], &mut io),
+        ("tls", Some("cert")) if rest.get(1).is_some_and(|s| s == "create") => tls::cert_create(&rest[2..], &mut io),
+        ("tls", _) => fail("usage: cairn tls ca create [options] | cairn tls cert create -server|-client|-cli [options]"),
         (other, _) => fail(format!("Unknown command: {other:?}\n\n{USAGE}")),
     };
     finish(&mut io, result)
@@ -335,6 +339,7 @@ Available commands are:
     watch          Runs a blocking query in a loop and prints or handles each change
     lock           Runs a command while holding a lock (or a semaphore slot with -n)
     services       Interact with services
+    tls            Creates a CA and certificates for TLS on the server port
     version        Prints the Cairn version
 
 Client commands talk to an agent's HTTP API: -http-addr, or CAIRN_HTTP_ADDR,

@@ -85,6 +85,18 @@ pub(super) struct RawConfig {
     pub(super) acl_agent_token: Option<String>,
     pub(super) acl_default_policy: Option<String>,
     pub(super) acl_datacenter: Option<String>,
+    pub(super) tls: Option<super::tls::RawTls>,
+    pub(super) ca_file: Option<PathBuf>,
+    pub(super) ca_path: Option<PathBuf>,
+    pub(super) cert_file: Option<PathBuf>,
+    pub(super) key_file: Option<PathBuf>,
+    pub(super) verify_incoming: Option<bool>,
+    pub(super) verify_incoming_rpc: Option<bool>,
+    pub(super) verify_incoming_https: Option<bool>,
+    pub(super) verify_outgoing: Option<bool>,
+    pub(super) verify_server_hostname: Option<bool>,
+    pub(super) tls_min_version: Option<String>,
+    pub(super) tls_cipher_suites: Option<String>,
     pub(super) encrypt: Option<String>,
     pub(super) encrypt_verify_incoming: Option<bool>,
     pub(super) encrypt_verify_outgoing: Option<bool>,
@@ -291,7 +303,11 @@ impl RawConfig {
     /// Dotted names of every key no struct declared, e.g. `telemetry`, `ports.grpc_tls`.
     pub(super) fn unknown_keys(&self) -> Vec<String> {
         let acl_tokens = self.acl.as_ref().and_then(|acl| acl.tokens.as_ref());
-        let nested: [(&str, Option<&UnknownKeys>); 10] = [
+        let tls = self.tls.as_ref();
+        let nested: [(&str, Option<&UnknownKeys>); 13] = [
+            ("tls", tls.map(|section| &section.unknown)),
+            ("tls.defaults", tls.and_then(|t| t.defaults.as_ref()).map(|section| &section.unknown)),
+            ("tls.internal_rpc", tls.and_then(|t| t.internal_rpc.as_ref()).map(|section| &section.unknown)),
             ("autopilot", self.autopilot.as_ref().map(|section| &section.unknown)),
             ("ports", self.ports.as_ref().map(|section| &section.unknown)),
             (

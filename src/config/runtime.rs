@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use super::ConfigError;
 use super::gossip::{GossipSettings, RawGossip};
+use super::tls::{RawTlsBlock, RawTlsKeys, RpcTlsSettings};
 use super::raw::{GoDuration, Port, RawConfig, RawDnsConfig, RawLimits, RawPorts, RawRaft};
 
 const DEFAULT_HTTP_PORT: u16 = 8500;
@@ -84,6 +85,8 @@ pub struct RuntimeConfig {
     pub acl_tokens: AclTokens,
     /// LAN gossip: the key, timing, reaping and leaving (`config::gossip`).
     pub gossip: GossipSettings,
+    /// TLS on the server port (`config::tls`); `None` when no TLS key was set.
+    pub tls_rpc: Option<RpcTlsSettings>,
     pub primary_datacenter: Option<String>,
     pub node_meta: BTreeMap<String, String>,
 }
@@ -436,6 +439,26 @@ impl RuntimeConfig {
                 },
                 raw.server.unwrap_or(dev),
                 dev,
+            )?,
+            tls_rpc: RpcTlsSettings::build(
+                RawTlsKeys {
+                    tls: raw.tls,
+                    legacy: RawTlsBlock {
+                        ca_file: raw.ca_file,
+                        ca_path: raw.ca_path,
+                        cert_file: raw.cert_file,
+                        key_file: raw.key_file,
+                        verify_incoming: raw.verify_incoming,
+                        verify_outgoing: raw.verify_outgoing,
+                        verify_server_hostname: raw.verify_server_hostname,
+                        tls_min_version: raw.tls_min_version,
+                        tls_cipher_suites: raw.tls_cipher_suites,
+                        unknown: Default::default(),
+                    },
+                    verify_incoming_rpc: raw.verify_incoming_rpc,
+                    verify_incoming_https: raw.verify_incoming_https,
+                },
+                raw.server.unwrap_or(dev),
             )?,
             primary_datacenter: primary_datacenter.map(|name| name.to_ascii_lowercase()),
             node_meta: raw.node_meta.unwrap_or_default(),

@@ -350,32 +350,6 @@ fn acl_config_and_legacy_token_names() {
     assert_eq!(config.acl_tokens.initial_management.as_deref(), Some("m"));
 }
 
-/// Security settings cairn cannot honour yet stop the agent with a clear error instead of an
-/// "unknown key ignored" warning (or, for ACLs and HTTPS, instead of running without them).
-#[test]
-fn unhonoured_security_settings_are_errors() {
-    let refused = [
-        (r#"{"acl":{"enabled":true}}"#, "acl.enabled"),
-        (r#"{"acl_datacenter":"dc1"}"#, "acl.enabled"),
-        (r#"{"ports":{"https":8501}}"#, "ports.https"),
-        (r#"{"verify_incoming":true}"#, "verify_incoming"),
-        (r#"{"ca_file":"/etc/ca.pem"}"#, "ca_file"),
-        (r#"{"tls":{"defaults":{"verify_outgoing":true}}}"#, "tls"),
-        (r#"{"auto_encrypt":{"tls":true}}"#, "auto_encrypt"),
-    ];
-    for (contents, needle) in refused {
-        let error = load_files(&[("security.json", contents)], &["-dev"]).err().unwrap_or_else(|| panic!("{contents} loaded"));
-        let message = error.to_string();
-        assert!(message.contains(needle) && message.contains("refusing to start"), "{contents}: {message}");
-    }
-    let error = load_err(&["-dev", "-https-port=8501"]).to_string();
-    assert!(error.contains("ports.https"), "{error}");
-    // Disabled values are fine, and a key that merely shares a prefix is no security key.
-    let fine = r#"{"ports":{"https":-1},"acl":{"enabled":false},"tlsfoo":1}"#;
-    let loaded = load_files(&[("fine.json", fine)], &["-dev"]).expect("load");
-    assert!(warned(&loaded.warnings, "tlsfoo"));
-}
-
 #[test]
 fn go_durations_parse_like_go() {
     let cases = [
@@ -640,3 +614,6 @@ fn check_update_interval_is_read_and_bad_ones_refused() {
         assert!(load_files(&[("a.toml", bad)], &["-dev"]).is_err(), "{bad}");
     }
 }
+
+#[path = "tls_tests.rs"]
+mod tls_tests;

@@ -40,18 +40,12 @@ use crate::agent::Agent;
 #[derive(Clone)]
 pub struct AppState {
     pub agent: Arc<Agent>,
-    /// Pooled client for forwarding reads to the leader.
-    pub client: reqwest::Client,
 }
 
 /// The route table.
 pub fn router(agent: Arc<Agent>) -> Router {
     let body_bytes_max = agent.config().limits.http_body_bytes_max;
-    let client = reqwest::Client::builder()
-        .connect_timeout(std::time::Duration::from_secs(2))
-        .build()
-        .expect("a reqwest client with default TLS settings builds");
-    let state = AppState { agent, client };
+    let state = AppState { agent };
     Router::new()
         // agent
         .route("/v1/agent/self", get(agent::agent_self))

@@ -71,6 +71,10 @@ pub(super) async fn remove_peer(State(state): State<AppState>, Query(params): Qu
     Ok(StatusCode::OK.into_response())
 }
 
+/// Longest wait for the leader to answer a transfer relayed to it (it waits for the removal
+/// to commit).
+const TRANSFER_FORWARD_TIMEOUT_MS: u64 = 30_000;
+
 /// `POST /v1/operator/raft/transfer-leader`: another voter takes over (see
 /// `RaftServer::transfer_leadership`). Naming a target with `?id=` is refused: openraft 0.9
 /// cannot transfer to a chosen server.
@@ -84,10 +88,14 @@ pub(super) async fn transfer_leader(State(state): State<AppState>, Query(params)
     match status.leader {
         Some((id, _)) if id == status.node_id => raft.transfer_leadership().await.map_err(|e| ApiError::Internal(e.to_string()))?,
         Some((_, leader)) => {
-            let url = format!("http://{}/fwd/v1/operator/raft/transfer-leader", leader.raft_addr);
-            let response = state.client.post(url).send().await.map_err(|e| ApiError::Internal(format!("rpc error: {e}")))?;
-            if !response.status().is_success() {
-                return Err(ApiError::Internal(response.text().await.unwrap_or_default()));
+            // Through the one server-port client, like every call to a server.
+            let path = "/v1/operator/raft/transfer-leader";
+            let timeout = std::time::Duration::from_millis(TRANSFER_FORWARD_TIMEOUT_MS);
+            let rpc = state.agent.rpc();
+            let relayed = rpc.forward_http(&leader.raft_addr, axum::http::Method::POST, path, Default::default(), Default::default(), timeout).await;
+            let relayed = relayed.map_err(|e| ApiError::Internal(e.to_string()))?;
+            if !relayed.status.is_success() {
+                return Err(ApiError::Internal(String::from_utf8_lossy(&relayed.body).into_owned()));
             }
         }
         None => return Err(ApiError::Internal("No cluster leader".into())),

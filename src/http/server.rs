@@ -18,10 +18,13 @@ use std::time::Duration;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tower::ServiceExt;
+
+use crate::rpc::{IoStream, TLS_HANDSHAKE_TIMEOUT_MS};
+use crate::tls::{CertRole, RpcTls};
 
 /// How long a client may take to send a request's headers.
 const HTTP_HEADER_READ_TIMEOUT_MS: u64 = 30_000;
@@ -66,17 +69,25 @@ impl Drop for Counted {
     }
 }
 
-/// Serves one connection of another protocol.
-pub type ConnectionHandler = Arc<dyn Fn(TcpStream) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + Sync>;
+/// Serves one connection of another protocol: the stream, the caller's address, and what its
+/// TLS certificate says it is (if the connection is TLS and it presented one).
+pub type ConnectionHandler =
+    Arc<dyn Fn(Box<dyn IoStream>, SocketAddr, Option<CertRole>) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + Sync>;
 
 /// Another protocol sharing the port: a connection whose first byte is `magic` (never the first
 /// byte of an HTTP request) goes to `serve` instead of hyper. The server port uses it for Raft
-/// frames (`rpc::frames`).
+/// frames (`rpc::frames`). With `tls`, a connection that starts a TLS handshake is served
+/// inside TLS (frames or HTTP, sniffed again), and with `verify_incoming` a plaintext one is
+/// closed, as Consul's RPC port does.
 #[derive(Clone)]
 pub struct SharedPort {
     pub magic: u8,
     pub serve: ConnectionHandler,
+    pub tls: Option<Arc<RpcTls>>,
 }
+
+/// The first byte of a TLS handshake record.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
 /// Serves `router` on `listener` until `shutdown` turns true; then open connections finish
 /// their current request (parked blocking queries are woken by the agent's own shutdown).
@@ -106,15 +117,39 @@ pub async fn serve_shared(listener: TcpListener, router: Router, conns_per_clien
         let _ = stream.set_nodelay(true);
         let (router, shutdown, shared) = (router.clone(), shutdown.clone(), shared.clone());
         tokio::spawn(async move {
-            if let Some(shared) = shared {
-                match first_byte(&stream).await {
-                    Some(byte) if byte == shared.magic => return (shared.serve)(stream).await,
-                    Some(_) => {}
-                    // Closed, failed or silent before its first byte: nothing to serve.
-                    None => return,
+            let Some(shared) = shared else {
+                return serve_connection(Box::new(stream), peer, None, router, counted, shutdown).await;
+            };
+            // Closed, failed or silent before its first byte: nothing to serve.
+            let Some(first) = first_byte(&stream).await else { return };
+            let tls = shared.tls.clone();
+            match tls.as_deref().and_then(|tls| tls.acceptor().map(|acceptor| (tls, acceptor))) {
+                Some((tls, acceptor)) if first == TLS_HANDSHAKE_RECORD => {
+                    let handshake = tokio::time::timeout(Duration::from_millis(TLS_HANDSHAKE_TIMEOUT_MS), acceptor.accept(stream));
+                    let stream = match handshake.await {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(error)) => return tracing::debug!(%peer, %error, "server port: TLS handshake failed"),
+                        Err(_) => return tracing::debug!(%peer, "server port: TLS handshake timed out"),
+                    };
+                    let cert = tls.role_of(stream.get_ref().1.peer_certificates());
+                    let mut stream = stream;
+                    let mut inner = [0u8; 1];
+                    let read = tokio::time::timeout(Duration::from_millis(HTTP_HEADER_READ_TIMEOUT_MS), stream.read_exact(&mut inner));
+                    if !matches!(read.await, Ok(Ok(_))) {
+                        return;
+                    }
+                    let stream: Box<dyn IoStream> = Box::new(Prefixed { first: Some(inner[0]), inner: stream });
+                    if inner[0] == shared.magic {
+                        return (shared.serve)(stream, peer, cert).await;
+                    }
+                    serve_connection(stream, peer, cert, router, counted, shutdown).await
                 }
+                _ if tls.as_deref().is_some_and(RpcTls::verify_incoming) => {
+                    tracing::debug!(%peer, "server port: refused a plaintext connection (verify_incoming)");
+                }
+                _ if first == shared.magic => (shared.serve)(Box::new(stream), peer, None).await,
+                _ => serve_connection(Box::new(stream), peer, None, router, counted, shutdown).await,
             }
-            serve_connection(stream, router, counted, shutdown).await;
         });
     }
 }
@@ -126,8 +161,18 @@ async fn first_byte(stream: &TcpStream) -> Option<u8> {
     matches!(peeked, Ok(Ok(1))).then_some(first[0])
 }
 
-async fn serve_connection(stream: TcpStream, router: Router, counted: Counted, mut shutdown: watch::Receiver<bool>) {
-    let service = TowerToHyperService::new(router.map_request(|request: axum::http::Request<hyper::body::Incoming>| request.map(axum::body::Body::new)));
+/// Serves one HTTP/1 connection; every request carries the caller's address as axum's
+/// `ConnectInfo` (the server port admits callers by it).
+async fn serve_connection(stream: Box<dyn IoStream>, peer: SocketAddr, cert: Option<CertRole>, router: Router, counted: Counted, mut shutdown: watch::Receiver<bool>) {
+    let with_peer = move |request: axum::http::Request<hyper::body::Incoming>| {
+        let mut request = request.map(axum::body::Body::new);
+        request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+        if let Some(cert) = cert {
+            request.extensions_mut().insert(cert);
+        }
+        request
+    };
+    let service = TowerToHyperService::new(router.map_request(with_peer));
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -143,6 +188,37 @@ async fn serve_connection(stream: TcpStream, router: Router, counted: Counted, m
         }
     }
     drop(counted);
+}
+
+/// A stream whose first byte was already read (to sniff the protocol inside TLS): gives it back
+/// first.
+struct Prefixed<S> {
+    first: Option<u8>,
+    inner: S,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &mut ReadBuf<'_>) -> std::task::Poll<std::io::Result<()>> {
+        if let Some(first) = self.first.take() {
+            buf.put_slice(&[first]);
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, data: &[u8]) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+
+    fn poll_flush(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 /// Resolves once `shutdown` is true.

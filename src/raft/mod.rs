@@ -297,6 +297,14 @@ impl RaftServer {
         LeaderView { node_id: metrics.id, leader_id, other_leader_addr, millis_since_quorum_ack: metrics.millis_since_quorum_ack }
     }
 
+    /// The IP addresses of the servers in the Raft membership (voters and learners).
+    pub fn member_ips(&self) -> Vec<std::net::IpAddr> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        let nodes = metrics.membership_config.membership().nodes().map(|(_, node)| node.raft_addr.parse::<std::net::SocketAddr>());
+        nodes.filter_map(Result::ok).map(|addr| addr.ip()).collect()
+    }
+
     /// This server's view of the cluster.
     pub fn status(&self) -> RaftStatus {
         let metrics = self.raft.metrics().borrow().clone();

@@ -94,7 +94,7 @@ impl PeerClient {
     {
         match self.rpc.call_raw(&self.target_addr, path, encode(request), option.hard_ttl()).await {
             Ok(bytes) => self.remote_result(&bytes),
-            Err(error @ (RpcError::Unreachable { .. } | RpcError::Partitioned { .. })) => Err(unreachable(error)),
+            Err(error @ (RpcError::Unreachable { .. } | RpcError::Partitioned { .. } | RpcError::NotAdmitted { .. })) => Err(unreachable(error)),
             Err(error) => Err(network_error(error)),
         }
     }

@@ -3,9 +3,15 @@
 //! One pooled HTTP client (reqwest) for the HTTP routes, and [`frames::FramedConn`]s for
 //! the framed ones. Every call has a timeout, refuses a target that a fault plan cuts us from,
 //! carries our own server address (`x-cairn-from`) so the target can refuse us in turn, and
-//! reads at most [`RPC_BODY_BYTES_MAX`] of an answer. The scheme lives here only
-//! ([`SERVER_PORT_SCHEME`]): TLS on the server port changes this file and no other.
+//! reads at most [`RPC_BODY_BYTES_MAX`] of an answer. The scheme lives here only: with TLS to
+//! servers (`verify_outgoing`) both the HTTP calls and the frames go over TLS, with the
+//! agent's certificate and `tls::RpcTls`'s verifier.
+//!
+//! Connections leave from the agent's bind address when it has one: servers admit callers by
+//! their address (`rpc::server::admit`), and on a host with several addresses (or several
+//! agents on loopback) the kernel would otherwise pick a source the pool does not know.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,11 +21,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::rpc::fault::{FROM_HEADER, Faults};
-use crate::rpc::frames::FramedConn;
+use crate::rpc::server::REFUSED_HEADER;
+use crate::rpc::frames::{ClientTls, FramedConn};
 use crate::rpc::{RPC_BODY_BYTES_MAX, RPC_CONNECT_TIMEOUT_MS, RpcError, decode, encode};
 
-/// The scheme of every HTTP call to the server port.
-const SERVER_PORT_SCHEME: &str = "http";
 /// How long a pooled connection to a server may stay idle.
 const POOL_IDLE_TIMEOUT_MS: u64 = 90_000;
 /// Longest error body kept for an error message.
@@ -38,16 +43,28 @@ pub struct RpcClient {
     faults: Arc<Faults>,
     /// Our own server-port address (empty on client agents), sent as `x-cairn-from`.
     own_addr: String,
+    /// The address connections leave from (`None`: the kernel's choice).
+    source_ip: Option<IpAddr>,
+    /// TLS to servers, if configured; `scheme` follows it.
+    tls: Option<ClientTls>,
+    scheme: &'static str,
 }
 
 impl RpcClient {
-    pub fn new(faults: Arc<Faults>, own_addr: String) -> Result<RpcClient, RpcError> {
-        let http = reqwest::Client::builder()
+    /// `source_ip`: the agent's bind address, unless it binds every address. `tls`: dial
+    /// servers over TLS (`verify_outgoing`).
+    pub fn new(faults: Arc<Faults>, own_addr: String, source_ip: Option<IpAddr>, tls: Option<ClientTls>) -> Result<RpcClient, RpcError> {
+        let builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_millis(RPC_CONNECT_TIMEOUT_MS))
             .pool_idle_timeout(Duration::from_millis(POOL_IDLE_TIMEOUT_MS))
-            .build()
-            .map_err(|e| RpcError::Malformed(format!("cannot build the rpc client: {e}")))?;
-        Ok(RpcClient { http, faults, own_addr })
+            .local_address(source_ip);
+        let builder = match &tls {
+            Some(tls) => builder.use_preconfigured_tls(rustls::ClientConfig::clone(&tls.config)),
+            None => builder,
+        };
+        let http = builder.build().map_err(|e| RpcError::Malformed(format!("cannot build the rpc client: {e}")))?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        Ok(RpcClient { http, faults, own_addr, source_ip, tls, scheme })
     }
 
     pub fn faults(&self) -> &Arc<Faults> {
@@ -60,11 +77,11 @@ impl RpcClient {
 
     /// A framed connection to `addr`, dialled on its first call.
     pub fn framed(&self, addr: &str) -> FramedConn {
-        FramedConn::new(addr.to_string(), self.own_addr.clone(), self.faults.clone())
+        FramedConn::new(addr.to_string(), self.own_addr.clone(), self.faults.clone(), self.source_ip, self.tls.clone())
     }
 
-    fn url(addr: &str, path: &str) -> String {
-        format!("{SERVER_PORT_SCHEME}://{addr}{path}")
+    fn url(&self, addr: &str, path: &str) -> String {
+        format!("{}://{addr}{path}", self.scheme)
     }
 
     fn reachable(&self, addr: &str) -> Result<(), RpcError> {
@@ -82,7 +99,7 @@ impl RpcClient {
     /// POSTs an already encoded body; returns the answer's bytes.
     pub async fn call_raw(&self, addr: &str, path: &str, body: Vec<u8>, timeout: Duration) -> Result<Vec<u8>, RpcError> {
         self.reachable(addr)?;
-        let sent = self.http.post(Self::url(addr, path)).header(FROM_HEADER, &self.own_addr).timeout(timeout).body(body).send();
+        let sent = self.http.post(self.url(addr, path)).header(FROM_HEADER, &self.own_addr).timeout(timeout).body(body).send();
         let response = sent.await.map_err(|e| transport_error(addr, &e))?;
         let (status, _, bytes) = read_bounded(addr, response).await?;
         if !status.is_success() {
@@ -94,7 +111,7 @@ impl RpcClient {
     /// GETs `path` on the server at `addr` and decodes the answer.
     pub async fn get<Resp: DeserializeOwned>(&self, addr: &str, path: &str, timeout: Duration) -> Result<Resp, RpcError> {
         self.reachable(addr)?;
-        let sent = self.http.get(Self::url(addr, path)).header(FROM_HEADER, &self.own_addr).timeout(timeout).send();
+        let sent = self.http.get(self.url(addr, path)).header(FROM_HEADER, &self.own_addr).timeout(timeout).send();
         let response = sent.await.map_err(|e| transport_error(addr, &e))?;
         let (status, _, bytes) = read_bounded(addr, response).await?;
         if !status.is_success() {
@@ -107,7 +124,7 @@ impl RpcClient {
     /// `headers` are the ones worth relaying (token, namespace, the hop marker).
     pub async fn forward_http(&self, addr: &str, method: Method, path_and_query: &str, headers: HeaderMap, body: Bytes, timeout: Duration) -> Result<Relayed, RpcError> {
         self.reachable(addr)?;
-        let url = Self::url(addr, &format!("/fwd{path_and_query}"));
+        let url = self.url(addr, &format!("/fwd{path_and_query}"));
         let request = self.http.request(method, url).headers(headers).header(FROM_HEADER, &self.own_addr).body(body);
         let response = request.timeout(timeout).send().await.map_err(|e| transport_error(addr, &e))?;
         let (status, headers, body) = read_bounded(addr, response).await?;
@@ -134,6 +151,10 @@ fn status_error(addr: &str, status: StatusCode, body: &[u8]) -> RpcError {
 async fn read_bounded(addr: &str, mut response: reqwest::Response) -> Result<(StatusCode, HeaderMap, Bytes), RpcError> {
     let status = response.status();
     let headers = std::mem::take(response.headers_mut());
+    if status == StatusCode::FORBIDDEN && headers.contains_key(REFUSED_HEADER) {
+        let reason = String::from_utf8_lossy(&response.bytes().await.unwrap_or_default()[..]).chars().take(ERROR_BODY_BYTES_MAX).collect();
+        return Err(RpcError::NotAdmitted { addr: addr.to_string(), reason });
+    }
     if response.content_length().is_some_and(|n| n as usize > RPC_BODY_BYTES_MAX) {
         return Err(RpcError::Malformed(format!("{addr}: answer over {RPC_BODY_BYTES_MAX} bytes")));
     }

@@ -17,6 +17,7 @@
 //! forwarded writes, joins and forwarded reads stay on HTTP. Bodies are opaque here: the
 //! [`Endpoint`] decodes them.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,8 +25,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::rpc::fault::Faults;
-use crate::rpc::server::{Endpoint, RaftCall};
-use crate::rpc::{RPC_BODY_BYTES_MAX, RPC_CONNECT_TIMEOUT_MS};
+use crate::rpc::server::{Endpoint, Needs, RaftCall, admit};
+use crate::rpc::IoStream;
+use crate::tls::CertRole;
+use crate::rpc::{RPC_BODY_BYTES_MAX, RPC_CONNECT_TIMEOUT_MS, TLS_HANDSHAKE_TIMEOUT_MS};
 
 /// The first byte of a framed connection: not an ASCII letter, so never an HTTP method.
 pub const FRAME_MAGIC: u8 = 0xCB;
@@ -90,7 +93,7 @@ pub(crate) fn answer_frame(status: u8, body: &[u8]) -> Vec<u8> {
 
 /// Reads one frame's rest (after its length), within the limits. `None` on a clean EOF before
 /// a new frame began.
-pub(crate) async fn read_frame(stream: &mut TcpStream, first_byte_timeout: Duration) -> Result<Option<Vec<u8>>, FrameError> {
+pub(crate) async fn read_frame(stream: &mut (impl AsyncReadExt + Unpin), first_byte_timeout: Duration) -> Result<Option<Vec<u8>>, FrameError> {
     let mut length = [0u8; 4];
     match tokio::time::timeout(first_byte_timeout, stream.read_exact(&mut length[..1])).await {
         Err(_) => return Err(FrameError::Timeout),
@@ -113,13 +116,21 @@ pub(crate) async fn read_frame(stream: &mut TcpStream, first_byte_timeout: Durat
     }
 }
 
-/// Serves one framed connection whose magic byte has been peeked (not yet read).
-pub async fn serve(mut stream: TcpStream, endpoint: Arc<dyn Endpoint>) {
+/// Serves one framed connection whose magic byte has been peeked (not yet read). Only servers
+/// of this cluster may send frames (`rpc::server::admit`, asked again for every frame: a server
+/// removed from the cluster loses its connections' rights at once).
+/// `cert` is what the TLS handshake verified, if the connection is TLS.
+pub async fn serve(mut stream: Box<dyn IoStream>, peer: SocketAddr, cert: Option<CertRole>, endpoint: Arc<dyn Endpoint>) {
     let mut magic = [0u8; 1];
     if stream.read_exact(&mut magic).await.is_err() || magic[0] != FRAME_MAGIC {
         return;
     }
     loop {
+        if let Err(refusal) = admit(endpoint.as_ref(), peer.ip(), cert, Needs::Server) {
+            // Answer once, before the caller's frame is even read, then hang up.
+            let _ = stream.write_all(&answer_frame(STATUS_REFUSED, refusal.as_bytes())).await;
+            return;
+        }
         let rest = match read_frame(&mut stream, Duration::from_millis(FRAME_IDLE_TIMEOUT_MS)).await {
             Ok(Some(rest)) => rest,
             Ok(None) => return,
@@ -181,25 +192,48 @@ pub struct FramedConn {
     addr: String,
     own_addr: String,
     faults: Arc<Faults>,
+    /// The address connections leave from (see `rpc::client`).
+    source_ip: Option<IpAddr>,
+    /// TLS to servers (`verify_outgoing`), and the name their certificates carry.
+    tls: Option<ClientTls>,
     /// The kept-alive connection, taken out for each exchange and put back only after a whole
     /// answer, so an error or a cancelled call never leaves a half-read connection behind.
-    stream: Option<TcpStream>,
+    stream: Option<Box<dyn IoStream>>,
+}
+
+/// What a TLS connection to a server needs.
+#[derive(Clone)]
+pub struct ClientTls {
+    pub config: Arc<rustls::ClientConfig>,
+    pub server_name: rustls::pki_types::ServerName<'static>,
 }
 
 impl FramedConn {
-    pub(crate) fn new(addr: String, own_addr: String, faults: Arc<Faults>) -> FramedConn {
-        FramedConn { addr, own_addr, faults, stream: None }
+    pub(crate) fn new(addr: String, own_addr: String, faults: Arc<Faults>, source_ip: Option<IpAddr>, tls: Option<ClientTls>) -> FramedConn {
+        FramedConn { addr, own_addr, faults, source_ip, tls, stream: None }
     }
 
-    async fn dial(&self) -> Result<TcpStream, FramedCallError> {
+    async fn dial(&self) -> Result<Box<dyn IoStream>, FramedCallError> {
         let unreachable = |reason: String| FramedCallError::Unreachable { addr: self.addr.clone(), reason };
-        let dial = tokio::time::timeout(Duration::from_millis(RPC_CONNECT_TIMEOUT_MS), TcpStream::connect(&self.addr));
-        let mut stream = match dial.await {
+        let dial = tokio::time::timeout(Duration::from_millis(RPC_CONNECT_TIMEOUT_MS), connect_from(&self.addr, self.source_ip));
+        let stream = match dial.await {
             Ok(Ok(stream)) => stream,
             Ok(Err(e)) => return Err(unreachable(e.to_string())),
             Err(_) => return Err(unreachable("connect timed out".into())),
         };
         let _ = stream.set_nodelay(true);
+        let mut stream: Box<dyn IoStream> = match &self.tls {
+            None => Box::new(stream),
+            Some(tls) => {
+                let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
+                let handshake = connector.connect(tls.server_name.clone(), stream);
+                match tokio::time::timeout(Duration::from_millis(TLS_HANDSHAKE_TIMEOUT_MS), handshake).await {
+                    Ok(Ok(stream)) => Box::new(stream),
+                    Ok(Err(e)) => return Err(unreachable(format!("TLS handshake failed: {e}"))),
+                    Err(_) => return Err(unreachable("TLS handshake timed out".into())),
+                }
+            }
+        };
         stream.write_all(&[FRAME_MAGIC]).await.map_err(|e| unreachable(e.to_string()))?;
         Ok(stream)
     }
@@ -237,6 +271,24 @@ impl FramedConn {
         self.stream = Some(stream);
         Ok(body)
     }
+}
+
+/// Connects to `addr` (a `host:port`), leaving from `source_ip` when given.
+async fn connect_from(addr: &str, source_ip: Option<IpAddr>) -> std::io::Result<TcpStream> {
+    let Some(source_ip) = source_ip else { return TcpStream::connect(addr).await };
+    let mut last_error = std::io::Error::new(std::io::ErrorKind::AddrNotAvailable, format!("{addr} has no address of the source's family"));
+    for target in tokio::net::lookup_host(addr).await? {
+        if target.is_ipv4() != source_ip.is_ipv4() {
+            continue;
+        }
+        let socket = if target.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+        socket.bind(std::net::SocketAddr::new(source_ip, 0))?;
+        match socket.connect(target).await {
+            Ok(stream) => return Ok(stream),
+            Err(error) => last_error = error,
+        }
+    }
+    Err(last_error)
 }
 
 #[cfg(test)]

@@ -10,6 +10,10 @@
 //!   path of every write (AppendEntries and Vote);
 //! - [`fault`], the test-only partition layer that both directions consult.
 //!
+//! With TLS configured (`tls::RpcTls`), the client dials TLS and the server port's accept loop
+//! (`http::server`) terminates it; a verified certificate then says who the caller is
+//! (`server::admit`).
+//!
 //! Bodies are `[RPC_FORMAT_V1] + postcard(value)` ([`encode`], [`decode`]). postcard has no
 //! nesting limit of its own; the only recursive type that crosses this port is
 //! `catalog::Command`, whose decoder bounds its own depth (`COMMAND_NESTING_DEPTH_MAX`).
@@ -21,6 +25,13 @@ pub mod server;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+/// A connection on the server port, plaintext or TLS.
+pub trait IoStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Sync + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Sync + Unpin> IoStream for T {}
+
+/// Longest time a TLS handshake on the server port may take, either way.
+pub const TLS_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
 
 /// The format byte in front of every body on the server port.
 pub const RPC_FORMAT_V1: u8 = 1;
@@ -46,12 +57,16 @@ pub enum RpcError {
     Status { addr: String, status: u16, body: String },
     #[error("rpc error: malformed message: {0}")]
     Malformed(String),
+    /// The server does not (yet) know this agent: gossip has not told it of us. Refused before
+    /// anything was read, so another server may be asked.
+    #[error("rpc error: {addr} refused us: {reason}")]
+    NotAdmitted { addr: String, reason: String },
 }
 
 impl RpcError {
     /// True when the request certainly never reached the server (safe to try another).
     pub fn not_delivered(&self) -> bool {
-        matches!(self, RpcError::Unreachable { .. } | RpcError::Partitioned { .. })
+        matches!(self, RpcError::Unreachable { .. } | RpcError::Partitioned { .. } | RpcError::NotAdmitted { .. })
     }
 }
 

@@ -15,13 +15,23 @@
 //! must arrive whole within [`RPC_BODY_TIMEOUT_MS`] (a sender that stalls is cut off), and
 //! the connections per peer IP by [`RPC_CONNS_PER_PEER_MAX`] (in `daemon`'s accept loop).
 //! Requests from a peer that a fault plan cuts us from are refused.
+//!
+//! **Who may call** ([`Needs`], [`admit`]): the Raft routes (and Raft frames) only servers of
+//! this cluster, `/rpc/*` and `/fwd` any member of the LAN pool (servers and client agents).
+//! A certificate verified by the TLS handshake says who the caller is (`tls::CertRole`, put
+//! in the request by the accept loop); without one the [`Endpoint`] says what the caller's
+//! address is ([`PeerKind`]). Anyone else gets 403 and a
+//! (rate-limited) warning in the log. The accept loop puts the caller's address in every
+//! request as axum's `ConnectInfo`.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -29,6 +39,7 @@ use axum::routing::{get, post};
 
 use crate::rpc::fault::{FROM_HEADER, FaultPlan, Faults};
 use crate::rpc::{RPC_BODY_BYTES_MAX, RPC_BODY_TIMEOUT_MS};
+use crate::tls::CertRole;
 
 /// The Raft messages the port carries, without their types.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,6 +58,91 @@ pub enum WriteRoute {
     AnyServer,
 }
 
+/// What the server port knows of a caller's address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerKind {
+    /// A server of this cluster (a Raft member, or a `role=consul` member of the LAN pool).
+    Server,
+    /// Another member of the LAN pool (a client agent).
+    Member,
+    /// Nobody we know.
+    Stranger,
+}
+
+/// Who may call a route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Needs {
+    /// Raft messages, joins and forwarded writes: servers only.
+    Server,
+    /// A client agent's writes, reads and relayed API requests: any member.
+    Member,
+    /// Only the fault-injection route, which refuses by itself unless injection is on.
+    Anyone,
+}
+
+impl Needs {
+    /// What the route at `path` needs.
+    pub fn of(path: &str) -> Needs {
+        if path == "/raft/fault" {
+            Needs::Anyone
+        } else if path.starts_with("/rpc/") || path == "/fwd" || path.starts_with("/fwd/") {
+            Needs::Member
+        } else {
+            Needs::Server
+        }
+    }
+
+    /// True when a caller of `kind` may call a route that needs this.
+    pub fn met_by(self, kind: PeerKind) -> bool {
+        match self {
+            Needs::Anyone => true,
+            Needs::Member => kind != PeerKind::Stranger,
+            Needs::Server => kind == PeerKind::Server,
+        }
+    }
+}
+
+/// The one admission decision for the server port (HTTP routes and frames alike): `Ok` when
+/// the caller at `ip` may call a route that needs `needs`, else the refusal's text.
+/// A certificate the TLS handshake verified decides; without one, the caller's address does.
+pub fn admit(endpoint: &dyn Endpoint, ip: IpAddr, cert: Option<CertRole>, needs: Needs) -> Result<(), String> {
+    if needs == Needs::Anyone {
+        return Ok(());
+    }
+    let kind = match cert {
+        Some(CertRole::Server) => PeerKind::Server,
+        Some(CertRole::Agent) => PeerKind::Member,
+        None => endpoint.peer_kind(ip.to_canonical()),
+    };
+    if needs.met_by(kind) {
+        return Ok(());
+    }
+    warn_refused(ip, needs, kind);
+    let who = if needs == Needs::Server { "a server of this cluster" } else { "a member of this cluster" };
+    Err(format!("Permission denied: {ip} is not {who}"))
+}
+
+/// Marks a refusal by [`admit`] (403 with this header), so that the calling agent knows nothing
+/// was read and may ask another server (`RpcError::NotAdmitted`).
+pub const REFUSED_HEADER: &str = "x-cairn-refused";
+
+/// Most refusal warnings logged per second; the rest are counted into the next one, so a
+/// stranger hammering the port cannot flood the log.
+const REFUSAL_WARNINGS_PER_S_MAX: u64 = 1;
+
+fn warn_refused(ip: IpAddr, needs: Needs, kind: PeerKind) {
+    static LAST_WARNED_S: AtomicU64 = AtomicU64::new(0);
+    static SUPPRESSED: AtomicU64 = AtomicU64::new(0);
+    let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let last = LAST_WARNED_S.load(Ordering::Relaxed);
+    if now_s.saturating_sub(last) * REFUSAL_WARNINGS_PER_S_MAX >= 1 && LAST_WARNED_S.compare_exchange(last, now_s, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+        let suppressed = SUPPRESSED.swap(0, Ordering::Relaxed);
+        tracing::warn!(%ip, ?needs, ?kind, suppressed, "server port: refused a caller that is not allowed to call this route");
+    } else {
+        SUPPRESSED.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// What serves the server port's routes; the agent implements it. Bodies in and out are
 /// `rpc::encode`d; an `Err` is a refusal of a malformed request (answered with 400).
 #[async_trait::async_trait]
@@ -62,6 +158,8 @@ pub trait Endpoint: Send + Sync + 'static {
     /// A client agent's read of catalog rows (may block, bounded by the request).
     async fn read(&self, body: &[u8]) -> Result<Vec<u8>, String>;
     fn faults(&self) -> &Faults;
+    /// What the caller at `ip` is to this server.
+    fn peer_kind(&self, ip: IpAddr) -> PeerKind;
 }
 
 type Shared = Arc<dyn Endpoint>;
@@ -80,8 +178,10 @@ pub fn router(endpoint: Shared, api: Router) -> Router {
         .route("/raft/fault", post(set_faults))
         .with_state(endpoint.clone())
         .nest("/fwd", api)
-        .layer(axum::middleware::from_fn_with_state(endpoint, refuse_partitioned))
+        .layer(axum::middleware::from_fn_with_state(endpoint.clone(), refuse_partitioned))
         .layer(axum::middleware::from_fn(whole_body_in_time))
+        // Outside the body's read: a caller that may not call the route costs no body buffer.
+        .layer(axum::middleware::from_fn_with_state(endpoint, admit_caller))
         .layer(DefaultBodyLimit::max(RPC_BODY_BYTES_MAX))
 }
 
@@ -119,6 +219,19 @@ async fn set_faults(State(endpoint): State<Shared>, body: Bytes) -> Response {
             Err(reason) => (StatusCode::FORBIDDEN, reason).into_response(),
         },
         Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    }
+}
+
+/// Refuses a caller that may not call the route (see the module docs). Runs before the body
+/// is read.
+async fn admit_caller(State(endpoint): State<Shared>, request: Request, next: Next) -> Response {
+    let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>().copied() else {
+        return (StatusCode::FORBIDDEN, "Permission denied: the caller's address is unknown").into_response();
+    };
+    let cert = request.extensions().get::<CertRole>().copied();
+    match admit(endpoint.as_ref(), peer.ip(), cert, Needs::of(request.uri().path())) {
+        Ok(()) => next.run(request).await,
+        Err(refusal) => (StatusCode::FORBIDDEN, [(REFUSED_HEADER, "not-admitted")], refusal).into_response(),
     }
 }
 

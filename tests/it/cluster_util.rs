@@ -77,6 +77,11 @@ pub(crate) struct TestCluster {
 impl TestCluster {
     /// Starts `size` servers that form one cluster with `-bootstrap-expect=size`.
     pub(crate) async fn start(size: usize) -> TestCluster {
+        Self::start_with_args(size, |_| Vec::new()).await
+    }
+
+    /// [`TestCluster::start`], with `extra(i)` flags for server `i`.
+    pub(crate) async fn start_with_args(size: usize, extra: impl Fn(usize) -> Vec<String>) -> TestCluster {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("test.toml"), TEST_CONFIG).expect("write test config");
         let mut cluster = TestCluster {
@@ -86,8 +91,9 @@ impl TestCluster {
             expect: size,
         };
         // Every server knows every other one's address before any starts.
-        for _ in 0..size {
+        for i in 0..size {
             cluster.declare();
+            cluster.servers[i].extra_args = extra(i);
         }
         for i in 0..size {
             cluster.spawn(i);
@@ -141,7 +147,13 @@ impl TestCluster {
 
     /// Starts one more server that joins the running cluster through `-retry-join`.
     pub(crate) fn add_server(&mut self) -> usize {
+        self.add_server_with(&[])
+    }
+
+    /// [`TestCluster::add_server`] with `extra` flags.
+    pub(crate) fn add_server_with(&mut self, extra: &[String]) -> usize {
         let i = self.declare();
+        self.servers[i].extra_args = extra.to_vec();
         self.spawn(i);
         i
     }

@@ -21,6 +21,8 @@ mod linearizability;
 mod lock;
 mod lifecycle;
 mod sessions;
+mod server_port_auth;
+mod server_port_tls;
 mod snapshot;
 mod tidy;
 mod txn;

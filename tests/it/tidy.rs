@@ -45,14 +45,15 @@ fn layer_table() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("checks", &[][..]),
         ("dns", &[][..]),
         ("ui", &[][..]),
-        ("rpc", &[][..]),
+        ("tls", &["config"][..]),
+        ("rpc", &["tls"][..]),
         ("gossip", &[][..]),
         ("watch", &["catalog"][..]),
         ("raft", &["catalog", "store", "watch", "rpc"][..]),
-        ("agent", &["catalog", "raft", "checks", "store", "config", "rpc", "gossip", "watch"][..]),
-        ("http", &["agent", "catalog", "bexpr", "config", "checks", "raft", "ui", "watch", "rpc", "gossip"][..]),
+        ("agent", &["catalog", "raft", "checks", "store", "config", "rpc", "gossip", "watch", "tls"][..]),
+        ("http", &["agent", "catalog", "bexpr", "config", "checks", "raft", "ui", "watch", "rpc", "gossip", "tls"][..]),
         ("daemon", &["agent", "http", "dns", "raft", "catalog", "config", "rpc"][..]),
-        ("cli", &["config", "daemon", "raft", "gossip"][..]),
+        ("cli", &["config", "daemon", "raft", "gossip", "tls"][..]),
     ])
 }
 

@@ -1,0 +1,58 @@
+//! Security settings: the server port's TLS keys, and the ones cairn refuses to start with.
+
+use super::*;
+
+/// Security settings cairn cannot honour yet stop the agent with a clear error instead of an
+/// "unknown key ignored" warning (or, for ACLs and HTTPS, instead of running without them).
+#[test]
+fn unhonoured_security_settings_are_errors() {
+    let refused = [
+        (r#"{"acl":{"enabled":true}}"#, "acl.enabled"),
+        (r#"{"acl_datacenter":"dc1"}"#, "acl.enabled"),
+        (r#"{"ports":{"https":8501}}"#, "ports.https"),
+        (r#"{"tls":{"https":{"verify_incoming":true}}}"#, "HTTPS"),
+        (r#"{"verify_incoming_https":true}"#, "HTTPS"),
+        (r#"{"tls":{"grpc":{}}}"#, "gRPC"),
+        (r#"{"tls_cipher_suites":"TLS_AES_128_GCM_SHA256"}"#, "tls_cipher_suites"),
+        (r#"{"tls":{"internal_rpc":{"use_auto_cert":true}}}"#, "tls.internal_rpc.use_auto_cert"),
+        (r#"{"auto_encrypt":{"tls":true}}"#, "auto_encrypt"),
+    ];
+    for (contents, needle) in refused {
+        let error = load_files(&[("security.json", contents)], &["-dev"]).err().unwrap_or_else(|| panic!("{contents} loaded"));
+        let message = error.to_string();
+        assert!(message.contains(needle) && message.contains("refusing to start"), "{contents}: {message}");
+    }
+    let error = load_err(&["-dev", "-https-port=8501"]).to_string();
+    assert!(error.contains("ports.https"), "{error}");
+    // Disabled values are fine, and a key that merely shares a prefix is no security key.
+    let fine = r#"{"ports":{"https":-1},"acl":{"enabled":false},"tlsfoo":1}"#;
+    let loaded = load_files(&[("fine.json", fine)], &["-dev"]).expect("load");
+    assert!(warned(&loaded.warnings, "tlsfoo"));
+}
+
+/// The server port's TLS keys merge as Consul's (`internal_rpc` over `defaults` over the
+/// legacy top level) and follow Consul's rules.
+#[test]
+fn server_port_tls_settings_merge_and_validate() {
+    let files = r#"{"ca_file":"/legacy/ca.pem","verify_incoming":false,
+        "tls":{"defaults":{"cert_file":"/d/cert.pem","key_file":"/d/key.pem","verify_incoming":true},
+               "internal_rpc":{"verify_server_hostname":true,"tls_min_version":"TLSv1_3"}}}"#;
+    let tls = config_from(&[("tls.json", files)], &["-dev"]).tls_rpc.expect("tls set");
+    assert_eq!(tls.ca_file.as_deref(), Some(std::path::Path::new("/legacy/ca.pem")));
+    assert_eq!(tls.cert_file.as_deref(), Some(std::path::Path::new("/d/cert.pem")));
+    assert!(tls.verify_incoming, "tls.defaults wins over the legacy key");
+    assert!(tls.verify_server_hostname && tls.verify_outgoing, "verify_server_hostname enables verify_outgoing");
+    assert_eq!(tls.min_version, crate::config::tls::TlsMinVersion::Tls13);
+    assert!(config_from(&[("none.json", "{}")], &["-dev"]).tls_rpc.is_none());
+    let refused = [
+        (r#"{"verify_incoming":true}"#, "no CA certificate"),
+        (r#"{"tls":{"defaults":{"verify_outgoing":true}}}"#, "no CA certificate"),
+        (r#"{"ca_file":"/ca.pem","verify_incoming":true}"#, "no Cert/Key pair"),
+        (r#"{"cert_file":"/c.pem"}"#, "set together"),
+        (r#"{"tls_min_version":"TLSv1_0"}"#, "TLSv1_2 and TLSv1_3 only"),
+    ];
+    for (contents, needle) in refused {
+        let error = load_files(&[("tls.json", contents)], &["-dev"]).err().unwrap_or_else(|| panic!("{contents} loaded"));
+        assert!(error.to_string().contains(needle), "{contents}: {error}");
+    }
+}
