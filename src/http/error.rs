@@ -2,7 +2,7 @@
 //!
 //! Consul answers errors with a plain-text, one-line reason and the status code clients key
 //! on: 400 bad input, 404 unknown key or ID, 405 wrong method, 409 rolled-back transaction,
-//! 413 over a size limit, 500 server-side failures such as `No cluster leader`.
+//! 413 over a size limit, 429 busy, 500 server-side failures such as `No cluster leader`.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -25,6 +25,10 @@ pub enum ApiError {
     Internal(String),
     #[error("{0}")]
     NotImplemented(String),
+    /// Busy with a request of the same kind that may run only alone (429, as Consul's
+    /// per-client connection limit answers).
+    #[error("{0}")]
+    TooManyRequests(String),
 }
 
 impl IntoResponse for ApiError {
@@ -37,6 +41,7 @@ impl IntoResponse for ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
         };
         let mut body = self.to_string();
         body.retain(|c| c != '\n' && c != '\r');

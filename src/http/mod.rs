@@ -6,6 +6,7 @@
 //! paths with the wrong method 405, as in Consul.
 
 mod agent;
+mod body_deadline;
 mod catalog;
 pub mod check_decode;
 mod config;
@@ -138,6 +139,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), forward::leader_reads))
         .layer(DefaultBodyLimit::max(body_bytes_max))
+        .layer(axum::middleware::from_fn(body_deadline::with_deadline))
         .layer(axum::middleware::map_response(default_headers))
         .with_state(state)
 }

@@ -6,7 +6,6 @@
 //! truncated file is rejected with 400 and changes nothing. The restore is one Raft entry, so it
 //! is bounded by `SNAPSHOT_RESTORE_BYTES_MAX` (below the Raft RPC body limit).
 
-use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -30,8 +29,18 @@ pub(super) async fn save(State(state): State<AppState>, Query(params): Query<Par
     Ok((headers, bytes).into_response())
 }
 
-pub(super) async fn restore(State(state): State<AppState>, Query(params): Query<Params>, body: Bytes) -> Result<Response, ApiError> {
+/// Restores at once on this agent: the body of each is buffered whole, so only this many
+/// bodies of up to [`SNAPSHOT_RESTORE_BYTES_MAX`] are ever held; another restore meanwhile gets
+/// 429 before its body is read.
+const SNAPSHOT_RESTORES_IN_FLIGHT_MAX: usize = 1;
+static RESTORES_IN_FLIGHT: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(SNAPSHOT_RESTORES_IN_FLIGHT_MAX);
+
+pub(super) async fn restore(State(state): State<AppState>, Query(params): Query<Params>, body: axum::body::Body) -> Result<Response, ApiError> {
     check_datacenter(&state, &params)?;
+    let Ok(_turn) = RESTORES_IN_FLIGHT.try_acquire() else {
+        return Err(ApiError::TooManyRequests("another snapshot restore is in progress on this agent; retry when it is done".into()));
+    };
+    let body = axum::body::to_bytes(body, SNAPSHOT_RESTORE_BYTES_MAX + 1).await.map_err(|e| ApiError::BadRequest(format!("snapshot body: {e}")))?;
     if body.len() > SNAPSHOT_RESTORE_BYTES_MAX {
         return Err(ApiError::PayloadTooLarge(format!("snapshot of {} bytes exceeds the {SNAPSHOT_RESTORE_BYTES_MAX} byte restore limit", body.len())));
     }

@@ -154,3 +154,32 @@ async fn join_to_nowhere_and_force_leave_of_a_stranger_get_clear_errors() {
     assert_eq!(members.as_array().map(Vec::len), Some(1), "{members}");
     assert_eq!(members[0]["Status"], 1);
 }
+
+/// Issue 11: on the API port, a snapshot restore whose body starts and goes silent used to hold
+/// its connection and its buffer forever. Now a second restore meanwhile is refused with 429
+/// before its body is read, the stalled one fails once `HTTP_BODY_TIMEOUT_MS` (30 s) has
+/// passed, and a restore after that is taken again.
+#[tokio::test]
+async fn a_stalled_body_on_the_api_port_is_cut_off_and_restores_take_turns() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let agent = TestAgent::start().await;
+    let addr = format!("127.0.0.1:{}", agent.http_port);
+    let mut stalled = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!("PUT /v1/snapshot HTTP/1.1\r\nhost: {addr}\r\ncontent-length: 11000000\r\n\r\n");
+    stalled.write_all(head.as_bytes()).await.unwrap();
+    stalled.write_all(&[0u8; 64 * 1024]).await.unwrap();
+    let started = std::time::Instant::now();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let second = agent.client.put(agent.url("/v1/snapshot")).body(vec![0u8; 1024]).send().await.unwrap();
+    assert_eq!(second.status(), 429, "{}", second.text().await.unwrap());
+    let mut answer = vec![0u8; 1024];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(60), stalled.read(&mut answer)).await;
+    let n = read.expect("answered before 60 s").unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 400") && answer.contains("not received within"), "{answer}");
+    assert!(started.elapsed() >= std::time::Duration::from_secs(29), "not before the deadline");
+    // The turn is free again: a (bad) snapshot is read and judged on its content.
+    let third = agent.client.put(agent.url("/v1/snapshot")).body(vec![0u8; 1024]).send().await.unwrap();
+    assert_eq!(third.status(), 400, "{}", third.text().await.unwrap());
+    assert_eq!(agent.put("/v1/kv/after-stalled-restore", "ok").await.status(), 200);
+}
