@@ -7,6 +7,7 @@
 //! [`CatalogView`], the in-memory catalog that applied entries update and blocking queries wait
 //! on. A single server is a one-voter cluster on the same code path.
 
+pub mod bounds;
 pub mod cluster;
 pub mod log_store;
 pub mod network;
