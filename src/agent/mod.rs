@@ -18,6 +18,7 @@ mod client_writes;
 mod cluster;
 pub mod coordinates;
 pub mod config_defs;
+mod data_dir;
 pub mod endpoint;
 pub mod events;
 mod leader;
@@ -153,7 +154,7 @@ impl Agent {
         if config.kv_history_versions > history_max {
             return Err(AgentError::Invalid(format!("kv_history_versions must be at most {history_max}")));
         }
-        std::fs::create_dir_all(&data_dir).map_err(|source| AgentError::DataDir { path: data_dir.clone(), source })?;
+        data_dir::prepare(&data_dir)?;
         let store = {
             let path = data_dir.join("rocksdb");
             tokio::task::spawn_blocking(move || Store::open(&path)).await.map_err(|e| AgentError::Invalid(e.to_string()))??
