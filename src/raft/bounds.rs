@@ -40,6 +40,33 @@ pub enum BoundsError {
     NotConsecutive { position: usize, found: String, previous: String },
     #[error("snapshot chunk at offset {offset} of {len} bytes ends above RAFT_INDEX_MAX ({RAFT_INDEX_MAX})")]
     SnapshotOffset { offset: u64, len: usize },
+    #[error("snapshot chunk at offset {offset} leaves a gap: {received} bytes of snapshot {snapshot_id:?} arrived so far")]
+    SnapshotGap { snapshot_id: String, offset: u64, received: u64 },
+}
+
+/// The snapshot being received, so that a chunk can only continue it: openraft writes a chunk
+/// at its `offset` into an in-memory buffer, so one forged offset of a terabyte would make it
+/// allocate a terabyte. A chunk at offset 0 starts a snapshot; any other must belong to the
+/// snapshot being received and start at or before the end of what arrived.
+#[derive(Default)]
+pub struct SnapshotChunks {
+    receiving: std::sync::Mutex<Option<(String, u64)>>,
+}
+
+impl SnapshotChunks {
+    pub fn admit(&self, request: &InstallSnapshotRequest<TypeConfig>) -> Result<(), BoundsError> {
+        let end = request.offset + request.data.len() as u64; // checked by `check_bounds`
+        let mut receiving = self.receiving.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match receiving.as_mut() {
+            _ if request.offset == 0 => *receiving = Some((request.meta.snapshot_id.clone(), end)),
+            Some((id, received)) if *id == request.meta.snapshot_id && request.offset <= *received => *received = (*received).max(end),
+            other => {
+                let received = other.filter(|(id, _)| *id == request.meta.snapshot_id).map_or(0, |(_, received)| *received);
+                return Err(BoundsError::SnapshotGap { snapshot_id: request.meta.snapshot_id.clone(), offset: request.offset, received });
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A Raft message whose numbers can be checked before openraft sees it.
@@ -199,5 +226,28 @@ mod tests {
         assert_eq!(request.check_bounds(), Ok(()));
         request.meta.last_log_id = Some(log_id(u64::MAX, 4));
         assert!(request.check_bounds().is_err());
+    }
+
+    #[test]
+    fn snapshot_chunks_only_continue_what_arrived() {
+        let chunks = SnapshotChunks::default();
+        let chunk = |id: &str, offset: u64, len: usize| {
+            let mut request = InstallSnapshotRequest::<TypeConfig> {
+                vote: Vote::new_committed(3, 1),
+                meta: Default::default(),
+                offset,
+                data: vec![0; len],
+                done: false,
+            };
+            request.meta.snapshot_id = id.to_string();
+            request
+        };
+        assert!(matches!(chunks.admit(&chunk("a", 1 << 40, 1)), Err(BoundsError::SnapshotGap { .. })), "nothing started");
+        assert_eq!(chunks.admit(&chunk("a", 0, 10)), Ok(()));
+        assert_eq!(chunks.admit(&chunk("a", 10, 10)), Ok(()));
+        assert_eq!(chunks.admit(&chunk("a", 5, 10)), Ok(()), "a resent chunk");
+        assert!(chunks.admit(&chunk("a", 21, 1)).is_err(), "a gap");
+        assert!(chunks.admit(&chunk("b", 20, 1)).is_err(), "another snapshot's middle");
+        assert_eq!(chunks.admit(&chunk("b", 0, 1)), Ok(()));
     }
 }

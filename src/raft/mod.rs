@@ -191,6 +191,8 @@ pub struct RaftServer {
     reads: Arc<read_batch::ReadBatcher>,
     /// Concurrent writes share Raft entries (see `write_batch`).
     writes: write_batch::WriteBatcher,
+    /// The InstallSnapshot being received, so chunks cannot leave gaps (see `bounds`).
+    snapshot_chunks: bounds::SnapshotChunks,
 }
 
 impl RaftServer {
@@ -223,7 +225,7 @@ impl RaftServer {
         .map_err(|e| RaftStartError::Fatal(e.to_string()))?;
         let reads = read_batch::ReadBatcher::start(raft.clone(), Duration::from_millis(settings.leader_wait_ms_max));
         let writes = write_batch::WriteBatcher::start(raft.clone());
-        Ok(Arc::new(RaftServer { raft, store, settings, view, rpc, reads, writes }))
+        Ok(Arc::new(RaftServer { raft, store, settings, view, rpc, reads, writes, snapshot_chunks: Default::default() }))
     }
 
     /// A point-in-time copy of the state machine, read from one consistent RocksDB view, in

@@ -149,6 +149,10 @@ impl RaftServer {
             }
             RaftCall::InstallSnapshot => {
                 let request: InstallSnapshotRequest<TypeConfig> = checked_request(call, body)?;
+                self.snapshot_chunks.admit(&request).map_err(|error| {
+                    tracing::warn!(?call, %error, "refused a Raft message from a peer");
+                    format!("refused Raft {call:?}: {error}")
+                })?;
                 Ok(encode(&self.raft.install_snapshot(request).await))
             }
         }

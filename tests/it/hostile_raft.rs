@@ -5,7 +5,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use openraft::raft::{AppendEntriesRequest, VoteRequest};
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use openraft::{CommittedLeaderId, LogId, Vote};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -100,4 +100,32 @@ async fn a_saved_impossible_vote_stops_the_agent_with_a_clear_error() {
     assert!(!status.success(), "exit status {status}; output:\n{output}");
     assert!(output.contains("above RAFT_TERM_MAX") && output.contains("forged"), "output:\n{output}");
     assert!(!output.contains("panicked"), "output:\n{output}");
+}
+
+/// A forged InstallSnapshot chunk at a huge offset: openraft writes chunks into an in-memory
+/// buffer at their offset, so it would have tried to allocate that much. Refused, and the
+/// agent keeps its data and leadership.
+#[tokio::test]
+async fn a_forged_snapshot_chunk_far_past_the_start_is_refused() {
+    let agent = TestAgent::start().await;
+    assert_eq!(agent.put("/v1/kv/before-snapshot", "kept").await.status(), 200);
+    let addr = format!("127.0.0.1:{}", agent.server_port);
+    let mut request = InstallSnapshotRequest::<cairn::raft::TypeConfig> {
+        vote: Vote::new_committed(1_000, 99),
+        meta: Default::default(),
+        offset: 1 << 40,
+        data: vec![0; 16],
+        done: true,
+    };
+    request.meta.snapshot_id = "forged".into();
+    for (offset, expected) in [(1u64 << 40, "leaves a gap"), (u64::MAX - 1, "above RAFT_INDEX_MAX")] {
+        request.offset = offset;
+        let response = agent.client.post(format!("http://{addr}/raft/snapshot")).body(rpc_body(&request)).send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        assert_eq!(status, 400, "offset {offset}: {text}");
+        assert!(text.contains(expected), "offset {offset}: {text}");
+    }
+    assert_eq!(agent.get("/v1/kv/before-snapshot?raw").await.text().await.unwrap(), "kept");
+    assert_eq!(agent.put("/v1/kv/after-snapshot", "ok").await.status(), 200);
 }
