@@ -21,7 +21,8 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
     VoteResponse,
 };
-use openraft::{LogId, Vote};
+use openraft::error::SnapshotMismatch;
+use openraft::{LogId, SnapshotSegmentId, Vote};
 
 use crate::raft::{NodeId, TypeConfig};
 
@@ -40,29 +41,31 @@ pub enum BoundsError {
     NotConsecutive { position: usize, found: String, previous: String },
     #[error("snapshot chunk at offset {offset} of {len} bytes ends above RAFT_INDEX_MAX ({RAFT_INDEX_MAX})")]
     SnapshotOffset { offset: u64, len: usize },
-    #[error("snapshot chunk at offset {offset} leaves a gap: {received} bytes of snapshot {snapshot_id:?} arrived so far")]
-    SnapshotGap { snapshot_id: String, offset: u64, received: u64 },
 }
 
 /// The snapshot being received, so that a chunk can only continue it: openraft writes a chunk
 /// at its `offset` into an in-memory buffer, so one forged offset of a terabyte would make it
 /// allocate a terabyte. A chunk at offset 0 starts a snapshot; any other must belong to the
-/// snapshot being received and start at or before the end of what arrived.
+/// snapshot being received and start at or before the end of what arrived. A refused chunk
+/// gets openraft's own `SnapshotMismatch`, on which a real sender starts over at offset 0.
 #[derive(Default)]
 pub struct SnapshotChunks {
     receiving: std::sync::Mutex<Option<(String, u64)>>,
 }
 
 impl SnapshotChunks {
-    pub fn admit(&self, request: &InstallSnapshotRequest<TypeConfig>) -> Result<(), BoundsError> {
-        let end = request.offset + request.data.len() as u64; // checked by `check_bounds`
+    pub fn admit(&self, request: &InstallSnapshotRequest<TypeConfig>) -> Result<(), SnapshotMismatch> {
+        let end = request.offset.saturating_add(request.data.len() as u64);
         let mut receiving = self.receiving.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         match receiving.as_mut() {
             _ if request.offset == 0 => *receiving = Some((request.meta.snapshot_id.clone(), end)),
             Some((id, received)) if *id == request.meta.snapshot_id && request.offset <= *received => *received = (*received).max(end),
             other => {
-                let received = other.filter(|(id, _)| *id == request.meta.snapshot_id).map_or(0, |(_, received)| *received);
-                return Err(BoundsError::SnapshotGap { snapshot_id: request.meta.snapshot_id.clone(), offset: request.offset, received });
+                let (id, received) = other.map_or((String::new(), 0), |(id, received)| (id.clone(), *received));
+                return Err(SnapshotMismatch {
+                    expect: SnapshotSegmentId { id, offset: received },
+                    got: SnapshotSegmentId { id: request.meta.snapshot_id.clone(), offset: request.offset },
+                });
             }
         }
         Ok(())
@@ -242,7 +245,7 @@ mod tests {
             request.meta.snapshot_id = id.to_string();
             request
         };
-        assert!(matches!(chunks.admit(&chunk("a", 1 << 40, 1)), Err(BoundsError::SnapshotGap { .. })), "nothing started");
+        assert!(chunks.admit(&chunk("a", 1 << 40, 1)).is_err(), "nothing started");
         assert_eq!(chunks.admit(&chunk("a", 0, 10)), Ok(()));
         assert_eq!(chunks.admit(&chunk("a", 10, 10)), Ok(()));
         assert_eq!(chunks.admit(&chunk("a", 5, 10)), Ok(()), "a resent chunk");

@@ -149,10 +149,12 @@ impl RaftServer {
             }
             RaftCall::InstallSnapshot => {
                 let request: InstallSnapshotRequest<TypeConfig> = checked_request(call, body)?;
-                self.snapshot_chunks.admit(&request).map_err(|error| {
-                    tracing::warn!(?call, %error, "refused a Raft message from a peer");
-                    format!("refused Raft {call:?}: {error}")
-                })?;
+                if let Err(mismatch) = self.snapshot_chunks.admit(&request) {
+                    tracing::warn!(%mismatch, "refused a snapshot chunk that does not continue the snapshot being received");
+                    let refused: Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>> =
+                        Err(RaftError::APIError(InstallSnapshotError::SnapshotMismatch(mismatch)));
+                    return Ok(encode(&refused));
+                }
                 Ok(encode(&self.raft.install_snapshot(request).await))
             }
         }
