@@ -8,6 +8,7 @@
 mod reload;
 
 use std::net::SocketAddr;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -88,7 +89,8 @@ async fn run_async(config: RuntimeConfig, agent_args: Vec<String>, log_level_swi
         Some(dir) => (dir.clone(), false),
         None if config.dev => {
             let dir = std::env::temp_dir().join(format!("cairn-dev-{}", crate::agent::new_uuid()));
-            std::fs::create_dir_all(&dir).map_err(DaemonError::TempDir)?;
+            // Private from the start, like every data dir (`agent::data_dir`).
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(DaemonError::TempDir)?;
             (dir, true)
         }
         None => return Err(DaemonError::NoDataDir),

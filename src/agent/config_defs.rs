@@ -20,8 +20,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::agent::local::{self, CheckRunner, LocalCheck};
-use crate::agent::operations::{LOCAL_CHECKS_MAX, LOCAL_SERVICES_MAX};
+use crate::agent::local::{self, CheckRunner, DefinitionSource, LocalCheck};
+use crate::agent::operations::{LOCAL_CHECKS_MAX, LOCAL_SERVICES_MAX, SCRIPTS_DISABLED};
 use crate::agent::{Agent, AgentError};
 use crate::catalog::command::ServiceRegistration;
 
@@ -210,10 +210,7 @@ impl Agent {
         let all_checks = wanted.services.values().flat_map(|s| s.checks.iter()).chain(wanted.checks.values());
         for check in all_checks {
             if runner_is_script(check) && !scripts_allowed {
-                return Err(AgentError::Invalid(format!(
-                    "check {:?}: Scripts are disabled on this agent; to enable, configure 'enable_script_checks' or 'enable_local_script_checks' to true",
-                    check.registration.check_id
-                )));
+                return Err(AgentError::Invalid(format!("check {:?}: {SCRIPTS_DISABLED}", check.registration.check_id)));
             }
         }
         for check in wanted.checks.values() {
@@ -276,7 +273,7 @@ impl Agent {
             ConfigAction::RegisterService { id, check_ids } => {
                 let definition = &wanted.services[id];
                 let checks = definition.checks.iter().filter(|c| check_ids.contains(&c.registration.check_id)).cloned().collect();
-                let result = self.register_service(definition.registration.clone(), checks, false).await;
+                let result = self.register_service(definition.registration.clone(), checks, false, DefinitionSource::ConfigFile).await;
                 // Config wins over an entry the API persisted under the same ID (Consul purges it).
                 self.store.agent_delete(&format!("{}{id}", local::SERVICE_PREFIX))?;
                 for check_id in check_ids {
@@ -285,7 +282,7 @@ impl Agent {
                 result
             }
             ConfigAction::RegisterCheck(id) => {
-                let result = self.register_check(wanted.checks[id].clone()).await;
+                let result = self.register_check(wanted.checks[id].clone(), DefinitionSource::ConfigFile).await;
                 self.store.agent_delete(&format!("{}{id}", local::CHECK_PREFIX))?;
                 result
             }

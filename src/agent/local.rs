@@ -208,5 +208,15 @@ impl Drop for LocalWriteGuard<'_> {
     }
 }
 
+/// Where a service or check definition came from (Consul's `configSource`), which decides
+/// whether it may hold a script check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DefinitionSource {
+    /// A config file (at start or on reload).
+    ConfigFile,
+    /// The HTTP API (directly, relayed through another agent, or persisted by an earlier run).
+    Api,
+}
+
 #[cfg(test)]
 mod tests;

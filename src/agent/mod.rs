@@ -18,6 +18,7 @@ mod client_writes;
 mod cluster;
 pub mod coordinates;
 pub mod config_defs;
+mod data_dir;
 pub mod endpoint;
 pub mod events;
 mod leader;
@@ -75,6 +76,9 @@ pub enum AgentError {
     /// Bad input to an agent operation (answered with 400).
     #[error("{0}")]
     Invalid(String),
+    /// Something this agent's settings turn off, such as script checks (Consul answers 500).
+    #[error("{0}")]
+    Disabled(String),
     /// An unknown service or check ID (answered with 404).
     #[error("{0}")]
     NotFound(String),
@@ -161,7 +165,7 @@ impl Agent {
         if config.kv_history_versions > history_max {
             return Err(AgentError::Invalid(format!("kv_history_versions must be at most {history_max}")));
         }
-        std::fs::create_dir_all(&data_dir).map_err(|source| AgentError::DataDir { path: data_dir.clone(), source })?;
+        data_dir::prepare(&data_dir)?;
         let store = {
             let path = data_dir.join("rocksdb");
             tokio::task::spawn_blocking(move || Store::open(&path)).await.map_err(|e| AgentError::Invalid(e.to_string()))??
@@ -211,7 +215,7 @@ impl Agent {
         let gossip = Gossip::start(gossip_config, sockets.udp, sockets.tcp).await.map_err(|e| AgentError::Invalid(format!("gossip: {e}")))?;
         let (results_tx, results_rx) = mpsc::channel(CHECK_RESULTS_QUEUE_MAX);
         let scheduler = Scheduler::new(results_tx, CheckLimits { output_bytes_max: config.check_output_max_size_bytes });
-        let local = Arc::new(LocalCell::new(restore_local_state(&store)?));
+        let local = Arc::new(LocalCell::new(restore_local_state(&store, config.enable_script_checks)?));
         let persister = persist::PersistWriter::start(local.clone(), store.clone())?;
         let (shutdown, _) = watch::channel(false);
         let agent = Arc::new(Agent {
@@ -437,7 +441,11 @@ fn default_advertise(bind: IpAddr) -> IpAddr {
         .unwrap_or(IpAddr::from([127, 0, 0, 1]))
 }
 
-fn restore_local_state(store: &Store) -> Result<LocalState, AgentError> {
+/// The local state an earlier run persisted (registered through the API: config entries are
+/// registered again from the files). A script check is dropped, with a warning, unless
+/// `enable_script_checks` allows it from the API now, as Consul's `loadChecks` purges the
+/// checks it cannot add back.
+fn restore_local_state(store: &Store, api_scripts_allowed: bool) -> Result<LocalState, AgentError> {
     let mut local = LocalState::default();
     for (key, bytes) in store.agent_scan(local::SERVICE_PREFIX)? {
         match local::decode::<LocalService>(&bytes) {
@@ -449,6 +457,10 @@ fn restore_local_state(store: &Store) -> Result<LocalState, AgentError> {
     }
     for (key, bytes) in store.agent_scan(local::CHECK_PREFIX)? {
         match local::decode::<LocalCheck>(&bytes) {
+            Ok(check) if matches!(check.runner, Some(local::CheckRunner::Script { .. })) && !api_scripts_allowed => {
+                tracing::warn!(check = %check.registration.check_id, "dropping a persisted script check: {}", operations::SCRIPTS_DISABLED_FROM_API);
+                store.agent_delete(&key)?;
+            }
             Ok(check) => {
                 local.checks.insert(check.registration.check_id.clone(), check);
             }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::agent::anti_entropy::SyncScope;
-use crate::agent::local::{CheckOptions, CheckRunner, LocalCheck, LocalService};
+use crate::agent::local::{CheckOptions, CheckRunner, DefinitionSource, LocalCheck, LocalService};
 use crate::agent::{Agent, AgentError, alias, check_status};
 use crate::catalog::command::{CheckRegistration, ServiceRegistration};
 use crate::catalog::model::{CheckDefinition, HealthStatus};
@@ -25,6 +25,13 @@ pub(crate) const SERVICE_MAINTENANCE_CHECK_PREFIX: &str = "_service_maintenance:
 pub(crate) const LOCAL_SERVICES_MAX: usize = 4096;
 /// Most checks one agent may hold.
 pub(crate) const LOCAL_CHECKS_MAX: usize = 8192;
+
+/// Consul's error for a script check from a config file while scripts are disabled.
+pub(crate) const SCRIPTS_DISABLED: &str =
+    "Scripts are disabled on this agent; to enable, configure 'enable_script_checks' or 'enable_local_script_checks' to true";
+/// Consul's error for a script check from the API without `enable_script_checks`.
+pub(crate) const SCRIPTS_DISABLED_FROM_API: &str =
+    "Scripts are disabled on this agent from remote calls; to enable, configure 'enable_script_checks' to true";
 
 /// What the scheduler runs for a persisted runner; `None` for alias checks, whose task the
 /// alias supervisor (`agent::alias`) starts.
@@ -106,24 +113,35 @@ impl Agent {
         }
     }
 
-    fn validate_runner(&self, runner: &Option<CheckRunner>) -> Result<(), AgentError> {
-        if let Some(CheckRunner::Script { .. }) = runner
-            && !(self.config.enable_script_checks || self.config.enable_local_script_checks)
-        {
-            return Err(AgentError::Invalid(
-                "Scripts are disabled on this agent; to enable, configure 'enable_script_checks' or 'enable_local_script_checks' to true".into(),
-            ));
+    /// Consul's `addCheckLocked` rule: a script check from a config file needs
+    /// `enable_local_script_checks` (or `enable_script_checks`); one from the API needs
+    /// `enable_script_checks`, since anyone who reaches the API could run commands otherwise.
+    fn validate_runner(&self, runner: &Option<CheckRunner>, source: DefinitionSource) -> Result<(), AgentError> {
+        if !matches!(runner, Some(CheckRunner::Script { .. })) {
+            return Ok(());
         }
-        Ok(())
+        match source {
+            DefinitionSource::ConfigFile if !(self.config.enable_script_checks || self.config.enable_local_script_checks) => {
+                Err(AgentError::Disabled(SCRIPTS_DISABLED.into()))
+            }
+            DefinitionSource::Api if !self.config.enable_script_checks => Err(AgentError::Disabled(SCRIPTS_DISABLED_FROM_API.into())),
+            _ => Ok(()),
+        }
     }
 
     /// Registers (or replaces) a service and its checks with this agent.
-    pub async fn register_service(&self, service: ServiceRegistration, checks: Vec<LocalCheck>, replace_existing_checks: bool) -> Result<(), AgentError> {
+    pub async fn register_service(
+        &self,
+        service: ServiceRegistration,
+        checks: Vec<LocalCheck>,
+        replace_existing_checks: bool,
+        source: DefinitionSource,
+    ) -> Result<(), AgentError> {
         if service.name.is_empty() {
             return Err(AgentError::Invalid("Missing service name".into()));
         }
         for check in &checks {
-            self.validate_runner(&check.runner)?;
+            self.validate_runner(&check.runner, source)?;
         }
         let service = LocalService { registration: service };
         let id = service.registration.id.clone();
@@ -194,8 +212,8 @@ impl Agent {
     }
 
     /// Registers (or replaces) one check with this agent.
-    pub async fn register_check(&self, check: LocalCheck) -> Result<(), AgentError> {
-        self.validate_runner(&check.runner)?;
+    pub async fn register_check(&self, check: LocalCheck, source: DefinitionSource) -> Result<(), AgentError> {
+        self.validate_runner(&check.runner, source)?;
         if check.registration.name.is_empty() {
             return Err(AgentError::Invalid("Missing check name".into()));
         }
@@ -281,7 +299,7 @@ impl Agent {
             } else {
                 reason
             };
-            self.register_check(maintenance_check(NODE_MAINTENANCE_CHECK_ID, "Node Maintenance Mode", notes, "")).await
+            self.register_check(maintenance_check(NODE_MAINTENANCE_CHECK_ID, "Node Maintenance Mode", notes, ""), DefinitionSource::Api).await
         } else {
             match self.deregister_check(NODE_MAINTENANCE_CHECK_ID).await {
                 Err(AgentError::NotFound(_)) => Ok(()),
@@ -302,7 +320,7 @@ impl Agent {
             } else {
                 reason
             };
-            self.register_check(maintenance_check(&check_id, "Service Maintenance Mode", notes, service_id)).await
+            self.register_check(maintenance_check(&check_id, "Service Maintenance Mode", notes, service_id), DefinitionSource::Api).await
         } else {
             match self.deregister_check(&check_id).await {
                 Err(AgentError::NotFound(_)) => Ok(()),

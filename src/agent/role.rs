@@ -78,6 +78,9 @@ pub enum WriteError {
     NoServers,
     #[error("raft is shutting down")]
     ShuttingDown,
+    /// This server's Raft core quit on an error (a full disk, for one).
+    #[error("{0}")]
+    RaftStopped(String),
     #[error("{0}")]
     Forward(String),
     #[error("timed out waiting for the write to commit (no quorum?)")]
@@ -147,6 +150,7 @@ impl Agent {
                 (Proposed::NotLeader(None), WriteRoute::AnyServer) => {}
                 (Proposed::Refused(reason), _) => return Err(WriteError::Forward(reason)),
                 (Proposed::ShuttingDown, _) => return Err(WriteError::ShuttingDown),
+                (Proposed::Stopped(reason), _) => return Err(WriteError::RaftStopped(reason)),
             }
             if !raft.wait_for_leader(deadline).await {
                 return Err(WriteError::NoLeader);

@@ -56,6 +56,12 @@ const NETWORK_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
 /// Timeout used when the caller passes zero for a script check (Consul's).
 const SCRIPT_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
 
+/// Script checks run with `mask` as their umask (the one the agent process started with,
+/// before the agent made its own stricter for the data dir).
+pub fn run_scripts_with_umask(mask: u32) {
+    script::set_umask(mask);
+}
+
 /// A duration as Go prints it ("10s", "1m30s", "250ms"), which Consul's JSON carries.
 pub fn go_duration_text(duration: Duration) -> String {
     runner::go_duration(duration)

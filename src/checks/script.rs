@@ -13,6 +13,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
@@ -94,6 +95,14 @@ pub(super) async fn run(
     }
 }
 
+/// The umask a script runs with, when the agent changed its own (`u32::MAX`: inherit).
+static SCRIPT_UMASK: AtomicU32 = AtomicU32::new(u32::MAX);
+
+/// Scripts run with `mask` as their umask from now on (the agent's is stricter).
+pub(super) fn set_umask(mask: u32) {
+    SCRIPT_UMASK.store(mask, Ordering::Relaxed);
+}
+
 /// Starts the child with stdout and stderr on one pipe; returns its read end.
 fn spawn(program: &str, args: &[String]) -> io::Result<(pipe::Receiver, Child)> {
     let (read_end, write_end) = io::pipe()?;
@@ -108,6 +117,17 @@ fn spawn(program: &str, args: &[String]) -> io::Result<(pipe::Receiver, Child)> 
         // If the runner is aborted (check removed) mid-run, dropping the
         // child kills it instead of leaving it behind.
         .kill_on_drop(true);
+    let umask = SCRIPT_UMASK.load(Ordering::Relaxed);
+    if umask != u32::MAX {
+        // SAFETY: the closure runs in the forked child before exec; umask is async-signal-safe
+        // and touches nothing else.
+        unsafe {
+            command.pre_exec(move || {
+                libc::umask(umask as libc::mode_t);
+                Ok(())
+            });
+        }
+    }
     let child = command.spawn();
     // Our copies of the write end live in `command`; drop them now or the
     // reader would never see end-of-file.

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::agent::local::{LocalCheck, LocalService};
+use crate::agent::local::{DefinitionSource, LocalCheck, LocalService};
 use crate::gossip::Member;
 use crate::catalog::model::HealthStatus;
 use crate::checks::CheckStatus;
@@ -303,9 +303,9 @@ pub(super) async fn register_service(State(state): State<AppState>, Query(params
     let (registration, checks) = decode::service_definition(&fields)?;
     let replace = params.get("replace-existing-checks").is_some_and(|v| v.is_empty() || v == "true");
     let sidecar = sidecar_registration(&state, &fields, &registration)?;
-    state.agent.register_service(registration, checks, replace).await?;
+    state.agent.register_service(registration, checks, replace, DefinitionSource::Api).await?;
     if let Some(sidecar) = sidecar {
-        state.agent.register_service(sidecar, Vec::new(), replace).await?;
+        state.agent.register_service(sidecar, Vec::new(), replace, DefinitionSource::Api).await?;
     }
     Ok(StatusCode::OK)
 }
@@ -421,7 +421,7 @@ pub(super) async fn checks(State(state): State<AppState>, Query(params): Query<P
 pub(super) async fn register_check(State(state): State<AppState>, body: Bytes) -> Result<StatusCode, ApiError> {
     let fields = Fields::parse(&body)?;
     let check = decode::check_definition(&fields, None, String::new())?;
-    state.agent.register_check(check).await?;
+    state.agent.register_check(check, DefinitionSource::Api).await?;
     Ok(StatusCode::OK)
 }
 

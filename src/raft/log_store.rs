@@ -9,7 +9,9 @@
 //! - the vote is durable before `save_vote` returns;
 //! - `committed` is written unsynced and never ahead of the entries it names (the WAL keeps
 //!   order), since it is only a restart hint;
-//! - `purge` records `last_purged` in the same synced batch that deletes the entries.
+//! - `purge` records `last_purged` in the same synced batch that deletes the entries;
+//! - a saved vote, committed id or log id beyond `bounds`' limits is refused at start with an
+//!   error, never handed to openraft (whose arithmetic on it would wrap and panic).
 //!
 //! Entries are stored as `[LOG_FORMAT_V1] + postcard(Entry)`.
 
@@ -19,7 +21,7 @@ use std::ops::{Bound, RangeBounds};
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{Entry, LogId, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote};
 
-use crate::raft::{NodeId, TypeConfig};
+use crate::raft::{NodeId, TypeConfig, bounds};
 use crate::store::Store;
 
 /// Format version of a stored log entry.
@@ -101,6 +103,17 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, std::io::E
     tokio::task::spawn_blocking(work).await.map_err(std::io::Error::other)?
 }
 
+/// Saved Raft state that no real cluster can reach (see `bounds`): only a forged message,
+/// accepted by a version without those checks, can have put it there. The server refuses to
+/// start on it rather than let openraft's arithmetic on it wrap and panic.
+fn impossible_saved_state(error: bounds::BoundsError) -> std::io::Error {
+    std::io::Error::other(format!(
+        "{error}: no real cluster reaches this, so a forged Raft message wrote it (versions before issue 11 \
+         did not check); refusing to start on it: restore this server from a snapshot, or move its data dir \
+         away and join it to the cluster again as a new server"
+    ))
+}
+
 fn io(error: impl std::error::Error + Send + Sync + 'static) -> std::io::Error {
     std::io::Error::other(error)
 }
@@ -146,6 +159,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 Some((_, bytes)) => Some(decode::<Entry<TypeConfig>>(&bytes)?.log_id),
                 None => None,
             };
+            bounds::check_log_id("the last purged log id", last_purged.as_ref()).map_err(impossible_saved_state)?;
+            bounds::check_log_id("the last log entry", last.as_ref()).map_err(impossible_saved_state)?;
             Ok(LogState { last_purged_log_id: last_purged, last_log_id: last.or(last_purged) })
         })
         .await;
@@ -167,7 +182,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
         let store = self.store.clone();
         blocking(move || match store.raft_meta_get(META_VOTE).map_err(io)? {
-            Some(bytes) => Ok(Some(decode(&bytes)?)),
+            Some(bytes) => {
+                let vote: Vote<NodeId> = decode(&bytes)?;
+                bounds::check_vote("the saved vote", &vote).map_err(impossible_saved_state)?;
+                Ok(Some(vote))
+            }
             None => Ok(None),
         })
         .await
@@ -188,7 +207,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
         let store = self.store.clone();
         blocking(move || match store.raft_meta_get(META_COMMITTED).map_err(io)? {
-            Some(bytes) => decode(&bytes),
+            Some(bytes) => {
+                let committed: Option<LogId<NodeId>> = decode(&bytes)?;
+                bounds::check_log_id("the saved committed log id", committed.as_ref()).map_err(impossible_saved_state)?;
+                Ok(committed)
+            }
             None => Ok(None),
         })
         .await
@@ -229,5 +252,27 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         blocking(move || store.log_purge_upto(log_id.index, META_LAST_PURGED, bytes).map_err(io))
             .await
             .map_err(|e| StorageIOError::write_logs(&e).into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression (issue 11): a vote of term 2^64-1 saved by an unchecked version made
+    /// openraft panic on every start; now reading it back is a clear error.
+    #[tokio::test]
+    async fn an_impossible_saved_vote_is_refused_with_a_clear_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open store");
+        let mut log = LogStore::new(store.clone());
+        log.save_vote(&Vote::new(7, 1)).await.unwrap();
+        assert_eq!(log.read_vote().await.unwrap(), Some(Vote::new(7, 1)));
+        store.raft_meta_put(META_VOTE, encode(&Vote::new_committed(u64::MAX, 2))).unwrap();
+        let error = log.read_vote().await.unwrap_err().to_string();
+        assert!(error.contains("above RAFT_TERM_MAX") && error.contains("forged"), "{error}");
+        store.raft_meta_put(META_COMMITTED, encode(&Some(LogId::new(openraft::CommittedLeaderId::new(1, 1), u64::MAX)))).unwrap();
+        let error = log.read_committed().await.unwrap_err().to_string();
+        assert!(error.contains("above RAFT_INDEX_MAX"), "{error}");
     }
 }

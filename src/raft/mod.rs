@@ -7,6 +7,7 @@
 //! [`CatalogView`], the in-memory catalog that applied entries update and blocking queries wait
 //! on. A single server is a one-voter cluster on the same code path.
 
+pub mod bounds;
 pub mod cluster;
 pub mod log_store;
 pub mod network;
@@ -145,6 +146,40 @@ pub enum ReadError {
     NoLeader,
     #[error("raft is shutting down")]
     ShuttingDown,
+    /// The Raft core quit on an error (see [`raft_stopped_message`]).
+    #[error("{0}")]
+    Stopped(String),
+}
+
+/// What a write or a consistent read answers once openraft's core has quit on an error: it
+/// quits on any storage error (a full disk, for one) and never starts again in this process,
+/// and RocksDB keeps refusing writes after its first failed WAL write too, so only a restart
+/// of the agent recovers (nothing acknowledged is lost).
+pub fn raft_stopped_message(fatal: &openraft::error::Fatal<NodeId>) -> String {
+    format!("Raft stopped on an error ({fatal}); this server cannot commit writes or serve consistent reads until the agent is restarted")
+}
+
+/// Logs once, as an error, that the Raft core quit on an error (openraft's own line is a debug
+/// dump); an orderly shutdown is not logged.
+async fn log_when_stopped(mut metrics: watch::Receiver<openraft::RaftMetrics<NodeId, ServerNode>>) {
+    loop {
+        let stopped = metrics.borrow_and_update().running_state.clone().err();
+        if let Some(fatal) = stopped {
+            if !matches!(fatal, openraft::error::Fatal::Stopped) {
+                tracing::error!("{}", raft_stopped_message(&fatal));
+            }
+            return;
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The leader this server knows of, or none once its Raft core has stopped: openraft leaves
+/// `current_leader` as it was when the core quit, and a stopped server must not be named.
+fn live_leader(metrics: &openraft::RaftMetrics<NodeId, ServerNode>) -> Option<NodeId> {
+    metrics.current_leader.filter(|_| metrics.running_state.is_ok())
 }
 
 /// The leadership facts a request needs, without copying the membership.
@@ -190,6 +225,8 @@ pub struct RaftServer {
     reads: Arc<read_batch::ReadBatcher>,
     /// Concurrent writes share Raft entries (see `write_batch`).
     writes: write_batch::WriteBatcher,
+    /// The InstallSnapshot being received, so chunks cannot leave gaps (see `bounds`).
+    snapshot_chunks: bounds::SnapshotChunks,
 }
 
 impl RaftServer {
@@ -220,9 +257,10 @@ impl RaftServer {
         )
         .await
         .map_err(|e| RaftStartError::Fatal(e.to_string()))?;
+        tokio::spawn(log_when_stopped(raft.metrics()));
         let reads = read_batch::ReadBatcher::start(raft.clone(), Duration::from_millis(settings.leader_wait_ms_max));
         let writes = write_batch::WriteBatcher::start(raft.clone());
-        Ok(Arc::new(RaftServer { raft, store, settings, view, rpc, reads, writes }))
+        Ok(Arc::new(RaftServer { raft, store, settings, view, rpc, reads, writes, snapshot_chunks: Default::default() }))
     }
 
     /// A point-in-time copy of the state machine, read from one consistent RocksDB view, in
@@ -290,7 +328,7 @@ impl RaftServer {
     pub fn leader_view(&self) -> LeaderView {
         let metrics = self.raft.metrics();
         let metrics = metrics.borrow();
-        let leader_id = metrics.current_leader;
+        let leader_id = live_leader(&metrics);
         let other_leader_addr = leader_id
             .filter(|id| *id != metrics.id)
             .and_then(|id| metrics.membership_config.membership().get_node(&id).map(|n| n.raft_addr.clone()));
@@ -319,7 +357,7 @@ impl RaftServer {
                 learners.insert(*id, node.clone());
             }
         }
-        let leader = metrics.current_leader.and_then(|id| membership.get_node(&id).map(|n| (id, n.clone())));
+        let leader = live_leader(&metrics).and_then(|id| membership.get_node(&id).map(|n| (id, n.clone())));
         RaftStatus {
             node_id: metrics.id,
             state: match metrics.state {
@@ -356,5 +394,35 @@ impl RaftServer {
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::error::Fatal;
+    use openraft::{StorageError, StorageIOError};
+
+    use super::*;
+
+    fn disk_full() -> Fatal<NodeId> {
+        let error = std::io::Error::other("No space left on device");
+        Fatal::StorageError(StorageError::from(StorageIOError::write_state_machine(&error)))
+    }
+
+    /// Regression (issue 11): after the core quit on ENOSPC, `/v1/status/leader` still named
+    /// this server, whose Raft could no longer do anything.
+    #[test]
+    fn a_stopped_raft_names_no_leader() {
+        let mut metrics = openraft::RaftMetrics::<NodeId, ServerNode>::new_initial(1);
+        metrics.current_leader = Some(1);
+        assert_eq!(live_leader(&metrics), Some(1));
+        metrics.running_state = Err(disk_full());
+        assert_eq!(live_leader(&metrics), None);
+    }
+
+    #[test]
+    fn a_stopped_raft_says_why_and_what_to_do() {
+        let message = raft_stopped_message(&disk_full());
+        assert!(message.contains("No space left on device") && message.contains("until the agent is restarted"), "{message}");
     }
 }

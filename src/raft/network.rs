@@ -7,7 +7,8 @@
 //!
 //! Incoming: [`RaftServer::handle_rpc`] decodes a message that `rpc::server` received as
 //! bytes, hands it to openraft, and encodes its `Result`, so a remote Raft error comes back
-//! typed. Decoding happens here, before openraft sees anything.
+//! typed. Decoding happens here, before openraft sees anything, and so do the checks of
+//! `bounds` (terms and indexes openraft can do arithmetic on), on requests and on answers.
 
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ use openraft::raft::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::raft::bounds::Bounded;
 use crate::raft::{NodeId, RaftServer, ServerNode, TypeConfig};
 use crate::rpc::client::RpcClient;
 use crate::rpc::frames::{FramedCallError, FramedConn};
@@ -66,17 +68,22 @@ impl PeerClient {
     /// Decodes a peer's encoded `Result`, typing a remote Raft error as such.
     fn remote_result<Resp, E>(&self, bytes: &[u8]) -> Result<Resp, RPCError<NodeId, ServerNode, E>>
     where
-        Resp: DeserializeOwned,
+        Resp: DeserializeOwned + Bounded,
         E: std::error::Error + DeserializeOwned,
     {
         let result: Result<Resp, E> = decode(bytes).map_err(network_error)?;
-        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+        let answer = result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))?;
+        answer.check_bounds().map_err(|error| {
+            tracing::warn!(target_node = self.target, %error, "refused a Raft answer from a peer");
+            network_error(format!("refused answer from server {}: {error}", self.target))
+        })?;
+        Ok(answer)
     }
 
     async fn call_framed<Req, Resp, E>(&mut self, call: RaftCall, request: &Req, option: &RPCOption) -> Result<Resp, RPCError<NodeId, ServerNode, E>>
     where
         Req: Serialize,
-        Resp: DeserializeOwned,
+        Resp: DeserializeOwned + Bounded,
         E: std::error::Error + DeserializeOwned,
     {
         match self.framed.call(call, &encode(request), option.hard_ttl()).await {
@@ -89,7 +96,7 @@ impl PeerClient {
     async fn call_http<Req, Resp, E>(&self, path: &str, request: &Req, option: &RPCOption) -> Result<Resp, RPCError<NodeId, ServerNode, E>>
     where
         Req: Serialize,
-        Resp: DeserializeOwned,
+        Resp: DeserializeOwned + Bounded,
         E: std::error::Error + DeserializeOwned,
     {
         match self.rpc.call_raw(&self.target_addr, path, encode(request), option.hard_ttl()).await {
@@ -127,22 +134,39 @@ impl RaftNetwork<TypeConfig> for PeerClient {
 }
 
 impl RaftServer {
-    /// Serves one Raft message that arrived as bytes: decoded here, answered by openraft,
-    /// encoded back. `Err` refuses a body that does not decode.
+    /// Serves one Raft message that arrived as bytes: decoded and checked here (terms and
+    /// indexes within `bounds`), answered by openraft, encoded back. `Err` refuses a body that
+    /// does not decode or carries numbers openraft cannot take.
     pub async fn handle_rpc(&self, call: RaftCall, body: &[u8]) -> Result<Vec<u8>, String> {
         match call {
             RaftCall::Append => {
-                let request: AppendEntriesRequest<TypeConfig> = decode(body).map_err(|e| e.to_string())?;
+                let request: AppendEntriesRequest<TypeConfig> = checked_request(call, body)?;
                 Ok(encode(&self.raft.append_entries(request).await))
             }
             RaftCall::Vote => {
-                let request: VoteRequest<NodeId> = decode(body).map_err(|e| e.to_string())?;
+                let request: VoteRequest<NodeId> = checked_request(call, body)?;
                 Ok(encode(&self.raft.vote(request).await))
             }
             RaftCall::InstallSnapshot => {
-                let request: InstallSnapshotRequest<TypeConfig> = decode(body).map_err(|e| e.to_string())?;
+                let request: InstallSnapshotRequest<TypeConfig> = checked_request(call, body)?;
+                if let Err(mismatch) = self.snapshot_chunks.admit(&request) {
+                    tracing::warn!(%mismatch, "refused a snapshot chunk that does not continue the snapshot being received");
+                    let refused: Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>> =
+                        Err(RaftError::APIError(InstallSnapshotError::SnapshotMismatch(mismatch)));
+                    return Ok(encode(&refused));
+                }
                 Ok(encode(&self.raft.install_snapshot(request).await))
             }
         }
     }
+}
+
+/// Decodes a Raft request and refuses it, with a warning, if its numbers are out of bounds.
+fn checked_request<T: DeserializeOwned + Bounded>(call: RaftCall, body: &[u8]) -> Result<T, String> {
+    let request: T = decode(body).map_err(|e| e.to_string())?;
+    request.check_bounds().map_err(|error| {
+        tracing::warn!(?call, %error, "refused a Raft message from a peer");
+        format!("refused Raft {call:?}: {error}")
+    })?;
+    Ok(request)
 }

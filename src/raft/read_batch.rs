@@ -14,10 +14,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use openraft::Raft;
-use openraft::error::RaftError;
+use openraft::error::{Fatal, RaftError};
 use tokio::sync::{Notify, watch};
 
-use crate::raft::{ReadError, TypeConfig};
+use crate::raft::{ReadError, TypeConfig, raft_stopped_message};
 
 /// The outcome of the last finished round: the newest ticket it covers, and its result.
 #[derive(Clone)]
@@ -53,7 +53,8 @@ impl ReadBatcher {
                 let result = match tokio::time::timeout(round_timeout, raft.ensure_linearizable()).await {
                     Err(_) => Err(ReadError::NoLeader),
                     Ok(Ok(_)) => Ok(()),
-                    Ok(Err(RaftError::Fatal(_))) => Err(ReadError::ShuttingDown),
+                    Ok(Err(RaftError::Fatal(Fatal::Stopped))) => Err(ReadError::ShuttingDown),
+                    Ok(Err(RaftError::Fatal(fatal))) => Err(ReadError::Stopped(raft_stopped_message(&fatal))),
                     Ok(Err(RaftError::APIError(_))) => Err(ReadError::NoLeader),
                 };
                 batcher.finished.send_replace(Round { covers, result });

@@ -21,11 +21,11 @@
 use std::sync::Arc;
 
 use openraft::Raft;
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::{ClientWriteError, Fatal, RaftError};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use crate::catalog::{Command, Outcome};
-use crate::raft::{ServerNode, TypeConfig};
+use crate::raft::{ServerNode, TypeConfig, raft_stopped_message};
 
 /// Most writes waiting for a batch; further writers wait for room (within their own timeout).
 const WRITE_QUEUE_MAX: usize = 4096;
@@ -51,6 +51,8 @@ pub enum Proposed {
     /// Raft refused the entry (a membership change in progress).
     Refused(String),
     ShuttingDown,
+    /// The Raft core quit on an error; the text says so (`raft_stopped_message`).
+    Stopped(String),
 }
 
 struct Pending {
@@ -242,6 +244,26 @@ fn refused(error: RaftError<u64, ClientWriteError<u64, ServerNode>>) -> Proposed
     match error {
         RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => Proposed::NotLeader(forward.leader_node),
         RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => Proposed::Refused(e.to_string()),
-        RaftError::Fatal(_) => Proposed::ShuttingDown,
+        RaftError::Fatal(Fatal::Stopped) => Proposed::ShuttingDown,
+        RaftError::Fatal(fatal) => Proposed::Stopped(raft_stopped_message(&fatal)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{StorageError, StorageIOError};
+
+    use super::*;
+
+    /// A write after the core quit on a storage error says so, instead of "shutting down".
+    #[test]
+    fn a_fatal_storage_error_is_reported_as_such() {
+        let error = std::io::Error::other("No space left on device");
+        let fatal = Fatal::StorageError(StorageError::from(StorageIOError::write_logs(&error)));
+        match refused(RaftError::Fatal(fatal)) {
+            Proposed::Stopped(message) => assert!(message.contains("No space left on device"), "{message}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(refused(RaftError::Fatal(Fatal::Stopped)), Proposed::ShuttingDown));
     }
 }

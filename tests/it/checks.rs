@@ -1,4 +1,5 @@
-//! Health checks run by the agent: TTL lapses to critical; HTTP follows its target's status.
+//! Health checks run by the agent: TTL lapses to critical; HTTP follows its target's status;
+//! script checks come from the API only with `enable_script_checks`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -59,4 +60,63 @@ async fn http_check_follows_the_target_status() {
     assert!(eventually(5_000, async || check_status(&agent, "service:web").await == "warning").await, "never warning");
     status.store(200, Ordering::SeqCst);
     assert!(eventually(5_000, async || check_status(&agent, "service:web").await == "passing").await, "never passing again");
+}
+
+/// Consul's refusal of a script check from the API without `enable_script_checks`.
+const SCRIPTS_DISABLED_FROM_API: &str = "Scripts are disabled on this agent from remote calls; to enable, configure 'enable_script_checks' to true";
+
+async fn agent_check_status(agent: &TestAgent, check_id: &str) -> String {
+    agent.get_json("/v1/agent/checks").await[check_id]["Status"].as_str().unwrap_or("").to_string()
+}
+
+/// Regression (issue 11): `enable_local_script_checks` (Consul's safe option: scripts from
+/// config files only) also let anyone who reached the API, including through the server
+/// port's `/fwd`, register a script check, that is run commands as the agent's user. As in
+/// Consul, the API now needs `enable_script_checks` (500 with Consul's text otherwise) while
+/// config files keep working.
+#[tokio::test]
+async fn with_only_local_script_checks_the_api_cannot_register_scripts() {
+    let config_dir = tempfile::tempdir().unwrap();
+    let local = json!({"checks": [{"id": "local-script", "name": "local script", "args": ["true"], "interval": "500ms"}]});
+    std::fs::write(config_dir.path().join("local.json"), local.to_string()).unwrap();
+    let agent = TestAgent::start_with(&["-enable-local-script-checks", &format!("-config-dir={}", config_dir.path().display())]).await;
+    let marker = config_dir.path().join("pwned");
+    let args = json!(["sh", "-c", format!("touch {}", marker.display())]);
+    let attempts = [
+        ("/v1/agent/check/register", json!({"Name": "evil", "Args": args, "Interval": "1s"})),
+        ("/v1/agent/service/register", json!({"Name": "evil-svc", "Check": {"Args": args, "Interval": "1s"}})),
+        ("/v1/agent/service/register", json!({"Name": "evil-svc2", "Checks": [{"TTL": "10m"}, {"Args": args, "Interval": "1s"}]})),
+    ];
+    let server_port = format!("http://127.0.0.1:{}/fwd", agent.server_port);
+    for (path, body) in &attempts {
+        for base in [format!("http://127.0.0.1:{}", agent.http_port), server_port.clone()] {
+            let response = agent.client.put(format!("{base}{path}")).body(body.to_string()).send().await.unwrap();
+            let status = response.status();
+            assert_eq!((status.as_u16(), response.text().await.unwrap()), (500, SCRIPTS_DISABLED_FROM_API.to_string()), "{base}{path}");
+        }
+    }
+    assert!(eventually(10_000, async || agent_check_status(&agent, "local-script").await == "passing").await, "{}", agent.log());
+    let checks = agent.get_json("/v1/agent/checks").await;
+    assert_eq!(checks.as_object().unwrap().keys().collect::<Vec<_>>(), ["local-script"], "only the config file's check: {checks}");
+    let services = agent.get_json("/v1/agent/services").await;
+    assert!(services.as_object().unwrap().is_empty(), "refused registrations left nothing: {services}");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(!marker.exists(), "a refused script ran");
+}
+
+/// With `enable_script_checks` the API may register a script check; an agent restarted
+/// without it drops the persisted one (Consul's `loadChecks` purges a check it cannot add).
+#[tokio::test]
+async fn script_checks_from_the_api_need_enable_script_checks_also_after_a_restart() {
+    let mut agent = TestAgent::start_with(&["-enable-script-checks"]).await;
+    let body = json!({"ID": "api-script", "Name": "api script", "Args": ["true"], "Interval": "500ms"});
+    assert_eq!(agent.put("/v1/agent/check/register", body.to_string()).await.status(), 200);
+    assert!(eventually(10_000, async || agent_check_status(&agent, "api-script").await == "passing").await, "{}", agent.log());
+    agent.extra_args.clear();
+    agent.restart().await;
+    let checks = agent.get_json("/v1/agent/checks").await;
+    assert!(checks.get("api-script").is_none(), "the persisted script check was dropped: {checks}");
+    assert!(agent.log().contains("dropping a persisted script check"), "{}", agent.log());
+    let response = agent.put("/v1/agent/check/register", body.to_string()).await;
+    assert_eq!((response.status().as_u16(), response.text().await.unwrap()), (500, SCRIPTS_DISABLED_FROM_API.to_string()));
 }

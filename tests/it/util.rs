@@ -51,7 +51,7 @@ pub(crate) struct TestAgent {
     pub(crate) dns_port: u16,
     pub(crate) server_port: u16,
     pub(crate) serf_port: u16,
-    extra_args: Vec<String>,
+    pub(crate) extra_args: Vec<String>,
     pub(crate) client: reqwest::Client,
 }
 
