@@ -18,6 +18,7 @@ use crate::catalog::model::HealthStatus;
 use crate::catalog::query::aggregate_status;
 use crate::config::{LogLevel, RuntimeConfig};
 use crate::dns::{DnsCatalog, DnsConfig, DnsHealth, DnsInstance, DnsNode, DnsServer};
+use crate::tls::AgentTls;
 
 /// Worker threads of the agent's runtime: the agent is IO-bound; two keep a busy disk from
 /// stalling the HTTP path.
@@ -41,6 +42,8 @@ pub enum DaemonError {
     Definition(#[from] crate::http::definitions::DefinitionError),
     #[error("cannot register the services and checks of the config files: {0}")]
     Definitions(AgentError),
+    #[error("HTTPS: {0}")]
+    Tls(crate::tls::TlsError),
 }
 
 /// Runs an agent until it is told to stop. Blocks the calling thread. `agent_args` (the
@@ -147,6 +150,20 @@ async fn serve(config: RuntimeConfig, data_dir: PathBuf, agent_args: Vec<String>
             http_listeners.push(bind_tcp("HTTP", SocketAddr::new(*ip, port)).await?);
         }
     }
+    // HTTPS: its certificate is read before anything binds, so a bad file fails the start.
+    let https_tls = match &config.tls_https {
+        Some(settings) if config.ports.https.is_some() => {
+            let server_name = format!("server.{}.{}", config.datacenter, config.domain.trim_end_matches('.'));
+            Some(Arc::new(AgentTls::load(settings, &server_name).map_err(DaemonError::Tls)?))
+        }
+        _ => None,
+    };
+    let mut https_listeners = Vec::new();
+    if let (Some(port), Some(_)) = (config.ports.https, &https_tls) {
+        for ip in &config.client_addrs {
+            https_listeners.push(bind_tcp("HTTPS", SocketAddr::new(*ip, port)).await?);
+        }
+    }
     let mut dns_sockets = Vec::new();
     if let Some(port) = config.ports.dns {
         for ip in &config.client_addrs {
@@ -180,11 +197,11 @@ async fn serve(config: RuntimeConfig, data_dir: PathBuf, agent_args: Vec<String>
         // port (`rpc::frames`), sniffed by their first byte.
         let endpoint: Arc<dyn crate::rpc::server::Endpoint> = Arc::new(crate::agent::endpoint::ServerEndpoint::new(agent.clone(), raft));
         let router = crate::rpc::server::router(endpoint.clone(), crate::http::router(agent.clone()));
-        let frames = crate::http::server::SharedPort {
+        let frames = crate::http::server::Frames {
             magic: crate::rpc::frames::FRAME_MAGIC,
             serve: Arc::new(move |stream, peer, cert| Box::pin(crate::rpc::frames::serve(stream, peer, cert, endpoint.clone()))),
-            tls: agent.tls(),
         };
+        let frames = crate::http::server::PortOptions { frames: Some(frames), tls: agent.tls(), tls_only: false };
         let conns_per_peer_max = crate::rpc::RPC_CONNS_PER_PEER_MAX;
         tasks.push(tokio::spawn(crate::http::server::serve_shared(listener, router, conns_per_peer_max, agent.shutdown_requested(), Some(frames))));
     }
@@ -195,6 +212,13 @@ async fn serve(config: RuntimeConfig, data_dir: PathBuf, agent_args: Vec<String>
         let router = crate::http::router(agent.clone());
         let conns_per_client_max = config.limits.http_max_conns_per_client as usize;
         tasks.push(tokio::spawn(crate::http::server::serve(listener, router, conns_per_client_max, agent.shutdown_requested())));
+    }
+    for listener in https_listeners {
+        tracing::info!(addr = ?listener.local_addr().ok(), "HTTPS API listening");
+        let router = crate::http::router(agent.clone());
+        let conns_per_client_max = config.limits.http_max_conns_per_client as usize;
+        let options = crate::http::server::PortOptions { frames: None, tls: https_tls.clone(), tls_only: true };
+        tasks.push(tokio::spawn(crate::http::server::serve_shared(listener, router, conns_per_client_max, agent.shutdown_requested(), Some(options))));
     }
     let mut dns_servers = Vec::new();
     for (udp, tcp) in dns_sockets {

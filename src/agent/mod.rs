@@ -49,7 +49,7 @@ use crate::rpc::client::RpcClient;
 use crate::rpc::frames::ClientTls;
 use crate::rpc::fault::{FAULT_INJECTION_ENV, Faults};
 use crate::store::Store;
-use crate::tls::RpcTls;
+use crate::tls::AgentTls;
 
 pub use anti_entropy::{LEADER_OWNED_CHECK_ID, LEADER_OWNED_SERVICE_ID};
 
@@ -147,14 +147,14 @@ pub struct Agent {
     config_defs: config_defs::ConfigDefs,
     started_at: Instant,
     /// TLS on the server port, when configured (`tls`).
-    tls: Option<Arc<RpcTls>>,
+    tls: Option<Arc<AgentTls>>,
 }
 
 /// The server port's TLS from the config's `tls_rpc` (files read now, once).
-fn rpc_tls(config: &RuntimeConfig) -> Result<Option<Arc<RpcTls>>, AgentError> {
+fn rpc_tls(config: &RuntimeConfig) -> Result<Option<Arc<AgentTls>>, AgentError> {
     let Some(settings) = &config.tls_rpc else { return Ok(None) };
     let server_name = format!("server.{}.{}", config.datacenter, config.domain.trim_end_matches('.'));
-    RpcTls::load(settings, &server_name).map(|tls| Some(Arc::new(tls))).map_err(|e| AgentError::Invalid(e.to_string()))
+    AgentTls::load(settings, &server_name).map(|tls| Some(Arc::new(tls))).map_err(|e| AgentError::Invalid(e.to_string()))
 }
 
 impl Agent {
@@ -284,7 +284,7 @@ impl Agent {
     }
 
     /// TLS on the server port, when configured.
-    pub fn tls(&self) -> Option<Arc<RpcTls>> {
+    pub fn tls(&self) -> Option<Arc<AgentTls>> {
         self.tls.clone()
     }
 

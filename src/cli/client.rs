@@ -43,6 +43,8 @@ pub(crate) struct HttpFlags {
     /// Allow any server (not just the leader) to answer reads.
     #[arg(long)]
     pub(crate) stale: bool,
+    #[command(flatten)]
+    pub(crate) tls: super::client_tls::TlsFlags,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -171,7 +173,7 @@ impl Client {
         flags: &HttpFlags,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ClientError> {
-        let base = resolve_base(flags.http_addr.as_deref(), env)?;
+        let base = super::client_tls::https_by_default(resolve_base(flags.http_addr.as_deref(), env)?, flags.http_addr.as_deref(), env);
         let token = flags
             .token
             .clone()
@@ -186,6 +188,7 @@ impl Client {
         if is_loopback(&base) {
             builder = builder.no_proxy();
         }
+        let (builder, base) = super::client_tls::configure(builder, base, &flags.tls, env)?;
         let http = builder
             .build()
             .map_err(|e| ClientError::Other(root_cause(&e)))?;

@@ -19,6 +19,7 @@
 
 mod catalog;
 mod client;
+mod client_tls;
 mod event;
 mod kv;
 mod kv_history;

@@ -222,8 +222,8 @@ fn validate(config: &RuntimeConfig) -> Result<(), ConfigError> {
             "acl.enabled = true: cairn does not enforce ACLs yet; refusing to start rather than serve every request without a token".into(),
         ),
         (
-            config.ports.https.is_some(),
-            "ports.https: cairn does not serve HTTPS yet; refusing to start rather than leave the port unbound (set it to -1)".into(),
+            config.ports.https.is_some() && config.tls_https.as_ref().is_none_or(|tls| tls.cert_file.is_none()),
+            "ports.https needs a certificate: set cert_file and key_file (tls.https or tls.defaults)".into(),
         ),
         (
             !["allow", "deny"].contains(&config.acl_default_policy.as_str()),

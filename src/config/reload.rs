@@ -15,7 +15,7 @@ use super::RuntimeConfig;
 /// `other settings`, so nothing is ever ignored silently.
 pub fn restart_required_changes(running: &RuntimeConfig, reloaded: &RuntimeConfig) -> Vec<&'static str> {
     let (a, b) = (running, reloaded);
-    let named: [(&'static str, bool); 37] = [
+    let named: [(&'static str, bool); 38] = [
         ("node_name", a.node_name != b.node_name),
         ("node_id", a.node_id != b.node_id),
         ("datacenter", a.datacenter != b.datacenter),
@@ -51,6 +51,7 @@ pub fn restart_required_changes(running: &RuntimeConfig, reloaded: &RuntimeConfi
         ("acl", a.acl_enabled != b.acl_enabled || a.acl_default_policy != b.acl_default_policy || a.acl_tokens != b.acl_tokens),
         ("gossip (encrypt, gossip_lan, reconnect_timeout, leave_on_terminate, ...)", a.gossip != b.gossip),
         ("TLS on the server port (tls.*, ca_file, cert_file, verify_*; certificates are read at start)", a.tls_rpc != b.tls_rpc),
+        ("TLS on the HTTPS port (tls.https, tls.defaults, ...; certificates are read at start)", a.tls_https != b.tls_https),
         ("primary_datacenter", a.primary_datacenter != b.primary_datacenter),
         ("node_meta", a.node_meta != b.node_meta),
     ];

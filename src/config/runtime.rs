@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use super::ConfigError;
 use super::gossip::{GossipSettings, RawGossip};
-use super::tls::{RawTlsBlock, RawTlsKeys, RpcTlsSettings};
+use super::tls::{RawTlsBlock, RawTlsKeys, TlsSettings};
 use super::raw::{GoDuration, Port, RawConfig, RawDnsConfig, RawLimits, RawPorts, RawRaft};
 
 const DEFAULT_HTTP_PORT: u16 = 8500;
@@ -86,7 +86,9 @@ pub struct RuntimeConfig {
     /// LAN gossip: the key, timing, reaping and leaving (`config::gossip`).
     pub gossip: GossipSettings,
     /// TLS on the server port (`config::tls`); `None` when no TLS key was set.
-    pub tls_rpc: Option<RpcTlsSettings>,
+    pub tls_rpc: Option<TlsSettings>,
+    /// TLS on the HTTPS API port; `None` when no TLS key was set.
+    pub tls_https: Option<TlsSettings>,
     pub primary_datacenter: Option<String>,
     pub node_meta: BTreeMap<String, String>,
 }
@@ -369,6 +371,26 @@ impl RuntimeConfig {
         let acl_default_policy = acl.default_policy.or(raw.acl_default_policy);
         let ui_enabled = raw.ui_config.and_then(|section| section.enabled);
 
+        let tls = TlsSettings::build(
+            RawTlsKeys {
+                tls: raw.tls,
+                legacy: RawTlsBlock {
+                    ca_file: raw.ca_file,
+                    ca_path: raw.ca_path,
+                    cert_file: raw.cert_file,
+                    key_file: raw.key_file,
+                    verify_incoming: raw.verify_incoming,
+                    verify_outgoing: raw.verify_outgoing,
+                    verify_server_hostname: raw.verify_server_hostname,
+                    tls_min_version: raw.tls_min_version,
+                    tls_cipher_suites: raw.tls_cipher_suites,
+                    unknown: Default::default(),
+                },
+                verify_incoming_rpc: raw.verify_incoming_rpc,
+                verify_incoming_https: raw.verify_incoming_https,
+            },
+            raw.server.unwrap_or(dev),
+        )?;
         Ok(RuntimeConfig {
             node_name,
             // Consul lowercases both identifiers before checking them.
@@ -440,26 +462,8 @@ impl RuntimeConfig {
                 raw.server.unwrap_or(dev),
                 dev,
             )?,
-            tls_rpc: RpcTlsSettings::build(
-                RawTlsKeys {
-                    tls: raw.tls,
-                    legacy: RawTlsBlock {
-                        ca_file: raw.ca_file,
-                        ca_path: raw.ca_path,
-                        cert_file: raw.cert_file,
-                        key_file: raw.key_file,
-                        verify_incoming: raw.verify_incoming,
-                        verify_outgoing: raw.verify_outgoing,
-                        verify_server_hostname: raw.verify_server_hostname,
-                        tls_min_version: raw.tls_min_version,
-                        tls_cipher_suites: raw.tls_cipher_suites,
-                        unknown: Default::default(),
-                    },
-                    verify_incoming_rpc: raw.verify_incoming_rpc,
-                    verify_incoming_https: raw.verify_incoming_https,
-                },
-                raw.server.unwrap_or(dev),
-            )?,
+            tls_rpc: tls.rpc,
+            tls_https: tls.https,
             primary_datacenter: primary_datacenter.map(|name| name.to_ascii_lowercase()),
             node_meta: raw.node_meta.unwrap_or_default(),
         })

@@ -1,10 +1,12 @@
-//! TLS settings for the server port: Consul's `tls.defaults` and `tls.internal_rpc` blocks and
-//! the legacy top-level keys (`ca_file`, `verify_incoming`, ...), merged as Consul merges them
-//! (`internal_rpc` over `defaults` over the legacy keys).
+//! TLS settings: Consul's `tls.defaults`, `tls.internal_rpc` and `tls.https` blocks and the
+//! legacy top-level keys (`ca_file`, `verify_incoming`, `verify_incoming_rpc`,
+//! `verify_incoming_https`, ...), merged as Consul merges them (the port's block over
+//! `defaults` over the legacy keys), into one [`TlsSettings`] for the server port and one for
+//! the HTTPS API.
 //!
-//! Only what cairn honours is accepted: the server port (RPC) settings. HTTPS (`tls.https`,
-//! `verify_incoming_https`), gRPC, cipher suites and TLS versions below 1.2 (rustls has none)
-//! stop the agent with an error naming the key, rather than run without them.
+//! Only what cairn honours is accepted: gRPC TLS, cipher suite lists, TLS versions below 1.2
+//! (rustls has none) and outgoing verification in the HTTPS block stop the agent with an error
+//! naming the key, rather than run without them.
 
 use std::path::PathBuf;
 
@@ -34,13 +36,13 @@ pub(super) struct RawTlsBlock {
 pub(super) struct RawTls {
     pub(super) defaults: Option<RawTlsBlock>,
     pub(super) internal_rpc: Option<RawTlsBlock>,
-    pub(super) https: Option<serde_json::Value>,
+    pub(super) https: Option<RawTlsBlock>,
     pub(super) grpc: Option<serde_json::Value>,
     #[serde(flatten)]
     pub(super) unknown: UnknownKeys,
 }
 
-/// The raw keys this file turns into [`RpcTlsSettings`].
+/// The raw keys this file turns into [`TlsSettings`].
 pub(super) struct RawTlsKeys {
     pub(super) tls: Option<RawTls>,
     pub(super) legacy: RawTlsBlock,
@@ -55,9 +57,10 @@ pub enum TlsMinVersion {
     Tls13,
 }
 
-/// TLS on the server port (Consul's `tls.internal_rpc`). Absent when no key was set.
+/// TLS of one port (the server port's `tls.internal_rpc`, or the API's `tls.https`). Absent
+/// when no key was set.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RpcTlsSettings {
+pub struct TlsSettings {
     pub ca_file: Option<PathBuf>,
     pub ca_path: Option<PathBuf>,
     pub cert_file: Option<PathBuf>,
@@ -95,19 +98,45 @@ fn unsupported(key: &str) -> ConfigError {
     ConfigError::Invalid(format!("{key} is not supported by cairn yet; refusing to start rather than run without it"))
 }
 
-impl RpcTlsSettings {
-    pub(super) fn build(raw: RawTlsKeys, server: bool) -> Result<Option<RpcTlsSettings>, ConfigError> {
+/// The server port's and the HTTPS API's TLS.
+pub(super) struct BuiltTls {
+    pub(super) rpc: Option<TlsSettings>,
+    pub(super) https: Option<TlsSettings>,
+}
+
+impl TlsSettings {
+    pub(super) fn build(raw: RawTlsKeys, server: bool) -> Result<BuiltTls, ConfigError> {
         let tls = raw.tls.unwrap_or_default();
-        if tls.https.is_some() || raw.verify_incoming_https == Some(true) {
-            return Err(unsupported("HTTPS (tls.https, verify_incoming_https)"));
-        }
         if tls.grpc.is_some() {
             return Err(unsupported("gRPC TLS (tls.grpc)"));
         }
-        let mut legacy = raw.legacy;
-        // The legacy `verify_incoming_rpc` is the RPC half of `verify_incoming`.
-        legacy.verify_incoming = raw.verify_incoming_rpc.or(legacy.verify_incoming);
-        let block = merged(&[Some(&legacy), tls.defaults.as_ref(), tls.internal_rpc.as_ref()]);
+        if tls.https.as_ref().is_some_and(|b| b.verify_outgoing.is_some() || b.verify_server_hostname.is_some()) {
+            return Err(unsupported("tls.https.verify_outgoing / verify_server_hostname"));
+        }
+        // The legacy `verify_incoming` covers both ports; `_rpc` and `_https` one each.
+        let mut rpc_legacy = raw.legacy.clone();
+        rpc_legacy.verify_incoming = raw.verify_incoming_rpc.or(raw.legacy.verify_incoming);
+        let mut https_legacy = raw.legacy;
+        https_legacy.verify_incoming = raw.verify_incoming_https.or(https_legacy.verify_incoming);
+        https_legacy.verify_outgoing = None;
+        https_legacy.verify_server_hostname = None;
+        let rpc = Self::of_block(merged(&[Some(&rpc_legacy), tls.defaults.as_ref(), tls.internal_rpc.as_ref()]))?;
+        if let Some(rpc) = &rpc {
+            rpc.validate(server)?;
+        }
+        let https_defaults = tls.defaults.clone().map(|mut d| {
+            (d.verify_outgoing, d.verify_server_hostname) = (None, None);
+            d
+        });
+        let https = Self::of_block(merged(&[Some(&https_legacy), https_defaults.as_ref(), tls.https.as_ref()]))?;
+        if let Some(https) = &https {
+            https.validate(false)?;
+        }
+        Ok(BuiltTls { rpc, https })
+    }
+
+    /// The settings one merged block stands for; `None` when it sets nothing.
+    fn of_block(block: RawTlsBlock) -> Result<Option<TlsSettings>, ConfigError> {
         let any_set = block.ca_file.is_some()
             || block.ca_path.is_some()
             || block.cert_file.is_some()
@@ -128,7 +157,7 @@ impl RpcTlsSettings {
         }
         // Consul: verify_server_hostname "also enables verify_outgoing".
         let verify_server_hostname = block.verify_server_hostname.unwrap_or(false);
-        let settings = RpcTlsSettings {
+        Ok(Some(TlsSettings {
             verify_incoming: block.verify_incoming.unwrap_or(false),
             verify_outgoing: block.verify_outgoing.unwrap_or(false) || verify_server_hostname,
             verify_server_hostname,
@@ -137,9 +166,7 @@ impl RpcTlsSettings {
             ca_path: block.ca_path,
             cert_file: block.cert_file,
             key_file: block.key_file,
-        };
-        settings.validate(server)?;
-        Ok(Some(settings))
+        }))
     }
 
     /// Consul's rules (`tlsutil.Configurator`'s checks), in its words where it has them.

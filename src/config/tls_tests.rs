@@ -9,9 +9,7 @@ fn unhonoured_security_settings_are_errors() {
     let refused = [
         (r#"{"acl":{"enabled":true}}"#, "acl.enabled"),
         (r#"{"acl_datacenter":"dc1"}"#, "acl.enabled"),
-        (r#"{"ports":{"https":8501}}"#, "ports.https"),
-        (r#"{"tls":{"https":{"verify_incoming":true}}}"#, "HTTPS"),
-        (r#"{"verify_incoming_https":true}"#, "HTTPS"),
+        (r#"{"tls":{"https":{"verify_outgoing":true}}}"#, "tls.https.verify_outgoing"),
         (r#"{"tls":{"grpc":{}}}"#, "gRPC"),
         (r#"{"tls_cipher_suites":"TLS_AES_128_GCM_SHA256"}"#, "tls_cipher_suites"),
         (r#"{"tls":{"internal_rpc":{"use_auto_cert":true}}}"#, "tls.internal_rpc.use_auto_cert"),
@@ -23,7 +21,11 @@ fn unhonoured_security_settings_are_errors() {
         assert!(message.contains(needle) && message.contains("refusing to start"), "{contents}: {message}");
     }
     let error = load_err(&["-dev", "-https-port=8501"]).to_string();
-    assert!(error.contains("ports.https"), "{error}");
+    assert!(error.contains("ports.https needs a certificate"), "{error}");
+    let https = r#"{"ports":{"https":8501},"verify_incoming_https":true,"ca_file":"/ca.pem","tls":{"https":{"cert_file":"/c.pem","key_file":"/k.pem"}}}"#;
+    let config = config_from(&[("https.json", https)], &["-dev"]);
+    let tls = config.tls_https.expect("https tls");
+    assert!(tls.verify_incoming && tls.cert_file.is_some() && config.tls_rpc.as_ref().is_some_and(|rpc| !rpc.verify_incoming));
     // Disabled values are fine, and a key that merely shares a prefix is no security key.
     let fine = r#"{"ports":{"https":-1},"acl":{"enabled":false},"tlsfoo":1}"#;
     let loaded = load_files(&[("fine.json", fine)], &["-dev"]).expect("load");

@@ -24,7 +24,7 @@ use tokio::sync::watch;
 use tower::ServiceExt;
 
 use crate::rpc::{IoStream, TLS_HANDSHAKE_TIMEOUT_MS};
-use crate::tls::{CertRole, RpcTls};
+use crate::tls::{CertRole, AgentTls};
 
 /// How long a client may take to send a request's headers.
 const HTTP_HEADER_READ_TIMEOUT_MS: u64 = 30_000;
@@ -76,14 +76,22 @@ pub type ConnectionHandler =
 
 /// Another protocol sharing the port: a connection whose first byte is `magic` (never the first
 /// byte of an HTTP request) goes to `serve` instead of hyper. The server port uses it for Raft
-/// frames (`rpc::frames`). With `tls`, a connection that starts a TLS handshake is served
-/// inside TLS (frames or HTTP, sniffed again), and with `verify_incoming` a plaintext one is
-/// closed, as Consul's RPC port does.
+/// frames (`rpc::frames`).
 #[derive(Clone)]
-pub struct SharedPort {
+pub struct Frames {
     pub magic: u8,
     pub serve: ConnectionHandler,
-    pub tls: Option<Arc<RpcTls>>,
+}
+
+/// What a port serves besides plain HTTP/1. With `tls`, a connection that starts a TLS
+/// handshake is served inside TLS (frames or HTTP, sniffed again); a plaintext one is closed
+/// when `tls_only` is set (the HTTPS port) or the TLS settings say `verify_incoming` (the
+/// server port, as Consul's RPC port does).
+#[derive(Clone, Default)]
+pub struct PortOptions {
+    pub frames: Option<Frames>,
+    pub tls: Option<Arc<AgentTls>>,
+    pub tls_only: bool,
 }
 
 /// The first byte of a TLS handshake record.
@@ -95,8 +103,8 @@ pub async fn serve(listener: TcpListener, router: Router, conns_per_client_max: 
     serve_shared(listener, router, conns_per_client_max, shutdown, None).await
 }
 
-/// [`serve`], with connections that start with `shared.magic` handed to `shared.serve`.
-pub async fn serve_shared(listener: TcpListener, router: Router, conns_per_client_max: usize, mut shutdown: watch::Receiver<bool>, shared: Option<SharedPort>) {
+/// [`serve`], with the port's TLS and frames as `options` say.
+pub async fn serve_shared(listener: TcpListener, router: Router, conns_per_client_max: usize, mut shutdown: watch::Receiver<bool>, options: Option<PortOptions>) {
     let counts = Arc::new(ConnectionCounts::default());
     loop {
         let (stream, peer) = tokio::select! {
@@ -115,42 +123,49 @@ pub async fn serve_shared(listener: TcpListener, router: Router, conns_per_clien
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let (router, shutdown, shared) = (router.clone(), shutdown.clone(), shared.clone());
+        let (router, shutdown, options) = (router.clone(), shutdown.clone(), options.clone());
         tokio::spawn(async move {
-            let Some(shared) = shared else {
-                return serve_connection(Box::new(stream), peer, None, router, counted, shutdown).await;
-            };
-            // Closed, failed or silent before its first byte: nothing to serve.
-            let Some(first) = first_byte(&stream).await else { return };
-            let tls = shared.tls.clone();
-            match tls.as_deref().and_then(|tls| tls.acceptor().map(|acceptor| (tls, acceptor))) {
-                Some((tls, acceptor)) if first == TLS_HANDSHAKE_RECORD => {
-                    let handshake = tokio::time::timeout(Duration::from_millis(TLS_HANDSHAKE_TIMEOUT_MS), acceptor.accept(stream));
-                    let stream = match handshake.await {
-                        Ok(Ok(stream)) => stream,
-                        Ok(Err(error)) => return tracing::debug!(%peer, %error, "server port: TLS handshake failed"),
-                        Err(_) => return tracing::debug!(%peer, "server port: TLS handshake timed out"),
-                    };
-                    let cert = tls.role_of(stream.get_ref().1.peer_certificates());
-                    let mut stream = stream;
-                    let mut inner = [0u8; 1];
-                    let read = tokio::time::timeout(Duration::from_millis(HTTP_HEADER_READ_TIMEOUT_MS), stream.read_exact(&mut inner));
-                    if !matches!(read.await, Ok(Ok(_))) {
-                        return;
-                    }
-                    let stream: Box<dyn IoStream> = Box::new(Prefixed { first: Some(inner[0]), inner: stream });
-                    if inner[0] == shared.magic {
-                        return (shared.serve)(stream, peer, cert).await;
-                    }
-                    serve_connection(stream, peer, cert, router, counted, shutdown).await
-                }
-                _ if tls.as_deref().is_some_and(RpcTls::verify_incoming) => {
-                    tracing::debug!(%peer, "server port: refused a plaintext connection (verify_incoming)");
-                }
-                _ if first == shared.magic => (shared.serve)(Box::new(stream), peer, None).await,
-                _ => serve_connection(Box::new(stream), peer, None, router, counted, shutdown).await,
+            match options {
+                None => serve_connection(Box::new(stream), peer, None, router, counted, shutdown).await,
+                Some(options) => serve_sniffed(stream, peer, options, router, counted, shutdown).await,
             }
         });
+    }
+}
+
+/// Serves one connection of a port with [`PortOptions`]: TLS or not, frames or HTTP, by the
+/// first bytes.
+async fn serve_sniffed(stream: TcpStream, peer: SocketAddr, options: PortOptions, router: Router, counted: Counted, shutdown: watch::Receiver<bool>) {
+    // Closed, failed or silent before its first byte: nothing to serve.
+    let Some(first) = first_byte(&stream).await else { return };
+    let tls = options.tls.as_deref();
+    if let Some((tls, acceptor)) = tls.and_then(|tls| tls.acceptor().map(|acceptor| (tls, acceptor)))
+        && first == TLS_HANDSHAKE_RECORD
+    {
+        let handshake = tokio::time::timeout(Duration::from_millis(TLS_HANDSHAKE_TIMEOUT_MS), acceptor.accept(stream));
+        let mut stream = match handshake.await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(error)) => return tracing::debug!(%peer, %error, "TLS handshake failed"),
+            Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+        };
+        let cert = tls.role_of(stream.get_ref().1.peer_certificates());
+        let mut inner = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_millis(HTTP_HEADER_READ_TIMEOUT_MS), stream.read_exact(&mut inner));
+        if !matches!(read.await, Ok(Ok(_))) {
+            return;
+        }
+        let stream: Box<dyn IoStream> = Box::new(Prefixed { first: Some(inner[0]), inner: stream });
+        return match &options.frames {
+            Some(frames) if inner[0] == frames.magic => (frames.serve)(stream, peer, cert).await,
+            _ => serve_connection(stream, peer, cert, router, counted, shutdown).await,
+        };
+    }
+    if options.tls_only || tls.is_some_and(AgentTls::verify_incoming) {
+        return tracing::debug!(%peer, "refused a plaintext connection on a port that requires TLS");
+    }
+    match &options.frames {
+        Some(frames) if first == frames.magic => (frames.serve)(Box::new(stream), peer, None).await,
+        _ => serve_connection(Box::new(stream), peer, None, router, counted, shutdown).await,
     }
 }
 

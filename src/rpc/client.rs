@@ -5,7 +5,7 @@
 //! carries our own server address (`x-cairn-from`) so the target can refuse us in turn, and
 //! reads at most [`RPC_BODY_BYTES_MAX`] of an answer. The scheme lives here only: with TLS to
 //! servers (`verify_outgoing`) both the HTTP calls and the frames go over TLS, with the
-//! agent's certificate and `tls::RpcTls`'s verifier.
+//! agent's certificate and `tls::AgentTls`'s verifier.
 //!
 //! Connections leave from the agent's bind address when it has one: servers admit callers by
 //! their address (`rpc::server::admit`), and on a host with several addresses (or several

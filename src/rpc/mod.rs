@@ -10,7 +10,7 @@
 //!   path of every write (AppendEntries and Vote);
 //! - [`fault`], the test-only partition layer that both directions consult.
 //!
-//! With TLS configured (`tls::RpcTls`), the client dials TLS and the server port's accept loop
+//! With TLS configured (`tls::AgentTls`), the client dials TLS and the server port's accept loop
 //! (`http::server`) terminates it; a verified certificate then says who the caller is
 //! (`server::admit`).
 //!

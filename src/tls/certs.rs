@@ -121,8 +121,8 @@ pub fn create_cert(request: &CertRequest, ca_cert: &str, ca_key: &str) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::tls::{RpcTlsSettings, TlsMinVersion};
-    use crate::tls::{CertRole, RpcTls};
+    use crate::config::tls::{TlsSettings, TlsMinVersion};
+    use crate::tls::{CertRole, AgentTls};
 
     fn write(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
         let path = dir.join(name);
@@ -139,7 +139,7 @@ mod tests {
         let request = |kind| CertRequest { kind, datacenter: "dc1".into(), domain: "consul".into(), days: 30, additional_dns_names: Vec::new(), additional_ips: Vec::new() };
         let server = create_cert(&request(CertKind::Server), &ca.cert, &ca.key).unwrap();
         let client = create_cert(&request(CertKind::Client), &ca.cert, &ca.key).unwrap();
-        let options = RpcTlsSettings {
+        let options = TlsSettings {
             ca_file: Some(write(dir.path(), "ca.pem", &ca.cert)),
             ca_path: None,
             cert_file: Some(write(dir.path(), "s.pem", &server.cert)),
@@ -149,7 +149,7 @@ mod tests {
             verify_server_hostname: true,
             min_version: TlsMinVersion::Tls12,
         };
-        let tls = RpcTls::load(&options, "server.dc1.consul").unwrap();
+        let tls = AgentTls::load(&options, "server.dc1.consul").unwrap();
         assert!(tls.acceptor().is_some() && tls.client_config().is_some());
         let der = |pem: &str| rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
         use rustls::pki_types::pem::PemObject;

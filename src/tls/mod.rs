@@ -1,12 +1,12 @@
 //! TLS for the server port (Consul's `tls.internal_rpc`): the rustls configurations built from
 //! the agent's certificate files, and what a peer's verified certificate says it is.
 //!
-//! - **Incoming** ([`RpcTls::acceptor`]): the server presents its certificate; a client
+//! - **Incoming** ([`AgentTls::acceptor`]): the server presents its certificate; a client
 //!   certificate is verified against the CA when one is offered, and required with
 //!   `verify_incoming`. What a verified certificate stands for is [`CertRole`]: a server's
 //!   when it is valid for `server.<datacenter>.<domain>` (or for any certificate the CA signed
 //!   when `verify_server_hostname` is off, as Consul trusts any such certificate).
-//! - **Outgoing** ([`RpcTls::client_config`]): with `verify_outgoing`, every connection to a
+//! - **Outgoing** ([`AgentTls::client_config`]): with `verify_outgoing`, every connection to a
 //!   server is TLS; the server's certificate must chain to the CA, and with
 //!   `verify_server_hostname` be valid for `server.<datacenter>.<domain>`, whatever address was
 //!   dialled (Consul's rule; servers are dialled by IP). This agent's own certificate goes
@@ -27,7 +27,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 
-use crate::config::tls::{RpcTlsSettings, TlsMinVersion};
+use crate::config::tls::{TlsSettings, TlsMinVersion};
 
 /// Most CA certificates read from `ca_file` and `ca_path` together.
 const CA_CERTIFICATES_MAX: usize = 1024;
@@ -50,7 +50,7 @@ pub enum CertRole {
 }
 
 /// The server port's TLS, loaded.
-pub struct RpcTls {
+pub struct AgentTls {
     acceptor: Option<tokio_rustls::TlsAcceptor>,
     client_config: Option<Arc<ClientConfig>>,
     verify_incoming: bool,
@@ -58,10 +58,10 @@ pub struct RpcTls {
     server_name: ServerName<'static>,
 }
 
-impl RpcTls {
+impl AgentTls {
     /// Reads the files `options` name. `server_name` is `server.<datacenter>.<domain>`, the
     /// name a server's certificate carries.
-    pub fn load(options: &RpcTlsSettings, server_name: &str) -> Result<RpcTls, TlsError> {
+    pub fn load(options: &TlsSettings, server_name: &str) -> Result<AgentTls, TlsError> {
         let provider = provider();
         let versions: &[&rustls::SupportedProtocolVersion] = if options.min_version == TlsMinVersion::Tls13 { &[&rustls::version::TLS13] } else { rustls::DEFAULT_VERSIONS };
         let server_name = ServerName::try_from(server_name.to_string()).map_err(|e| TlsError::Config(format!("{server_name}: {e}")))?;
@@ -107,7 +107,7 @@ impl RpcTls {
         if options.verify_incoming && acceptor.is_none() {
             return Err(TlsError::Config("verify_incoming needs cert_file and key_file".into()));
         }
-        Ok(RpcTls { acceptor, client_config, verify_incoming: options.verify_incoming, verify_server_hostname: options.verify_server_hostname, server_name })
+        Ok(AgentTls { acceptor, client_config, verify_incoming: options.verify_incoming, verify_server_hostname: options.verify_server_hostname, server_name })
     }
 
     /// Accepts TLS on the server port (`None` when this agent has no certificate).

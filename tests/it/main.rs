@@ -14,6 +14,7 @@ mod cli;
 mod config_services;
 mod durability;
 mod events;
+mod https;
 mod hostile_raft;
 mod jepsen;
 mod kv;

@@ -52,7 +52,7 @@ fn layer_table() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("raft", &["catalog", "store", "watch", "rpc"][..]),
         ("agent", &["catalog", "raft", "checks", "store", "config", "rpc", "gossip", "watch", "tls"][..]),
         ("http", &["agent", "catalog", "bexpr", "config", "checks", "raft", "ui", "watch", "rpc", "gossip", "tls"][..]),
-        ("daemon", &["agent", "http", "dns", "raft", "catalog", "config", "rpc"][..]),
+        ("daemon", &["agent", "http", "dns", "raft", "catalog", "config", "rpc", "tls"][..]),
         ("cli", &["config", "daemon", "raft", "gossip", "tls"][..]),
     ])
 }
