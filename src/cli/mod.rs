@@ -39,14 +39,6 @@ mod tests;
 use std::io::Write;
 use std::process::ExitCode;
 
-/// Flags that never consume the following argument, so the normaliser can
-/// tell `-recurse foo` (flag, then positional) from `-token foo` (flag and its
-/// value). All verbs share one list: no name is boolean in one verb and
-/// value-taking in another.
-const BOOL_FLAGS: &[&str] = &[
-    "recurse", "keys", "detailed", "base64", "cas", "stale", "tags", "wan", "h", "help", "acquire", "release", "passing",
-];
-
 /// The streams and environment a verb runs against; injected for tests.
 pub(crate) struct Io<'a> {
     pub(crate) env: &'a dyn Fn(&str) -> Option<String>,
@@ -245,7 +237,16 @@ fn version(io: &mut Io<'_>) -> Result<(), Fail> {
 /// Parse a verb's (already split off) arguments with clap after Go-style
 /// normalisation. Clap's own errors become exit 1 (Consul's code, not clap's 2).
 pub(crate) fn parse<T: clap::Parser>(name: &str, args: &[String]) -> Result<T, Fail> {
-    let argv = std::iter::once(name.to_owned()).chain(normalize_go_flags(args));
+    // The verb's own boolean flags never consume the next argument (`-prune NODE`): read them
+    // off its clap definition, so a new boolean flag cannot be forgotten in a list.
+    let command = T::command();
+    let booleans: Vec<&str> = command
+        .get_arguments()
+        .filter(|arg| matches!(arg.get_action(), clap::ArgAction::SetTrue | clap::ArgAction::SetFalse))
+        .filter_map(|arg| arg.get_long())
+        .collect();
+    let is_boolean = |flag: &str| matches!(flag, "h" | "help") || booleans.contains(&flag);
+    let argv = std::iter::once(name.to_owned()).chain(normalize_go_flags(args, &is_boolean));
     T::try_parse_from(argv).map_err(|e| {
         use clap::error::ErrorKind;
         match e.kind() {
@@ -265,7 +266,8 @@ pub(crate) fn parse<T: clap::Parser>(name: &str, args: &[String]) -> Result<T, F
 ///   false drops it.
 /// * At the first positional argument (or `-`, or a negative number) flag
 ///   parsing stops, as in Go: a `--` is inserted and the rest passed verbatim.
-pub(crate) fn normalize_go_flags(args: &[String]) -> Vec<String> {
+/// `is_boolean(name)` says which flags never take a value.
+pub(crate) fn normalize_go_flags(args: &[String], is_boolean: &dyn Fn(&str) -> bool) -> Vec<String> {
     let mut out = Vec::with_capacity(args.len() + 1);
     let mut i = 0;
     while let Some(arg) = args.get(i) {
@@ -290,7 +292,7 @@ pub(crate) fn normalize_go_flags(args: &[String]) -> Vec<String> {
             None => (body, None),
         };
         let dashes = if name.chars().count() == 1 { "-" } else { "--" };
-        if BOOL_FLAGS.contains(&name) {
+        if is_boolean(name) {
             match value.map(parse_go_bool) {
                 None | Some(Some(true)) => out.push(format!("{dashes}{name}")),
                 Some(Some(false)) => {}

@@ -89,3 +89,48 @@ async fn https_with_client_certificates_serves_the_api_and_the_cli() {
     let without = cli(&["members", &format!("-ca-file={}", flags[0])], &[]);
     assert!(!without.status.success(), "the CLI without a client certificate fails");
 }
+
+/// `cairn tls` refuses bad input with a message and a non-zero exit, and never overwrites.
+#[test]
+fn cairn_tls_refuses_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_cairn")).arg("tls").args(args).current_dir(dir.path()).output().expect("run cairn tls");
+        (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+    let (ok, err) = run(&["cert", "create", "-server"]);
+    assert!(!ok && err.contains("cairn tls ca create"), "no CA yet: {err}");
+    assert!(run(&["ca", "create"]).0);
+    let (ok, err) = run(&["ca", "create"]);
+    assert!(!ok && err.contains("already exists"), "{err}");
+    let (ok, err) = run(&["cert", "create", "-server", "-client", "-dc=dc1"]);
+    assert!(!ok && err.contains("exactly one"), "{err}");
+    let (ok, err) = run(&["cert", "create", "-server", "-days=0"]);
+    assert!(!ok && err.contains("-days"), "{err}");
+    let (ok, err) = run(&["cert", "create", "-server", "-additional-ipaddress=not-an-ip"]);
+    assert!(!ok && err.contains("additional-ipaddress"), "{err}");
+    let (ok, err) = run(&[]);
+    assert!(!ok && err.contains("usage"), "{err}");
+    // Nothing half-written: only the CA's two files are there.
+    let mut files: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    files.sort();
+    assert_eq!(files, ["consul-agent-ca-key.pem", "consul-agent-ca.pem"]);
+}
+
+/// Boolean flags come from each verb's definition: `-prune NODE` is the flag and a node, not
+/// `-prune=NODE` (it was refused with "unexpected value"), and `-server -dc=dc2` makes a dc2
+/// server certificate.
+#[test]
+fn boolean_flags_never_swallow_the_next_argument() {
+    let dir = tempfile::tempdir().unwrap();
+    cairn_tls(dir.path(), &["ca", "create"]);
+    cairn_tls(dir.path(), &["cert", "create", "-server", "-dc=dc2"]);
+    assert!(dir.path().join("dc2-server-consul-0.pem").exists());
+    let output = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["force-leave", "-prune", "no-such-node", "-http-addr=127.0.0.1:1"])
+        .output()
+        .expect("run the cli");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(!stderr.contains("unexpected value"), "-prune took the node as its value: {stderr}");
+}
