@@ -77,8 +77,10 @@ async fn three_servers_and_three_clients_share_members_catalog_health_and_failur
     // Every agent lists all 6 members alive; servers are tagged role=consul, clients role=node.
     for i in 0..all {
         let converged = eventually(30_000, async || {
+            // Tags travel as their own broadcast (`gossip::broadcasts`), so a member can be
+            // listed alive a moment before its tags arrive: wait for those too.
             let seen = members(&cluster, i).await;
-            seen.len() == all && seen.iter().all(|(_, status, _)| *status == 1)
+            seen.len() == all && seen.iter().all(|(_, status, role)| *status == 1 && !role.is_empty())
         })
         .await;
         assert!(converged, "agent {i} sees {:?}", members(&cluster, i).await);
