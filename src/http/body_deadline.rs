@@ -24,6 +24,10 @@ pub(super) const HTTP_BODY_TIMEOUT_MS: u64 = 30_000;
 
 /// Puts the deadline on every request's body.
 pub(super) async fn with_deadline(request: Request, next: Next) -> Response {
+    // Most requests (reads, blocking queries) carry no body: no timer for them.
+    if request.body().is_end_stream() {
+        return next.run(request).await;
+    }
     let (parts, body) = request.into_parts();
     let deadline = Box::pin(tokio::time::sleep(Duration::from_millis(HTTP_BODY_TIMEOUT_MS)));
     next.run(Request::from_parts(parts, Body::new(DeadlineBody { inner: body, deadline }))).await
