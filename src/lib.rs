@@ -4,6 +4,7 @@
 //! table that says which may use which):
 //! - `catalog`: the replicated state machine and its queries (pure);
 //! - `bexpr`: Consul's `?filter=` expressions (pure);
+//! - `acl`: Consul's ACL rule language, the authorizer, templated policies (pure);
 //! - `config`: flags and config files into a validated runtime config (pure);
 //! - `store`: RocksDB, and nothing else;
 //! - `tls`: the server port's rustls configurations, and certificates for `cairn tls`;
@@ -19,6 +20,7 @@
 //! - `ui`: the embedded web dashboard;
 //! - `cli`: the command line.
 
+pub mod acl;
 pub mod agent;
 pub mod bexpr;
 pub mod catalog;

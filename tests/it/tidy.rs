@@ -40,6 +40,7 @@ fn layer_table() -> BTreeMap<&'static str, &'static [&'static str]> {
     BTreeMap::from([
         ("catalog", &[][..]),
         ("bexpr", &[][..]),
+        ("acl", &[][..]),
         ("config", &[][..]),
         ("store", &[][..]),
         ("checks", &[][..]),
