@@ -34,9 +34,8 @@ fn body_value(body: Body) -> Result<Value, RulesError> {
             Structure::Attribute(attribute) => {
                 let key = attribute.key.as_str().to_string();
                 let value = expression_value(attribute.expr)?;
-                if out.contains_key(&key) {
-                    return Err(syntax(format!("{key:?} is set more than once")));
-                }
+                // A repeated attribute never gets here: the parser refuses it, as Consul's
+                // hcl.DecodeErrorOnDuplicates does.
                 out.insert(key, value);
             }
             Structure::Block(block) => {

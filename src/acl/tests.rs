@@ -332,6 +332,9 @@ fn unknown_blocks_and_keys_are_refused() {
         let e = parse_error(text);
         assert!(!e.to_string().is_empty());
     }
+    let e = parse_error("acl = \"read\"\nacl = \"write\"");
+    assert!(e.to_string().contains("redefined attribute"), "{e}");
+    assert!(parse_error("key \"k\" {\n  policy = \"read\"\n  policy = \"write\"\n}").to_string().contains("redefined"));
     let e = parse_error(r#"bogus "x" { policy = "read" }"#);
     assert!(e.to_string().starts_with("Failed to parse ACL rules: "), "{e}");
     assert!(parse_error(r#"namespace "ns" { policy = "read" }"#).to_string().contains("Enterprise"));
