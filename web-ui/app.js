@@ -1,9 +1,10 @@
 // app.js — entry point of the cairn web dashboard (served at /ui/): the header with the
-// agent's node, datacenter and live Raft state, the tabs, and the hash router that mounts
-// one view at a time (each view's blocking queries stop when it is left).
+// agent's node, datacenter and live Raft state, the tabs, the hash router that mounts
+// one view at a time (each view's blocking queries stop when it is left), and the ACL token
+// login panel shown when the agent answers 403.
 
 import { h, replace, decodePath } from './lib/dom.js';
-import { getJSON, poll, onConnection } from './lib/api.js';
+import { getJSON, poll, onConnection, request, getToken, setToken, onAuth } from './lib/api.js';
 import { mountServiceList, mountServiceDetail } from './views/services.js';
 import { mountNodeList, mountNodeDetail } from './views/nodes.js';
 import { mountKv } from './views/kv.js';
@@ -34,6 +35,7 @@ function navigate(hash) {
 }
 
 function route() {
+  if (!$('login').hidden) return; // nothing is mounted until a token is accepted
   const path = location.hash.replace(/^#/, '') || '/';
   const match = ROUTES.map((r) => [r, r.re.exec(path)]).find(([, m]) => m);
   if (!match) {
@@ -120,7 +122,87 @@ function startHeader() {
   });
 }
 
+// ---- ACL token login ----------------------------------------------------------------------
+
+/**
+ * The agent refused a request (403). Without a token, or when the agent does not know the
+ * token ("ACL not found"), hide every view and ask for one; a known token that merely lacks a
+ * permission leaves the views to show their own error.
+ */
+function authRequired(message) {
+  const token = getToken();
+  if (token && !/ACL not found/i.test(message)) return;
+  if (!$('login').hidden) return; // already asking: keep what the user is typing
+  current?.abort();
+  current = null;
+  $('view').replaceChildren();
+  $('view').hidden = true;
+  document.querySelector('nav.tabs').hidden = true;
+  $('login').hidden = false;
+  showLoginError(token ? message : '');
+  $('login-token').value = '';
+  $('login-token').focus();
+}
+
+function showLoginError(message) {
+  const el = $('login-error');
+  el.textContent = message;
+  el.hidden = !message;
+}
+
+function leaveLogin() {
+  $('login').hidden = true;
+  $('view').hidden = false;
+  document.querySelector('nav.tabs').hidden = false;
+  $('logout').hidden = !getToken();
+  route();
+}
+
+async function submitLogin(event) {
+  event.preventDefault();
+  const token = $('login-token').value.trim();
+  if (!token) {
+    showLoginError('Enter a token.');
+    return;
+  }
+  const button = $('login-form').querySelector('button');
+  button.disabled = true;
+  try {
+    // token/self answers for any token the agent knows, and 403 "ACL not found" otherwise.
+    await request('GET', '/v1/acl/token/self', { token });
+  } catch (err) {
+    if (err?.status === 403) {
+      showLoginError(err.body || 'Permission denied');
+      $('login-token').select();
+      return;
+    }
+    // Anything else (no ACL endpoints, agent briefly away) does not judge the token: the
+    // views will ask again if the agent refuses it.
+  } finally {
+    button.disabled = false;
+  }
+  setToken(token);
+  leaveLogin();
+}
+
+function logout() {
+  setToken('');
+  $('logout').hidden = true;
+  current?.abort();
+  $('view').replaceChildren(); // forget what the token could see, at once
+  for (const id of ['node-name', 'datacenter']) setText(id, null);
+  route();
+}
+
+function startLogin() {
+  $('logout').hidden = !getToken();
+  $('logout').addEventListener('click', logout);
+  $('login-form').addEventListener('submit', submitLogin);
+  onAuth(authRequired);
+}
+
 adoptPathRoute();
+startLogin();
 startHeader();
 window.addEventListener('hashchange', route);
 route();

@@ -24,6 +24,8 @@ const CONNECT_TIMEOUT_S: u64 = 5;
 /// Upper bound on a response body. KV values are capped at 512 KiB by
 /// Consul, but `kv get -recurse` on a big tree can legitimately be large.
 pub(crate) const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+/// A token file holds one token (a UUID); anything much bigger is the wrong file.
+const TOKEN_FILE_BYTES_MAX: usize = 64 * 1024;
 pub(crate) const DEFAULT_HTTP_ADDR: &str = "http://127.0.0.1:8500";
 
 /// HTTP flags shared by every client verb (Consul's `ClientFlags` +
@@ -37,6 +39,10 @@ pub(crate) struct HttpFlags {
     /// ACL token sent as X-Consul-Token. Defaults to $CAIRN_HTTP_TOKEN, then $CONSUL_HTTP_TOKEN.
     #[arg(long)]
     pub(crate) token: Option<String>,
+    /// File holding the ACL token; when it holds one it wins over -token, as in Consul.
+    /// Defaults to $CAIRN_HTTP_TOKEN_FILE, then $CONSUL_HTTP_TOKEN_FILE.
+    #[arg(long)]
+    pub(crate) token_file: Option<String>,
     /// Datacenter to query. Defaults to the agent's own.
     #[arg(long)]
     pub(crate) datacenter: Option<String>,
@@ -63,6 +69,8 @@ pub(crate) enum ClientError {
     Decode(String),
     #[error("HTTP client error: {0}")]
     Other(String),
+    #[error("Error loading token file: {0}")]
+    TokenFile(String),
 }
 
 /// A status code and the (bounded) body of a response.
@@ -180,6 +188,17 @@ impl Client {
             .or_else(|| env("CAIRN_HTTP_TOKEN"))
             .or_else(|| env("CONSUL_HTTP_TOKEN"))
             .filter(|t| !t.is_empty());
+        let token_file = flags
+            .token_file
+            .clone()
+            .or_else(|| env("CAIRN_HTTP_TOKEN_FILE"))
+            .or_else(|| env("CONSUL_HTTP_TOKEN_FILE"))
+            .filter(|f| !f.is_empty());
+        // Consul's api.NewClient: a token file that holds a token replaces the token.
+        let token = match token_file {
+            Some(path) => read_token_file(&path)?.or(token),
+            None => token,
+        };
         let mut builder = reqwest::Client::builder()
             .timeout(Duration::from_secs(HTTP_REQUEST_TIMEOUT_S))
             .connect_timeout(Duration::from_secs(CONNECT_TIMEOUT_S));
@@ -302,6 +321,21 @@ impl Client {
             Ok(Reply { status, body, index })
         })
     }
+}
+
+/// The token in `path`, trimmed; `None` when the file holds only whitespace.
+fn read_token_file(path: &str) -> Result<Option<String>, ClientError> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| ClientError::TokenFile(e.to_string()))?;
+    let mut text = String::new();
+    file.take(TOKEN_FILE_BYTES_MAX as u64 + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| ClientError::TokenFile(e.to_string()))?;
+    if text.len() > TOKEN_FILE_BYTES_MAX {
+        return Err(ClientError::TokenFile(format!("{path} is larger than {TOKEN_FILE_BYTES_MAX} bytes")));
+    }
+    let token = text.trim();
+    Ok((!token.is_empty()).then(|| token.to_owned()))
 }
 
 /// Build a client from a verb's flags; a bad address is a usage-level error.

@@ -17,6 +17,11 @@
 //! process environment. Data goes to stdout; human messages (success notes,
 //! errors, usage) go to stderr. Exit codes: 0 ok, 1 any error, like Consul.
 
+mod acl;
+mod acl_format;
+mod acl_policy;
+mod acl_role;
+mod acl_token;
 mod catalog;
 mod client;
 mod client_tls;
@@ -128,6 +133,7 @@ pub(crate) fn run_with(
         }
         ("version" | "-v" | "-version" | "--version", _) => version(&mut io),
         (h, _) if is_help(h) => Err(Fail::Help(USAGE.to_owned())),
+        ("acl", _) => acl::run(rest, &mut io),
         ("kv", Some("get")) => kv::get(&rest[1..], &mut io),
         ("kv", Some("put")) => kv::put(&rest[1..], &mut io),
         ("kv", Some("delete")) => kv::delete(&rest[1..], &mut io),
@@ -326,6 +332,7 @@ fn parse_go_bool(v: &str) -> Option<bool> {
 const USAGE: &str = "Usage: cairn [--version] [--help] <command> [<args>]
 
 Available commands are:
+    acl            Interact with the ACL system (tokens, policies, roles)
     agent          Runs a Cairn agent
     catalog        Interact with the catalog
     event          Fires a new event

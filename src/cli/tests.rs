@@ -451,3 +451,6 @@ fn agent_down_is_a_clean_error() {
         );
     }
 }
+
+#[path = "acl_tests.rs"]
+mod acl_tests;

@@ -1,25 +1,63 @@
 // api.js — the dashboard's client for the Consul-compatible HTTP API (same origin):
 // plain requests, blocking-query watches (X-Consul-Index + ?index=&wait=) with back-off,
-// and a shared "connection" state that the header shows.
+// and a shared "connection" state that the header shows. It also holds the ACL token: kept in
+// localStorage (`cairn:token`, as Consul's UI keeps `consul:token`), sent as X-Consul-Token on
+// every request, and a 403 answer tells the `onAuth` listeners that a (better) token is needed.
 
 export class ApiError extends Error {
-  constructor(status, message) {
+  constructor(status, message, body = '') {
     super(message || `HTTP ${status}`);
     this.status = status;
+    this.body = body; // the agent's own words, e.g. "ACL not found"
   }
+}
+
+// ---- ACL token ----------------------------------------------------------------------------
+
+const TOKEN_KEY = 'cairn:token';
+const authListeners = new Set();
+let memoryToken = ''; // the token when localStorage cannot hold it
+
+/** The stored ACL token, or '' (storage may be unavailable, e.g. disabled cookies). */
+export function getToken() {
+  try { return localStorage.getItem(TOKEN_KEY) || ''; } catch { return ''; }
+}
+
+/** Store `token` (an empty one forgets it). */
+export function setToken(token) {
+  try {
+    if (token) localStorage.setItem(TOKEN_KEY, token);
+    else localStorage.removeItem(TOKEN_KEY);
+  } catch { /* not persisted: the token lasts as long as the page */ }
+  memoryToken = token || '';
+}
+
+/** Subscribe to "this agent refused the token" (403); the callback gets the agent's message. */
+export function onAuth(fn) {
+  authListeners.add(fn);
+  return () => authListeners.delete(fn);
+}
+
+function authHeaders(override) {
+  const token = override ?? (getToken() || memoryToken);
+  return token ? { 'X-Consul-Token': token } : {};
 }
 
 /**
  * One request. Returns {status, index, data}; `index` is X-Consul-Index as a number (or null).
  * A 404 resolves with data null when `allow404` is set, otherwise every non-2xx throws ApiError.
+ * `token` replaces the stored token for this request (the login form checks a candidate).
  */
-export async function request(method, path, { body, signal, allow404 = false } = {}) {
-  const res = await fetch(path, { method, body, signal, cache: 'no-store', headers: body == null ? {} : { 'Content-Type': 'text/plain; charset=utf-8' } });
+export async function request(method, path, { body, signal, allow404 = false, token } = {}) {
+  const headers = { ...authHeaders(token), ...(body == null ? {} : { 'Content-Type': 'text/plain; charset=utf-8' }) };
+  const res = await fetch(path, { method, body, signal, cache: 'no-store', headers });
   const header = res.headers.get('X-Consul-Index');
   const index = header != null && /^\d+$/.test(header) ? Number(header) : null;
   if (res.status === 404 && allow404) return { status: 404, index, data: null };
   const text = await res.text();
-  if (!res.ok) throw new ApiError(res.status, `${method} ${path}: ${res.status} ${text.trim()}`.trim());
+  // Only 403 asks for a token: a 401 ("ACL support disabled") is not a login case.
+  if (res.status === 403 && token == null) for (const fn of authListeners) fn(text.trim());
+  if (!res.ok) throw new ApiError(res.status, `${method} ${path}: ${res.status} ${text.trim()}`.trim(), text.trim());
   let data = null;
   if (text !== '') {
     try { data = JSON.parse(text); } catch { data = text; }
