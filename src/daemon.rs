@@ -339,25 +339,44 @@ fn dns_instances(catalog: &crate::catalog::Catalog, service: &str) -> Option<Vec
     Some(instances)
 }
 
+impl CatalogDns {
+    /// What DNS answers may show, with ACLs: the agent's `dns` token, else its default token,
+    /// else the anonymous token (Consul's rule). `None` when that token no longer resolves:
+    /// then nothing is shown.
+    fn authorizer(&self) -> Option<Arc<crate::agent::acl::Resolved>> {
+        let acl = self.agent.acl();
+        let secret = acl.tokens().dns;
+        self.agent.view().read(|c| acl.resolve(c, secret.as_deref())).ok()
+    }
+}
+
 #[async_trait::async_trait]
 impl DnsCatalog for CatalogDns {
     async fn service_instances(&self, service: &str) -> Option<Vec<DnsInstance>> {
-        match self.agent.service_view(service).await {
+        let authz = self.authorizer()?;
+        if !authz.authorizer.service_read(service) {
+            return None;
+        }
+        let instances = match self.agent.service_view(service).await {
             None => self.agent.view().read(|catalog| dns_instances(catalog, service)),
             Some(Ok(view)) => dns_instances(&view.catalog, service),
             Some(Err(error)) => {
                 tracing::debug!(%service, %error, "no service view from the servers");
                 None
             }
-        }
+        }?;
+        Some(instances.into_iter().filter(|i| authz.authorizer.node_read(&i.node.name)).collect())
     }
 
     async fn node(&self, node: &str) -> Option<DnsNode> {
+        let authz = self.authorizer()?;
         let find = |catalog: &crate::catalog::Catalog| catalog.nodes().find(|n| n.name.eq_ignore_ascii_case(node)).map(dns_node);
-        if self.agent.raft().is_some() {
-            return self.agent.view().read(find);
-        }
-        self.agent.node_view(node).await.ok().and_then(|catalog| find(&catalog))
+        let found = if self.agent.raft().is_some() {
+            self.agent.view().read(find)
+        } else {
+            self.agent.node_view(node).await.ok().and_then(|catalog| find(&catalog))
+        };
+        found.filter(|n| authz.authorizer.node_read(&n.name))
     }
 
     async fn servers(&self) -> Vec<DnsNode> {

@@ -9,6 +9,8 @@
 //! - **KV housekeeping**: tombstone GC (Consul's scheme: every `TOMBSTONE_GC_GRANULARITY_MS`
 //!   note the index; reap up to a note once it is older than `kv_tombstone_ttl`) and the
 //!   replicated `kv_history_versions` setting;
+//! - **ACLs** (`acl::leader_duty`): the builtin policy, the anonymous and initial management
+//!   tokens exist; expired tokens are deleted;
 //! - **autopilot**: promote a non-voter once it has stayed within `max_trailing_logs` of the
 //!   leader's log for `server_stabilization_time`.
 //!
@@ -111,6 +113,9 @@ impl Duties {
             self.next_housekeeping = Some(Instant::now() + Duration::from_millis(HOUSEKEEPING_INTERVAL_MS));
             sync_history_setting(agent).await;
             self.collect_tombstones(agent).await;
+            if let Err(error) = crate::agent::acl::leader_duty(agent).await {
+                tracing::debug!(%error, "ACL initialization failed; will retry");
+            }
         }
         self.autopilot(agent, raft, status).await;
     }

@@ -11,6 +11,7 @@
 //!
 //! Listeners and the HTTP/DNS servers are wired by `daemon`, which sits above this module.
 
+pub mod acl;
 mod alias;
 mod anti_entropy;
 mod check_status;
@@ -92,6 +93,9 @@ pub enum AgentError {
     NoServer,
     #[error("{0}")]
     Rpc(#[from] crate::rpc::RpcError),
+    /// Something on this agent failed that the request could not cause (answered with 500).
+    #[error("{0}")]
+    Internal(String),
 }
 
 /// The bound LAN gossip sockets (UDP and TCP on `ports.serf_lan`), from `daemon`.
@@ -148,6 +152,8 @@ pub struct Agent {
     started_at: Instant,
     /// TLS on the server port, when configured (`tls`).
     tls: Option<Arc<AgentTls>>,
+    /// Token resolution and this agent's own tokens (`acl`).
+    acl: acl::AgentAcl,
 }
 
 /// The server port's TLS from the config's `tls_rpc` (files read now, once).
@@ -218,7 +224,9 @@ impl Agent {
         let local = Arc::new(LocalCell::new(restore_local_state(&store, config.enable_script_checks)?));
         let persister = persist::PersistWriter::start(local.clone(), store.clone())?;
         let (shutdown, _) = watch::channel(false);
+        let acl = acl::AgentAcl::new(&config, &data_dir);
         let agent = Arc::new(Agent {
+            acl,
             config,
             identity,
             data_dir,
@@ -257,6 +265,11 @@ impl Agent {
 
     pub fn config(&self) -> &RuntimeConfig {
         &self.config
+    }
+
+    /// Token resolution and this agent's own tokens.
+    pub fn acl(&self) -> &acl::AgentAcl {
+        &self.acl
     }
 
     pub fn identity(&self) -> &Identity {

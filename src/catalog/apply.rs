@@ -123,6 +123,7 @@ fn dispatch(catalog: &mut Catalog, index: u64, command: &Command, now_ms: Option
         // `apply` unpacks a top-level batch; one inside another command is malformed.
         Command::Batch(_) => Outcome::Rejected("a batch cannot be nested".into()),
         Command::CoordinateBatchUpdate(updates) => crate::catalog::coordinates::update_batch(catalog, index, updates, changes),
+        Command::Acl(op) => crate::catalog::acl::apply_acl(catalog, index, op, changes),
     }
 }
 

@@ -122,6 +122,27 @@ pub(crate) fn encode_row_key(row: &RowKey) -> Vec<u8> {
             part(&mut key, segment);
         }
         RowKey::CoordinatesIndex => key.push(b'p'),
+        RowKey::AclToken(id) => {
+            key.push(b'A');
+            part(&mut key, id);
+        }
+        RowKey::AclPolicy(id) => {
+            key.push(b'P');
+            part(&mut key, id);
+        }
+        RowKey::AclRole(id) => {
+            key.push(b'R');
+            part(&mut key, id);
+        }
+        RowKey::AclAuthMethod(name) => {
+            key.push(b'M');
+            part(&mut key, name);
+        }
+        RowKey::AclBindingRule(id) => {
+            key.push(b'B');
+            part(&mut key, id);
+        }
+        RowKey::AclIndexes => key.push(b'I'),
     }
     key
 }
@@ -145,6 +166,12 @@ pub(crate) fn decode_row_key(bytes: &[u8]) -> Result<RowKey, CodecError> {
         b'w' => RowKey::ServiceIndex(text_part(rest)?),
         b'o' => RowKey::Coordinate(text_part(rest)?, text_part(rest)?),
         b'p' => RowKey::CoordinatesIndex,
+        b'A' => RowKey::AclToken(text_part(rest)?),
+        b'P' => RowKey::AclPolicy(text_part(rest)?),
+        b'R' => RowKey::AclRole(text_part(rest)?),
+        b'M' => RowKey::AclAuthMethod(text_part(rest)?),
+        b'B' => RowKey::AclBindingRule(text_part(rest)?),
+        b'I' => RowKey::AclIndexes,
         _ => return Err(CodecError::BadRowKey),
     };
     if !rest.is_empty() {

@@ -73,6 +73,8 @@ pub enum Command {
     /// Store nodes' network coordinates (Consul's `Coordinate.Update`, batched): at most
     /// `COORDINATE_BATCH_UPDATES_MAX` updates; updates for unknown nodes are skipped.
     CoordinateBatchUpdate(Vec<crate::catalog::coordinates::CoordinateUpdate>),
+    /// One ACL write: a token, policy, role, auth method or binding rule, or the bootstrap.
+    Acl(crate::catalog::acl::AclOp),
 }
 
 /// How deep [`Command::At`] and [`Command::Batch`] may nest in decoded bytes. A batch of

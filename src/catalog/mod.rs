@@ -11,6 +11,7 @@
 //! RocksDB batch as `last_applied`, and [`Catalog::load_row`] rebuilds the catalog from them on
 //! restart, so a restart never replays the whole log.
 
+pub mod acl;
 mod apply;
 pub mod codec;
 pub mod coordinates;
@@ -19,6 +20,8 @@ pub mod command;
 pub mod model;
 pub mod query;
 pub mod txn;
+#[cfg(test)]
+mod acl_tests;
 #[cfg(test)]
 mod batch_tests;
 #[cfg(test)]
@@ -67,6 +70,8 @@ pub struct Catalog {
     coordinates: BTreeMap<(String, String), coordinates::NodeCoordinate>,
     /// The index of the last change to `coordinates` (its own row: `TableIndexes` is frozen).
     coordinates_index: u64,
+    /// ACL tokens, policies, roles, auth methods and binding rules (`acl`).
+    acl: acl::AclTables,
 }
 
 /// Identifies one persisted row of the catalog.
@@ -90,6 +95,14 @@ pub enum RowKey {
     Coordinate(String, String),
     /// The coordinates table's index.
     CoordinatesIndex,
+    /// ACL rows: a token by accessor ID, a policy or role by ID, an auth method by name, a
+    /// binding rule by ID, and the ACL tables' indexes.
+    AclToken(String),
+    AclPolicy(String),
+    AclRole(String),
+    AclAuthMethod(String),
+    AclBindingRule(String),
+    AclIndexes,
 }
 
 /// What one `apply` changed: the rows touched (to persist) and the service names whose query
@@ -159,6 +172,11 @@ impl Catalog {
         Catalog::default()
     }
 
+    /// The ACL tables.
+    pub fn acl(&self) -> &acl::AclTables {
+        &self.acl
+    }
+
     /// The highest index at which each table changed.
     pub fn indexes(&self) -> TableIndexes {
         self.indexes
@@ -167,7 +185,17 @@ impl Catalog {
     /// The highest index any table or restore has reached: the last `ModifyIndex` handed out.
     pub fn last_index(&self) -> u64 {
         let i = &self.indexes;
-        [i.nodes, i.services, i.checks, i.kv, i.sessions, i.config_entries, self.restore_floor, self.coordinates_index]
+        [
+            i.nodes,
+            i.services,
+            i.checks,
+            i.kv,
+            i.sessions,
+            i.config_entries,
+            self.restore_floor,
+            self.coordinates_index,
+            self.acl.indexes.max(),
+        ]
             .into_iter()
             .max()
             .unwrap_or(0)
@@ -202,6 +230,13 @@ impl Catalog {
             }
             RowKey::CoordinatesIndex if self.coordinates_index == 0 => return None,
             RowKey::CoordinatesIndex => codec::encode_row_value(&self.coordinates_index),
+            RowKey::AclToken(id) => codec::encode_row_value(self.acl.tokens.get(id)?),
+            RowKey::AclPolicy(id) => codec::encode_row_value(self.acl.policies.get(id)?),
+            RowKey::AclRole(id) => codec::encode_row_value(self.acl.roles.get(id)?),
+            RowKey::AclAuthMethod(name) => codec::encode_row_value(self.acl.auth_methods.get(name)?),
+            RowKey::AclBindingRule(id) => codec::encode_row_value(self.acl.binding_rules.get(id)?),
+            RowKey::AclIndexes if self.acl.indexes == acl::AclIndexes::default() => return None,
+            RowKey::AclIndexes => codec::encode_row_value(&self.acl.indexes),
         };
         Some((key, value))
     }
@@ -227,6 +262,14 @@ impl Catalog {
         rows.extend(self.kv_history.keys().map(|(k, i)| RowKey::KvVersion(k.clone(), *i)));
         rows.extend(self.service_indexes.keys().map(|name| RowKey::ServiceIndex(name.clone())));
         rows.extend(self.coordinates.keys().map(|(n, s)| RowKey::Coordinate(n.clone(), s.clone())));
+        rows.extend(self.acl.tokens.keys().map(|id| RowKey::AclToken(id.clone())));
+        rows.extend(self.acl.policies.keys().map(|id| RowKey::AclPolicy(id.clone())));
+        rows.extend(self.acl.roles.keys().map(|id| RowKey::AclRole(id.clone())));
+        rows.extend(self.acl.auth_methods.keys().map(|name| RowKey::AclAuthMethod(name.clone())));
+        rows.extend(self.acl.binding_rules.keys().map(|id| RowKey::AclBindingRule(id.clone())));
+        if self.acl.indexes != acl::AclIndexes::default() {
+            rows.push(RowKey::AclIndexes);
+        }
         if self.restore_floor != 0 {
             rows.push(RowKey::RestoreFloor);
         }
@@ -280,6 +323,20 @@ impl Catalog {
                 self.coordinates.insert((node, segment), codec::decode_row_value(value)?);
             }
             RowKey::CoordinatesIndex => self.coordinates_index = codec::decode_row_value(value)?,
+            RowKey::AclToken(_) => self.acl.load_token(codec::decode_row_value(value)?),
+            RowKey::AclPolicy(id) => {
+                self.acl.policies.insert(id, codec::decode_row_value(value)?);
+            }
+            RowKey::AclRole(id) => {
+                self.acl.roles.insert(id, codec::decode_row_value(value)?);
+            }
+            RowKey::AclAuthMethod(name) => {
+                self.acl.auth_methods.insert(name, codec::decode_row_value(value)?);
+            }
+            RowKey::AclBindingRule(id) => {
+                self.acl.binding_rules.insert(id, codec::decode_row_value(value)?);
+            }
+            RowKey::AclIndexes => self.acl.indexes = codec::decode_row_value(value)?,
         }
         Ok(())
     }

@@ -218,8 +218,12 @@ fn validate(config: &RuntimeConfig) -> Result<(), ConfigError> {
             "check_output_max_size must be positive".into(),
         ),
         (
-            config.acl_enabled,
-            "acl.enabled = true: cairn does not enforce ACLs yet; refusing to start rather than serve every request without a token".into(),
+            config.acl_enabled && !config.server,
+            "acl.enabled = true on a client agent: cairn enforces ACLs on server agents only so far; refusing to start rather than serve this agent's endpoints without a token".into(),
+        ),
+        (
+            !["allow", "deny", "extend-cache", "async-cache"].contains(&config.acl_down_policy.as_str()),
+            format!("acl.down_policy cannot be {:?}: use allow, deny, extend-cache or async-cache", config.acl_down_policy),
         ),
         (
             config.ports.https.is_some() && config.tls_https.as_ref().is_none_or(|tls| tls.cert_file.is_none()),
@@ -239,13 +243,16 @@ fn validate(config: &RuntimeConfig) -> Result<(), ConfigError> {
 /// Consul's security settings that cairn does not implement yet, by their key (a section's
 /// name covers every key in it). Warning "unknown key ignored" would leave an operator who set
 /// one believing they have it, so each is an error instead.
-const UNHONOURED_SECURITY_KEYS: [(&str, &str); 4] = [
+const UNHONOURED_SECURITY_KEYS: [(&str, &str); 5] = [
     // Every TLS key cairn knows is declared in `config::tls`; any other one is a setting it
     // does not have.
     ("tls", "this TLS setting"),
     ("auto_encrypt", "auto_encrypt"),
     ("auto_config", "auto_config"),
     ("acl.enable_token_replication", "ACL token replication"),
+    // Every ACL key cairn knows is declared in `raw::RawAcl`; any other one (`acl.msp_disable_bootstrap`,
+    // `acl.tokens.managed_service_provider`, ...) is a setting it does not have.
+    ("acl", "this ACL setting"),
 ];
 
 /// What an unknown key that is a security setting stands for, if it is one.

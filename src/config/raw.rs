@@ -181,6 +181,12 @@ pub(super) struct RawDnsConfig {
 pub(super) struct RawAcl {
     pub(super) enabled: Option<bool>,
     pub(super) default_policy: Option<String>,
+    pub(super) down_policy: Option<String>,
+    pub(super) enable_token_persistence: Option<bool>,
+    pub(super) enable_key_list_policy: Option<bool>,
+    pub(super) token_ttl: Option<GoDuration>,
+    pub(super) policy_ttl: Option<GoDuration>,
+    pub(super) role_ttl: Option<GoDuration>,
     pub(super) tokens: Option<RawAclTokens>,
     #[serde(flatten)]
     pub(super) unknown: UnknownKeys,
@@ -193,6 +199,12 @@ pub(super) struct RawAclTokens {
     pub(super) master: Option<String>,
     pub(super) agent: Option<String>,
     pub(super) default: Option<String>,
+    pub(super) agent_recovery: Option<String>,
+    /// Pre-1.11 name of `agent_recovery`.
+    pub(super) agent_master: Option<String>,
+    pub(super) replication: Option<String>,
+    pub(super) config_file_service_registration: Option<String>,
+    pub(super) dns: Option<String>,
     #[serde(flatten)]
     pub(super) unknown: UnknownKeys,
 }
@@ -345,12 +357,11 @@ impl RawConfig {
 
     /// Deprecated spellings that still work, as (old key, replacement).
     pub(super) fn deprecated_keys(&self) -> Vec<(&'static str, &'static str)> {
-        let master = self
-            .acl
-            .as_ref()
-            .and_then(|acl| acl.tokens.as_ref())
-            .and_then(|tokens| tokens.master.as_ref());
+        let acl_tokens = self.acl.as_ref().and_then(|acl| acl.tokens.as_ref());
+        let master = acl_tokens.and_then(|tokens| tokens.master.as_ref());
+        let agent_master = acl_tokens.and_then(|tokens| tokens.agent_master.as_ref());
         [
+            (agent_master.is_some(), "acl.tokens.agent_master", "acl.tokens.agent_recovery"),
             (self.ui.is_some(), "ui", "ui_config.enabled"),
             (
                 master.is_some(),

@@ -82,6 +82,17 @@ pub struct RuntimeConfig {
     pub acl_enabled: bool,
     /// `allow` or `deny`.
     pub acl_default_policy: String,
+    /// `allow`, `deny`, `extend-cache` or `async-cache`: what a client agent does when no server
+    /// can resolve a token (servers resolve from their own state and never need it).
+    pub acl_down_policy: String,
+    /// Tokens set with `PUT /v1/agent/token/*` are kept in `<data_dir>/acl-tokens.json`.
+    pub acl_enable_token_persistence: bool,
+    /// `?recurse` and `?keys` KV reads need `list` on the prefix (Consul's `enable_key_list_policy`).
+    pub acl_enable_key_list_policy: bool,
+    /// How long a client agent may keep a resolved token, policy or role (Consul's `*_ttl`).
+    pub acl_token_ttl_ms: u64,
+    pub acl_policy_ttl_ms: u64,
+    pub acl_role_ttl_ms: u64,
     pub acl_tokens: AclTokens,
     /// LAN gossip: the key, timing, reaping and leaving (`config::gossip`).
     pub gossip: GossipSettings,
@@ -169,6 +180,12 @@ pub struct AclTokens {
     pub initial_management: Option<String>,
     pub agent: Option<String>,
     pub default: Option<String>,
+    /// Allows this agent's own `/v1/agent/*` endpoints when the servers cannot resolve tokens.
+    pub agent_recovery: Option<String>,
+    pub replication: Option<String>,
+    pub config_file_service_registration: Option<String>,
+    /// The token DNS answers are filtered with (Consul 1.17+); the default token when unset.
+    pub dns: Option<String>,
 }
 
 impl std::fmt::Debug for AclTokens {
@@ -179,6 +196,10 @@ impl std::fmt::Debug for AclTokens {
             .field("initial_management", &redact(&self.initial_management))
             .field("agent", &redact(&self.agent))
             .field("default", &redact(&self.default))
+            .field("agent_recovery", &redact(&self.agent_recovery))
+            .field("replication", &redact(&self.replication))
+            .field("config_file_service_registration", &redact(&self.config_file_service_registration))
+            .field("dns", &redact(&self.dns))
             .finish()
     }
 }
@@ -443,11 +464,21 @@ impl RuntimeConfig {
             // Before Consul 1.4, setting acl_datacenter is what turned ACLs on.
             acl_enabled: acl.enabled.unwrap_or(raw.acl_datacenter.is_some()),
             acl_default_policy: acl_default_policy.unwrap_or_else(|| "allow".to_string()),
+            acl_down_policy: acl.down_policy.unwrap_or_else(|| "extend-cache".to_string()),
+            acl_enable_token_persistence: acl.enable_token_persistence.unwrap_or(false),
+            acl_enable_key_list_policy: acl.enable_key_list_policy.unwrap_or(false),
+            acl_token_ttl_ms: acl.token_ttl.map_or(30_000, |d| d.0.as_millis() as u64),
+            acl_policy_ttl_ms: acl.policy_ttl.map_or(30_000, |d| d.0.as_millis() as u64),
+            acl_role_ttl_ms: acl.role_ttl.map_or(30_000, |d| d.0.as_millis() as u64),
             acl_tokens: AclTokens {
                 initial_management: (tokens.initial_management.or(tokens.master))
                     .or(raw.acl_master_token),
                 agent: tokens.agent.or(raw.acl_agent_token),
                 default: tokens.default.or(raw.acl_token),
+                agent_recovery: tokens.agent_recovery.or(tokens.agent_master),
+                replication: tokens.replication,
+                config_file_service_registration: tokens.config_file_service_registration,
+                dns: tokens.dns,
             },
             gossip: GossipSettings::build(
                 RawGossip {

@@ -369,13 +369,13 @@ fn type_errors_name_the_file_and_key() {
 
 #[test]
 fn unknown_keys_warn_with_their_path() {
-    let consul = r#"{"telemetry":{"x":1},"acl":{"down_policy":"extend-cache"}}"#;
+    let consul = r#"{"telemetry":{"x":1},"dns_config":{"nope":true}}"#;
     let warnings = load_files(&[("consul.json", consul)], &["-dev"])
         .expect("load")
         .warnings;
     assert_eq!(warnings.len(), 2, "{warnings:?}");
     assert!(warned(&warnings, "`telemetry`"));
-    assert!(warned(&warnings, "`acl.down_policy`"));
+    assert!(warned(&warnings, "`dns_config.nope`"));
 }
 
 #[test]

@@ -7,8 +7,8 @@ use super::*;
 #[test]
 fn unhonoured_security_settings_are_errors() {
     let refused = [
-        (r#"{"acl":{"enabled":true}}"#, "acl.enabled"),
-        (r#"{"acl_datacenter":"dc1"}"#, "acl.enabled"),
+        (r#"{"acl":{"enabled":true,"msp_disable_bootstrap":true}}"#, "acl.msp_disable_bootstrap"),
+        (r#"{"acl":{"tokens":{"managed_service_provider":[]}}}"#, "acl.tokens.managed_service_provider"),
         (r#"{"tls":{"https":{"verify_outgoing":true}}}"#, "tls.https.verify_outgoing"),
         (r#"{"tls":{"grpc":{}}}"#, "gRPC"),
         (r#"{"tls_cipher_suites":"TLS_AES_128_GCM_SHA256"}"#, "tls_cipher_suites"),
@@ -20,6 +20,13 @@ fn unhonoured_security_settings_are_errors() {
         let message = error.to_string();
         assert!(message.contains(needle) && message.contains("refusing to start"), "{contents}: {message}");
     }
+    // ACLs are enforced by servers; a client agent cannot resolve tokens yet, so it refuses them.
+    let client = load_files(&[("acl.json", r#"{"acl":{"enabled":true}}"#)], &["-data-dir=/tmp/cairn-acl-client"]);
+    let message = client.err().expect("a client agent with ACLs is refused").to_string();
+    assert!(message.contains("acl.enabled = true on a client agent"), "{message}");
+    assert!(load_files(&[("acl.json", r#"{"acl":{"enabled":true,"default_policy":"deny"}}"#)], &["-dev"]).is_ok());
+    let bad = load_files(&[("acl.json", r#"{"acl":{"enabled":true,"down_policy":"maybe"}}"#)], &["-dev"]);
+    assert!(bad.err().expect("a bad down_policy is refused").to_string().contains("acl.down_policy"));
     let error = load_err(&["-dev", "-https-port=8501"]).to_string();
     assert!(error.contains("ports.https needs a certificate"), "{error}");
     let https = r#"{"ports":{"https":8501},"verify_incoming_https":true,"ca_file":"/ca.pem","tls":{"https":{"cert_file":"/c.pem","key_file":"/k.pem"}}}"#;

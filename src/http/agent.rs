@@ -12,6 +12,8 @@ use crate::gossip::Member;
 use crate::catalog::model::HealthStatus;
 use crate::checks::CheckStatus;
 use crate::http::AppState;
+use crate::http::agent_acl as acl;
+use crate::http::authz::{Authz, filter_items, mark_filtered};
 use crate::http::check_decode;
 use crate::http::decode::{self, Fields};
 use crate::http::dto::{WeightsOut, opaque, tagged_addresses_out};
@@ -54,7 +56,8 @@ fn leader_addr(state: &AppState) -> String {
     state.agent.raft_status().and_then(|s| s.leader.map(|(_, node)| node.raft_addr)).unwrap_or_default()
 }
 
-pub(super) async fn agent_self(State(state): State<AppState>, Query(params): Query<Params>) -> Response {
+pub(super) async fn agent_self(State(state): State<AppState>, authz: Authz, Query(params): Query<Params>) -> Result<Response, ApiError> {
+    acl::agent_read(&state, &authz)?;
     let agent = &state.agent;
     let identity = agent.identity();
     let config = agent.config();
@@ -103,10 +106,10 @@ pub(super) async fn agent_self(State(state): State<AppState>, Query(params): Que
         "Meta": config.node_meta,
         "xDS": {"SupportedProxies": {}, "Port": -1, "Ports": {"Plaintext": -1, "TLS": -1}},
     });
-    json_ok(&body, &params)
+    Ok(json_ok(&body, &params))
 }
 
-pub(super) async fn members(State(state): State<AppState>, Query(params): Query<Params>) -> Response {
+pub(super) async fn members(State(state): State<AppState>, authz: Authz, Query(params): Query<Params>) -> Response {
     // There is no WAN pool: a server is the only member of its own, named `node.dc` (Consul's
     // WAN naming); a client is in none.
     if params.contains_key("wan") {
@@ -115,11 +118,15 @@ pub(super) async fn members(State(state): State<AppState>, Query(params): Query<
         return json_ok(&json!(own.iter().map(|m| member_json(m, format!("{}.{}", identity.node_name, identity.datacenter))).collect::<Vec<_>>()), &params);
     }
     let members: Vec<Value> = state.agent.members().iter().map(|m| member_json(m, m.name.clone())).collect();
-    json_ok(&Value::Array(members), &params)
+    let (members, filtered) = filter_items(members, |m| acl::readable_member(&authz, m));
+    let mut response = json_ok(&Value::Array(members), &params);
+    mark_filtered(response.headers_mut(), filtered);
+    response
 }
 
-pub(super) async fn host(State(state): State<AppState>, Query(params): Query<Params>) -> Response {
-    json_ok(&json!({"Host": {"hostname": state.agent.identity().node_name, "os": std::env::consts::OS}}), &params)
+pub(super) async fn host(State(state): State<AppState>, authz: Authz, Query(params): Query<Params>) -> Result<Response, ApiError> {
+    authz.require(authz.authorizer().operator_read(), "operator:read", None)?;
+    Ok(json_ok(&json!({"Host": {"hostname": state.agent.identity().node_name, "os": std::env::consts::OS}}), &params))
 }
 
 pub(super) async fn version(Query(params): Query<Params>) -> Response {
@@ -127,17 +134,19 @@ pub(super) async fn version(Query(params): Query<Params>) -> Response {
 }
 
 /// Graceful leave and shutdown: the other members see this agent as `left`.
-pub(super) async fn leave(State(state): State<AppState>) -> StatusCode {
+pub(super) async fn leave(State(state): State<AppState>, authz: Authz) -> Result<StatusCode, ApiError> {
+    acl::agent_write(&state, &authz)?;
     tracing::info!("leave requested over HTTP; leaving the pool and shutting down");
     state.agent.leave().await;
     state.agent.request_shutdown();
-    StatusCode::OK
+    Ok(StatusCode::OK)
 }
 
 /// Re-reads the config files and applies them (`agent::config_defs`); the daemon runs it, so
 /// SIGHUP and this endpoint take the same path. A failure changes nothing and is a 500 with
 /// the reason, as in Consul.
-pub(super) async fn reload(State(state): State<AppState>) -> Result<StatusCode, ApiError> {
+pub(super) async fn reload(State(state): State<AppState>, authz: Authz) -> Result<StatusCode, ApiError> {
+    acl::agent_write(&state, &authz)?;
     state.agent.reload().await.map_err(ApiError::Internal)?;
     Ok(StatusCode::OK)
 }
@@ -151,7 +160,8 @@ fn enable_param(params: &Params) -> Result<bool, ApiError> {
     }
 }
 
-pub(super) async fn node_maintenance(State(state): State<AppState>, Query(params): Query<Params>) -> Result<StatusCode, ApiError> {
+pub(super) async fn node_maintenance(State(state): State<AppState>, authz: Authz, Query(params): Query<Params>) -> Result<StatusCode, ApiError> {
+    acl::node_write(&state, &authz)?;
     let enable = enable_param(&params)?;
     let reason = params.get("reason").cloned().unwrap_or_default();
     state.agent.set_node_maintenance(enable, &reason).await?;
@@ -160,24 +170,32 @@ pub(super) async fn node_maintenance(State(state): State<AppState>, Query(params
 
 pub(super) async fn service_maintenance(
     State(state): State<AppState>,
+    authz: Authz,
     Path(id): Path<String>,
     Query(params): Query<Params>,
 ) -> Result<StatusCode, ApiError> {
+    acl::service_write_by_id(&state, &authz, &id)?;
     let enable = enable_param(&params)?;
     let reason = params.get("reason").cloned().unwrap_or_default();
     state.agent.set_service_maintenance(&id, enable, &reason).await?;
     Ok(StatusCode::OK)
 }
 
-pub(super) async fn metrics(Query(params): Query<Params>) -> Response {
+pub(super) async fn metrics(State(state): State<AppState>, authz: Authz, Query(params): Query<Params>) -> Result<Response, ApiError> {
+    acl::agent_read(&state, &authz)?;
+    Ok(metrics_body(&params))
+}
+
+fn metrics_body(params: &Params) -> Response {
     if params.get("format").is_some_and(|f| f == "prometheus") {
         return ([("content-type", "text/plain; version=0.0.4")], String::new()).into_response();
     }
     let timestamp = format!("{:?}", std::time::SystemTime::now());
-    json_ok(&json!({"Timestamp": timestamp, "Gauges": [], "Points": [], "Counters": [], "Samples": []}), &params)
+    json_ok(&json!({"Timestamp": timestamp, "Gauges": [], "Points": [], "Counters": [], "Samples": []}), params)
 }
 
-pub(super) async fn monitor(Query(params): Query<Params>) -> Result<Response, ApiError> {
+pub(super) async fn monitor(State(state): State<AppState>, authz: Authz, Query(params): Query<Params>) -> Result<Response, ApiError> {
+    acl::agent_read(&state, &authz)?;
     let level = params.get("loglevel").map(String::as_str).unwrap_or("info");
     if !["trace", "debug", "info", "warn", "err", "error"].contains(&level.to_lowercase().as_str()) {
         return Err(ApiError::BadRequest(format!("Unknown log level: {level}")));
@@ -186,13 +204,15 @@ pub(super) async fn monitor(Query(params): Query<Params>) -> Result<Response, Ap
 }
 
 /// `?prune` forgets the member at once instead of listing it as `left` until it is reaped.
-pub(super) async fn force_leave(State(state): State<AppState>, Path(node): Path<String>, Query(params): Query<Params>) -> Result<StatusCode, ApiError> {
+pub(super) async fn force_leave(State(state): State<AppState>, authz: Authz, Path(node): Path<String>, Query(params): Query<Params>) -> Result<StatusCode, ApiError> {
+    authz.require(authz.authorizer().operator_write(), "operator:write", None)?;
     state.agent.force_leave(&node, params.contains_key("prune")).await.map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(StatusCode::OK)
 }
 
 /// Joins the LAN pool through the agent at `address` (a bare host means the serf LAN port).
-pub(super) async fn join(State(state): State<AppState>, Path(address): Path<String>, Query(params): Query<Params>) -> Result<StatusCode, ApiError> {
+pub(super) async fn join(State(state): State<AppState>, authz: Authz, Path(address): Path<String>, Query(params): Query<Params>) -> Result<StatusCode, ApiError> {
+    acl::agent_write(&state, &authz)?;
     if params.get("wan").is_some_and(|v| v != "0" && v != "false") {
         return Err(ApiError::Internal("WAN join is not supported: cairn has no WAN gossip pool (one datacenter)".into()));
     }
@@ -200,12 +220,15 @@ pub(super) async fn join(State(state): State<AppState>, Path(address): Path<Stri
     Ok(StatusCode::OK)
 }
 
-pub(super) async fn token(State(state): State<AppState>, Path(kind): Path<String>) -> Result<StatusCode, ApiError> {
+/// `PUT /v1/agent/token/<kind>` with `{"Token": "..."}`: sets one of this agent's tokens
+/// (`acl:write`), kept in the data dir with `acl.enable_token_persistence`.
+pub(super) async fn token(State(state): State<AppState>, authz: Authz, Path(kind): Path<String>, body: Bytes) -> Result<StatusCode, ApiError> {
     if !state.agent.config().acl_enabled {
         return Err(ApiError::Unauthorized("ACL support disabled".into()));
     }
-    const KINDS: [&str; 9] = ["default", "agent", "agent_recovery", "agent_master", "replication", "config_file_service_registration", "acl_token", "acl_agent_token", "acl_replication_token"];
-    if !KINDS.contains(&kind.as_str()) {
+    authz.require(authz.authorizer().acl_write(), "acl:write", None)?;
+    let secret = if body.is_empty() { String::new() } else { Fields::parse(&body)?.string(&["Token"])? };
+    if !state.agent.acl().set_token(&kind, secret, state.agent.data_dir())? {
         return Err(ApiError::NotFound(format!("Token {kind:?} is unknown")));
     }
     Ok(StatusCode::OK)
@@ -270,10 +293,11 @@ fn check_json(state: &AppState, check: &LocalCheck) -> Value {
 }
 
 /// `GET /v1/agent/services`, with hash-based blocking (`?hash=`).
-pub(super) async fn services(State(state): State<AppState>, Query(params): Query<Params>) -> Result<Response, ApiError> {
-    let options = read_options(&state, &params)?;
+pub(super) async fn services(State(state): State<AppState>, authz: Authz, Query(params): Query<Params>) -> Result<Response, ApiError> {
+    let options = read_options(&state, &params, &authz)?;
     hash_blocking(&state, &params, || {
         let services: Vec<Value> = state.agent.local_services().iter().map(|s| service_json(&state, s)).collect();
+        let services: Vec<Value> = services.into_iter().filter(|s| acl::readable_service(&authz, s)).collect();
         let services = apply_filter(services, options.filter.as_ref());
         let map: serde_json::Map<String, Value> =
             services.into_iter().filter_map(|s| s.get("ID").and_then(Value::as_str).map(str::to_string).map(|id| (id, s))).collect();
@@ -284,9 +308,10 @@ pub(super) async fn services(State(state): State<AppState>, Query(params): Query
 
 /// `GET /v1/agent/service/<id>`, with hash-based blocking (`?hash=`) as in Consul. The body's
 /// `ContentHash` is the hash of the service without it.
-pub(super) async fn service(State(state): State<AppState>, Path(id): Path<String>, Query(params): Query<Params>) -> Result<Response, ApiError> {
+pub(super) async fn service(State(state): State<AppState>, authz: Authz, Path(id): Path<String>, Query(params): Query<Params>) -> Result<Response, ApiError> {
     hash_blocking(&state, &params, || {
         let service = state.agent.local_service(&id).ok_or_else(|| ApiError::NotFound(format!("unknown service ID: {id}")))?;
+        acl::service_read(&authz, &service.registration.name)?;
         let mut value = service_json(&state, &service);
         let hash = content_hash(value.to_string().as_bytes());
         if let Value::Object(map) = &mut value {
@@ -297,10 +322,12 @@ pub(super) async fn service(State(state): State<AppState>, Path(id): Path<String
     .await
 }
 
-pub(super) async fn register_service(State(state): State<AppState>, Query(params): Query<Params>, body: Bytes) -> Result<StatusCode, ApiError> {
+pub(super) async fn register_service(State(state): State<AppState>, authz: Authz, Query(params): Query<Params>, body: Bytes) -> Result<StatusCode, ApiError> {
     check_datacenter(&state, &params)?;
     let fields = Fields::parse(&body)?;
     let (registration, checks) = decode::service_definition(&fields)?;
+    acl::service_write(&authz, &registration.name)?;
+    acl::service_write_by_id(&state, &authz, &registration.id)?;
     let replace = params.get("replace-existing-checks").is_some_and(|v| v.is_empty() || v == "true");
     let sidecar = sidecar_registration(&state, &fields, &registration)?;
     state.agent.register_service(registration, checks, replace, DefinitionSource::Api).await?;
@@ -345,7 +372,8 @@ fn sidecar_registration(
     Ok(Some(registration))
 }
 
-pub(super) async fn deregister_service(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub(super) async fn deregister_service(State(state): State<AppState>, authz: Authz, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    acl::service_write_by_id(&state, &authz, &id)?;
     state.agent.deregister_service(&id).await?;
     let sidecar = format!("{id}-sidecar-proxy");
     if state.agent.local_service(&sidecar).is_some_and(|s| s.registration.kind == "connect-proxy") {
@@ -395,21 +423,26 @@ fn health_response(state: &AppState, services: Vec<LocalService>, params: &Param
     Ok((code, [("content-type", "application/json")], json_body(&body, params.contains_key("pretty"))).into_response())
 }
 
-pub(super) async fn health_by_name(State(state): State<AppState>, Path(name): Path<String>, Query(params): Query<Params>) -> Result<Response, ApiError> {
+pub(super) async fn health_by_name(State(state): State<AppState>, authz: Authz, Path(name): Path<String>, Query(params): Query<Params>) -> Result<Response, ApiError> {
+    acl::service_read(&authz, &name)?;
     let services: Vec<LocalService> = state.agent.local_services().into_iter().filter(|s| s.registration.name == name).collect();
     health_response(&state, services, &params, &name)
 }
 
-pub(super) async fn health_by_id(State(state): State<AppState>, Path(id): Path<String>, Query(params): Query<Params>) -> Result<Response, ApiError> {
+pub(super) async fn health_by_id(State(state): State<AppState>, authz: Authz, Path(id): Path<String>, Query(params): Query<Params>) -> Result<Response, ApiError> {
     let services: Vec<LocalService> = state.agent.local_service(&id).into_iter().collect();
+    for service in &services {
+        acl::service_read(&authz, &service.registration.name)?;
+    }
     health_response(&state, services, &params, &format!("id:{id}"))
 }
 
 /// `GET /v1/agent/checks`, with hash-based blocking (`?hash=`).
-pub(super) async fn checks(State(state): State<AppState>, Query(params): Query<Params>) -> Result<Response, ApiError> {
-    let options = read_options(&state, &params)?;
+pub(super) async fn checks(State(state): State<AppState>, authz: Authz, Query(params): Query<Params>) -> Result<Response, ApiError> {
+    let options = read_options(&state, &params, &authz)?;
     hash_blocking(&state, &params, || {
         let checks: Vec<Value> = state.agent.local_checks().iter().map(|c| check_json(&state, c)).collect();
+        let checks: Vec<Value> = checks.into_iter().filter(|c| acl::readable_check(&authz, c)).collect();
         let checks = apply_filter(checks, options.filter.as_ref());
         let map: serde_json::Map<String, Value> =
             checks.into_iter().filter_map(|c| c.get("CheckID").and_then(Value::as_str).map(str::to_string).map(|id| (id, c))).collect();
@@ -418,14 +451,17 @@ pub(super) async fn checks(State(state): State<AppState>, Query(params): Query<P
     .await
 }
 
-pub(super) async fn register_check(State(state): State<AppState>, body: Bytes) -> Result<StatusCode, ApiError> {
+pub(super) async fn register_check(State(state): State<AppState>, authz: Authz, body: Bytes) -> Result<StatusCode, ApiError> {
     let fields = Fields::parse(&body)?;
     let check = decode::check_definition(&fields, None, String::new())?;
+    acl::check_write(&state, &authz, &check.registration.service_id)?;
+    acl::check_write_by_id(&state, &authz, &check.registration.check_id)?;
     state.agent.register_check(check, DefinitionSource::Api).await?;
     Ok(StatusCode::OK)
 }
 
-pub(super) async fn deregister_check(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub(super) async fn deregister_check(State(state): State<AppState>, authz: Authz, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    acl::check_write_by_id(&state, &authz, &id)?;
     state.agent.deregister_check(&id).await?;
     Ok(StatusCode::OK)
 }
@@ -438,19 +474,23 @@ async fn ttl(state: AppState, id: String, status: CheckStatus, note: String) -> 
     Ok(StatusCode::OK)
 }
 
-pub(super) async fn check_pass(State(state): State<AppState>, Path(id): Path<String>, Query(params): Query<Params>) -> Result<StatusCode, ApiError> {
+pub(super) async fn check_pass(State(state): State<AppState>, authz: Authz, Path(id): Path<String>, Query(params): Query<Params>) -> Result<StatusCode, ApiError> {
+    acl::check_write_by_id(&state, &authz, &id)?;
     ttl(state, id, CheckStatus::Passing, params.get("note").cloned().unwrap_or_default()).await
 }
 
-pub(super) async fn check_warn(State(state): State<AppState>, Path(id): Path<String>, Query(params): Query<Params>) -> Result<StatusCode, ApiError> {
+pub(super) async fn check_warn(State(state): State<AppState>, authz: Authz, Path(id): Path<String>, Query(params): Query<Params>) -> Result<StatusCode, ApiError> {
+    acl::check_write_by_id(&state, &authz, &id)?;
     ttl(state, id, CheckStatus::Warning, params.get("note").cloned().unwrap_or_default()).await
 }
 
-pub(super) async fn check_fail(State(state): State<AppState>, Path(id): Path<String>, Query(params): Query<Params>) -> Result<StatusCode, ApiError> {
+pub(super) async fn check_fail(State(state): State<AppState>, authz: Authz, Path(id): Path<String>, Query(params): Query<Params>) -> Result<StatusCode, ApiError> {
+    acl::check_write_by_id(&state, &authz, &id)?;
     ttl(state, id, CheckStatus::Critical, params.get("note").cloned().unwrap_or_default()).await
 }
 
-pub(super) async fn check_update(State(state): State<AppState>, Path(id): Path<String>, body: Bytes) -> Result<StatusCode, ApiError> {
+pub(super) async fn check_update(State(state): State<AppState>, authz: Authz, Path(id): Path<String>, body: Bytes) -> Result<StatusCode, ApiError> {
+    acl::check_write_by_id(&state, &authz, &id)?;
     let fields = Fields::parse(&body)?;
     let status = match fields.string(&["Status"])?.as_str() {
         "passing" => CheckStatus::Passing,

@@ -14,6 +14,7 @@ use crate::catalog::command::Command;
 use crate::catalog::model::ConfigEntry;
 use crate::catalog::Catalog;
 use crate::http::AppState;
+use crate::http::authz::{Authz, filter_items};
 use crate::watch::{Table, Topic};
 use crate::http::error::ApiError;
 use crate::http::query::{Params, blocking_read, bool_response, check_datacenter, json_response, read_options};
@@ -57,7 +58,7 @@ fn parse_cas(params: &Params) -> Result<Option<u64>, ApiError> {
     params.get("cas").map(|v| v.parse().map_err(|_| ApiError::BadRequest("Invalid cas index".into()))).transpose()
 }
 
-pub(super) async fn apply(State(state): State<AppState>, Query(params): Query<Params>, body: Bytes) -> Result<Response, ApiError> {
+pub(super) async fn apply(State(state): State<AppState>, authz: Authz, Query(params): Query<Params>, body: Bytes) -> Result<Response, ApiError> {
     check_datacenter(&state, &params)?;
     if body.len() > CONFIG_ENTRY_BYTES_MAX {
         return Err(ApiError::PayloadTooLarge(format!("config entry exceeds {CONFIG_ENTRY_BYTES_MAX} bytes")));
@@ -79,6 +80,7 @@ pub(super) async fn apply(State(state): State<AppState>, Query(params): Query<Pa
     if name.is_empty() || name.chars().any(char::is_control) {
         return Err(ApiError::BadRequest("config entry must have a valid Name".into()));
     }
+    authorize(&authz, &kind, &name, true)?;
     for index_field in ["CreateIndex", "ModifyIndex"] {
         map.remove(index_field);
     }
@@ -87,19 +89,24 @@ pub(super) async fn apply(State(state): State<AppState>, Query(params): Query<Pa
     bool_response(outcome)
 }
 
-pub(super) async fn list(State(state): State<AppState>, Path(kind): Path<String>, Query(params): Query<Params>) -> Result<Response, ApiError> {
+pub(super) async fn list(State(state): State<AppState>, authz: Authz, Path(kind): Path<String>, Query(params): Query<Params>) -> Result<Response, ApiError> {
     check_kind(&kind)?;
-    let options = read_options(&state, &params)?;
+    let options = read_options(&state, &params, &authz)?;
     let (meta, entries) = blocking_read(&state, &options, vec![Topic::Table(Table::ConfigEntries)], |catalog| {
         (config_index(catalog), catalog.config_entries_of(&kind).into_iter().map(entry_json).collect::<Vec<_>>())
     })
     .await?;
-    Ok(json_response(&meta, &entries, options.pretty))
+    let (entries, filtered) = filter_items(entries, |entry| {
+        let name = entry.get("Name").and_then(Value::as_str).unwrap_or_default();
+        authorize(&authz, &kind, name, false).is_ok()
+    });
+    Ok(crate::http::authz::filtered_json(&meta, &entries, options.pretty, filtered))
 }
 
-pub(super) async fn get(State(state): State<AppState>, Path((kind, name)): Path<(String, String)>, Query(params): Query<Params>) -> Result<Response, ApiError> {
+pub(super) async fn get(State(state): State<AppState>, authz: Authz, Path((kind, name)): Path<(String, String)>, Query(params): Query<Params>) -> Result<Response, ApiError> {
     check_kind(&kind)?;
-    let options = read_options(&state, &params)?;
+    authorize(&authz, &kind, &name, false)?;
+    let options = read_options(&state, &params, &authz)?;
     let (meta, entry) = blocking_read(&state, &options, vec![Topic::Table(Table::ConfigEntries)], |catalog| (config_index(catalog), catalog.config_entry(&kind, &name).map(entry_json))).await?;
     match entry {
         Some(entry) => Ok(json_response(&meta, &entry, options.pretty)),
@@ -107,9 +114,10 @@ pub(super) async fn get(State(state): State<AppState>, Path((kind, name)): Path<
     }
 }
 
-pub(super) async fn delete(State(state): State<AppState>, Path((kind, name)): Path<(String, String)>, Query(params): Query<Params>) -> Result<Response, ApiError> {
+pub(super) async fn delete(State(state): State<AppState>, authz: Authz, Path((kind, name)): Path<(String, String)>, Query(params): Query<Params>) -> Result<Response, ApiError> {
     check_datacenter(&state, &params)?;
     check_kind(&kind)?;
+    authorize(&authz, &kind, &name, true)?;
     let (_, outcome) = state.agent.write(Command::ConfigDelete { kind, name, cas_index: parse_cas(&params)? }).await?;
     bool_response(outcome)
 }
@@ -142,4 +150,18 @@ pub(super) fn gateway_services(catalog: &Catalog, gateway: &str) -> Vec<Value> {
         }
     }
     out
+}
+
+/// Consul's rule for config entries: the per-service kinds need `service:read`/`service:write`
+/// on the entry's name; every other kind (proxy-defaults, mesh, gateways...) needs `mesh`
+/// (which falls back to `operator`).
+fn authorize(authz: &Authz, kind: &str, name: &str, write: bool) -> Result<(), ApiError> {
+    const PER_SERVICE: [&str; 5] = ["service-defaults", "service-router", "service-splitter", "service-resolver", "service-intentions"];
+    let a = authz.authorizer();
+    match (PER_SERVICE.contains(&kind), write) {
+        (true, false) => authz.require(a.service_read(name), "service:read", Some(name)),
+        (true, true) => authz.require(a.service_write(name), "service:write", Some(name)),
+        (false, false) => authz.require(a.mesh_read(), "mesh:read", None),
+        (false, true) => authz.require(a.mesh_write(), "mesh:write", None),
+    }
 }

@@ -32,6 +32,7 @@ use crate::catalog::Catalog;
 use crate::catalog::command::Command;
 use crate::catalog::coordinates::{COORDINATE_DIMENSIONS_MAX, CoordinateEntry, CoordinateUpdate, NodeCoordinate};
 use crate::http::AppState;
+use crate::http::authz::{Authz, filter_items, filtered_json};
 use crate::http::decode::Fields;
 use crate::http::error::ApiError;
 use crate::http::query::{Params, blocking_read, check_datacenter, json_response, read_options};
@@ -110,20 +111,22 @@ pub(super) async fn datacenters(State(state): State<AppState>, Query(params): Qu
     Ok(([("content-type", "application/json")], json).into_response())
 }
 
-pub(super) async fn nodes(State(state): State<AppState>, Query(params): Query<Params>) -> Result<Response, ApiError> {
+pub(super) async fn nodes(State(state): State<AppState>, authz: Authz, Query(params): Query<Params>) -> Result<Response, ApiError> {
     check_datacenter(&state, &params)?;
-    let options = read_options(&state, &params)?;
+    let options = read_options(&state, &params, &authz)?;
     let (meta, entries) = blocking_read(&state, &options, vec![Topic::Table(Table::Coordinates)], |catalog| {
         let entries: Vec<CoordinateOut> = catalog.coordinates().filter(|e| segment_matches(&params, e)).map(|e| entry_out(&e)).collect();
         (catalog.coordinates_index(), entries)
     })
     .await?;
-    Ok(json_response(&meta, &entries, options.pretty))
+    let (entries, filtered) = filter_items(entries, |e| authz.authorizer().node_read(&e.node));
+    Ok(filtered_json(&meta, &entries, options.pretty, filtered))
 }
 
-pub(super) async fn node(State(state): State<AppState>, Path(node): Path<String>, Query(params): Query<Params>) -> Result<Response, ApiError> {
+pub(super) async fn node(State(state): State<AppState>, authz: Authz, Path(node): Path<String>, Query(params): Query<Params>) -> Result<Response, ApiError> {
     check_datacenter(&state, &params)?;
-    let options = read_options(&state, &params)?;
+    authz.require(authz.authorizer().node_read(&node), "node:read", Some(&node))?;
+    let options = read_options(&state, &params, &authz)?;
     let (meta, entries) = blocking_read(&state, &options, vec![Topic::Table(Table::Coordinates)], |catalog| {
         let entries: Vec<CoordinateOut> =
             catalog.node_coordinates(&node).filter(|e| segment_matches(&params, e)).map(|e| entry_out(&e)).collect();
@@ -138,10 +141,11 @@ pub(super) async fn node(State(state): State<AppState>, Path(node): Path<String>
     Ok(json_response(&meta, &entries, options.pretty))
 }
 
-pub(super) async fn update(State(state): State<AppState>, Query(params): Query<Params>, body: Bytes) -> Result<Response, ApiError> {
+pub(super) async fn update(State(state): State<AppState>, authz: Authz, Query(params): Query<Params>, body: Bytes) -> Result<Response, ApiError> {
     check_datacenter(&state, &params)?;
     let fields = Fields::parse(&body)?;
     let node = fields.name(&["Node"])?;
+    authz.require(authz.authorizer().node_write(&node), "node:write", Some(&node))?;
     let segment = fields.name(&["Segment"])?;
     let coord = fields.object(&["Coord"])?.ok_or_else(|| ApiError::BadRequest("Request decode failed: missing Coord".into()))?;
     let coordinate = decode_coordinate(&coord)?;

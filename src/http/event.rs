@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 use crate::agent::events::{EventFilters, FiredEvent};
 use crate::config::parse_go_duration;
 use crate::http::AppState;
+use crate::http::authz::{Authz, mark_filtered};
 use crate::http::error::ApiError;
 use crate::http::query::{Params, check_datacenter, json_body};
 
@@ -30,6 +31,7 @@ use crate::http::query::{Params, check_datacenter, json_body};
 /// payload. Answers the event as Consul does.
 pub(super) async fn fire(
     State(state): State<AppState>,
+    authz: Authz,
     name: Option<Path<String>>,
     Query(params): Query<Params>,
     body: Bytes,
@@ -39,6 +41,7 @@ pub(super) async fn fire(
     if name.is_empty() {
         return Err(ApiError::BadRequest("Missing name".into()));
     }
+    authz.require(authz.authorizer().event_write(&name), "event:write", Some(&name))?;
     let filter = |key: &str| params.get(key).cloned().unwrap_or_default();
     let filters = EventFilters { node: filter("node"), service: filter("service"), tag: filter("tag") };
     let event = state.agent.fire_event(&name, body.to_vec(), filters)?;
@@ -51,7 +54,7 @@ pub(super) async fn fire(
 /// `GET /v1/event/list`: the kept events, oldest first, `?name=` keeping one name; blocking
 /// with `?index=` and `?wait=`. Other parameters (`node`, `service`, `tag`) are ignored, as
 /// in Consul.
-pub(super) async fn list(State(state): State<AppState>, Query(params): Query<Params>) -> Result<Response, ApiError> {
+pub(super) async fn list(State(state): State<AppState>, authz: Authz, Query(params): Query<Params>) -> Result<Response, ApiError> {
     let min_index = match params.get("index").filter(|text| !text.is_empty()) {
         None => 0,
         Some(text) => text.parse::<u64>().map_err(|_| ApiError::BadRequest("Invalid index".into()))?,
@@ -72,6 +75,9 @@ pub(super) async fn list(State(state): State<AppState>, Query(params): Query<Par
         if let Some(name) = name {
             events.retain(|event| event.name == *name);
         }
+        let before = events.len();
+        events.retain(|event| authz.authorizer().event_read(&event.name));
+        let filtered = events.len() != before;
         let index = list_index(&events);
         let unchanged = min_index != 0 && index == min_index;
         if !unchanged || tokio::time::Instant::now() >= deadline || *shutdown.borrow() {
@@ -79,6 +85,7 @@ pub(super) async fn list(State(state): State<AppState>, Query(params): Query<Par
             let mut headers = HeaderMap::new();
             headers.insert("content-type", HeaderValue::from_static("application/json"));
             headers.insert("x-consul-index", HeaderValue::from(index));
+            mark_filtered(&mut headers, filtered);
             return Ok((headers, json_body(&body, params.contains_key("pretty"))).into_response());
         }
         tokio::select! {

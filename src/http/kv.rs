@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::catalog::command::Command;
 use crate::http::AppState;
+use crate::http::authz::{Authz, filter_items, mark_filtered};
 use crate::http::dto::KvOut;
 use crate::http::error::ApiError;
 use crate::http::query::{Params, QueryMeta, blocking_read_shared, bool_response, check_datacenter, json_body, read_options, set_meta_headers};
@@ -41,46 +42,65 @@ fn not_found(meta: &QueryMeta) -> Response {
 /// `GET /v1/kv/<key>`: one key, `?recurse`, `?keys`, `?raw`, or `?history` (a cairn
 /// extension). Every form blocks on exactly the key or prefix it reads, and identical
 /// watchers share one rendering of the answer (`blocking_read_shared`).
-pub(super) async fn get(State(state): State<AppState>, path: Option<Path<String>>, Query(params): Query<Params>) -> Result<Response, ApiError> {
+///
+/// ACLs: one key needs `key:read` on it (403 otherwise, as Consul); `?recurse` and `?keys`
+/// leave out the keys the token may not read and say so in `X-Consul-Results-Filtered-By-ACLs`
+/// (with `acl.enable_key_list_policy`, they first need `key:list` on the prefix).
+pub(super) async fn get(State(state): State<AppState>, authz: Authz, path: Option<Path<String>>, Query(params): Query<Params>) -> Result<Response, ApiError> {
     let key = key_of(path);
     validate_key(&key)?;
-    let options = read_options(&state, &params)?;
+    let options = read_options(&state, &params, &authz)?;
     let pretty = options.pretty;
-    let (meta, body) = if params.contains_key("keys") {
+    let listing = params.contains_key("keys") || params.contains_key("recurse");
+    if listing && state.agent.config().acl_enable_key_list_policy {
+        authz.require(authz.authorizer().key_list(&key), "key:list", Some(&key))?;
+    } else if !listing {
+        authz.require(authz.authorizer().key_read(&key), "key:read", Some(&key))?;
+    }
+    let everything = authz.allows_everything();
+    let authorizer = authz.authorizer();
+    let readable = |k: &str| everything || authorizer.key_read(k);
+    let (meta, (body, filtered)) = if params.contains_key("keys") {
         let separator = params.get("separator").cloned().unwrap_or_default();
         let memo_key = format!("keys/{pretty}/{separator}");
         blocking_read_shared(&state, &options, Topic::KvPrefix(key.clone()), &memo_key, |catalog| {
-            let keys = catalog.kv_keys(&key, Some(separator.as_str()));
-            (catalog.kv_prefix_index(&key), (!keys.is_empty()).then(|| Bytes::from(json_body(&keys, pretty))))
+            let (keys, filtered) = filter_items(catalog.kv_keys(&key, Some(separator.as_str())), |k| readable(k));
+            (catalog.kv_prefix_index(&key), ((!keys.is_empty()).then(|| Bytes::from(json_body(&keys, pretty))), filtered))
         })
         .await?
     } else if params.contains_key("recurse") {
         blocking_read_shared(&state, &options, Topic::KvPrefix(key.clone()), &format!("recurse/{pretty}"), |catalog| {
             let entries: Vec<KvOut> = catalog.kv_prefix(&key).map(KvOut::from).collect();
-            (catalog.kv_prefix_index(&key), (!entries.is_empty()).then(|| Bytes::from(json_body(&entries, pretty))))
+            let (entries, filtered) = filter_items(entries, |e| readable(&e.key));
+            (catalog.kv_prefix_index(&key), ((!entries.is_empty()).then(|| Bytes::from(json_body(&entries, pretty))), filtered))
         })
         .await?
     } else if params.contains_key("history") {
         blocking_read_shared(&state, &options, Topic::Kv(key.clone()), &format!("history/{pretty}"), |catalog| {
             let versions: Vec<KvOut> = catalog.kv_history(&key).into_iter().map(KvOut::from).collect();
-            (catalog.kv_key_index(&key), (!versions.is_empty()).then(|| Bytes::from(json_body(&versions, pretty))))
+            (catalog.kv_key_index(&key), ((!versions.is_empty()).then(|| Bytes::from(json_body(&versions, pretty))), false))
         })
         .await?
     } else if params.contains_key("raw") {
         blocking_read_shared(&state, &options, Topic::Kv(key.clone()), "raw", |catalog| {
-            (catalog.kv_key_index(&key), catalog.kv_get(&key).map(|e| Bytes::copy_from_slice(&e.value)))
+            (catalog.kv_key_index(&key), (catalog.kv_get(&key).map(|e| Bytes::copy_from_slice(&e.value)), false))
         })
         .await?
     } else {
         blocking_read_shared(&state, &options, Topic::Kv(key.clone()), &format!("json/{pretty}"), |catalog| {
             let entry = catalog.kv_get(&key).map(|e| Bytes::from(json_body(&[KvOut::from(e)], pretty)));
-            (catalog.kv_key_index(&key), entry)
+            (catalog.kv_key_index(&key), (entry, false))
         })
         .await?
     };
-    let Some(body) = body else { return Ok(not_found(&meta)) };
+    let Some(body) = body else {
+        let mut response = not_found(&meta);
+        mark_filtered(response.headers_mut(), filtered);
+        return Ok(response);
+    };
     let mut headers = HeaderMap::new();
     set_meta_headers(&mut headers, &meta);
+    mark_filtered(&mut headers, filtered);
     if params.contains_key("raw") && !params.contains_key("recurse") && !params.contains_key("keys") && !params.contains_key("history") {
         headers.insert("content-type", HeaderValue::from_static("application/octet-stream"));
         headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
@@ -97,13 +117,14 @@ fn parse_u64(params: &Params, name: &str) -> Result<Option<u64>, ApiError> {
     }
 }
 
-pub(super) async fn put(State(state): State<AppState>, path: Option<Path<String>>, Query(params): Query<Params>, body: Bytes) -> Result<Response, ApiError> {
+pub(super) async fn put(State(state): State<AppState>, authz: Authz, path: Option<Path<String>>, Query(params): Query<Params>, body: Bytes) -> Result<Response, ApiError> {
     check_datacenter(&state, &params)?;
     let key = key_of(path);
     if key.is_empty() {
         return Err(ApiError::BadRequest("Missing key name".into()));
     }
     validate_key(&key)?;
+    authz.require(authz.authorizer().key_write(&key), "key:write", Some(&key))?;
     let limit = state.agent.config().limits.kv_max_value_size_bytes;
     if body.len() > limit {
         return Err(ApiError::PayloadTooLarge(format!(
@@ -127,10 +148,15 @@ pub(super) async fn put(State(state): State<AppState>, path: Option<Path<String>
     bool_response(outcome)
 }
 
-pub(super) async fn delete(State(state): State<AppState>, path: Option<Path<String>>, Query(params): Query<Params>) -> Result<Response, ApiError> {
+pub(super) async fn delete(State(state): State<AppState>, authz: Authz, path: Option<Path<String>>, Query(params): Query<Params>) -> Result<Response, ApiError> {
     check_datacenter(&state, &params)?;
     let key = key_of(path);
     validate_key(&key)?;
+    if params.contains_key("recurse") {
+        authz.require(authz.authorizer().key_write_prefix(&key), "key:write", Some(&key))?;
+    } else {
+        authz.require(authz.authorizer().key_write(&key), "key:write", Some(&key))?;
+    }
     let command = if params.contains_key("recurse") {
         Command::KvDeleteTree { prefix: key }
     } else {

@@ -5,7 +5,12 @@
 //! queries (through `query::blocking_read`) or Raft commands. Unknown paths get 404 and known
 //! paths with the wrong method 405, as in Consul.
 
+mod acl;
+mod acl_json;
+mod acl_objects;
 mod agent;
+mod agent_acl;
+pub mod authz;
 mod body_deadline;
 mod catalog;
 pub mod check_decode;
@@ -30,7 +35,7 @@ mod txn;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, put};
@@ -48,6 +53,31 @@ pub fn router(agent: Arc<Agent>) -> Router {
     let body_bytes_max = agent.config().limits.http_body_bytes_max;
     let state = AppState { agent };
     Router::new()
+        // acl
+        .route("/v1/acl/bootstrap", put(acl::bootstrap))
+        .route("/v1/acl/login", axum::routing::post(acl::login))
+        .route("/v1/acl/logout", axum::routing::post(acl::logout))
+        .route("/v1/acl/token", put(acl::token_create))
+        .route("/v1/acl/tokens", get(acl::token_list))
+        .route("/v1/acl/token/{id}", get(acl::token_read).put(acl::token_update).delete(acl::token_delete))
+        .route("/v1/acl/token/{id}/clone", put(acl::token_clone))
+        .route("/v1/acl/policy", put(acl_objects::policy_create))
+        .route("/v1/acl/policies", get(acl_objects::policy_list))
+        .route("/v1/acl/policy/name/{name}", get(acl_objects::policy_read_by_name))
+        .route("/v1/acl/policy/{id}", get(acl_objects::policy_read).put(acl_objects::policy_update).delete(acl_objects::policy_delete))
+        .route("/v1/acl/role", put(acl_objects::role_create))
+        .route("/v1/acl/roles", get(acl_objects::role_list))
+        .route("/v1/acl/role/name/{name}", get(acl_objects::role_read_by_name))
+        .route("/v1/acl/role/{id}", get(acl_objects::role_read).put(acl_objects::role_update).delete(acl_objects::role_delete))
+        .route("/v1/acl/templated-policies", get(acl_objects::templated_list))
+        .route("/v1/acl/templated-policy/name/{*name}", get(acl_objects::templated_read))
+        .route("/v1/acl/templated-policy/preview/{*name}", axum::routing::post(acl_objects::templated_preview))
+        .route("/v1/acl/auth-method", put(acl_objects::auth_method_create))
+        .route("/v1/acl/auth-methods", get(acl_objects::auth_method_list))
+        .route("/v1/acl/auth-method/{name}", get(acl_objects::auth_method_read).put(acl_objects::auth_method_update).delete(acl_objects::auth_method_delete))
+        .route("/v1/acl/binding-rule", put(acl_objects::binding_rule_create))
+        .route("/v1/acl/binding-rules", get(acl_objects::binding_rule_list))
+        .route("/v1/acl/binding-rule/{id}", get(acl_objects::binding_rule_read).put(acl_objects::binding_rule_update).delete(acl_objects::binding_rule_delete))
         // agent
         .route("/v1/agent/self", get(agent::agent_self))
         .route("/v1/agent/members", get(agent::members))
@@ -140,7 +170,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), forward::leader_reads))
         .layer(DefaultBodyLimit::max(body_bytes_max))
         .layer(axum::middleware::from_fn(body_deadline::with_deadline))
-        .layer(axum::middleware::map_response(default_headers))
+        .layer(axum::middleware::map_response_with_state(state.clone(), default_headers))
         .with_state(state)
 }
 
@@ -161,11 +191,14 @@ async fn not_found() -> impl IntoResponse {
     (StatusCode::NOT_FOUND, "404 page not found")
 }
 
-/// Headers every Consul response carries.
-async fn default_headers(mut response: axum::response::Response) -> axum::response::Response {
+/// Headers every Consul response carries: `X-Consul-Default-ACL-Policy` is this agent's
+/// `acl.default_policy` (`allow` with ACLs off, as Consul).
+async fn default_headers(State(state): State<AppState>, mut response: axum::response::Response) -> axum::response::Response {
     if response.status() == StatusCode::METHOD_NOT_ALLOWED {
         response = (StatusCode::METHOD_NOT_ALLOWED, "method not allowed").into_response();
     }
-    response.headers_mut().insert("x-consul-default-acl-policy", HeaderValue::from_static("allow"));
+    let deny = state.agent.acl().enabled() && state.agent.acl().default_policy() == crate::acl::DefaultPolicy::Deny;
+    let policy = HeaderValue::from_static(if deny { "deny" } else { "allow" });
+    response.headers_mut().insert("x-consul-default-acl-policy", policy);
     response
 }

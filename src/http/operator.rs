@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::http::AppState;
+use crate::http::authz::Authz;
 use crate::http::error::ApiError;
 use crate::http::query::{Params, check_datacenter, json_body};
 
@@ -20,7 +21,8 @@ pub(crate) fn raft_id(id: u64) -> String {
     format!("{id:016x}")
 }
 
-pub(super) async fn raft_configuration(State(state): State<AppState>, Query(params): Query<Params>) -> Result<Response, ApiError> {
+pub(super) async fn raft_configuration(State(state): State<AppState>, authz: Authz, Query(params): Query<Params>) -> Result<Response, ApiError> {
+    authz.require(authz.authorizer().operator_read(), "operator:read", None)?;
     check_datacenter(&state, &params)?;
     let raft = state.agent.raft().ok_or_else(|| ApiError::Internal("this agent is not a server".into()))?;
     let status = raft.status();
@@ -53,7 +55,8 @@ pub(super) async fn raft_configuration(State(state): State<AppState>, Query(para
     Ok(json_ok(&json!({"Servers": servers, "Index": status.applied_index}), &params, StatusCode::OK))
 }
 
-pub(super) async fn remove_peer(State(state): State<AppState>, Query(params): Query<Params>) -> Result<Response, ApiError> {
+pub(super) async fn remove_peer(State(state): State<AppState>, authz: Authz, Query(params): Query<Params>) -> Result<Response, ApiError> {
+    authz.require(authz.authorizer().operator_write(), "operator:write", None)?;
     check_datacenter(&state, &params)?;
     let raft = state.agent.raft().ok_or_else(|| ApiError::Internal("this agent is not a server".into()))?;
     let status = raft.status();
@@ -78,7 +81,8 @@ const TRANSFER_FORWARD_TIMEOUT_MS: u64 = 30_000;
 /// `POST /v1/operator/raft/transfer-leader`: another voter takes over (see
 /// `RaftServer::transfer_leadership`). Naming a target with `?id=` is refused: openraft 0.9
 /// cannot transfer to a chosen server.
-pub(super) async fn transfer_leader(State(state): State<AppState>, Query(params): Query<Params>) -> Result<Response, ApiError> {
+pub(super) async fn transfer_leader(State(state): State<AppState>, authz: Authz, Query(params): Query<Params>) -> Result<Response, ApiError> {
+    authz.require(authz.authorizer().operator_write(), "operator:write", None)?;
     check_datacenter(&state, &params)?;
     if params.get("id").is_some_and(|id| !id.is_empty()) {
         return Err(ApiError::BadRequest("transferring leadership to a chosen server is not supported yet; omit ?id".into()));
@@ -103,7 +107,8 @@ pub(super) async fn transfer_leader(State(state): State<AppState>, Query(params)
     Ok(json_ok(&json!({"Success": true}), &params, StatusCode::OK))
 }
 
-pub(super) async fn autopilot_health(State(state): State<AppState>, Query(params): Query<Params>) -> Result<Response, ApiError> {
+pub(super) async fn autopilot_health(State(state): State<AppState>, authz: Authz, Query(params): Query<Params>) -> Result<Response, ApiError> {
+    authz.require(authz.authorizer().operator_read(), "operator:read", None)?;
     check_datacenter(&state, &params)?;
     let raft = state.agent.raft().ok_or_else(|| ApiError::Internal("this agent is not a server".into()))?;
     let status = raft.status();

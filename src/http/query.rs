@@ -18,6 +18,7 @@ use crate::bexpr::Filter;
 use crate::catalog::Catalog;
 use crate::config::parse_go_duration;
 use crate::http::AppState;
+use crate::http::authz::Authz;
 use crate::http::error::ApiError;
 use crate::watch::{Subscription, Topic};
 
@@ -51,6 +52,17 @@ pub struct ReadOptions {
     /// On a client agent: the cached service view to answer from instead of relaying (set
     /// by `http::forward` for the reads it can serve; see `agent::remote_view`).
     pub client_view: Option<ServiceView>,
+    /// With ACLs on: the request's token, re-resolved every time a blocking query wakes, so
+    /// that a deleted or expired token stops getting data (403 `ACL not found`). `None` for
+    /// a token that may do everything.
+    pub acl: Option<AclRead>,
+}
+
+/// The token a read carries, for the re-checks of a blocking query and its shared answers.
+#[derive(Clone)]
+pub struct AclRead {
+    pub secret: Option<String>,
+    pub accessor_id: String,
 }
 
 impl ReadOptions {
@@ -79,7 +91,15 @@ pub fn check_datacenter(state: &AppState, params: &Params) -> Result<(), ApiErro
     }
 }
 
-pub fn read_options(state: &AppState, params: &Params) -> Result<ReadOptions, ApiError> {
+/// The read options of a request made with `authz`'s token.
+pub fn read_options(state: &AppState, params: &Params, authz: &Authz) -> Result<ReadOptions, ApiError> {
+    let mut options = parse_options(state, params)?;
+    options.acl = (state.agent.acl().enabled() && !authz.allows_everything())
+        .then(|| AclRead { secret: authz.secret.clone(), accessor_id: authz.resolved.accessor_id.clone() });
+    Ok(options)
+}
+
+fn parse_options(state: &AppState, params: &Params) -> Result<ReadOptions, ApiError> {
     check_datacenter(state, params)?;
     let min_index = match params.get("index") {
         None => None,
@@ -107,7 +127,7 @@ pub fn read_options(state: &AppState, params: &Params) -> Result<ReadOptions, Ap
         ),
         _ => None,
     };
-    Ok(ReadOptions { min_index, wait, consistency, filter, pretty: params.contains_key("pretty"), client_view: None })
+    Ok(ReadOptions { min_index, wait, consistency, filter, pretty: params.contains_key("pretty"), client_view: None, acl: None })
 }
 
 /// Runs `query` against the catalog, blocking per `options` until a change to one of
@@ -129,7 +149,10 @@ pub async fn blocking_read<T>(
     }
     let view = state.agent.view();
     // A read that will not block subscribes to nothing.
-    let topics = if options.blocks() { topics } else { Vec::new() };
+    let mut topics = if options.blocks() { topics } else { Vec::new() };
+    if options.blocks() && options.acl.is_some() {
+        topics.push(Topic::Table(crate::watch::Table::Acl));
+    }
     let mut subscriptions: Vec<Subscription<'_>> = topics.into_iter().map(|topic| view.watches().subscribe(topic)).collect();
     block(state, options, &mut subscriptions, |subscriptions| {
         for subscription in subscriptions.iter_mut() {
@@ -156,9 +179,20 @@ pub async fn blocking_read_shared<T: Clone + Send + Sync + 'static>(
         return block(state, options, &mut [], |_| view.read(&query)).await;
     }
     let mut subscriptions = vec![view.watches().subscribe(topic)];
+    if options.acl.is_some() {
+        subscriptions.push(view.watches().subscribe(Topic::Table(crate::watch::Table::Acl)));
+    }
     block(state, options, &mut subscriptions, |subscriptions| {
         let stamp = subscriptions[0].mark_seen();
-        subscriptions[0].memo(stamp, memo_key, || view.read(&query))
+        if subscriptions.len() > 1 {
+            subscriptions[1].mark_seen();
+        }
+        // A filtered answer is shared only by watchers with the same token and ACL state.
+        let memo_key = match &options.acl {
+            None => memo_key.to_string(),
+            Some(acl) => format!("{memo_key}/acl:{}:{}", acl.accessor_id, view.read(|c| c.acl().indexes().max())),
+        };
+        subscriptions[0].memo(stamp, &memo_key, || view.read(&query))
     })
     .await
 }
@@ -181,6 +215,10 @@ async fn block<'a, T>(
     let deadline = tokio::time::Instant::now() + options.wait + Duration::from_millis(jitter_ms);
     let mut shutdown = agent.shutdown_requested();
     loop {
+        if let Some(acl) = &options.acl {
+            // The token may have been deleted or may have expired while this query waited.
+            crate::http::authz::resolve(state, acl.secret.as_deref())?;
+        }
         let (index, value) = run(subscriptions);
         let index = index.max(1);
         let done = match options.min_index {
@@ -284,7 +322,8 @@ pub async fn hash_blocking(
     params: &Params,
     render: impl Fn() -> Result<serde_json::Value, ApiError>,
 ) -> Result<Response, ApiError> {
-    let options = read_options(state, params)?;
+    // The agent's own endpoints check their token before they render (`http::agent_acl`).
+    let options = parse_options(state, params)?;
     let wanted = params.get("hash").filter(|h| !h.is_empty());
     let deadline = tokio::time::Instant::now() + options.wait;
     let mut changes = state.agent.local_changes();

@@ -14,11 +14,12 @@ use crate::catalog::command::{Command, SessionRequest};
 use crate::catalog::model::SessionBehavior;
 use crate::catalog::{Catalog, Outcome};
 use crate::http::AppState;
+use crate::http::authz::{Authz, filter_items, filtered_json};
 use crate::watch::{Table, Topic};
 use crate::http::decode::Fields;
 use crate::http::dto::SessionOut;
 use crate::http::error::ApiError;
-use crate::http::query::{Params, blocking_read, check_datacenter, json_body, json_response, read_options};
+use crate::http::query::{Params, blocking_read, check_datacenter, json_body, read_options};
 
 /// Consul's upper bound on a session TTL.
 pub(crate) const SESSION_TTL_S_MAX: u64 = 86_400;
@@ -29,7 +30,7 @@ fn sessions_index(catalog: &Catalog) -> u64 {
     catalog.indexes().sessions
 }
 
-pub(super) async fn create(State(state): State<AppState>, Query(params): Query<Params>, body: Bytes) -> Result<Response, ApiError> {
+pub(super) async fn create(State(state): State<AppState>, authz: Authz, Query(params): Query<Params>, body: Bytes) -> Result<Response, ApiError> {
     check_datacenter(&state, &params)?;
     let fields = if body.iter().all(u8::is_ascii_whitespace) { Fields::parse(b"{}")? } else { Fields::parse(&body)? };
     let node = match fields.name(&["Node"])? {
@@ -77,6 +78,7 @@ pub(super) async fn create(State(state): State<AppState>, Query(params): Query<P
         }
         Some(delay) => delay.as_millis() as u64,
     };
+    authz.require(authz.authorizer().session_write(&node), "session:write", Some(&node))?;
     let id = new_uuid();
     let request = SessionRequest { id: id.clone(), name: fields.string(&["Name"])?, node, node_checks, service_checks, lock_delay_ms, behavior, ttl_s };
     let (_, outcome) = state.agent.write(Command::SessionCreate(request)).await?;
@@ -86,14 +88,16 @@ pub(super) async fn create(State(state): State<AppState>, Query(params): Query<P
     Ok(([("content-type", "application/json")], json_body(&json!({"ID": id}), params.contains_key("pretty"))).into_response())
 }
 
-pub(super) async fn destroy(State(state): State<AppState>, Path(id): Path<String>, Query(params): Query<Params>) -> Result<Response, ApiError> {
+pub(super) async fn destroy(State(state): State<AppState>, authz: Authz, Path(id): Path<String>, Query(params): Query<Params>) -> Result<Response, ApiError> {
     check_datacenter(&state, &params)?;
+    require_session_write(&state, &authz, &id)?;
     state.agent.write(Command::SessionDestroy { session: id, now_ms: crate::agent::wall_clock_ms() }).await?;
     Ok(([("content-type", "application/json")], "true").into_response())
 }
 
-pub(super) async fn renew(State(state): State<AppState>, Path(id): Path<String>, Query(params): Query<Params>) -> Result<Response, ApiError> {
+pub(super) async fn renew(State(state): State<AppState>, authz: Authz, Path(id): Path<String>, Query(params): Query<Params>) -> Result<Response, ApiError> {
     check_datacenter(&state, &params)?;
+    require_session_write(&state, &authz, &id)?;
     if !state.agent.renew_session(&id) {
         return Ok((StatusCode::NOT_FOUND, format!("Session id '{id}' not found")).into_response());
     }
@@ -104,30 +108,43 @@ pub(super) async fn renew(State(state): State<AppState>, Path(id): Path<String>,
     }
 }
 
-pub(super) async fn info(State(state): State<AppState>, Path(id): Path<String>, Query(params): Query<Params>) -> Result<Response, ApiError> {
-    let options = read_options(&state, &params)?;
+pub(super) async fn info(State(state): State<AppState>, authz: Authz, Path(id): Path<String>, Query(params): Query<Params>) -> Result<Response, ApiError> {
+    let options = read_options(&state, &params, &authz)?;
     let (meta, sessions) = blocking_read(&state, &options, vec![Topic::Table(Table::Sessions)], |catalog| {
         (sessions_index(catalog), catalog.session(&id).map(SessionOut::from).into_iter().collect::<Vec<_>>())
     })
     .await?;
-    Ok(json_response(&meta, &sessions, options.pretty))
+    let (sessions, filtered) = filter_items(sessions, |s| authz.authorizer().session_read(&s.node));
+    Ok(filtered_json(&meta, &sessions, options.pretty, filtered))
 }
 
-pub(super) async fn node(State(state): State<AppState>, Path(node): Path<String>, Query(params): Query<Params>) -> Result<Response, ApiError> {
-    let options = read_options(&state, &params)?;
+pub(super) async fn node(State(state): State<AppState>, authz: Authz, Path(node): Path<String>, Query(params): Query<Params>) -> Result<Response, ApiError> {
+    let options = read_options(&state, &params, &authz)?;
     let (meta, sessions) = blocking_read(&state, &options, vec![Topic::Table(Table::Sessions)], |catalog| {
         let sessions: Vec<SessionOut> = catalog.sessions().filter(|s| s.node == node).map(SessionOut::from).collect();
         (sessions_index(catalog), sessions)
     })
     .await?;
-    Ok(json_response(&meta, &sessions, options.pretty))
+    let (sessions, filtered) = filter_items(sessions, |s| authz.authorizer().session_read(&s.node));
+    Ok(filtered_json(&meta, &sessions, options.pretty, filtered))
 }
 
-pub(super) async fn list(State(state): State<AppState>, Query(params): Query<Params>) -> Result<Response, ApiError> {
-    let options = read_options(&state, &params)?;
+pub(super) async fn list(State(state): State<AppState>, authz: Authz, Query(params): Query<Params>) -> Result<Response, ApiError> {
+    let options = read_options(&state, &params, &authz)?;
     let (meta, sessions) = blocking_read(&state, &options, vec![Topic::Table(Table::Sessions)], |catalog| {
         (sessions_index(catalog), catalog.sessions().map(SessionOut::from).collect::<Vec<_>>())
     })
     .await?;
-    Ok(json_response(&meta, &sessions, options.pretty))
+    let (sessions, filtered) = filter_items(sessions, |s| authz.authorizer().session_read(&s.node));
+    Ok(filtered_json(&meta, &sessions, options.pretty, filtered))
+}
+
+/// Destroying or renewing a session needs `session:write` on its node (an unknown session
+/// passes, and the operation reports it as Consul does).
+fn require_session_write(state: &AppState, authz: &Authz, id: &str) -> Result<(), ApiError> {
+    let node = state.agent.view().read(|catalog| catalog.session(id).map(|s| s.node.clone()));
+    match node {
+        Some(node) => authz.require(authz.authorizer().session_write(&node), "session:write", Some(&node)),
+        None => Ok(()),
+    }
 }

@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::catalog::{Command, Outcome};
 use crate::http::AppState;
+use crate::http::authz::Authz;
 use crate::http::error::ApiError;
 use crate::http::query::{Params, check_datacenter};
 use crate::raft::snapshot;
@@ -19,8 +20,10 @@ use crate::raft::snapshot;
 /// Largest snapshot a restore accepts: it travels as one Raft entry.
 pub(crate) const SNAPSHOT_RESTORE_BYTES_MAX: usize = 12 * 1024 * 1024;
 
-pub(super) async fn save(State(state): State<AppState>, Query(params): Query<Params>) -> Result<Response, ApiError> {
+/// Saving or restoring a snapshot needs a management token (`acl:write`), as in Consul.
+pub(super) async fn save(State(state): State<AppState>, authz: Authz, Query(params): Query<Params>) -> Result<Response, ApiError> {
     check_datacenter(&state, &params)?;
+    authz.require(authz.authorizer().snapshot(), "acl:write", None)?;
     let raft = state.agent.raft().ok_or_else(|| ApiError::Internal("this agent is not a server".into()))?;
     let (bytes, index) = raft.export_snapshot().await.map_err(|e| ApiError::Internal(format!("snapshot failed: {e}")))?;
     let mut headers = HeaderMap::new();
@@ -35,8 +38,9 @@ pub(super) async fn save(State(state): State<AppState>, Query(params): Query<Par
 const SNAPSHOT_RESTORES_IN_FLIGHT_MAX: usize = 1;
 static RESTORES_IN_FLIGHT: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(SNAPSHOT_RESTORES_IN_FLIGHT_MAX);
 
-pub(super) async fn restore(State(state): State<AppState>, Query(params): Query<Params>, body: axum::body::Body) -> Result<Response, ApiError> {
+pub(super) async fn restore(State(state): State<AppState>, authz: Authz, Query(params): Query<Params>, body: axum::body::Body) -> Result<Response, ApiError> {
     check_datacenter(&state, &params)?;
+    authz.require(authz.authorizer().snapshot(), "acl:write", None)?;
     let Ok(_turn) = RESTORES_IN_FLIGHT.try_acquire() else {
         return Err(ApiError::TooManyRequests("another snapshot restore is in progress on this agent; retry when it is done".into()));
     };

@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use crate::catalog::txn::{TXN_OPS_MAX, TxnCatalogVerb, TxnCheckOp, TxnKvOp, TxnKvVerb, TxnNodeOp, TxnOp, TxnOpResult, TxnServiceOp};
 use crate::catalog::{Command, Outcome};
 use crate::http::AppState;
+use crate::http::authz::Authz;
 use crate::http::decode::{self, Fields};
 use crate::http::dto::{CheckOut, KvOut, NodeOut, ServiceOut};
 use crate::http::error::ApiError;
@@ -166,7 +167,7 @@ fn result_json(result: &TxnOpResult) -> Value {
     }
 }
 
-pub(super) async fn txn(State(state): State<AppState>, Query(params): Query<Params>, body: Bytes) -> Result<Response, ApiError> {
+pub(super) async fn txn(State(state): State<AppState>, authz: Authz, Query(params): Query<Params>, body: Bytes) -> Result<Response, ApiError> {
     check_datacenter(&state, &params)?;
     let limit = state.agent.config().limits.txn_max_req_len_bytes;
     if body.len() > limit {
@@ -182,6 +183,9 @@ pub(super) async fn txn(State(state): State<AppState>, Query(params): Query<Para
     }
     let datacenter = state.agent.identity().datacenter.clone();
     let ops = items.into_iter().enumerate().map(|(i, item)| decode_op(i, item, &datacenter)).collect::<Result<Vec<_>, _>>()?;
+    for op in &ops {
+        authorize_op(&authz, op)?;
+    }
     let (_, outcome) = state.agent.write(Command::TxnOps { ops }).await?;
     let pretty = params.contains_key("pretty");
     match outcome {
@@ -195,5 +199,33 @@ pub(super) async fn txn(State(state): State<AppState>, Query(params): Query<Para
         }
         Outcome::Rejected(reason) => Err(ApiError::Internal(reason)),
         _ => Err(ApiError::Internal("unexpected transaction outcome".into())),
+    }
+}
+
+/// Each operation needs what the same request outside a transaction needs; one refused
+/// operation refuses the whole transaction before anything is written (Consul checks them all
+/// up front too).
+fn authorize_op(authz: &Authz, op: &crate::catalog::txn::TxnOp) -> Result<(), ApiError> {
+    use crate::catalog::txn::{TxnCatalogVerb, TxnKvVerb, TxnOp};
+    if authz.allows_everything() {
+        return Ok(());
+    }
+    let a = authz.authorizer();
+    let reads = |verb: TxnCatalogVerb| matches!(verb, TxnCatalogVerb::Get);
+    match op {
+        TxnOp::Kv(kv) => match kv.verb {
+            TxnKvVerb::Get | TxnKvVerb::GetOrEmpty | TxnKvVerb::CheckIndex | TxnKvVerb::CheckSession | TxnKvVerb::CheckNotExists => {
+                authz.require(a.key_read(&kv.key), "key:read", Some(&kv.key))
+            }
+            TxnKvVerb::GetTree => authz.require(a.key_list(&kv.key) || a.key_read(&kv.key), "key:list", Some(&kv.key)),
+            TxnKvVerb::DeleteTree => authz.require(a.key_write_prefix(&kv.key), "key:write", Some(&kv.key)),
+            _ => authz.require(a.key_write(&kv.key), "key:write", Some(&kv.key)),
+        },
+        TxnOp::Node(node) if reads(node.verb) => authz.require(a.node_read(&node.node), "node:read", Some(&node.node)),
+        TxnOp::Node(node) => authz.require(a.node_write(&node.node), "node:write", Some(&node.node)),
+        TxnOp::Service(op) if reads(op.verb) => authz.require(a.service_read(&op.service.name), "service:read", Some(&op.service.name)),
+        TxnOp::Service(op) => authz.require(a.service_write(&op.service.name), "service:write", Some(&op.service.name)),
+        TxnOp::Check(op) if reads(op.verb) => authz.require(a.node_read(&op.node), "node:read", Some(&op.node)),
+        TxnOp::Check(op) => authz.require(a.node_write(&op.node), "node:write", Some(&op.node)),
     }
 }

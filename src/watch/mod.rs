@@ -55,6 +55,8 @@ pub enum Table {
     ConfigEntries,
     /// Network coordinates (`/v1/coordinate/*`).
     Coordinates,
+    /// Every ACL table: a blocking query re-checks its token when any of them changes.
+    Acl,
 }
 
 /// The registry of watched topics.
@@ -174,6 +176,11 @@ impl Watches {
                 RowKey::Session(_) => registry.wake(&Topic::Table(Table::Sessions), index),
                 RowKey::ConfigEntry(..) => registry.wake(&Topic::Table(Table::ConfigEntries), index),
                 RowKey::Coordinate(..) => registry.wake(&Topic::Table(Table::Coordinates), index),
+                RowKey::AclToken(_)
+                | RowKey::AclPolicy(_)
+                | RowKey::AclRole(_)
+                | RowKey::AclAuthMethod(_)
+                | RowKey::AclBindingRule(_) => registry.wake(&Topic::Table(Table::Acl), index),
                 // History versions change only with their key's live row; tombstones, lock
                 // delays, settings and table indexes are not query results on their own.
                 RowKey::KvVersion(..)
@@ -183,6 +190,7 @@ impl Watches {
                 | RowKey::ServiceIndex(_)
                 | RowKey::RestoreFloor
                 | RowKey::CoordinatesIndex
+                | RowKey::AclIndexes
                 | RowKey::Indexes => {}
             }
         }

@@ -1,6 +1,7 @@
 //! Integration tests: every test starts the real `cairn` binary on 127.0.0.1 with ephemeral
 //! ports and a RocksDB data dir in a temp dir, and talks to it over real HTTP and DNS.
 
+mod acl;
 mod bad_input;
 mod blocking;
 mod catalog_health_dns;

@@ -53,6 +53,8 @@ pub(crate) struct TestAgent {
     pub(crate) serf_port: u16,
     pub(crate) extra_args: Vec<String>,
     pub(crate) client: reqwest::Client,
+    /// The token `wait_ready` reads with (an agent with ACLs and `default_policy = deny`).
+    pub(crate) ready_token: Option<String>,
 }
 
 impl TestAgent {
@@ -61,6 +63,11 @@ impl TestAgent {
     }
 
     pub(crate) async fn start_with(extra_args: &[&str]) -> TestAgent {
+        TestAgent::start_with_token(extra_args, None).await
+    }
+
+    /// Starts an agent whose readiness can only be read with `token` (ACLs on).
+    pub(crate) async fn start_with_token(extra_args: &[&str], token: Option<&str>) -> TestAgent {
         let ports = distinct_free_ports(4);
         let mut agent = TestAgent {
             child: None,
@@ -71,6 +78,7 @@ impl TestAgent {
             serf_port: ports[3],
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("http client"),
+            ready_token: token.map(str::to_string),
         };
         agent.spawn().await;
         agent
@@ -122,7 +130,11 @@ impl TestAgent {
             }
             let ready = async {
                 let leader = self.client.get(self.url("/v1/status/leader")).send().await.ok()?.text().await.ok()?;
-                let nodes: serde_json::Value = self.client.get(self.url("/v1/health/node/test-node")).send().await.ok()?.json().await.ok()?;
+                let mut request = self.client.get(self.url("/v1/health/node/test-node"));
+                if let Some(token) = &self.ready_token {
+                    request = request.header("X-Consul-Token", token);
+                }
+                let nodes: serde_json::Value = request.send().await.ok()?.json().await.ok()?;
                 let serf_passing = nodes.as_array()?.iter().any(|c| c["CheckID"] == "serfHealth" && c["Status"] == "passing");
                 Some(leader.len() > 2 && serf_passing)
             };

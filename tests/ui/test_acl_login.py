@@ -44,9 +44,9 @@ def acl_agent():
     """A dev agent with ACLs on (deny by default); yields its base URL."""
     assert os.access(CAIRN_BIN, os.X_OK), f"cairn binary not found at {CAIRN_BIN} (set CAIRN_BIN)"
     tmp = tempfile.mkdtemp(prefix="cairn-ui-acl-")
-    config = os.path.join(tmp, "acl.hcl")
+    config = os.path.join(tmp, "acl.json")
     with open(config, "w") as f:
-        f.write('acl { enabled = true, default_policy = "deny", tokens { initial_management = "%s" } }\n' % MANAGEMENT)
+        json.dump({"acl": {"enabled": True, "default_policy": "deny", "tokens": {"initial_management": MANAGEMENT}}}, f)
     data = os.path.join(tmp, "data")
     os.makedirs(data, mode=0o700)
     http, dns, server, serf = free_ports(4)

@@ -86,6 +86,13 @@ impl Undo {
             | RowKey::Settings
             | RowKey::RestoreFloor
             | RowKey::CoordinatesIndex => return,
+            // ACL writes are never part of a transaction.
+            RowKey::AclToken(_)
+            | RowKey::AclPolicy(_)
+            | RowKey::AclRole(_)
+            | RowKey::AclAuthMethod(_)
+            | RowKey::AclBindingRule(_)
+            | RowKey::AclIndexes => return,
         };
         self.rows.push(before);
     }
