@@ -81,6 +81,9 @@ pub enum WriteError {
     /// This server's Raft core quit on an error (a full disk, for one).
     #[error("{0}")]
     RaftStopped(String),
+    /// This server waits for disk space; it answers again by itself once there is room.
+    #[error("{}", crate::raft::disk_full::DISK_FULL_MESSAGE)]
+    DiskFull,
     #[error("{0}")]
     Forward(String),
     #[error("timed out waiting for the write to commit (no quorum?)")]
@@ -151,6 +154,7 @@ impl Agent {
                 (Proposed::Refused(reason), _) => return Err(WriteError::Forward(reason)),
                 (Proposed::ShuttingDown, _) => return Err(WriteError::ShuttingDown),
                 (Proposed::Stopped(reason), _) => return Err(WriteError::RaftStopped(reason)),
+                (Proposed::DiskFull, _) => return Err(WriteError::DiskFull),
             }
             if !raft.wait_for_leader(deadline).await {
                 return Err(WriteError::NoLeader);

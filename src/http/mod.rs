@@ -24,6 +24,7 @@ mod event;
 mod forward;
 mod operator;
 mod health;
+mod host;
 mod kv;
 pub mod query;
 pub mod server;
@@ -51,6 +52,7 @@ pub struct AppState {
 /// The route table.
 pub fn router(agent: Arc<Agent>) -> Router {
     let body_bytes_max = agent.config().limits.http_body_bytes_max;
+    let host_check = host::HostCheck::for_listen_addrs(&agent.config().client_addrs);
     let state = AppState { agent };
     Router::new()
         // acl
@@ -170,6 +172,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), forward::leader_reads))
         .layer(DefaultBodyLimit::max(body_bytes_max))
         .layer(axum::middleware::from_fn(body_deadline::with_deadline))
+        .layer(axum::middleware::from_fn_with_state(host_check, host::check))
         .layer(axum::middleware::map_response_with_state(state.clone(), default_headers))
         .with_state(state)
 }

@@ -11,7 +11,9 @@
 //!   order), since it is only a restart hint;
 //! - `purge` records `last_purged` in the same synced batch that deletes the entries;
 //! - a saved vote, committed id or log id beyond `bounds`' limits is refused at start with an
-//!   error, never handed to openraft (whose arithmetic on it would wrap and panic).
+//!   error, never handed to openraft (whose arithmetic on it would wrap and panic);
+//! - a write refused for lack of disk space waits for space (`disk_full`) rather than stop
+//!   openraft's core.
 //!
 //! Entries are stored as `[LOG_FORMAT_V1] + postcard(Entry)`.
 
@@ -21,6 +23,7 @@ use std::ops::{Bound, RangeBounds};
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{Entry, LogId, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote};
 
+use crate::raft::disk_full::DiskSpace;
 use crate::raft::{NodeId, TypeConfig, bounds};
 use crate::store::Store;
 
@@ -38,12 +41,13 @@ const LOG_SYNC_QUEUE_MAX: usize = 4096;
 pub struct LogStore {
     store: Store,
     syncer: LogSyncer,
+    space: DiskSpace,
 }
 
 impl LogStore {
-    pub fn new(store: Store) -> LogStore {
-        let syncer = LogSyncer::start(store.clone());
-        LogStore { store, syncer }
+    pub fn new(store: Store, space: DiskSpace) -> LogStore {
+        let syncer = LogSyncer::start(store.clone(), space.clone());
+        LogStore { store, syncer, space }
     }
 }
 
@@ -55,7 +59,7 @@ struct LogSyncer {
 }
 
 impl LogSyncer {
-    fn start(store: Store) -> LogSyncer {
+    fn start(store: Store, space: DiskSpace) -> LogSyncer {
         let (waiting, mut queue) = tokio::sync::mpsc::channel::<LogFlushed<TypeConfig>>(LOG_SYNC_QUEUE_MAX);
         let spawned = std::thread::Builder::new().name("cairn-log-sync".into()).spawn(move || {
             while let Some(first) = queue.blocking_recv() {
@@ -65,7 +69,7 @@ impl LogSyncer {
                 }
                 // Every append in `batch` finished its write before its callback was queued,
                 // so this one fsync makes all of them durable.
-                let synced = store.sync_wal().map_err(|e| e.to_string());
+                let synced = space.write_blocking("log fsync", || store.sync_wal().map_err(io)).map_err(|e| e.to_string());
                 for callback in batch {
                     callback.log_io_completed(synced.clone().map_err(std::io::Error::other));
                 }
@@ -172,11 +176,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
-        let store = self.store.clone();
         let bytes = encode(vote);
-        blocking(move || store.raft_meta_put(META_VOTE, bytes).map_err(io))
-            .await
-            .map_err(|e| StorageIOError::write_vote(&e).into())
+        let save = || {
+            let (store, bytes) = (self.store.clone(), bytes.clone());
+            blocking(move || store.raft_meta_put(META_VOTE, bytes).map_err(io))
+        };
+        self.space.write("vote", save).await.map_err(|e| StorageIOError::write_vote(&e).into())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
@@ -199,9 +204,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // it needs no fsync of its own: it is written after the entries it names, and the WAL
         // keeps order, so a crash never leaves it ahead of the log. Unsynced, the write is a
         // memtable insert, done here rather than on the blocking pool.
-        self.store
-            .raft_meta_put_unsynced(META_COMMITTED, encode(&committed))
-            .map_err(|e| StorageIOError::write(&io(e)).into())
+        let bytes = encode(&committed);
+        let save = || std::future::ready(self.store.raft_meta_put_unsynced(META_COMMITTED, bytes.clone()).map_err(io));
+        self.space.write("committed log id", save).await.map_err(|e| StorageIOError::write(&e).into())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
@@ -228,7 +233,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // WAL buffer (microseconds), and openraft's core awaits every append in turn, so a
         // hop to the blocking pool here would cost every write a context switch. The syncer
         // acknowledges it after its next fsync.
-        let written = self.store.log_write(rows).map_err(io);
+        let write = || std::future::ready(self.store.log_write(&rows).map_err(io));
+        let written = self.space.write("log append", write).await;
         let queued = match written {
             Ok(()) => self.syncer.acknowledge_when_durable(callback).await,
             Err(e) => {
@@ -240,18 +246,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
-        let store = self.store.clone();
-        blocking(move || store.log_truncate_from(log_id.index).map_err(io))
-            .await
-            .map_err(|e| StorageIOError::write_logs(&e).into())
+        let truncate = || {
+            let store = self.store.clone();
+            blocking(move || store.log_truncate_from(log_id.index).map_err(io))
+        };
+        self.space.write("log truncate", truncate).await.map_err(|e| StorageIOError::write_logs(&e).into())
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
-        let store = self.store.clone();
         let bytes = encode(&log_id);
-        blocking(move || store.log_purge_upto(log_id.index, META_LAST_PURGED, bytes).map_err(io))
-            .await
-            .map_err(|e| StorageIOError::write_logs(&e).into())
+        let purge = || {
+            let (store, bytes) = (self.store.clone(), bytes.clone());
+            blocking(move || store.log_purge_upto(log_id.index, META_LAST_PURGED, bytes).map_err(io))
+        };
+        self.space.write("log purge", purge).await.map_err(|e| StorageIOError::write_logs(&e).into())
     }
 }
 
@@ -265,7 +273,7 @@ mod tests {
     async fn an_impossible_saved_vote_is_refused_with_a_clear_error() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("open store");
-        let mut log = LogStore::new(store.clone());
+        let mut log = LogStore::new(store.clone(), DiskSpace::default());
         log.save_vote(&Vote::new(7, 1)).await.unwrap();
         assert_eq!(log.read_vote().await.unwrap(), Some(Vote::new(7, 1)));
         store.raft_meta_put(META_VOTE, encode(&Vote::new_committed(u64::MAX, 2))).unwrap();

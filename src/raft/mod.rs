@@ -9,6 +9,7 @@
 
 pub mod bounds;
 pub mod cluster;
+pub mod disk_full;
 pub mod log_store;
 pub mod network;
 mod read_batch;
@@ -152,9 +153,9 @@ pub enum ReadError {
 }
 
 /// What a write or a consistent read answers once openraft's core has quit on an error: it
-/// quits on any storage error (a full disk, for one) and never starts again in this process,
-/// and RocksDB keeps refusing writes after its first failed WAL write too, so only a restart
-/// of the agent recovers (nothing acknowledged is lost).
+/// quits on any storage error that reaches it and never starts again in this process, so only
+/// a restart of the agent recovers (nothing acknowledged is lost). A full disk does not reach
+/// it: the storage waits for space instead (`disk_full`).
 pub fn raft_stopped_message(fatal: &openraft::error::Fatal<NodeId>) -> String {
     format!("Raft stopped on an error ({fatal}); this server cannot commit writes or serve consistent reads until the agent is restarted")
 }
@@ -227,6 +228,8 @@ pub struct RaftServer {
     writes: write_batch::WriteBatcher,
     /// The InstallSnapshot being received, so chunks cannot leave gaps (see `bounds`).
     snapshot_chunks: bounds::SnapshotChunks,
+    /// Up while the storage waits for disk space: proposals are refused meanwhile.
+    space: disk_full::DiskSpace,
 }
 
 impl RaftServer {
@@ -246,13 +249,14 @@ impl RaftServer {
         }
         .validate()
         .map_err(|e| RaftStartError::Config(e.to_string()))?;
-        let state_machine = state_machine::StateMachine::open(store.clone(), view.clone(), settings.snapshot_dir.clone())
+        let space = disk_full::DiskSpace::default();
+        let state_machine = state_machine::StateMachine::open(store.clone(), view.clone(), settings.snapshot_dir.clone(), space.clone())
             .map_err(RaftStartError::StateMachine)?;
         let raft = Raft::new(
             settings.node_id,
             Arc::new(config),
             network::Network::new(rpc.clone()),
-            log_store::LogStore::new(store.clone()),
+            log_store::LogStore::new(store.clone(), space.clone()),
             state_machine,
         )
         .await
@@ -260,7 +264,7 @@ impl RaftServer {
         tokio::spawn(log_when_stopped(raft.metrics()));
         let reads = read_batch::ReadBatcher::start(raft.clone(), Duration::from_millis(settings.leader_wait_ms_max));
         let writes = write_batch::WriteBatcher::start(raft.clone());
-        Ok(Arc::new(RaftServer { raft, store, settings, view, rpc, reads, writes, snapshot_chunks: Default::default() }))
+        Ok(Arc::new(RaftServer { raft, store, settings, view, rpc, reads, writes, snapshot_chunks: Default::default(), space }))
     }
 
     /// A point-in-time copy of the state machine, read from one consistent RocksDB view, in
@@ -295,7 +299,12 @@ impl RaftServer {
 
     /// Proposes `command` here: applied if this server leads, otherwise answered with the
     /// leader it knows of. Where to send it then is the agent's decision (`agent::role`).
+    /// While the disk is full the answer is [`Proposed::DiskFull`] at once: the core is
+    /// waiting for space and would only queue the write (`disk_full`).
     pub async fn propose(&self, command: Command) -> Proposed {
+        if self.space.is_full() {
+            return Proposed::DiskFull;
+        }
         self.writes.propose(command).await
     }
 

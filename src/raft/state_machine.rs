@@ -8,6 +8,8 @@
 //! Snapshots are built from a consistent RocksDB view (rows and metadata read from one RocksDB
 //! snapshot), not from the in-memory catalog, so they are exactly the durable state at their
 //! `last_log_id`.
+//!
+//! Every write waits out a full disk (`disk_full`) rather than stop openraft's core.
 
 use std::io::Cursor;
 use std::path::PathBuf;
@@ -20,6 +22,7 @@ use openraft::{
 };
 
 use crate::catalog::{self, Catalog, ChangeSet, Outcome};
+use crate::raft::disk_full::DiskSpace;
 use crate::raft::snapshot::{self, SnapshotHeader};
 use crate::raft::{CatalogView, NodeId, ServerNode, TypeConfig};
 use crate::store::{StateMachineBatch, Store};
@@ -38,6 +41,7 @@ pub struct StateMachine {
     snapshot_dir: PathBuf,
     /// Tells snapshots built in the same millisecond apart.
     snapshot_counter: u64,
+    space: DiskSpace,
 }
 
 fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
@@ -59,7 +63,7 @@ fn io(error: impl std::error::Error + Send + Sync + 'static) -> std::io::Error {
 
 impl StateMachine {
     /// Opens the state machine, rebuilding the catalog from RocksDB.
-    pub fn open(store: Store, view: Arc<CatalogView>, snapshot_dir: PathBuf) -> Result<StateMachine, std::io::Error> {
+    pub fn open(store: Store, view: Arc<CatalogView>, snapshot_dir: PathBuf, space: DiskSpace) -> Result<StateMachine, std::io::Error> {
         std::fs::create_dir_all(&snapshot_dir)?;
         let (rows, last_applied, membership) = read_durable(&store)?;
         let mut catalog = Catalog::new();
@@ -70,7 +74,7 @@ impl StateMachine {
         }
         view.replace(catalog, last_applied.map_or(0, |l| l.index));
         tracing::info!(rows = rows.len(), last_applied = ?last_applied, "state machine reopened from rocksdb");
-        Ok(StateMachine { store, view, last_applied, membership, snapshot_dir, snapshot_counter: 0 })
+        Ok(StateMachine { store, view, last_applied, membership, snapshot_dir, snapshot_counter: 0, space })
     }
 
     fn snapshot_path(&self) -> PathBuf {
@@ -121,6 +125,7 @@ pub struct SnapshotBuilder {
     store: Store,
     snapshot_path: PathBuf,
     counter: u64,
+    space: DiskSpace,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
@@ -128,6 +133,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let store = self.store.clone();
         let path = self.snapshot_path.clone();
         let counter = self.counter;
+        let space = self.space.clone();
         let built = tokio::task::spawn_blocking(move || -> Result<_, std::io::Error> {
             let (rows, last_log_id, membership) = read_durable(&store)?;
             let snapshot_id = match last_log_id {
@@ -136,7 +142,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             };
             let header = SnapshotHeader { last_log_id, membership, snapshot_id, row_count: rows.len() as u64 };
             let bytes = snapshot::encode(&header, &rows);
-            write_file_durably(&path, &bytes)?;
+            space.write_blocking("snapshot file", || write_file_durably(&path, &bytes))?;
             Ok((header, bytes))
         })
         .await
@@ -202,7 +208,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         // Unsynced, the write only fills RocksDB's memtable and WAL buffer (microseconds), so it
         // runs here: a hop to the blocking pool would cost every applied batch two context
         // switches on the write path.
-        self.store.sm_write(batch).map_err(|e| StorageIOError::write_state_machine(&io(e)))?;
+        let write = || std::future::ready(self.store.sm_write(&batch).map_err(io));
+        self.space.write("state machine apply", write).await.map_err(|e| StorageIOError::write_state_machine(&e))?;
         if let Some(applied) = self.last_applied {
             self.view.publish_applied(applied.index, &changes);
         }
@@ -211,7 +218,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         self.snapshot_counter += 1;
-        SnapshotBuilder { store: self.store.clone(), snapshot_path: self.snapshot_path(), counter: self.snapshot_counter }
+        SnapshotBuilder {
+            store: self.store.clone(),
+            snapshot_path: self.snapshot_path(),
+            counter: self.snapshot_counter,
+            space: self.space.clone(),
+        }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
@@ -235,9 +247,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         batch.meta.push((META_MEMBERSHIP, encode(&meta.last_membership)));
         let store = self.store.clone();
         let path = self.snapshot_path();
+        let space = self.space.clone();
         tokio::task::spawn_blocking(move || -> Result<(), std::io::Error> {
-            store.sm_replace(batch).map_err(io)?;
-            write_file_durably(&path, &bytes)
+            space.write_blocking("snapshot install", || {
+                store.sm_replace(&batch).map_err(io)?;
+                write_file_durably(&path, &bytes)
+            })
         })
         .await
         .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &io(e)))?

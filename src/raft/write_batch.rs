@@ -53,6 +53,8 @@ pub enum Proposed {
     ShuttingDown,
     /// The Raft core quit on an error; the text says so (`raft_stopped_message`).
     Stopped(String),
+    /// This server's storage waits for disk space (`disk_full`).
+    DiskFull,
 }
 
 struct Pending {

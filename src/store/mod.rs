@@ -70,11 +70,14 @@ impl Store {
         options.create_missing_column_families(true);
         options.set_compression_type(rocksdb::DBCompressionType::Lz4);
         options.set_max_total_wal_size(WAL_TOTAL_BYTES_MAX);
-        let descriptors = COLUMN_FAMILIES.map(|name| {
+        // The (unused) default column family is opened with the same options: after "No space
+        // left on device" RocksDB resumes by itself once the largest memtable size is free, and
+        // the default CF's own 64 MiB would make it wait for 64 MiB (`raft::disk_full`).
+        let descriptors = COLUMN_FAMILIES.iter().chain(&[rocksdb::DEFAULT_COLUMN_FAMILY_NAME]).map(|name| {
             let mut cf = Options::default();
             cf.set_compression_type(rocksdb::DBCompressionType::Lz4);
             cf.set_write_buffer_size(MEMTABLE_BYTES_MAX);
-            ColumnFamilyDescriptor::new(name, cf)
+            ColumnFamilyDescriptor::new(*name, cf)
         });
         let db = DB::open_cf_descriptors(&options, path, descriptors)?;
         let store = Store { db: Arc::new(db) };
@@ -98,7 +101,7 @@ impl Store {
 
     /// Writes entries in one batch, *not yet durable*: readable at once, durable after the next
     /// [`Store::sync_wal`] (or any synced write), which group commit batches.
-    pub fn log_write(&self, entries: Vec<(u64, Vec<u8>)>) -> Result<(), StoreError> {
+    pub fn log_write(&self, entries: &[(u64, Vec<u8>)]) -> Result<(), StoreError> {
         let cf = self.cf(CF_RAFT_LOG)?;
         let mut batch = WriteBatch::default();
         for (index, bytes) in entries {
@@ -192,17 +195,17 @@ impl Store {
     /// Writes catalog rows and state-machine metadata in one atomic batch. Not synced: the log
     /// is the durable record, and after a crash the metadata and rows roll back together, so
     /// Raft re-applies from the log.
-    pub fn sm_write(&self, write: StateMachineBatch) -> Result<(), StoreError> {
+    pub fn sm_write(&self, write: &StateMachineBatch) -> Result<(), StoreError> {
         let rows = self.cf(CF_SM)?;
         let meta = self.cf(CF_SM_META)?;
         let mut batch = WriteBatch::default();
-        for (key, value) in write.rows {
+        for (key, value) in &write.rows {
             match value {
                 Some(value) => batch.put_cf(rows, key, value),
                 None => batch.delete_cf(rows, key),
             }
         }
-        for (key, value) in write.meta {
+        for (key, value) in &write.meta {
             batch.put_cf(meta, key, value);
         }
         self.db.write(batch)?;
@@ -210,18 +213,18 @@ impl Store {
     }
 
     /// Replaces the whole state machine (snapshot install) in one synced batch.
-    pub fn sm_replace(&self, write: StateMachineBatch) -> Result<(), StoreError> {
+    pub fn sm_replace(&self, write: &StateMachineBatch) -> Result<(), StoreError> {
         let rows = self.cf(CF_SM)?;
         let meta = self.cf(CF_SM_META)?;
         let mut batch = WriteBatch::default();
         // Row keys start with an ASCII table byte, so this range covers every row.
         batch.delete_range_cf(rows, [0u8].as_slice(), [0xffu8].as_slice());
-        for (key, value) in write.rows {
+        for (key, value) in &write.rows {
             if let Some(value) = value {
                 batch.put_cf(rows, key, value);
             }
         }
-        for (key, value) in write.meta {
+        for (key, value) in &write.meta {
             batch.put_cf(meta, key, value);
         }
         self.db.write_opt(batch, &Self::synced())?;

@@ -183,3 +183,24 @@ async fn a_stalled_body_on_the_api_port_is_cut_off_and_restores_take_turns() {
     assert_eq!(third.status(), 400, "{}", third.text().await.unwrap());
     assert_eq!(agent.put("/v1/kv/after-stalled-restore", "ok").await.status(), 200);
 }
+
+/// DNS rebinding (issue 11): a page on `evil.example` that makes its name resolve to
+/// 127.0.0.1 reaches a loopback-only agent with `Host: evil.example:8500`; the agent refuses
+/// that, and still answers local clients that name it by IP address or `localhost`.
+#[tokio::test]
+async fn a_loopback_agent_refuses_requests_for_other_hosts_names() {
+    let agent = TestAgent::start().await;
+    let with_host = |host: &str| agent.client.get(agent.url("/v1/kv/?recurse")).header("Host", host.to_string()).send();
+    for host in ["evil.example:8500", "127.0.0.1.nip.io", "localhost.evil.example"] {
+        let response = with_host(host).await.expect("GET");
+        assert_eq!(response.status(), 403, "Host {host}");
+        assert!(response.text().await.unwrap().contains("DNS rebinding"), "the refusal says why");
+    }
+    let write = agent.client.put(agent.url("/v1/kv/rebound")).header("Host", "evil.example").body("x").send().await.expect("PUT");
+    assert_eq!(write.status(), 403);
+    assert_eq!(agent.get("/v1/kv/rebound").await.status(), 404, "the refused write did nothing");
+    for host in [format!("127.0.0.1:{}", agent.http_port), format!("localhost:{}", agent.http_port), "[::1]".to_string()] {
+        let response = with_host(&host).await.expect("GET");
+        assert_ne!(response.status(), 403, "Host {host}");
+    }
+}

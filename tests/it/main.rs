@@ -12,6 +12,7 @@ mod clients;
 mod coordinates;
 mod cluster_util;
 mod cli;
+mod disk_full;
 mod config_services;
 mod durability;
 mod events;

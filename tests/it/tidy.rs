@@ -92,10 +92,11 @@ fn agent_toml_sample_parses() {
 /// Handlers that Consul serves without an ACL check, by (file, function): the datacenter
 /// list, the version, the Raft status, and the ACL endpoints that take
 /// no token (bootstrap, login) or check it themselves.
-const HANDLERS_WITHOUT_AUTHZ: [(&str, &str); 9] = [
+const HANDLERS_WITHOUT_AUTHZ: [(&str, &str); 10] = [
     // Middleware, not handlers.
     ("forward.rs", "leader_reads"),
     ("body_deadline.rs", "with_deadline"),
+    ("host.rs", "check"),
     ("catalog.rs", "datacenters"),
     ("coordinate.rs", "datacenters"),
     ("agent.rs", "version"),

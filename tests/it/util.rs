@@ -68,8 +68,25 @@ impl TestAgent {
 
     /// Starts an agent whose readiness can only be read with `token` (ACLs on).
     pub(crate) async fn start_with_token(extra_args: &[&str], token: Option<&str>) -> TestAgent {
+        let mut agent = TestAgent::unstarted(extra_args, token);
+        agent.spawn().await;
+        agent
+    }
+
+    /// Starts an agent once `prepare` has run on its data dir (which exists, empty), e.g. to
+    /// mount a small filesystem there.
+    /// Returns what `prepare` returned (a guard that unmounts, say) beside the agent.
+    pub(crate) async fn start_prepared<T>(extra_args: &[&str], prepare: impl FnOnce(&std::path::Path) -> T) -> (TestAgent, T) {
+        let mut agent = TestAgent::unstarted(extra_args, None);
+        std::fs::create_dir_all(agent.data_dir()).expect("create the data dir");
+        let prepared = prepare(&agent.data_dir());
+        agent.spawn().await;
+        (agent, prepared)
+    }
+
+    fn unstarted(extra_args: &[&str], token: Option<&str>) -> TestAgent {
         let ports = distinct_free_ports(4);
-        let mut agent = TestAgent {
+        TestAgent {
             child: None,
             dir: tempfile::tempdir().expect("temp dir"),
             http_port: ports[0],
@@ -79,9 +96,7 @@ impl TestAgent {
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("http client"),
             ready_token: token.map(str::to_string),
-        };
-        agent.spawn().await;
-        agent
+        }
     }
 
     pub(crate) fn data_dir(&self) -> PathBuf {
