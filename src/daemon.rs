@@ -153,7 +153,7 @@ async fn serve(config: RuntimeConfig, data_dir: PathBuf, agent_args: Vec<String>
     // HTTPS: its certificate is read before anything binds, so a bad file fails the start.
     let https_tls = match &config.tls_https {
         Some(settings) if config.ports.https.is_some() => {
-            let server_name = format!("server.{}.{}", config.datacenter, config.domain.trim_end_matches('.'));
+            let server_name = crate::tls::server_name(&config.datacenter, &config.domain);
             Some(Arc::new(AgentTls::load(settings, &server_name).map_err(DaemonError::Tls)?))
         }
         _ => None,
@@ -226,7 +226,7 @@ async fn serve(config: RuntimeConfig, data_dir: PathBuf, agent_args: Vec<String>
         dns_servers.push(DnsServer::start(udp, tcp, dns_config(&config), Arc::new(CatalogDns { agent: agent.clone() })));
     }
     agent.spawn_loops(results);
-    let reloader = reload::Reloader { agent: agent.clone(), agent_args, running: config.clone(), log_level_switch };
+    let reloader = reload::Reloader { agent: agent.clone(), agent_args, running: config.clone(), log_level_switch, https_tls: https_tls.clone() };
     tasks.push(tokio::spawn(reloader.apply_then_serve(definitions, hangup)));
     if config.dev
         && let Some(raft) = agent.raft()

@@ -47,7 +47,6 @@ use crate::gossip::Gossip;
 use crate::agent::role::{Role, ServerPool};
 use crate::raft::{CatalogView, RaftServer, RaftSettings, RaftStatus, ServerNode};
 use crate::rpc::client::RpcClient;
-use crate::rpc::frames::ClientTls;
 use crate::rpc::fault::{FAULT_INJECTION_ENV, Faults};
 use crate::store::Store;
 use crate::tls::AgentTls;
@@ -156,10 +155,10 @@ pub struct Agent {
     acl: acl::AgentAcl,
 }
 
-/// The server port's TLS from the config's `tls_rpc` (files read now, once).
+/// The server port's TLS from the config's `tls_rpc` (files read now; again on reload).
 fn rpc_tls(config: &RuntimeConfig) -> Result<Option<Arc<AgentTls>>, AgentError> {
     let Some(settings) = &config.tls_rpc else { return Ok(None) };
-    let server_name = format!("server.{}.{}", config.datacenter, config.domain.trim_end_matches('.'));
+    let server_name = crate::tls::server_name(&config.datacenter, &config.domain);
     AgentTls::load(settings, &server_name).map(|tls| Some(Arc::new(tls))).map_err(|e| AgentError::Invalid(e.to_string()))
 }
 
@@ -192,8 +191,7 @@ impl Agent {
         let faults = Arc::new(Faults::new(std::env::var(FAULT_INJECTION_ENV).is_ok_and(|v| v == "1")));
         let source_ip = (!config.bind_addr.is_unspecified()).then_some(config.bind_addr);
         let tls = rpc_tls(&config)?;
-        let client_tls = tls.as_ref().and_then(|tls| tls.client_config().map(|config| ClientTls { config, server_name: tls.server_name() }));
-        let rpc = Arc::new(RpcClient::new(faults, own_server_addr.clone(), source_ip, client_tls)?);
+        let rpc = Arc::new(RpcClient::new(faults, own_server_addr.clone(), source_ip, tls.clone())?);
         let role = if config.server {
             let settings = RaftSettings {
                 node_id: raft_node_id(&node_id),

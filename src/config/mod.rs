@@ -39,7 +39,7 @@ pub use self::runtime::{
     parse_go_duration,
 };
 
-pub use self::reload::restart_required_changes;
+pub use self::reload::{TLS_HTTPS_SETTING, TLS_RPC_SETTING, restart_required_changes};
 
 /// One service or check definition from a config file, as the file wrote it (Consul's
 /// spelling, snake_case or CamelCase); the agent decodes it like an HTTP registration body.

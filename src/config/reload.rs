@@ -8,6 +8,12 @@
 
 use super::RuntimeConfig;
 
+/// How the restart warning names the server port's TLS settings; a reload applies them in
+/// place (`daemon::reload`) unless TLS or `verify_outgoing` is turned on or off.
+pub const TLS_RPC_SETTING: &str = "TLS on the server port (turning TLS or verify_outgoing on or off)";
+/// The same for the HTTPS port.
+pub const TLS_HTTPS_SETTING: &str = "TLS on the HTTPS port (turning HTTPS on or off)";
+
 /// The settings (named as config files spell them) that differ between `running` and
 /// `reloaded`, other than `services`/`checks` and `log_level`, which a reload applies.
 ///
@@ -50,8 +56,8 @@ pub fn restart_required_changes(running: &RuntimeConfig, reloaded: &RuntimeConfi
         ("check_output_max_size", a.check_output_max_size_bytes != b.check_output_max_size_bytes),
         ("acl", a.acl_enabled != b.acl_enabled || a.acl_default_policy != b.acl_default_policy || a.acl_tokens != b.acl_tokens),
         ("gossip (encrypt, gossip_lan, reconnect_timeout, leave_on_terminate, ...)", a.gossip != b.gossip),
-        ("TLS on the server port (tls.*, ca_file, cert_file, verify_*; certificates are read at start)", a.tls_rpc != b.tls_rpc),
-        ("TLS on the HTTPS port (tls.https, tls.defaults, ...; certificates are read at start)", a.tls_https != b.tls_https),
+        (TLS_RPC_SETTING, a.tls_rpc != b.tls_rpc),
+        (TLS_HTTPS_SETTING, a.tls_https != b.tls_https),
         ("primary_datacenter", a.primary_datacenter != b.primary_datacenter),
         ("node_meta", a.node_meta != b.node_meta),
     ];

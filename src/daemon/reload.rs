@@ -5,9 +5,12 @@
 //! A reload re-reads the same `-config-file`/`-config-dir` paths with the same flags, decodes
 //! the service and check definitions (`http::definitions`), and lets the agent apply the
 //! difference (`agent::config_defs`). The log level is switched in place (a `tracing` reload
-//! handle), as Consul does. Every other setting that changed only takes effect at the next
-//! start, and the reload says so in a warning that names them. An invalid configuration fails
-//! the reload before anything changes.
+//! handle), as Consul does, and so are TLS certificates, CAs and `verify_*` settings of the
+//! server port and the HTTPS port (`tls::AgentTls::replace`), read again from their files even
+//! when the paths did not change, so renewed certificates are picked up. Turning TLS (or
+//! `verify_outgoing`) on or off, and every other setting that changed, only takes effect at the
+//! next start, and the reload says so in a warning that names them. An invalid configuration,
+//! or a certificate file that cannot be read, fails the reload before anything changes.
 
 use std::sync::Arc;
 
@@ -16,8 +19,10 @@ use tokio::sync::{mpsc, watch};
 
 use crate::agent::Agent;
 use crate::agent::config_defs::{ConfigDefinitions, ReloadRequest};
+use crate::config::tls::TlsSettings;
 use crate::config::{LogLevel, RuntimeConfig};
 use crate::http::definitions::decode_definitions;
+use crate::tls::AgentTls;
 
 /// Switches the log level of the running process.
 pub(super) type LogLevelSwitch = Box<dyn Fn(LogLevel) -> Result<(), String> + Send + Sync>;
@@ -31,6 +36,16 @@ pub(super) struct Reloader {
     pub(super) running: RuntimeConfig,
     /// `None` when `CAIRN_LOG` sets the log filter, which then wins over `log_level`.
     pub(super) log_level_switch: Option<LogLevelSwitch>,
+    /// The HTTPS port's TLS, when it serves (the server port's is the agent's).
+    pub(super) https_tls: Option<Arc<AgentTls>>,
+}
+
+/// A port's TLS read again by a reload, to be swapped in once nothing else can fail.
+struct TlsReload {
+    running: Arc<AgentTls>,
+    fresh: AgentTls,
+    /// The restart warning's name for these settings, now applied instead.
+    setting: &'static str,
 }
 
 impl Reloader {
@@ -103,7 +118,18 @@ impl Reloader {
             tracing::warn!(%warning, "configuration");
         }
         let mut pending = crate::config::restart_required_changes(&self.running, &loaded.config);
+        let tls = self.read_tls(&loaded.config)?;
         self.agent.apply_config_definitions(definitions).await.map_err(|error| format!("Failed reloading services: {error}"))?;
+        for TlsReload { running, fresh, setting } in tls {
+            running.replace(fresh);
+            pending.retain(|name| *name != setting);
+            if setting == crate::config::TLS_RPC_SETTING {
+                self.running.tls_rpc = loaded.config.tls_rpc.clone();
+            } else {
+                self.running.tls_https = loaded.config.tls_https.clone();
+            }
+            tracing::info!(port = setting, "TLS certificates and settings reloaded");
+        }
         let level = loaded.config.log_level;
         if level != self.running.log_level {
             match &self.log_level_switch {
@@ -121,4 +147,33 @@ impl Reloader {
         tracing::info!("configuration reloaded");
         Ok(())
     }
+}
+
+impl Reloader {
+    /// Reads the certificate files of each TLS port again, as the reloaded `config` names them.
+    /// A port whose TLS would be turned on or off, or whose `verify_outgoing` flips (which
+    /// decides the scheme of calls to servers), is left for a restart.
+    fn read_tls(&self, config: &RuntimeConfig) -> Result<Vec<TlsReload>, String> {
+        let server_name = crate::tls::server_name(&config.datacenter, &config.domain);
+        let ports = [
+            (self.agent.tls(), &self.running.tls_rpc, &config.tls_rpc, crate::config::TLS_RPC_SETTING),
+            (self.https_tls.clone(), &self.running.tls_https, &config.tls_https, crate::config::TLS_HTTPS_SETTING),
+        ];
+        let mut reloads = Vec::new();
+        for (running, was, now, setting) in ports {
+            let (Some(running), Some(was), Some(now)) = (running, was, now) else { continue };
+            if !same_shape(was, now) {
+                continue;
+            }
+            let fresh = AgentTls::load(now, &server_name).map_err(|error| format!("Failed to reload TLS configuration: {error}"))?;
+            reloads.push(TlsReload { running, fresh, setting });
+        }
+        Ok(reloads)
+    }
+}
+
+/// Whether `now` can replace `was` in place: `verify_outgoing` decides whether calls to servers
+/// are TLS at all, which only a restart changes.
+fn same_shape(was: &TlsSettings, now: &TlsSettings) -> bool {
+    was.verify_outgoing == now.verify_outgoing
 }

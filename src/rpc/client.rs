@@ -22,7 +22,8 @@ use serde::de::DeserializeOwned;
 
 use crate::rpc::fault::{FROM_HEADER, Faults};
 use crate::rpc::server::REFUSED_HEADER;
-use crate::rpc::frames::{ClientTls, FramedConn};
+use crate::rpc::frames::FramedConn;
+use crate::tls::AgentTls;
 use crate::rpc::{RPC_BODY_BYTES_MAX, RPC_CONNECT_TIMEOUT_MS, RpcError, decode, encode};
 
 /// How long a pooled connection to a server may stay idle.
@@ -39,32 +40,41 @@ pub struct Relayed {
 
 /// The client of the server port. Cheap to share behind an `Arc`.
 pub struct RpcClient {
-    http: reqwest::Client,
+    /// Built again when a reload replaced the TLS configuration (its generation is kept).
+    http: std::sync::Mutex<(u64, reqwest::Client)>,
     faults: Arc<Faults>,
     /// Our own server-port address (empty on client agents), sent as `x-cairn-from`.
     own_addr: String,
     /// The address connections leave from (`None`: the kernel's choice).
     source_ip: Option<IpAddr>,
     /// TLS to servers, if configured; `scheme` follows it.
-    tls: Option<ClientTls>,
+    tls: Option<Arc<AgentTls>>,
     scheme: &'static str,
 }
 
 impl RpcClient {
     /// `source_ip`: the agent's bind address, unless it binds every address. `tls`: dial
-    /// servers over TLS (`verify_outgoing`).
-    pub fn new(faults: Arc<Faults>, own_addr: String, source_ip: Option<IpAddr>, tls: Option<ClientTls>) -> Result<RpcClient, RpcError> {
-        let builder = reqwest::Client::builder()
-            .connect_timeout(Duration::from_millis(RPC_CONNECT_TIMEOUT_MS))
-            .pool_idle_timeout(Duration::from_millis(POOL_IDLE_TIMEOUT_MS))
-            .local_address(source_ip);
-        let builder = match &tls {
-            Some(tls) => builder.use_preconfigured_tls(rustls::ClientConfig::clone(&tls.config)),
-            None => builder,
-        };
-        let http = builder.build().map_err(|e| RpcError::Malformed(format!("cannot build the rpc client: {e}")))?;
+    /// servers over TLS (`verify_outgoing`); `None` when its settings do not verify outgoing.
+    pub fn new(faults: Arc<Faults>, own_addr: String, source_ip: Option<IpAddr>, tls: Option<Arc<AgentTls>>) -> Result<RpcClient, RpcError> {
+        let tls = tls.filter(|tls| tls.client_config().is_some());
+        let http = build_http(source_ip, tls.as_deref())?;
+        let generation = tls.as_ref().map_or(0, |tls| tls.generation());
         let scheme = if tls.is_some() { "https" } else { "http" };
-        Ok(RpcClient { http, faults, own_addr, source_ip, tls, scheme })
+        Ok(RpcClient { http: std::sync::Mutex::new((generation, http)), faults, own_addr, source_ip, tls, scheme })
+    }
+
+    /// The pooled HTTP client, built again first if a reload replaced the TLS configuration.
+    fn http(&self) -> reqwest::Client {
+        let mut current = self.http.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(tls) = &self.tls
+            && tls.generation() != current.0
+        {
+            match build_http(self.source_ip, Some(tls)) {
+                Ok(http) => *current = (tls.generation(), http),
+                Err(error) => tracing::error!(%error, "keeping the previous TLS configuration for calls to servers"),
+            }
+        }
+        current.1.clone()
     }
 
     pub fn faults(&self) -> &Arc<Faults> {
@@ -99,7 +109,7 @@ impl RpcClient {
     /// POSTs an already encoded body; returns the answer's bytes.
     pub async fn call_raw(&self, addr: &str, path: &str, body: Vec<u8>, timeout: Duration) -> Result<Vec<u8>, RpcError> {
         self.reachable(addr)?;
-        let sent = self.http.post(self.url(addr, path)).header(FROM_HEADER, &self.own_addr).timeout(timeout).body(body).send();
+        let sent = self.http().post(self.url(addr, path)).header(FROM_HEADER, &self.own_addr).timeout(timeout).body(body).send();
         let response = sent.await.map_err(|e| transport_error(addr, &e))?;
         let (status, _, bytes) = read_bounded(addr, response).await?;
         if !status.is_success() {
@@ -111,7 +121,7 @@ impl RpcClient {
     /// GETs `path` on the server at `addr` and decodes the answer.
     pub async fn get<Resp: DeserializeOwned>(&self, addr: &str, path: &str, timeout: Duration) -> Result<Resp, RpcError> {
         self.reachable(addr)?;
-        let sent = self.http.get(self.url(addr, path)).header(FROM_HEADER, &self.own_addr).timeout(timeout).send();
+        let sent = self.http().get(self.url(addr, path)).header(FROM_HEADER, &self.own_addr).timeout(timeout).send();
         let response = sent.await.map_err(|e| transport_error(addr, &e))?;
         let (status, _, bytes) = read_bounded(addr, response).await?;
         if !status.is_success() {
@@ -125,7 +135,7 @@ impl RpcClient {
     pub async fn forward_http(&self, addr: &str, method: Method, path_and_query: &str, headers: HeaderMap, body: Bytes, timeout: Duration) -> Result<Relayed, RpcError> {
         self.reachable(addr)?;
         let url = self.url(addr, &format!("/fwd{path_and_query}"));
-        let request = self.http.request(method, url).headers(headers).header(FROM_HEADER, &self.own_addr).body(body);
+        let request = self.http().request(method, url).headers(headers).header(FROM_HEADER, &self.own_addr).body(body);
         let response = request.timeout(timeout).send().await.map_err(|e| transport_error(addr, &e))?;
         let (status, headers, body) = read_bounded(addr, response).await?;
         Ok(Relayed { status, headers, body })
@@ -166,4 +176,17 @@ async fn read_bounded(addr: &str, mut response: reqwest::Response) -> Result<(St
         body.extend_from_slice(&chunk);
     }
     Ok((status, headers, Bytes::from(body)))
+}
+
+/// The pooled HTTP client for calls to servers, over TLS when `tls` verifies outgoing.
+fn build_http(source_ip: Option<IpAddr>, tls: Option<&AgentTls>) -> Result<reqwest::Client, RpcError> {
+    let builder = reqwest::Client::builder()
+        .connect_timeout(Duration::from_millis(RPC_CONNECT_TIMEOUT_MS))
+        .pool_idle_timeout(Duration::from_millis(POOL_IDLE_TIMEOUT_MS))
+        .local_address(source_ip);
+    let builder = match tls.and_then(AgentTls::client_config) {
+        Some(config) => builder.use_preconfigured_tls(rustls::ClientConfig::clone(&config)),
+        None => builder,
+    };
+    builder.build().map_err(|e| RpcError::Malformed(format!("cannot build the rpc client: {e}")))
 }

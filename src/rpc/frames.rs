@@ -27,7 +27,7 @@ use tokio::net::TcpStream;
 use crate::rpc::fault::Faults;
 use crate::rpc::server::{Endpoint, Needs, RaftCall, admit};
 use crate::rpc::IoStream;
-use crate::tls::CertRole;
+use crate::tls::{AgentTls, CertRole};
 use crate::rpc::{RPC_BODY_BYTES_MAX, RPC_CONNECT_TIMEOUT_MS, TLS_HANDSHAKE_TIMEOUT_MS};
 
 /// The first byte of a framed connection: not an ASCII letter, so never an HTTP method.
@@ -194,22 +194,16 @@ pub struct FramedConn {
     faults: Arc<Faults>,
     /// The address connections leave from (see `rpc::client`).
     source_ip: Option<IpAddr>,
-    /// TLS to servers (`verify_outgoing`), and the name their certificates carry.
-    tls: Option<ClientTls>,
+    /// TLS to servers (`verify_outgoing`): the configuration current when a connection is
+    /// dialled, so a reload's certificates are used from the next connection on.
+    tls: Option<Arc<AgentTls>>,
     /// The kept-alive connection, taken out for each exchange and put back only after a whole
     /// answer, so an error or a cancelled call never leaves a half-read connection behind.
     stream: Option<Box<dyn IoStream>>,
 }
 
-/// What a TLS connection to a server needs.
-#[derive(Clone)]
-pub struct ClientTls {
-    pub config: Arc<rustls::ClientConfig>,
-    pub server_name: rustls::pki_types::ServerName<'static>,
-}
-
 impl FramedConn {
-    pub(crate) fn new(addr: String, own_addr: String, faults: Arc<Faults>, source_ip: Option<IpAddr>, tls: Option<ClientTls>) -> FramedConn {
+    pub(crate) fn new(addr: String, own_addr: String, faults: Arc<Faults>, source_ip: Option<IpAddr>, tls: Option<Arc<AgentTls>>) -> FramedConn {
         FramedConn { addr, own_addr, faults, source_ip, tls, stream: None }
     }
 
@@ -222,11 +216,12 @@ impl FramedConn {
             Err(_) => return Err(unreachable("connect timed out".into())),
         };
         let _ = stream.set_nodelay(true);
-        let mut stream: Box<dyn IoStream> = match &self.tls {
+        let client_tls = self.tls.as_ref().and_then(|tls| Some((tls.client_config()?, tls.server_name())));
+        let mut stream: Box<dyn IoStream> = match client_tls {
             None => Box::new(stream),
-            Some(tls) => {
-                let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
-                let handshake = connector.connect(tls.server_name.clone(), stream);
+            Some((config, server_name)) => {
+                let connector = tokio_rustls::TlsConnector::from(config);
+                let handshake = connector.connect(server_name, stream);
                 match tokio::time::timeout(Duration::from_millis(TLS_HANDSHAKE_TIMEOUT_MS), handshake).await {
                     Ok(Ok(stream)) => Box::new(stream),
                     Ok(Err(e)) => return Err(unreachable(format!("TLS handshake failed: {e}"))),

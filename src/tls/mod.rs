@@ -12,13 +12,16 @@
 //!   dialled (Consul's rule; servers are dialled by IP). This agent's own certificate goes
 //!   along as the client certificate.
 //!
-//! The settings are `config::tls`'s. Nothing here does network IO; files are read once, at
-//! start.
+//! The settings are `config::tls`'s. Nothing here does network IO. Files are read at start
+//! and again on every reload (SIGHUP, `cairn reload`), as Consul does: [`AgentTls::replace`]
+//! swaps in what a reload read, so renewed certificates and CAs take effect without a restart.
+//! New handshakes use them; connections already open keep theirs.
 
 pub mod certs;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -49,8 +52,21 @@ pub enum CertRole {
     Agent,
 }
 
-/// The server port's TLS, loaded.
+/// The name a server's certificate carries: `server.<datacenter>.<domain>`.
+pub fn server_name(datacenter: &str, domain: &str) -> String {
+    format!("server.{datacenter}.{}", domain.trim_end_matches('.'))
+}
+
+/// A port's TLS: what was last loaded from the certificate files, replaced on reload.
 pub struct AgentTls {
+    loaded: RwLock<Arc<Loaded>>,
+    /// Counts replacements, so users that derive state from it (`rpc::client`'s HTTP client)
+    /// know when to derive it again.
+    generation: AtomicU64,
+}
+
+/// The rustls configurations built from one reading of the files.
+struct Loaded {
     acceptor: Option<tokio_rustls::TlsAcceptor>,
     client_config: Option<Arc<ClientConfig>>,
     verify_incoming: bool,
@@ -59,9 +75,62 @@ pub struct AgentTls {
 }
 
 impl AgentTls {
-    /// Reads the files `options` name. `server_name` is `server.<datacenter>.<domain>`, the
-    /// name a server's certificate carries.
+    /// Reads the files `options` name. `server_name` is [`server_name`]'s.
     pub fn load(options: &TlsSettings, server_name: &str) -> Result<AgentTls, TlsError> {
+        Ok(AgentTls { loaded: RwLock::new(Arc::new(Loaded::read(options, server_name)?)), generation: AtomicU64::new(0) })
+    }
+
+    /// Takes over what `reloaded` read (a reload that read every file without error).
+    pub fn replace(&self, reloaded: AgentTls) {
+        let fresh = reloaded.current();
+        *self.loaded.write().unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+        self.generation.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many times [`AgentTls::replace`] ran.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
+    }
+
+    fn current(&self) -> Arc<Loaded> {
+        self.loaded.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Accepts TLS on the port (`None` when this agent has no certificate).
+    pub fn acceptor(&self) -> Option<tokio_rustls::TlsAcceptor> {
+        self.current().acceptor.clone()
+    }
+
+    /// True when a plaintext connection to the server port must be refused.
+    pub fn verify_incoming(&self) -> bool {
+        self.current().verify_incoming
+    }
+
+    /// The client configuration for connections to servers (`None`: plaintext).
+    pub fn client_config(&self) -> Option<Arc<ClientConfig>> {
+        self.current().client_config.clone()
+    }
+
+    /// The name servers are dialled as (their certificate's name).
+    pub fn server_name(&self) -> ServerName<'static> {
+        self.current().server_name.clone()
+    }
+
+    /// What the certificate a peer presented (already verified against the CA by the
+    /// handshake) stands for; `None` when it presented none.
+    pub fn role_of(&self, presented: Option<&[CertificateDer<'_>]>) -> Option<CertRole> {
+        let loaded = self.current();
+        let end_entity = presented?.first()?;
+        if !loaded.verify_server_hostname {
+            return Some(CertRole::Server);
+        }
+        let is_server = ParsedCertificate::try_from(end_entity).is_ok_and(|cert| rustls::client::verify_server_name(&cert, &loaded.server_name).is_ok());
+        Some(if is_server { CertRole::Server } else { CertRole::Agent })
+    }
+}
+
+impl Loaded {
+    fn read(options: &TlsSettings, server_name: &str) -> Result<Loaded, TlsError> {
         let provider = provider();
         let versions: &[&rustls::SupportedProtocolVersion] = if options.min_version == TlsMinVersion::Tls13 { &[&rustls::version::TLS13] } else { rustls::DEFAULT_VERSIONS };
         let server_name = ServerName::try_from(server_name.to_string()).map_err(|e| TlsError::Config(format!("{server_name}: {e}")))?;
@@ -107,38 +176,7 @@ impl AgentTls {
         if options.verify_incoming && acceptor.is_none() {
             return Err(TlsError::Config("verify_incoming needs cert_file and key_file".into()));
         }
-        Ok(AgentTls { acceptor, client_config, verify_incoming: options.verify_incoming, verify_server_hostname: options.verify_server_hostname, server_name })
-    }
-
-    /// Accepts TLS on the server port (`None` when this agent has no certificate).
-    pub fn acceptor(&self) -> Option<&tokio_rustls::TlsAcceptor> {
-        self.acceptor.as_ref()
-    }
-
-    /// True when a plaintext connection to the server port must be refused.
-    pub fn verify_incoming(&self) -> bool {
-        self.verify_incoming
-    }
-
-    /// The client configuration for connections to servers (`None`: plaintext).
-    pub fn client_config(&self) -> Option<Arc<ClientConfig>> {
-        self.client_config.clone()
-    }
-
-    /// The name servers are dialled as (their certificate's name).
-    pub fn server_name(&self) -> ServerName<'static> {
-        self.server_name.clone()
-    }
-
-    /// What the certificate a peer presented (already verified against the CA by the
-    /// handshake) stands for; `None` when it presented none.
-    pub fn role_of(&self, presented: Option<&[CertificateDer<'_>]>) -> Option<CertRole> {
-        let end_entity = presented?.first()?;
-        if !self.verify_server_hostname {
-            return Some(CertRole::Server);
-        }
-        let is_server = ParsedCertificate::try_from(end_entity).is_ok_and(|cert| rustls::client::verify_server_name(&cert, &self.server_name).is_ok());
-        Some(if is_server { CertRole::Server } else { CertRole::Agent })
+        Ok(Loaded { acceptor, client_config, verify_incoming: options.verify_incoming, verify_server_hostname: options.verify_server_hostname, server_name })
     }
 }
 

@@ -134,3 +134,69 @@ fn boolean_flags_never_swallow_the_next_argument() {
     assert!(!output.status.success());
     assert!(!stderr.contains("unexpected value"), "-prune took the node as its value: {stderr}");
 }
+
+/// Certificates renewed in place take effect on SIGHUP, without a restart (Consul reloads its
+/// TLS configuration the same way): after the files are replaced by another CA's and the agent
+/// gets SIGHUP, new HTTPS handshakes present the new certificate and trust the new CA only.
+#[tokio::test]
+async fn renewed_certificates_take_effect_on_sighup() {
+    let (old, new, live) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for dir in [old.path(), new.path()] {
+        cairn_tls(dir, &["ca", "create"]);
+        cairn_tls(dir, &["cert", "create", "-server"]);
+        cairn_tls(dir, &["cert", "create", "-cli"]);
+    }
+    let install = |from: &Path| {
+        for (name, to) in [("consul-agent-ca.pem", "ca.pem"), ("dc1-server-consul-0.pem", "server.pem"), ("dc1-server-consul-0-key.pem", "server-key.pem")] {
+            std::fs::copy(from.join(name), live.path().join(to)).unwrap();
+        }
+    };
+    install(old.path());
+    let live_file = |name: &str| live.path().join(name);
+    let config = serde_json::json!({
+        "tls": {
+            "defaults": { "ca_file": live_file("ca.pem") },
+            "https": { "cert_file": live_file("server.pem"), "key_file": live_file("server-key.pem"), "verify_incoming": true },
+        }
+    });
+    let config_file = live.path().join("https.json");
+    std::fs::write(&config_file, config.to_string()).unwrap();
+    let port = free_port();
+    let agent = TestAgent::start_with(&[&format!("-https-port={port}"), &format!("-config-file={}", config_file.display())]).await;
+    let url = format!("https://localhost:{port}/v1/agent/self");
+    let client_of = |pki: &Path| {
+        let (cert, key) = (pki.join("dc1-cli-consul-0.pem"), pki.join("dc1-cli-consul-0-key.pem"));
+        client(&pki.join("consul-agent-ca.pem"), Some((&cert, &key)))
+    };
+    let served_by = |pki: &Path| {
+        let client = client_of(pki);
+        let url = url.clone();
+        async move { client.get(&url).send().await.map(|r| r.status().as_u16()).ok() }
+    };
+    let mut before = None;
+    for _ in 0..50 {
+        before = served_by(old.path()).await;
+        if before.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(before, Some(200), "the old CA's client is served before the renewal");
+    assert_eq!(served_by(new.path()).await, None, "the new CA's client is refused before the renewal");
+
+    install(new.path());
+    let hangup = Command::new("kill").args(["-HUP", &agent.pid().to_string()]).status().unwrap();
+    assert!(hangup.success());
+    let mut after = None;
+    for _ in 0..100 {
+        after = served_by(new.path()).await;
+        if after.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(after, Some(200), "the new CA's client is served after SIGHUP; log:\n{}", agent.log());
+    assert_eq!(served_by(old.path()).await, None, "the old CA's client is refused after SIGHUP");
+    assert!(agent.log().contains("TLS certificates and settings reloaded"));
+    assert_eq!(agent.get("/v1/agent/self").await.status(), 200, "the agent serves on, unrestarted");
+}

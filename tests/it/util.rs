@@ -185,6 +185,11 @@ impl TestAgent {
         }
     }
 
+    /// The running agent's process id (for tests that signal it).
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the agent is running").id()
+    }
+
     /// Hands over the running process (for tests that stop it themselves).
     pub(crate) fn take_child(&mut self) -> Child {
         self.child.take().expect("the agent is running")
