@@ -24,7 +24,8 @@
 //! Targets: `command` (Raft log entries and forwarded writes), `raft_frames` (the server
 //! port's frames and Raft messages), `snapshot` (snapshot files and restores), `gossip`
 //! (envelopes, foca packets, pongs, tags, push/pull, user events), `dns` (query packets),
-//! `filter` (`?filter=`), `http_json` (request bodies), `acl_rules` (policy rules).
+//! `filter` (`?filter=`), `http_json` (request bodies), `acl_rules` (policy rules). Seeds come
+//! from `samples`; what the targets found is pinned in `regressions`.
 
 mod acl_rules;
 mod alloc;
