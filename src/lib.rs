@@ -18,7 +18,8 @@
 //! - `dns`: Consul's DNS interface;
 //! - `daemon`: listeners, servers and signals around a running agent;
 //! - `ui`: the embedded web dashboard;
-//! - `cli`: the command line.
+//! - `cli`: the command line;
+//! - `fuzz` (tests only): the bounded mutation fuzzer over every decoder of remote input.
 
 pub mod acl;
 pub mod agent;
@@ -29,6 +30,8 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod dns;
+#[cfg(test)]
+mod fuzz;
 pub mod gossip;
 pub mod http;
 pub mod raft;

@@ -103,7 +103,7 @@ pub(super) fn scoped_local(local: &LocalState, scope: Option<&SyncScope>) -> Loc
 /// Returns the commands that make the catalog match `local` for `node` within `scope` (and
 /// the node's own row); `None` compares everything. `node` is the registration of the node
 /// itself (address, metadata), without service or checks.
-pub(super) fn diff_scoped(local: &LocalState, catalog: &Catalog, node: &Registration, scope: Option<&SyncScope>) -> Vec<Command> {
+pub(crate) fn diff_scoped(local: &LocalState, catalog: &Catalog, node: &Registration, scope: Option<&SyncScope>) -> Vec<Command> {
     let in_scope = |service_id: &str, check_id: &str| scope.is_none_or(|scope| scope.covers(service_id, check_id));
     let mut commands = Vec::new();
     let node_row = catalog.node(&node.node);

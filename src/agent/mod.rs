@@ -13,7 +13,7 @@
 
 pub mod acl;
 mod alias;
-mod anti_entropy;
+pub(crate) mod anti_entropy;
 mod check_status;
 mod client_writes;
 mod cluster;

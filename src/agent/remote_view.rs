@@ -75,7 +75,7 @@ fn encode_rows(catalog: &Catalog, rows: BTreeSet<RowKey>, index: u64) -> ViewRow
 }
 
 /// The rows of `node`: itself, its services and its checks.
-fn node_rows(catalog: &Catalog, node: &str) -> ViewRows {
+pub(crate) fn node_rows(catalog: &Catalog, node: &str) -> ViewRows {
     let mut rows = BTreeSet::new();
     if catalog.node(node).is_some() {
         rows.insert(RowKey::Node(node.to_string()));
@@ -86,7 +86,7 @@ fn node_rows(catalog: &Catalog, node: &str) -> ViewRows {
 }
 
 /// The rows DNS needs to answer for `name`, and the service's index.
-fn service_rows(catalog: &Catalog, name: &str) -> ViewRows {
+pub(crate) fn service_rows(catalog: &Catalog, name: &str) -> ViewRows {
     let names: Vec<String> = catalog.service_names().into_keys().filter(|n| n.eq_ignore_ascii_case(name)).collect();
     let index = names.iter().map(|n| catalog.service_index(n)).max().unwrap_or_else(|| catalog.service_index(name));
     let mut rows = BTreeSet::new();

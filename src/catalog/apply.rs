@@ -75,7 +75,8 @@ fn dispatch(catalog: &mut Catalog, index: u64, command: &Command, now_ms: Option
         Command::DeregisterCheck { node, check_id } => deregister_check(catalog, index, node, check_id, now_ms, changes),
         Command::UpdateCheck { node, check_id, status, output } => {
             let outcome = update_check(catalog, index, node, check_id, *status, output, changes);
-            if *status == HealthStatus::Critical {
+            // Only a check that exists turns critical: a refused update changes nothing.
+            if *status == HealthStatus::Critical && !matches!(outcome, Outcome::Rejected(_)) {
                 invalidate_sessions_of_check(catalog, index, node, check_id, now_ms, changes);
             }
             outcome

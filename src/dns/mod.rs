@@ -202,24 +202,7 @@ impl DnsServer {
         config: DnsConfig,
         catalog: Arc<dyn DnsCatalog>,
     ) -> DnsServer {
-        let zone = match Zone::new(&config) {
-            Ok(zone) => Some(zone),
-            Err(error) => {
-                error!(%error, "invalid DNS configuration, refusing every DNS query");
-                None
-            }
-        };
-        let udp_answer_limit = match config.udp_answer_limit {
-            0 => UDP_ANSWER_RECORDS_MAX,
-            limit => limit.min(UDP_ANSWER_RECORDS_MAX),
-        };
-        let handler = Handler {
-            zone,
-            udp_answer_limit,
-            enable_truncate: config.enable_truncate,
-            catalog,
-        };
-        let mut server = Server::new(handler);
+        let mut server = Server::new(Handler::new(&config, catalog));
         server.register_socket(udp);
         server.register_listener(
             tcp,
@@ -238,7 +221,7 @@ impl DnsServer {
 }
 
 /// Hickory's view of us: turns each request into a [`Reply`] and sends it.
-struct Handler {
+pub(crate) struct Handler {
     /// `None` when the configuration was invalid: everything is refused.
     zone: Option<Zone>,
     /// Effective answer limit for UDP without EDNS, already capped.
@@ -309,6 +292,27 @@ impl RequestHandler for Handler {
 }
 
 impl Handler {
+    /// The handler serving `config` from `catalog`.
+    pub(crate) fn new(config: &DnsConfig, catalog: Arc<dyn DnsCatalog>) -> Handler {
+        let zone = match Zone::new(config) {
+            Ok(zone) => Some(zone),
+            Err(error) => {
+                error!(%error, "invalid DNS configuration, refusing every DNS query");
+                None
+            }
+        };
+        let udp_answer_limit = match config.udp_answer_limit {
+            0 => UDP_ANSWER_RECORDS_MAX,
+            limit => limit.min(UDP_ANSWER_RECORDS_MAX),
+        };
+        Handler {
+            zone,
+            udp_answer_limit,
+            enable_truncate: config.enable_truncate,
+            catalog,
+        }
+    }
+
     /// Decides the whole response. Synchronous, so that the thread-local RNG is never held
     /// across an await point (the request future must be `Send`).
     async fn reply(&self, request: &Request) -> Reply {

@@ -233,7 +233,7 @@ impl Driver {
         }
     }
 
-    fn on_datagram(&mut self, packet: &[u8], from: SocketAddr) {
+    pub(super) fn on_datagram(&mut self, packet: &[u8], from: SocketAddr) {
         let counters = &self.shared.counters;
         counters.received(packet.len());
         let now = Instant::now();
@@ -256,7 +256,10 @@ impl Driver {
         };
         match kind {
             Kind::Foca => self.foca_call(|foca, runtime| foca.handle_data(&body, runtime)),
-            Kind::Ping => self.send(from, Kind::Pong, &rtt::pong_body(&body, &self.coordinates.coordinate())),
+            Kind::Ping if body.len() <= rtt::PING_BODY_BYTES_MAX => {
+                self.send(from, Kind::Pong, &rtt::pong_body(&body, &self.coordinates.coordinate()));
+            }
+            Kind::Ping => self.malformed(from, "ping longer than any ping"),
             Kind::Pong => self.on_pong(&body, from, now),
             Kind::MetaRequest if body.len() >= META_REQUEST_BYTES => {
                 let reply = postcard::to_allocvec(&self.local_meta).expect("a node meta encodes");
@@ -288,7 +291,7 @@ impl Driver {
         }
     }
 
-    fn on_timers_due(&mut self) {
+    pub(super) fn on_timers_due(&mut self) {
         let now = Instant::now();
         while self.timers.peek().is_some_and(|Reverse(scheduled)| scheduled.deadline <= now) {
             let Some(Reverse(scheduled)) = self.timers.pop() else { break };

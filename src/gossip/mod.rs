@@ -52,6 +52,8 @@ mod broadcasts;
 pub mod coordinate;
 mod driver;
 mod envelope;
+#[cfg(test)]
+pub(crate) mod fuzz_seam;
 mod handle;
 mod identity;
 mod join;

@@ -64,7 +64,7 @@ pub(super) struct PushPullState {
 
 impl PushPullState {
     /// Checks the limits that decoding alone does not (names are checked by decoding).
-    fn validate(&self) -> Result<(), String> {
+    pub(super) fn validate(&self) -> Result<(), String> {
         let most = self.members.len().max(self.metas.len()).max(self.leaves.len());
         if most > PUSH_PULL_MEMBERS_MAX {
             return Err(format!("{most} entries, the limit is {PUSH_PULL_MEMBERS_MAX}"));

@@ -8,7 +8,8 @@
 //!   [`PING_COORDINATE_BYTES`] long; the answer is `[sequence: 8][TRAILER_V1][postcard
 //!   Coordinate]`, never longer than the ping (no amplification by a spoofed source);
 //! - a member of the original format echoes a coordinate request whole: its answer still gives
-//!   an RTT, and is recognised (`Pong::coordinate == PongCoordinate::Absent`), not counted as bad.
+//!   an RTT, and is recognised (`Pong::coordinate == PongCoordinate::Absent`), not counted as bad;
+//! - a ping longer than [`PING_BODY_BYTES_MAX`] gets no answer and is counted as malformed.
 //!
 //! A coordinate that arrives is bounded by the packet and by [`COORDINATE_TRAILER_BYTES_MAX`],
 //! decoded without panicking, and checked (`is_valid`, `is_compatible_with`) before use; a bad
@@ -18,6 +19,10 @@ use super::coordinate::Coordinate;
 
 /// Length of a ping that asks for the answering member's coordinate, in body bytes.
 pub(super) const PING_COORDINATE_BYTES: usize = 128;
+/// The longest ping answered, in body bytes: no ping of ours is longer. An echo of a longer
+/// one, sealed, would not fit a packet (issue 11: the fuzzer sent a 1,402-byte ping to an
+/// agent that accepts plaintext and seals its answers).
+pub(super) const PING_BODY_BYTES_MAX: usize = PING_COORDINATE_BYTES;
 /// The byte after a ping's sequence that asks for a coordinate. Differs from [`TRAILER_V1`]
 /// so that an echo by a member of the original format is told apart from a trailer.
 const COORDINATE_REQUEST: u8 = 0xC0;

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use crate::agent::acl::new_token;
 use crate::agent::{new_uuid, wall_clock_ms};
 use crate::catalog::Outcome;
-use crate::catalog::acl::{ANONYMOUS_TOKEN_ID, AclOp, AclToken};
+use crate::catalog::acl::{ANONYMOUS_TOKEN_ID, AclOp, AclTables, AclToken};
 use crate::catalog::command::Command;
 use crate::http::AppState;
 use crate::http::acl_json::{self as dto, check_uuid, is_uuid};
@@ -92,6 +92,12 @@ pub(super) async fn bootstrap(State(state): State<AppState>, body: Bytes) -> Res
 /// The token a create or update body describes (`existing`: the token being updated).
 fn decode_token(state: &AppState, fields: &Fields, existing: Option<&AclToken>) -> Result<AclToken, ApiError> {
     let acl = state.agent.view().read(|c| c.acl().clone());
+    decode_token_with(fields, &acl, wall_clock_ms(), existing)
+}
+
+/// A token body against the ACL tables `acl` (which its links name) at `now_ms`; `existing`
+/// is the token an update replaces. Pure.
+pub(crate) fn decode_token_with(fields: &Fields, acl: &AclTables, now_ms: u64, existing: Option<&AclToken>) -> Result<AclToken, ApiError> {
     let accessor_id = fields.string(&["AccessorID"])?;
     let secret_id = fields.string(&["SecretID"])?;
     for (name, id) in [("AccessorID", &accessor_id), ("SecretID", &secret_id)] {
@@ -99,7 +105,7 @@ fn decode_token(state: &AppState, fields: &Fields, existing: Option<&AclToken>) 
             return Err(ApiError::BadRequest(format!("Invalid Token: {name} must be a valid UUID")));
         }
     }
-    let now = wall_clock_ms();
+    let now = now_ms;
     let ttl = fields.duration(&["ExpirationTTL"])?;
     let at = match fields.get(&["ExpirationTime"]) {
         Some(Value::String(text)) => {
@@ -126,8 +132,8 @@ fn decode_token(state: &AppState, fields: &Fields, existing: Option<&AclToken>) 
         accessor_id: existing.map_or(accessor_id, |t| t.accessor_id.clone()),
         secret_id: existing.map_or(secret_id, |t| t.secret_id.clone()),
         description: dto::text(fields, &["Description"])?,
-        policies: dto::decode_links(fields, &["Policies"], &acl, true)?,
-        roles: dto::decode_links(fields, &["Roles"], &acl, false)?,
+        policies: dto::decode_links(fields, &["Policies"], acl, true)?,
+        roles: dto::decode_links(fields, &["Roles"], acl, false)?,
         service_identities,
         node_identities: dto::decode_node_identities(fields)?,
         templated_policies: dto::decode_templated(fields)?,

@@ -85,7 +85,7 @@ fn hash_of(value: &Value) -> String {
     base64::engine::general_purpose::STANDARD.encode(digest)
 }
 
-pub(super) fn token_json(acl: &AclTables, token: &AclToken) -> Value {
+pub(crate) fn token_json(acl: &AclTables, token: &AclToken) -> Value {
     let mut out = Map::new();
     out.insert("AccessorID".into(), json!(token.accessor_id));
     out.insert("SecretID".into(), json!(token.secret_id));
@@ -111,7 +111,7 @@ pub(super) fn token_json(acl: &AclTables, token: &AclToken) -> Value {
 }
 
 /// A policy; the list form (`/v1/acl/policies`) leaves out the rules, as Consul's stub.
-pub(super) fn policy_json(policy: &AclPolicy, with_rules: bool) -> Value {
+pub(crate) fn policy_json(policy: &AclPolicy, with_rules: bool) -> Value {
     let mut out = Map::new();
     out.insert("ID".into(), json!(policy.id));
     out.insert("Name".into(), json!(policy.name));
@@ -128,7 +128,7 @@ pub(super) fn policy_json(policy: &AclPolicy, with_rules: bool) -> Value {
     Value::Object(out)
 }
 
-pub(super) fn role_json(acl: &AclTables, role: &AclRole) -> Value {
+pub(crate) fn role_json(acl: &AclTables, role: &AclRole) -> Value {
     let mut out = Map::new();
     out.insert("ID".into(), json!(role.id));
     out.insert("Name".into(), json!(role.name));
@@ -144,7 +144,7 @@ pub(super) fn role_json(acl: &AclTables, role: &AclRole) -> Value {
     Value::Object(out)
 }
 
-pub(super) fn auth_method_json(method: &AclAuthMethod) -> Value {
+pub(crate) fn auth_method_json(method: &AclAuthMethod) -> Value {
     let config: Value = serde_json::from_str(&method.config_json).unwrap_or(Value::Null);
     let mut out = json!({
         "Name": method.name,
@@ -166,7 +166,7 @@ pub(super) fn auth_method_json(method: &AclAuthMethod) -> Value {
     out
 }
 
-pub(super) fn binding_rule_json(rule: &AclBindingRule) -> Value {
+pub(crate) fn binding_rule_json(rule: &AclBindingRule) -> Value {
     json!({
         "ID": rule.id,
         "Description": rule.description,

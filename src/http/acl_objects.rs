@@ -32,7 +32,14 @@ fn read_back(state: &AppState, render: impl FnOnce(&crate::catalog::acl::AclTabl
 async fn policy_set(state: &AppState, authz: &Authz, id: Option<String>, body: &[u8]) -> Result<Response, ApiError> {
     enabled(state)?;
     require_write(authz)?;
-    let fields = Fields::parse(body)?;
+    let policy = decode_policy(&Fields::parse(body)?, id)?;
+    let id = policy.id.clone();
+    write(state, AclOp::PolicySet { policy }).await?;
+    read_back(state, |acl| acl.policy(&id).map(|p| dto::policy_json(p, true)))
+}
+
+/// A policy body; `id` is the one in the URL of an update. Pure but for a new ID.
+pub(crate) fn decode_policy(fields: &Fields, id: Option<String>) -> Result<AclPolicy, ApiError> {
     let id = match id {
         Some(id) => id,
         None => Some(fields.string(&["ID"])?).filter(|i| !i.is_empty()).unwrap_or_else(new_uuid),
@@ -42,19 +49,17 @@ async fn policy_set(state: &AppState, authz: &Authz, id: Option<String>, body: &
     if !valid_name(&name) {
         return Err(ApiError::BadRequest(format!("Invalid Policy: invalid Name. Only alphanumeric characters, '-' and '_' are allowed: {name:?}")));
     }
-    let rules = dto::text(&fields, &["Rules"])?;
+    let rules = dto::text(fields, &["Rules"])?;
     crate::acl::parse_rules(&rules).map_err(|e| ApiError::BadRequest(format!("Invalid Policy: {e}")))?;
-    let policy = AclPolicy {
-        id: id.clone(),
+    Ok(AclPolicy {
+        id,
         name,
-        description: dto::text(&fields, &["Description"])?,
+        description: dto::text(fields, &["Description"])?,
         rules,
         datacenters: fields.strings(&["Datacenters"])?,
         create_index: 0,
         modify_index: 0,
-    };
-    write(state, AclOp::PolicySet { policy }).await?;
-    read_back(state, |acl| acl.policy(&id).map(|p| dto::policy_json(p, true)))
+    })
 }
 
 pub(super) async fn policy_create(State(state): State<AppState>, authz: Authz, body: Bytes) -> Result<Response, ApiError> {
@@ -104,7 +109,16 @@ pub(super) async fn policy_list(State(state): State<AppState>, authz: Authz, Que
 async fn role_set(state: &AppState, authz: &Authz, id: Option<String>, body: &[u8]) -> Result<Response, ApiError> {
     enabled(state)?;
     require_write(authz)?;
-    let fields = Fields::parse(body)?;
+    let acl = state.agent.view().read(|c| c.acl().clone());
+    let role = decode_role(&Fields::parse(body)?, id, &acl)?;
+    let id = role.id.clone();
+    write(state, AclOp::RoleSet { role }).await?;
+    read_back(state, |acl| acl.role(&id).map(|r| dto::role_json(acl, r)))
+}
+
+/// A role body against the ACL tables its links name; `id` is the one in the URL of an
+/// update. Pure but for a new ID.
+pub(crate) fn decode_role(fields: &Fields, id: Option<String>, acl: &crate::catalog::acl::AclTables) -> Result<AclRole, ApiError> {
     let id = match id {
         Some(id) => id,
         None => Some(fields.string(&["ID"])?).filter(|i| !i.is_empty()).unwrap_or_else(new_uuid),
@@ -114,20 +128,17 @@ async fn role_set(state: &AppState, authz: &Authz, id: Option<String>, body: &[u
     if !valid_name(&name) {
         return Err(ApiError::BadRequest(format!("Invalid Role: invalid Name. Only alphanumeric characters, '-' and '_' are allowed: {name:?}")));
     }
-    let acl = state.agent.view().read(|c| c.acl().clone());
-    let role = AclRole {
-        id: id.clone(),
+    Ok(AclRole {
+        id,
         name,
-        description: dto::text(&fields, &["Description"])?,
-        policies: dto::decode_links(&fields, &["Policies"], &acl, true)?,
-        service_identities: dto::decode_service_identities(&fields)?,
-        node_identities: dto::decode_node_identities(&fields)?,
-        templated_policies: dto::decode_templated(&fields)?,
+        description: dto::text(fields, &["Description"])?,
+        policies: dto::decode_links(fields, &["Policies"], acl, true)?,
+        service_identities: dto::decode_service_identities(fields)?,
+        node_identities: dto::decode_node_identities(fields)?,
+        templated_policies: dto::decode_templated(fields)?,
         create_index: 0,
         modify_index: 0,
-    };
-    write(state, AclOp::RoleSet { role }).await?;
-    read_back(state, |acl| acl.role(&id).map(|r| dto::role_json(acl, r)))
+    })
 }
 
 pub(super) async fn role_create(State(state): State<AppState>, authz: Authz, body: Bytes) -> Result<Response, ApiError> {
@@ -220,7 +231,14 @@ const AUTH_METHOD_TYPES: [&str; 4] = ["kubernetes", "jwt", "oidc", "aws-iam"];
 async fn auth_method_set(state: &AppState, authz: &Authz, name: Option<String>, body: &[u8]) -> Result<Response, ApiError> {
     enabled(state)?;
     require_write(authz)?;
-    let fields = Fields::parse(body)?;
+    let method = decode_auth_method(&Fields::parse(body)?, name)?;
+    let name = method.name.clone();
+    write(state, AclOp::AuthMethodSet { method }).await?;
+    read_back(state, |acl| acl.auth_method(&name).map(dto::auth_method_json))
+}
+
+/// An auth method body; `name` is the one in the URL of an update. Pure.
+pub(crate) fn decode_auth_method(fields: &Fields, name: Option<String>) -> Result<AclAuthMethod, ApiError> {
     let body_name = fields.string(&["Name"])?;
     let name = name.unwrap_or_else(|| body_name.clone());
     if !body_name.is_empty() && body_name != name {
@@ -237,19 +255,17 @@ async fn auth_method_set(state: &AppState, authz: &Authz, name: Option<String>, 
     if config_json.len() > crate::catalog::acl::ACL_TEXT_BYTES_MAX {
         return Err(ApiError::BadRequest("Invalid Auth Method: Config is too large".into()));
     }
-    let method = AclAuthMethod {
-        name: name.clone(),
+    Ok(AclAuthMethod {
+        name,
         method_type,
-        display_name: dto::text(&fields, &["DisplayName"])?,
-        description: dto::text(&fields, &["Description"])?,
+        display_name: dto::text(fields, &["DisplayName"])?,
+        description: dto::text(fields, &["Description"])?,
         max_token_ttl_ms: fields.duration(&["MaxTokenTTL"])?.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         token_locality: fields.string(&["TokenLocality"])?,
         config_json,
         create_index: 0,
         modify_index: 0,
-    };
-    write(state, AclOp::AuthMethodSet { method }).await?;
-    read_back(state, |acl| acl.auth_method(&name).map(dto::auth_method_json))
+    })
 }
 
 pub(super) async fn auth_method_create(State(state): State<AppState>, authz: Authz, body: Bytes) -> Result<Response, ApiError> {
@@ -286,29 +302,34 @@ const BIND_TYPES: [&str; 5] = ["service", "node", "role", "policy", "templated-p
 async fn binding_rule_set(state: &AppState, authz: &Authz, id: Option<String>, body: &[u8]) -> Result<Response, ApiError> {
     enabled(state)?;
     require_write(authz)?;
-    let fields = Fields::parse(body)?;
+    let rule = decode_binding_rule(&Fields::parse(body)?, id)?;
+    let id = rule.id.clone();
+    write(state, AclOp::BindingRuleSet { rule }).await?;
+    read_back(state, |acl| acl.binding_rule(&id).map(dto::binding_rule_json))
+}
+
+/// A binding rule body; `id` is the one in the URL of an update. Pure but for a new ID.
+pub(crate) fn decode_binding_rule(fields: &Fields, id: Option<String>) -> Result<AclBindingRule, ApiError> {
     let id = id.unwrap_or_else(new_uuid);
     check_uuid(&id)?;
     let bind_type = fields.string(&["BindType"])?;
     if !BIND_TYPES.contains(&bind_type.as_str()) {
         return Err(ApiError::BadRequest(format!("Invalid Binding Rule: unknown BindType {bind_type:?}")));
     }
-    let bind_name = dto::text(&fields, &["BindName"])?;
+    let bind_name = dto::text(fields, &["BindName"])?;
     if bind_name.is_empty() {
         return Err(ApiError::BadRequest("Invalid Binding Rule: no BindName is set".into()));
     }
-    let rule = AclBindingRule {
-        id: id.clone(),
-        description: dto::text(&fields, &["Description"])?,
+    Ok(AclBindingRule {
+        id,
+        description: dto::text(fields, &["Description"])?,
         auth_method: fields.string(&["AuthMethod"])?,
-        selector: dto::text(&fields, &["Selector"])?,
+        selector: dto::text(fields, &["Selector"])?,
         bind_type,
         bind_name,
         create_index: 0,
         modify_index: 0,
-    };
-    write(state, AclOp::BindingRuleSet { rule }).await?;
-    read_back(state, |acl| acl.binding_rule(&id).map(dto::binding_rule_json))
+    })
 }
 
 pub(super) async fn binding_rule_create(State(state): State<AppState>, authz: Authz, body: Bytes) -> Result<Response, ApiError> {

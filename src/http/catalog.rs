@@ -49,9 +49,16 @@ fn ok_bool(outcome: Outcome) -> Result<Response, ApiError> {
 
 pub(super) async fn register(State(state): State<AppState>, authz: Authz, Query(params): Query<Params>, body: Bytes) -> Result<Response, ApiError> {
     check_datacenter(&state, &params)?;
-    let fields = Fields::parse(&body)?;
+    let registration = decode_registration(&Fields::parse(&body)?, &state.agent.identity().datacenter)?;
+    authorize_registration(&authz, &registration)?;
+    let (_, outcome) = state.agent.write(Command::Register(registration)).await?;
+    ok_bool(outcome)
+}
+
+/// The body of `PUT /v1/catalog/register` for this agent's datacenter. Pure.
+pub(crate) fn decode_registration(fields: &Fields, own_datacenter: &str) -> Result<Registration, ApiError> {
     let datacenter = fields.string(&["Datacenter"])?;
-    if !datacenter.is_empty() && datacenter != state.agent.identity().datacenter {
+    if !datacenter.is_empty() && datacenter != own_datacenter {
         return Err(ApiError::Internal("No path to datacenter".into()));
     }
     let node = fields.name(&["Node"])?;
@@ -89,20 +96,17 @@ pub(super) async fn register(State(state): State<AppState>, authz: Authz, Query(
     for check in definitions {
         checks.push(decode::catalog_check(&check)?);
     }
-    let registration = Registration {
+    Ok(Registration {
         node_id: fields.string(&["ID"])?,
         node,
         address,
-        datacenter: state.agent.identity().datacenter.clone(),
+        datacenter: own_datacenter.to_string(),
         tagged_addresses: fields.string_map(&["TaggedAddresses"])?,
         node_meta: fields.string_map(&["NodeMeta"])?,
         skip_node_update: fields.bool(&["SkipNodeUpdate"])?,
         service,
         checks,
-    };
-    authorize_registration(&authz, &registration)?;
-    let (_, outcome) = state.agent.write(Command::Register(registration)).await?;
-    ok_bool(outcome)
+    })
 }
 
 pub(super) async fn deregister(State(state): State<AppState>, authz: Authz, Query(params): Query<Params>, body: Bytes) -> Result<Response, ApiError> {

@@ -34,7 +34,7 @@ fn config_index(catalog: &Catalog) -> u64 {
 }
 
 /// An entry as Consul returns it: `Kind`, `Name`, the body's fields, then the indexes.
-pub(super) fn entry_json(entry: &ConfigEntry) -> Value {
+pub(crate) fn entry_json(entry: &ConfigEntry) -> Value {
     let mut map = Map::new();
     map.insert("Kind".into(), Value::from(entry.kind.clone()));
     map.insert("Name".into(), Value::from(entry.name.clone()));
@@ -63,7 +63,16 @@ pub(super) async fn apply(State(state): State<AppState>, authz: Authz, Query(par
     if body.len() > CONFIG_ENTRY_BYTES_MAX {
         return Err(ApiError::PayloadTooLarge(format!("config entry exceeds {CONFIG_ENTRY_BYTES_MAX} bytes")));
     }
-    let Value::Object(mut map) = serde_json::from_slice::<Value>(&body).map_err(|e| ApiError::BadRequest(format!("Request decode failed: {e}")))? else {
+    let (kind, name, body_json) = decode_entry(&body)?;
+    authorize(&authz, &kind, &name, true)?;
+    let command = Command::ConfigSet { kind, name, body_json, cas_index: parse_cas(&params)? };
+    let (_, outcome) = state.agent.write(command).await?;
+    bool_response(outcome)
+}
+
+/// A config entry body: its kind, its name, and the rest of it as JSON text. Pure.
+pub(crate) fn decode_entry(body: &[u8]) -> Result<(String, String, String), ApiError> {
+    let Value::Object(mut map) = serde_json::from_slice::<Value>(body).map_err(|e| ApiError::BadRequest(format!("Request decode failed: {e}")))? else {
         return Err(ApiError::BadRequest("Request decode failed: config entry must be a JSON object".into()));
     };
     let mut take = |field: &str| -> Result<String, ApiError> {
@@ -80,13 +89,10 @@ pub(super) async fn apply(State(state): State<AppState>, authz: Authz, Query(par
     if name.is_empty() || name.chars().any(char::is_control) {
         return Err(ApiError::BadRequest("config entry must have a valid Name".into()));
     }
-    authorize(&authz, &kind, &name, true)?;
     for index_field in ["CreateIndex", "ModifyIndex"] {
         map.remove(index_field);
     }
-    let command = Command::ConfigSet { kind, name, body_json: Value::Object(map).to_string(), cas_index: parse_cas(&params)? };
-    let (_, outcome) = state.agent.write(command).await?;
-    bool_response(outcome)
+    Ok((kind, name, Value::Object(map).to_string()))
 }
 
 pub(super) async fn list(State(state): State<AppState>, authz: Authz, Path(kind): Path<String>, Query(params): Query<Params>) -> Result<Response, ApiError> {

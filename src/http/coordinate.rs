@@ -143,27 +143,32 @@ pub(super) async fn node(State(state): State<AppState>, authz: Authz, Path(node)
 
 pub(super) async fn update(State(state): State<AppState>, authz: Authz, Query(params): Query<Params>, body: Bytes) -> Result<Response, ApiError> {
     check_datacenter(&state, &params)?;
-    let fields = Fields::parse(&body)?;
-    let node = fields.name(&["Node"])?;
-    authz.require(authz.authorizer().node_write(&node), "node:write", Some(&node))?;
-    let segment = fields.name(&["Segment"])?;
-    let coord = fields.object(&["Coord"])?.ok_or_else(|| ApiError::BadRequest("Request decode failed: missing Coord".into()))?;
-    let coordinate = decode_coordinate(&coord)?;
-    // Consul's `Coordinate.Update`: validity first, then the dimensionality of this agent's.
-    let scalars = [coordinate.error, coordinate.adjustment, coordinate.height];
-    let values_valid = coordinate.vec.iter().chain(&scalars).all(|v| v.is_finite()) && coordinate.error >= 0.0 && coordinate.height >= 0.0;
-    if !values_valid {
-        return Err(ApiError::Internal("invalid coordinate".into()));
-    }
-    if coordinate.vec.len() != state.agent.lan_coordinate().vec.len() {
+    let update = decode_update(&Fields::parse(&body)?)?;
+    authz.require(authz.authorizer().node_write(&update.node), "node:write", Some(&update.node))?;
+    // Consul's `Coordinate.Update`: validity first (in `decode_update`), then the
+    // dimensionality of this agent's.
+    if update.coord.vec.len() != state.agent.lan_coordinate().vec.len() {
         return Err(ApiError::Internal("incompatible coordinate".into()));
     }
-    let update = CoordinateUpdate { node, segment, coord: coordinate };
     let (_, outcome) = state.agent.write(Command::CoordinateBatchUpdate(vec![update])).await?;
     if let crate::catalog::Outcome::Rejected(reason) = outcome {
         return Err(ApiError::Internal(reason));
     }
     Ok(StatusCode::OK.into_response())
+}
+
+/// The body of `PUT /v1/coordinate/update`, with a valid coordinate. Pure.
+pub(crate) fn decode_update(fields: &Fields) -> Result<CoordinateUpdate, ApiError> {
+    let node = fields.name(&["Node"])?;
+    let segment = fields.name(&["Segment"])?;
+    let coord = fields.object(&["Coord"])?.ok_or_else(|| ApiError::BadRequest("Request decode failed: missing Coord".into()))?;
+    let coordinate = decode_coordinate(&coord)?;
+    let scalars = [coordinate.error, coordinate.adjustment, coordinate.height];
+    let values_valid = coordinate.vec.iter().chain(&scalars).all(|v| v.is_finite()) && coordinate.error >= 0.0 && coordinate.height >= 0.0;
+    if !values_valid {
+        return Err(ApiError::Internal("invalid coordinate".into()));
+    }
+    Ok(CoordinateUpdate { node, segment, coord: coordinate })
 }
 
 /// Serf's `Coordinate` from JSON; missing numbers are 0 (Go's zero values).

@@ -5,17 +5,17 @@
 //! queries (through `query::blocking_read`) or Raft commands. Unknown paths get 404 and known
 //! paths with the wrong method 405, as in Consul.
 
-mod acl;
-mod acl_json;
-mod acl_objects;
+pub(crate) mod acl;
+pub(crate) mod acl_json;
+pub(crate) mod acl_objects;
 mod agent;
 mod agent_acl;
 pub mod authz;
 mod body_deadline;
-mod catalog;
+pub(crate) mod catalog;
 pub mod check_decode;
-mod config;
-mod coordinate;
+pub(crate) mod config;
+pub(crate) mod coordinate;
 pub mod decode;
 pub mod definitions;
 pub mod dto;
@@ -28,10 +28,10 @@ mod host;
 mod kv;
 pub mod query;
 pub mod server;
-mod session;
+pub(crate) mod session;
 mod snapshot;
 mod status;
-mod txn;
+pub(crate) mod txn;
 
 use std::sync::Arc;
 

@@ -32,9 +32,22 @@ fn sessions_index(catalog: &Catalog) -> u64 {
 
 pub(super) async fn create(State(state): State<AppState>, authz: Authz, Query(params): Query<Params>, body: Bytes) -> Result<Response, ApiError> {
     check_datacenter(&state, &params)?;
-    let fields = if body.iter().all(u8::is_ascii_whitespace) { Fields::parse(b"{}")? } else { Fields::parse(&body)? };
+    let id = new_uuid();
+    let request = decode_session(&body, id.clone(), &state.agent.identity().node_name, state.agent.config().session_ttl_min_s)?;
+    authz.require(authz.authorizer().session_write(&request.node), "session:write", Some(&request.node))?;
+    let (_, outcome) = state.agent.write(Command::SessionCreate(request)).await?;
+    if let Outcome::Rejected(reason) = outcome {
+        return Err(ApiError::Internal(reason));
+    }
+    Ok(([("content-type", "application/json")], json_body(&json!({"ID": id}), params.contains_key("pretty"))).into_response())
+}
+
+/// The body of `PUT /v1/session/create` (empty: every default), as the session `id`, with
+/// `own_node` as the default node and `ttl_min_s` as the shortest TTL. Pure.
+pub(crate) fn decode_session(body: &[u8], id: String, own_node: &str, ttl_min_s: u64) -> Result<SessionRequest, ApiError> {
+    let fields = if body.iter().all(u8::is_ascii_whitespace) { Fields::parse(b"{}")? } else { Fields::parse(body)? };
     let node = match fields.name(&["Node"])? {
-        node if node.is_empty() => state.agent.identity().node_name.clone(),
+        node if node.is_empty() => own_node.to_string(),
         node => node,
     };
     let node_checks = match fields.get(&["NodeChecks", "Checks"]) {
@@ -59,7 +72,7 @@ pub(super) async fn create(State(state): State<AppState>, authz: Authz, Query(pa
     let ttl_s = match fields.duration(&["TTL"])? {
         None => 0,
         Some(ttl) => {
-            let min = state.agent.config().session_ttl_min_s;
+            let min = ttl_min_s;
             let secs = ttl.as_secs_f64();
             if secs != 0.0 && (secs < min as f64 || secs > SESSION_TTL_S_MAX as f64) {
                 return Err(ApiError::BadRequest(format!(
@@ -78,14 +91,7 @@ pub(super) async fn create(State(state): State<AppState>, authz: Authz, Query(pa
         }
         Some(delay) => delay.as_millis() as u64,
     };
-    authz.require(authz.authorizer().session_write(&node), "session:write", Some(&node))?;
-    let id = new_uuid();
-    let request = SessionRequest { id: id.clone(), name: fields.string(&["Name"])?, node, node_checks, service_checks, lock_delay_ms, behavior, ttl_s };
-    let (_, outcome) = state.agent.write(Command::SessionCreate(request)).await?;
-    if let Outcome::Rejected(reason) = outcome {
-        return Err(ApiError::Internal(reason));
-    }
-    Ok(([("content-type", "application/json")], json_body(&json!({"ID": id}), params.contains_key("pretty"))).into_response())
+    Ok(SessionRequest { id, name: fields.string(&["Name"])?, node, node_checks, service_checks, lock_delay_ms, behavior, ttl_s })
 }
 
 pub(super) async fn destroy(State(state): State<AppState>, authz: Authz, Path(id): Path<String>, Query(params): Query<Params>) -> Result<Response, ApiError> {

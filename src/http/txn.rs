@@ -173,16 +173,7 @@ pub(super) async fn txn(State(state): State<AppState>, authz: Authz, Query(param
     if body.len() > limit {
         return Err(ApiError::PayloadTooLarge(format!("Request body({} bytes) too large, max size: {limit} bytes", body.len())));
     }
-    let items: Vec<Value> = match serde_json::from_slice(&body) {
-        Ok(Value::Array(items)) => items,
-        Ok(_) => return Err(ApiError::BadRequest("Failed to parse body: expected a list of operations".into())),
-        Err(e) => return Err(ApiError::BadRequest(format!("Failed to parse body: {e}"))),
-    };
-    if items.len() > TXN_OPS_MAX {
-        return Err(ApiError::PayloadTooLarge(format!("Transaction contains too many operations ({} > {TXN_OPS_MAX})", items.len())));
-    }
-    let datacenter = state.agent.identity().datacenter.clone();
-    let ops = items.into_iter().enumerate().map(|(i, item)| decode_op(i, item, &datacenter)).collect::<Result<Vec<_>, _>>()?;
+    let ops = decode_ops(&body, &state.agent.identity().datacenter)?;
     for op in &ops {
         authorize_op(&authz, op)?;
     }
@@ -200,6 +191,19 @@ pub(super) async fn txn(State(state): State<AppState>, authz: Authz, Query(param
         Outcome::Rejected(reason) => Err(ApiError::Internal(reason)),
         _ => Err(ApiError::Internal("unexpected transaction outcome".into())),
     }
+}
+
+/// The operations of a `PUT /v1/txn` body, for this agent's datacenter. Pure.
+pub(crate) fn decode_ops(body: &[u8], datacenter: &str) -> Result<Vec<TxnOp>, ApiError> {
+    let items: Vec<Value> = match serde_json::from_slice(body) {
+        Ok(Value::Array(items)) => items,
+        Ok(_) => return Err(ApiError::BadRequest("Failed to parse body: expected a list of operations".into())),
+        Err(e) => return Err(ApiError::BadRequest(format!("Failed to parse body: {e}"))),
+    };
+    if items.len() > TXN_OPS_MAX {
+        return Err(ApiError::PayloadTooLarge(format!("Transaction contains too many operations ({} > {TXN_OPS_MAX})", items.len())));
+    }
+    items.into_iter().enumerate().map(|(i, item)| decode_op(i, item, datacenter)).collect()
 }
 
 /// Each operation needs what the same request outside a transaction needs; one refused

@@ -162,7 +162,7 @@ impl RaftServer {
 }
 
 /// Decodes a Raft request and refuses it, with a warning, if its numbers are out of bounds.
-fn checked_request<T: DeserializeOwned + Bounded>(call: RaftCall, body: &[u8]) -> Result<T, String> {
+pub(crate) fn checked_request<T: DeserializeOwned + Bounded>(call: RaftCall, body: &[u8]) -> Result<T, String> {
     let request: T = decode(body).map_err(|e| e.to_string())?;
     request.check_bounds().map_err(|error| {
         tracing::warn!(?call, %error, "refused a Raft message from a peer");

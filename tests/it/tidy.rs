@@ -55,6 +55,11 @@ fn layer_table() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("http", &["agent", "catalog", "bexpr", "config", "checks", "raft", "ui", "watch", "rpc", "gossip", "tls", "acl"][..]),
         ("daemon", &["agent", "http", "dns", "raft", "catalog", "config", "rpc", "tls"][..]),
         ("cli", &["config", "daemon", "raft", "gossip", "tls"][..]),
+        // Test-only: the fuzzer feeds every module's decoders.
+        (
+            "fuzz",
+            &["catalog", "bexpr", "acl", "config", "store", "checks", "dns", "ui", "tls", "rpc", "gossip", "watch", "raft", "agent", "http", "daemon", "cli"][..],
+        ),
     ])
 }
 

@@ -86,7 +86,7 @@ impl Driver {
     /// push/pulls repair what gossip missed). Entries about our own name are skipped: the
     /// remote may still list an earlier run of ours, which foca would otherwise declare
     /// down to everyone, making a clean restart flap.
-    pub(super) fn merge(&mut self, remote: PushPullState, join: bool) {
+    pub(in crate::gossip) fn merge(&mut self, remote: PushPullState, join: bool) {
         let now = Instant::now();
         {
             let mut tables = self.tables.lock().expect("gossip tables lock poisoned");
