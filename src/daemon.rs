@@ -343,17 +343,16 @@ impl CatalogDns {
     /// What DNS answers may show, with ACLs: the agent's `dns` token, else its default token,
     /// else the anonymous token (Consul's rule). `None` when that token no longer resolves:
     /// then nothing is shown.
-    fn authorizer(&self) -> Option<Arc<crate::agent::acl::Resolved>> {
-        let acl = self.agent.acl();
-        let secret = acl.tokens().dns;
-        self.agent.view().read(|c| acl.resolve(c, secret.as_deref())).ok()
+    async fn authorizer(&self) -> Option<Arc<crate::agent::acl::Resolved>> {
+        let secret = self.agent.acl().tokens().dns;
+        self.agent.resolve_token(secret.as_deref()).await.ok()
     }
 }
 
 #[async_trait::async_trait]
 impl DnsCatalog for CatalogDns {
     async fn service_instances(&self, service: &str) -> Option<Vec<DnsInstance>> {
-        let authz = self.authorizer()?;
+        let authz = self.authorizer().await?;
         if !authz.authorizer.service_read(service) {
             return None;
         }
@@ -369,7 +368,7 @@ impl DnsCatalog for CatalogDns {
     }
 
     async fn node(&self, node: &str) -> Option<DnsNode> {
-        let authz = self.authorizer()?;
+        let authz = self.authorizer().await?;
         let find = |catalog: &crate::catalog::Catalog| catalog.nodes().find(|n| n.name.eq_ignore_ascii_case(node)).map(dns_node);
         let found = if self.agent.raft().is_some() {
             self.agent.view().read(find)

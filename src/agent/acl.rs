@@ -63,6 +63,8 @@ pub struct AgentAcl {
     tokens: Mutex<AgentTokens>,
     /// secret → (ACL index it was resolved at, the result).
     cache: Mutex<HashMap<String, (u64, Arc<Resolved>)>>,
+    /// A client agent's tokens, as resolved by servers (`acl_client`).
+    remote: crate::agent::acl_client::ClientTokenCache,
 }
 
 impl AgentAcl {
@@ -93,6 +95,7 @@ impl AgentAcl {
             initial_management: config.acl_tokens.initial_management.clone(),
             tokens: Mutex::new(tokens),
             cache: Mutex::new(HashMap::new()),
+            remote: Default::default(),
         }
     }
 
@@ -142,10 +145,7 @@ impl AgentAcl {
         if !self.enabled {
             return Ok(allow_all());
         }
-        let secret = match secret.filter(|s| !s.is_empty()) {
-            Some(secret) => secret.to_string(),
-            None => self.tokens().default.unwrap_or_else(|| ANONYMOUS_TOKEN_SECRET.to_string()),
-        };
+        let secret = self.effective_secret(secret);
         let acl = catalog.acl();
         let index = acl.indexes().max();
         if let Some((at, resolved)) = self.cache.lock().expect("acl cache lock poisoned").get(&secret) {
@@ -162,12 +162,39 @@ impl AgentAcl {
         Ok(resolved)
     }
 
+    /// The secret a request stands for: its own, else the agent's default token, else the
+    /// anonymous token.
+    pub(crate) fn effective_secret(&self, secret: Option<&str>) -> String {
+        match secret.filter(|s| !s.is_empty()) {
+            Some(secret) => secret.to_string(),
+            None => self.tokens().default.unwrap_or_else(|| ANONYMOUS_TOKEN_SECRET.to_string()),
+        }
+    }
+
+    /// The tokens only this agent knows: its agent recovery token (Consul's: this agent's
+    /// endpoints, and reading nodes). `None` for every other secret.
+    pub(crate) fn resolve_locally(&self, secret: &str) -> Option<Arc<Resolved>> {
+        if self.tokens().agent_recovery.as_deref() != Some(secret) {
+            return None;
+        }
+        let rules = format!("agent {:?} {{ policy = \"write\" }}\nnode_prefix \"\" {{ policy = \"read\" }}", self.node_name);
+        let parsed = crate::acl::parse_rules(&rules).map(|r| vec![r]).unwrap_or_default();
+        Some(Arc::new(Resolved { accessor_id: "agent-recovery".into(), authorizer: Authorizer::from_rules(DefaultPolicy::Deny, &parsed) }))
+    }
+
+    pub(crate) fn remote_cache(&self) -> &crate::agent::acl_client::ClientTokenCache {
+        &self.remote
+    }
+
+    /// Resolves `secret` against ACL tables: a server's own, or the rows a server sent a
+    /// client agent.
+    pub(crate) fn resolve_from(&self, acl: &AclTables, secret: &str) -> Result<Resolved, AclError> {
+        self.resolve_uncached(acl, secret)
+    }
+
     fn resolve_uncached(&self, acl: &AclTables, secret: &str) -> Result<Resolved, AclError> {
-        if self.tokens().agent_recovery.as_deref() == Some(secret) {
-            // Consul's agent recovery token: this agent's endpoints, and reading nodes.
-            let rules = format!("agent {:?} {{ policy = \"write\" }}\nnode_prefix \"\" {{ policy = \"read\" }}", self.node_name);
-            let parsed = crate::acl::parse_rules(&rules).map(|r| vec![r]).unwrap_or_default();
-            return Ok(Resolved { accessor_id: "agent-recovery".into(), authorizer: Authorizer::from_rules(DefaultPolicy::Deny, &parsed) });
+        if let Some(local) = self.resolve_locally(secret) {
+            return Ok(Resolved { accessor_id: local.accessor_id.clone(), authorizer: local.authorizer.clone() });
         }
         let token = match acl.token_by_secret(secret) {
             Some(token) => token,

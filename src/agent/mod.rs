@@ -12,6 +12,7 @@
 //! Listeners and the HTTP/DNS servers are wired by `daemon`, which sits above this module.
 
 pub mod acl;
+mod acl_client;
 mod alias;
 pub(crate) mod anti_entropy;
 mod check_status;

@@ -50,6 +50,9 @@ pub enum ViewRequest {
     /// their nodes and all the checks of those nodes; blocks until the service's index
     /// passes `min_index` or `wait_ms` runs out.
     Service { name: String, min_index: u64, wait_ms: u64 },
+    /// What a client agent needs to resolve one ACL token (`acl_client`): the token with this
+    /// secret, its roles, their and its policies, and the ACL indexes. No other token is sent.
+    AclToken { secret: String },
 }
 
 /// Encoded catalog rows and the index they are current as of.
@@ -100,12 +103,29 @@ pub(crate) fn service_rows(catalog: &Catalog, name: &str) -> ViewRows {
     encode_rows(catalog, rows, index)
 }
 
+/// The rows a client agent resolves `secret` with: nothing of other tokens.
+pub(crate) fn acl_token_rows(catalog: &Catalog, secret: &str) -> ViewRows {
+    let acl = catalog.acl();
+    let mut rows = BTreeSet::from([RowKey::AclIndexes]);
+    if let Some(token) = acl.token_by_secret(secret) {
+        rows.insert(RowKey::AclToken(token.accessor_id.clone()));
+        let mut policy_ids: Vec<&str> = token.policies.iter().map(|link| link.id.as_str()).collect();
+        for role in token.roles.iter().filter_map(|link| acl.role(&link.id)) {
+            rows.insert(RowKey::AclRole(role.id.clone()));
+            policy_ids.extend(role.policies.iter().map(|link| link.id.as_str()));
+        }
+        rows.extend(policy_ids.into_iter().filter(|id| acl.policy(id).is_some()).map(|id| RowKey::AclPolicy(id.to_string())));
+    }
+    encode_rows(catalog, rows, acl.indexes().max())
+}
+
 impl Agent {
     /// On a server: answers a client's view request from the local catalog (`?stale`
     /// semantics, as Consul's agent cache reads), blocking for `Service` requests.
     pub async fn serve_view(&self, request: ViewRequest) -> ViewRows {
         match request {
             ViewRequest::Node { node } => self.view.read(|catalog| node_rows(catalog, &node)),
+            ViewRequest::AclToken { secret } => self.view.read(|catalog| acl_token_rows(catalog, &secret)),
             ViewRequest::Service { name, min_index, wait_ms } => {
                 let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms.min(VIEW_WAIT_MS_MAX));
                 let mut subscription = self.view.watches().subscribe(Topic::Service(name.clone()));
@@ -260,6 +280,8 @@ mod tests {
         assert_eq!(node, [1, 0, 1, b'n']);
         let service = crate::rpc::encode(&ViewRequest::Service { name: "w".into(), min_index: 300, wait_ms: 2 });
         assert_eq!(service, [1, 1, 1, b'w', 0xac, 0x02, 2]);
+        let acl_token = crate::rpc::encode(&ViewRequest::AclToken { secret: "s".into() });
+        assert_eq!(acl_token, [1, 2, 1, b's']);
         let rows = crate::rpc::encode(&ViewRows { index: 7, rows: vec![(vec![1], vec![2, 3])] });
         assert_eq!(rows, [1, 7, 1, 1, 1, 2, 2, 3]);
         let decoded: ViewRequest = crate::rpc::decode(&service).unwrap();

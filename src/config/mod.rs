@@ -218,10 +218,6 @@ fn validate(config: &RuntimeConfig) -> Result<(), ConfigError> {
             "check_output_max_size must be positive".into(),
         ),
         (
-            config.acl_enabled && !config.server,
-            "acl.enabled = true on a client agent: cairn enforces ACLs on server agents only so far; refusing to start rather than serve this agent's endpoints without a token".into(),
-        ),
-        (
             !["allow", "deny", "extend-cache", "async-cache"].contains(&config.acl_down_policy.as_str()),
             format!("acl.down_policy cannot be {:?}: use allow, deny, extend-cache or async-cache", config.acl_down_policy),
         ),

@@ -18,7 +18,7 @@ use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, InstallSnapsho
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Membership, SnapshotMeta, StoredMembership, Vote};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::agent::remote_view::{ViewRequest, ViewRows, node_rows, service_rows};
+use crate::agent::remote_view::{ViewRequest, ViewRows, acl_token_rows, node_rows, service_rows};
 use crate::catalog::Catalog;
 use crate::fuzz::{FUZZ_ALLOC_BYTES_MAX_DEFAULT, Target, Verdict, fuzz, samples};
 use crate::raft::bounds::{Bounded, SnapshotChunks};
@@ -243,6 +243,7 @@ fn serve_view(catalog: &Catalog, body: &[u8]) -> Verdict {
     let rows = match request {
         ViewRequest::Node { node } => node_rows(catalog, &node),
         ViewRequest::Service { name, .. } => service_rows(catalog, &name),
+        ViewRequest::AclToken { secret } => acl_token_rows(catalog, &secret),
     };
     let loaded = decode::<ViewRows>(&encode(&rows)).expect("our own view rows decode").into_catalog();
     assert!(loaded.is_ok(), "a server's own view rows do not load: {loaded:?}");

@@ -34,19 +34,14 @@ impl FromRequestParts<AppState> for Authz {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Authz, ApiError> {
         let secret = token_of(&parts.headers, parts.uri.query());
-        let resolved = resolve(state, secret.as_deref())?;
+        let resolved = resolve(state, secret.as_deref()).await?;
         Ok(Authz { secret, resolved })
     }
 }
 
-/// Resolves `secret` against this agent's view of the ACL tables.
-pub fn resolve(state: &AppState, secret: Option<&str>) -> Result<Arc<Resolved>, ApiError> {
-    let agent = &state.agent;
-    if !agent.acl().enabled() {
-        // ACLs off: everything is allowed, without touching the catalog.
-        return Ok(crate::agent::acl::allow_all());
-    }
-    agent.view().read(|catalog| agent.acl().resolve(catalog, secret)).map_err(|e| ApiError::Forbidden(e.to_string()))
+/// Resolves `secret` where this agent's role says (`Agent::resolve_token`).
+pub async fn resolve(state: &AppState, secret: Option<&str>) -> Result<Arc<Resolved>, ApiError> {
+    state.agent.resolve_token(secret).await.map_err(|e| ApiError::Forbidden(e.to_string()))
 }
 
 /// The request's token, in Consul's order of precedence.

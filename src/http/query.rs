@@ -217,7 +217,7 @@ async fn block<'a, T>(
     loop {
         if let Some(acl) = &options.acl {
             // The token may have been deleted or may have expired while this query waited.
-            crate::http::authz::resolve(state, acl.secret.as_deref())?;
+            crate::http::authz::resolve(state, acl.secret.as_deref()).await?;
         }
         let (index, value) = run(subscriptions);
         let index = index.max(1);

@@ -2,6 +2,7 @@
 //! ports and a RocksDB data dir in a temp dir, and talks to it over real HTTP and DNS.
 
 mod acl;
+mod acl_clients;
 mod bad_input;
 mod blocking;
 mod catalog_health_dns;
@@ -28,6 +29,7 @@ mod sessions;
 mod server_port_auth;
 mod server_port_tls;
 mod snapshot;
+mod soak;
 mod tidy;
 mod txn;
 mod util;

@@ -163,6 +163,29 @@ impl Cluster {
         self.servers.iter().filter_map(|s| s.child.as_ref().map(Child::id)).collect()
     }
 
+    /// The process id of server `i`, while it runs.
+    pub(crate) fn pid_of(&self, i: usize) -> Option<u32> {
+        self.servers[i].child.as_ref().map(Child::id)
+    }
+
+    /// How server `i` ended, if it did (it is then no longer counted as running).
+    pub(crate) fn exited(&mut self, i: usize) -> Option<String> {
+        let child = self.servers[i].child.as_mut()?;
+        let status = child.try_wait().ok()??;
+        self.servers[i].child = None;
+        Some(status.to_string())
+    }
+
+    /// Server `i`'s log file (its stdout and stderr).
+    pub(crate) fn log_of(&self, i: usize) -> std::path::PathBuf {
+        self.dir.join(format!("b{}.log", i + 1))
+    }
+
+    /// Server `i`'s server port (Raft and RPC).
+    pub(crate) fn server_addr_of(&self, i: usize) -> std::net::SocketAddr {
+        std::net::SocketAddr::new(self.servers[i].ip, self.servers[i].server)
+    }
+
     pub(crate) fn http_of(&self, i: usize) -> String {
         self.servers[i].http()
     }

@@ -21,6 +21,10 @@
 //! `--rounds` rounds of `--duration-s` each), and DNS on a client against a server
 //! (`client_agents.rs`).
 //!
+//! `--soak [--duration-s 600] [--seed N] [--workers 4] [--out DIR]` instead starts 3 servers
+//! under a base load and fuzzed requests at their HTTP, DNS and server ports, and reports
+//! findings and RSS over the run (`soak.rs`; exit status 1 on a finding or RSS growth).
+//!
 //! `--cluster N` instead starts N servers on loopback and measures write throughput, failover
 //! time and snapshot catch-up (`cluster.rs`; `--snapshot-mb` sets the state machine size).
 //!
@@ -39,6 +43,7 @@ use std::time::{Duration, Instant};
 mod client_agents;
 mod cluster;
 mod gossip_sim;
+mod soak;
 #[cfg(feature = "etcd")]
 mod versus;
 mod watchers;
@@ -303,12 +308,17 @@ pub(crate) fn rss_kib(pid: u32) -> Result<u64, String> {
 }
 
 async fn dns_answers(dns: SocketAddr, name: &str) -> bool {
+    dns_answers_from(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), dns, name).await
+}
+
+/// An SRV question for `name`, asked from `source`, gets a NOERROR answer with records.
+pub(crate) async fn dns_answers_from(source: std::net::IpAddr, dns: SocketAddr, name: &str) -> bool {
     let mut message = Message::query();
     message.metadata.id = rand::random();
     let Ok(qname) = Name::from_ascii(name) else { return false };
     message.add_query(Query::query(qname, RecordType::SRV));
     let Ok(bytes) = message.to_vec() else { return false };
-    let Ok(socket) = tokio::net::UdpSocket::bind("127.0.0.1:0").await else { return false };
+    let Ok(socket) = tokio::net::UdpSocket::bind(SocketAddr::new(source, 0)).await else { return false };
     if socket.send_to(&bytes, dns).await.is_err() {
         return false;
     }
@@ -358,6 +368,9 @@ async fn main() -> std::process::ExitCode {
                 std::process::ExitCode::from(2)
             }
         };
+    }
+    if args.iter().any(|a| a == "--soak") {
+        return soak::main(&args).await;
     }
     let mut options = match parse_options() {
         Ok(options) => options,
