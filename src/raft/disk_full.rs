@@ -13,9 +13,11 @@
 //!
 //! While a write waits, [`DiskSpace::is_full`] is up and new proposals are refused at once
 //! with [`DISK_FULL_MESSAGE`] (a clear 500), so clients are not queued behind a core that
-//! waits for the disk. A leader whose disk is full stops heartbeating (its core is waiting in
-//! the write), so the other servers elect a leader that has room; it steps down when its write
-//! goes through.
+//! waits for the disk; the server sends no Raft messages, as if partitioned (`network`), so
+//! if it leads, the other servers elect a leader that has room (a leader's core does not
+//! always wait in a write: with only its state machine stalled it would go on heartbeating
+//! and hold the cluster's writes hostage); and it does not name itself leader (`live_leader`).
+//! Once its write goes through it hears the new term and follows (`tests/it/disk_full.rs`).
 //!
 //! Waiting is bounded: after [`DISK_FULL_WAIT_S_MAX`] the error is handed to openraft as any
 //! other storage error (the core stops; a restart recovers, nothing acknowledged is lost).
@@ -60,6 +62,12 @@ impl DiskSpace {
     /// True while some write of this server's Raft storage waits for disk space.
     pub fn is_full(&self) -> bool {
         self.full.load(Ordering::Relaxed)
+    }
+
+    /// A flag that is up, as while a write waits for space (for tests of what reads it).
+    #[cfg(test)]
+    pub(super) fn full_for_test() -> DiskSpace {
+        DiskSpace { full: Arc::new(AtomicBool::new(true)) }
     }
 
     /// Runs `attempt` until it succeeds, fails with an error that is not a full disk, or has

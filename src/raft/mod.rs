@@ -179,8 +179,15 @@ async fn log_when_stopped(mut metrics: watch::Receiver<openraft::RaftMetrics<Nod
 
 /// The leader this server knows of, or none once its Raft core has stopped: openraft leaves
 /// `current_leader` as it was when the core quit, and a stopped server must not be named.
-fn live_leader(metrics: &openraft::RaftMetrics<NodeId, ServerNode>) -> Option<NodeId> {
-    metrics.current_leader.filter(|_| metrics.running_state.is_ok())
+/// Nor does a server of a multi-server cluster name itself while its storage waits for disk
+/// space: it sends no Raft messages meanwhile (`network`), so the others elect someone else
+/// and "I lead" would be stale. (A lone server still leads: no one else can, and its reads
+/// are current. A follower in that state still names the leader it knew: requests it relays
+/// there can still be answered.)
+fn live_leader(metrics: &openraft::RaftMetrics<NodeId, ServerNode>, space: &disk_full::DiskSpace) -> Option<NodeId> {
+    let alone = metrics.membership_config.membership().voter_ids().count() <= 1;
+    let stalled_self = |leader: &NodeId| *leader == metrics.id && space.is_full() && !alone;
+    metrics.current_leader.filter(|leader| metrics.running_state.is_ok() && !stalled_self(leader))
 }
 
 /// The leadership facts a request needs, without copying the membership.
@@ -255,7 +262,7 @@ impl RaftServer {
         let raft = Raft::new(
             settings.node_id,
             Arc::new(config),
-            network::Network::new(rpc.clone()),
+            network::Network::new(rpc.clone(), space.clone()),
             log_store::LogStore::new(store.clone(), space.clone()),
             state_machine,
         )
@@ -337,7 +344,7 @@ impl RaftServer {
     pub fn leader_view(&self) -> LeaderView {
         let metrics = self.raft.metrics();
         let metrics = metrics.borrow();
-        let leader_id = live_leader(&metrics);
+        let leader_id = live_leader(&metrics, &self.space);
         let other_leader_addr = leader_id
             .filter(|id| *id != metrics.id)
             .and_then(|id| metrics.membership_config.membership().get_node(&id).map(|n| n.raft_addr.clone()));
@@ -366,7 +373,7 @@ impl RaftServer {
                 learners.insert(*id, node.clone());
             }
         }
-        let leader = live_leader(&metrics).and_then(|id| membership.get_node(&id).map(|n| (id, n.clone())));
+        let leader = live_leader(&metrics, &self.space).and_then(|id| membership.get_node(&id).map(|n| (id, n.clone())));
         RaftStatus {
             node_id: metrics.id,
             state: match metrics.state {
@@ -424,9 +431,20 @@ mod tests {
     fn a_stopped_raft_names_no_leader() {
         let mut metrics = openraft::RaftMetrics::<NodeId, ServerNode>::new_initial(1);
         metrics.current_leader = Some(1);
-        assert_eq!(live_leader(&metrics), Some(1));
+        let space = disk_full::DiskSpace::default();
+        assert_eq!(live_leader(&metrics, &space), Some(1));
+        let full = disk_full::DiskSpace::full_for_test();
+        assert_eq!(live_leader(&metrics, &full), Some(1), "a lone server waiting for disk space still leads");
+        let three: BTreeSet<NodeId> = [1, 2, 3].into_iter().collect();
+        let membership = openraft::Membership::<NodeId, ServerNode>::new(vec![three], None);
+        metrics.membership_config = Arc::new(openraft::StoredMembership::new(None, membership));
+        assert_eq!(live_leader(&metrics, &space), Some(1));
+        assert_eq!(live_leader(&metrics, &full), None, "a leader of three waiting for disk space");
+        metrics.current_leader = Some(2);
+        assert_eq!(live_leader(&metrics, &full), Some(2), "a follower waiting for disk space");
+        metrics.current_leader = Some(1);
         metrics.running_state = Err(disk_full());
-        assert_eq!(live_leader(&metrics), None);
+        assert_eq!(live_leader(&metrics, &space), None);
     }
 
     #[test]

@@ -22,6 +22,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::raft::bounds::Bounded;
+use crate::raft::disk_full::DiskSpace;
 use crate::raft::{NodeId, RaftServer, ServerNode, TypeConfig};
 use crate::rpc::client::RpcClient;
 use crate::rpc::frames::{FramedCallError, FramedConn};
@@ -32,15 +33,21 @@ use crate::rpc::{RpcError, decode, encode};
 #[derive(Clone)]
 pub struct Network {
     rpc: Arc<RpcClient>,
+    space: DiskSpace,
 }
 
 impl Network {
-    pub fn new(rpc: Arc<RpcClient>) -> Network {
-        Network { rpc }
+    pub fn new(rpc: Arc<RpcClient>, space: DiskSpace) -> Network {
+        Network { rpc, space }
     }
 }
 
+/// Sends one server's Raft messages to one peer. While this server's storage waits for disk
+/// space it sends nothing, as if cut off by a partition (always safe in Raft): a leader whose
+/// disk is full would otherwise go on heartbeating from a core that cannot apply or
+/// acknowledge anything, and no server with room could take over.
 pub struct PeerClient {
+    space: DiskSpace,
     rpc: Arc<RpcClient>,
     target: NodeId,
     target_addr: String,
@@ -52,7 +59,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &ServerNode) -> PeerClient {
-        PeerClient { rpc: self.rpc.clone(), target, target_addr: node.raft_addr.clone(), framed: self.rpc.framed(&node.raft_addr) }
+        PeerClient { space: self.space.clone(), rpc: self.rpc.clone(), target, target_addr: node.raft_addr.clone(), framed: self.rpc.framed(&node.raft_addr) }
     }
 }
 
@@ -65,6 +72,14 @@ fn unreachable<E: std::error::Error>(reason: impl ToString) -> RPCError<NodeId, 
 }
 
 impl PeerClient {
+    /// Refuses to send while this server's disk is full (see [`PeerClient`]).
+    fn check_space<E: std::error::Error>(&self) -> Result<(), RPCError<NodeId, ServerNode, E>> {
+        if self.space.is_full() {
+            return Err(unreachable("this server's disk is full: it sends no Raft messages until it has room again"));
+        }
+        Ok(())
+    }
+
     /// Decodes a peer's encoded `Result`, typing a remote Raft error as such.
     fn remote_result<Resp, E>(&self, bytes: &[u8]) -> Result<Resp, RPCError<NodeId, ServerNode, E>>
     where
@@ -86,6 +101,7 @@ impl PeerClient {
         Resp: DeserializeOwned + Bounded,
         E: std::error::Error + DeserializeOwned,
     {
+        self.check_space()?;
         match self.framed.call(call, &encode(request), option.hard_ttl()).await {
             Ok(bytes) => self.remote_result(&bytes),
             Err(FramedCallError::Unreachable { reason, .. }) => Err(unreachable(reason)),
@@ -99,6 +115,7 @@ impl PeerClient {
         Resp: DeserializeOwned + Bounded,
         E: std::error::Error + DeserializeOwned,
     {
+        self.check_space()?;
         match self.rpc.call_raw(&self.target_addr, path, encode(request), option.hard_ttl()).await {
             Ok(bytes) => self.remote_result(&bytes),
             Err(error @ (RpcError::Unreachable { .. } | RpcError::Partitioned { .. } | RpcError::NotAdmitted { .. })) => Err(unreachable(error)),

@@ -102,6 +102,31 @@ impl TestCluster {
         cluster
     }
 
+    /// [`TestCluster::start`], after `prepare(data_dir)` has run for every server (the data
+    /// dir exists, empty): what it returns lives as long as the caller keeps it.
+    pub(crate) async fn start_prepared<T>(size: usize, prepare: impl Fn(&std::path::Path) -> T) -> (TestCluster, Vec<T>) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("test.toml"), TEST_CONFIG).expect("write test config");
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().expect("client");
+        let mut cluster = TestCluster { servers: Vec::new(), dir, client, expect: size };
+        let mut prepared = Vec::new();
+        for i in 0..size {
+            cluster.declare();
+            std::fs::create_dir_all(&cluster.servers[i].data_dir).expect("create the data dir");
+            prepared.push(prepare(&cluster.servers[i].data_dir));
+        }
+        for i in 0..size {
+            cluster.spawn(i);
+        }
+        cluster.wait_for_leader(Duration::from_secs(30)).await;
+        (cluster, prepared)
+    }
+
+    /// Server `i`'s data dir.
+    pub(crate) fn data_dir_of(&self, i: usize) -> &std::path::Path {
+        &self.servers[i].data_dir
+    }
+
     /// Adds a server's addresses and paths without starting it.
     fn declare(&mut self) -> usize {
         let i = self.servers.len();

@@ -3,12 +3,14 @@
 //! themselves, with no restart; and every write acknowledged before, during or after is there,
 //! also after a kill -9. The data dir is a real tmpfs of [`TMPFS_MIB`] MiB mounted for the
 //! test and filled by a real file, so the agent meets a real ENOSPC (needs root, as CI runs).
+//! In a cluster, a leader whose disk fills hands leadership over and catches up once freed.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::cluster_util::TestCluster;
 use crate::util::TestAgent;
 
 /// Size of the filesystem the data dir lives on.
@@ -145,5 +147,69 @@ async fn a_full_disk_fails_writes_cleanly_and_they_resume_once_space_is_freed() 
         let read = agent.get(&format!("/v1/kv/{key}?raw")).await;
         assert_eq!(read.status(), 200, "acknowledged key {key} is missing after a restart");
         assert_eq!(&read.bytes().await.expect("body")[..], &expected[..], "key {key}");
+    }
+}
+
+/// How long the two servers with room may take to elect a leader and take writes again.
+const HANDOVER_MS_MAX: u64 = 60_000;
+
+/// A leader whose disk fills: its core waits in the write, so it stops heartbeating; the two
+/// others elect a leader with room and take writes; the stalled server does not name itself
+/// leader meanwhile; once its space is freed it follows the new leader and catches up, and
+/// every acknowledged write is on all three.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_whose_disk_fills_hands_over_and_catches_up_once_space_is_freed() {
+    let (cluster, _unmount) = TestCluster::start_prepared(3, Tmpfs::mount).await;
+    let old = cluster.wait_for_leader(Duration::from_secs(30)).await;
+    let old_addr = cluster.servers[old].server_addr();
+    let via = (old + 1) % 3;
+    let big = |i: usize| String::from_utf8(value(i)).expect("ascii");
+    let mut acknowledged = Vec::new();
+    for i in 0..10 {
+        assert!(cluster.put(via, &format!("before/{i}"), &big(i)).await, "a write before the disk fills");
+        acknowledged.push(format!("before/{i}"));
+    }
+
+    let filler = fill(cluster.data_dir_of(old));
+    let filled = Instant::now();
+    let mut failures = 0;
+    let mut i = 0;
+    let new_leader = loop {
+        i += 1;
+        let key = format!("during/{i}");
+        if cluster.put(via, &key, &big(i)).await {
+            acknowledged.push(key);
+        } else {
+            failures += 1;
+        }
+        let seen = cluster.leader_seen_by(via).await;
+        if failures > 0 && seen.as_ref().is_some_and(|leader| *leader != old_addr) {
+            break seen.expect("a leader");
+        }
+        let waited = filled.elapsed();
+        assert!(waited < Duration::from_millis(HANDOVER_MS_MAX), "no new leader {waited:?} after the leader's disk filled (failures {failures}):\n{}", cluster.servers[old].log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!("a new leader {new_leader} after {:?} ({failures} writes failed meanwhile)", filled.elapsed());
+    assert_ne!(cluster.leader_seen_by(old).await, Some(old_addr.clone()), "the stalled server does not name itself leader");
+    for j in 0..10 {
+        let key = format!("handed-over/{j}");
+        assert!(cluster.put(via, &key, "v").await, "the new leader takes writes while the old one's disk is full");
+        acknowledged.push(key);
+    }
+
+    std::fs::remove_file(&filler).expect("free the space");
+    let freed = Instant::now();
+    let leader = cluster.wait_for_leader(Duration::from_millis(HANDOVER_MS_MAX)).await;
+    cluster.wait_identical(Duration::from_millis(HANDOVER_MS_MAX)).await;
+    eprintln!("all three agree on {} and on the state {:?} after the space was freed", cluster.servers[leader].name, freed.elapsed());
+    assert!(cluster.put(old, "after/0", "v").await, "writes through the formerly full server succeed");
+    acknowledged.push("after/0".to_string());
+    for server in 0..3 {
+        for key in &acknowledged {
+            let url = format!("{}/v1/kv/{key}?stale", cluster.servers[server].http());
+            let status = cluster.client.get(url).send().await.expect("read").status();
+            assert_eq!(status, 200, "acknowledged key {key} is missing on server {server}");
+        }
     }
 }
