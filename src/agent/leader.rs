@@ -95,6 +95,13 @@ fn due(next: Option<Instant>) -> bool {
 
 impl Duties {
     async fn run(&mut self, agent: &Agent, raft: &RaftServer, status: &RaftStatus) {
+        let housekeeping = due(self.next_housekeeping);
+        if housekeeping {
+            // First: until the initial management token exists, `/v1/acl/bootstrap` waits.
+            if let Err(error) = crate::agent::acl::leader_duty(agent).await {
+                tracing::debug!(%error, "ACL initialization failed; will retry");
+            }
+        }
         remove_departed_servers(agent, raft, status).await;
         if due(self.next_reconcile) {
             let members = agent.member_states();
@@ -109,13 +116,10 @@ impl Duties {
             self.next_reconcile = Some(Instant::now() + Duration::from_millis(pause));
         }
         expire_sessions(agent).await;
-        if due(self.next_housekeeping) {
+        if housekeeping {
             self.next_housekeeping = Some(Instant::now() + Duration::from_millis(HOUSEKEEPING_INTERVAL_MS));
             sync_history_setting(agent).await;
             self.collect_tombstones(agent).await;
-            if let Err(error) = crate::agent::acl::leader_duty(agent).await {
-                tracing::debug!(%error, "ACL initialization failed; will retry");
-            }
         }
         self.autopilot(agent, raft, status).await;
     }

@@ -83,10 +83,32 @@ pub(super) async fn bootstrap(State(state): State<AppState>, body: Bytes) -> Res
     if !is_uuid(&secret) {
         return Err(ApiError::BadRequest("BootstrapSecret must be a UUID".into()));
     }
+    wait_for_initial_management(&state).await;
     let token = new_token(new_uuid(), secret, "Bootstrap Token (Global Management)", true);
     let accessor_id = token.accessor_id.clone();
     write(&state, AclOp::Bootstrap { token }).await?;
     read_back_token(&state, &accessor_id)
+}
+
+/// Longest a bootstrap waits for the leader to create this agent's configured initial
+/// management token, in milliseconds.
+const BOOTSTRAP_INITIAL_WAIT_MS: u64 = 10_000;
+
+/// An agent configured with `acl.tokens.initial_management` belongs to a cluster the leader
+/// bootstraps with that token (Consul's `initializeACLs`, as the leader takes office). A
+/// bootstrap that arrives before the leader has written it would otherwise win the race and
+/// succeed where Consul answers "ACL bootstrap no longer allowed"; so it waits for the token
+/// (bounded), then goes on either way.
+async fn wait_for_initial_management(state: &AppState) {
+    // A client agent has no ACL tables to watch; its bootstrap is relayed as it is.
+    let Some(secret) = state.agent.config().acl_tokens.initial_management.clone().filter(|_| state.agent.raft().is_some()) else { return };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(BOOTSTRAP_INITIAL_WAIT_MS);
+    while std::time::Instant::now() < deadline {
+        if state.agent.view().read(|c| c.acl().bootstrapped() || c.acl().token_by_secret(&secret).is_some()) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 /// The token a create or update body describes (`existing`: the token being updated).
