@@ -4,10 +4,12 @@
 //! Gossip decides nothing about the catalog. This file turns its events into the agent's
 //! decisions: a client's server pool (alive `role=consul` members of our datacenter, at their
 //! `port` tag), the servers a forming cluster can find (`-bootstrap-expect`), and a bump of
-//! `members_changed` that wakes the leader's reconcile.
+//! `members_changed` that wakes the leader's reconcile. It also decides which gossip keyring
+//! the agent starts with (`gossip_keyring`): the keyring file wins over `encrypt`, as Consul's.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,18 +49,53 @@ pub fn own_tags(config: &RuntimeConfig, identity: &Identity) -> BTreeMap<String,
     tags
 }
 
-/// The gossip settings for this agent.
-pub(super) fn gossip_config(config: &RuntimeConfig, identity: &Identity) -> Result<GossipConfig, AgentError> {
-    let keyring = match &config.gossip.encrypt {
+/// Consul's LAN keyring file, under the data dir (`agent.SerfLANKeyring`).
+pub const KEYRING_FILE: &str = "serf/local.keyring";
+
+/// The gossip keyring this agent starts with, and the file its changes are saved to.
+///
+/// As Consul's `setupBaseKeyrings`: an existing keyring file wins over `encrypt` (it holds the
+/// keys the pool rotated to, which `encrypt` in a config file does not know), with a warning
+/// when it lacks the `encrypt` key; with only `encrypt`, the file is written from it. In dev
+/// mode or without a data dir, the ring lives in memory only.
+fn gossip_keyring(config: &RuntimeConfig) -> Result<(Option<Keyring>, Option<PathBuf>), AgentError> {
+    let encrypt = config.gossip.encrypt.as_deref();
+    let configured = match encrypt {
         Some(key) => Some(Keyring::from_base64(key).map_err(|e| AgentError::Invalid(format!("encrypt: {e}")))?),
         None => None,
     };
+    let file = match &config.data_dir {
+        Some(data_dir) if !config.dev => data_dir.join(KEYRING_FILE),
+        _ => return Ok((configured, None)),
+    };
+    let saved = Keyring::load_file(&file).map_err(|e| AgentError::Invalid(e.to_string()))?;
+    match (saved, configured) {
+        (Some(saved), _) => {
+            if let Some(key) = encrypt
+                && !saved.contains(key)
+            {
+                tracing::warn!(keyring = "LAN", path = %file.display(), "LAN keyring doesn't include key provided with -encrypt, using keyring");
+            }
+            Ok((Some(saved), Some(file)))
+        }
+        (None, Some(configured)) => {
+            configured.write_file(&file).map_err(|e| AgentError::Invalid(e.to_string()))?;
+            Ok((Some(configured), Some(file)))
+        }
+        (None, None) => Ok((None, None)),
+    }
+}
+
+/// The gossip settings for this agent.
+pub(super) fn gossip_config(config: &RuntimeConfig, identity: &Identity) -> Result<GossipConfig, AgentError> {
+    let (keyring, keyring_file) = gossip_keyring(config)?;
     let lan = config.gossip.lan;
     Ok(GossipConfig {
         node_name: identity.node_name.clone(),
         advertise: SocketAddr::new(identity.advertise_addr, config.ports.serf_lan),
         tags: own_tags(config, identity),
         keyring,
+        keyring_file,
         encrypt_verify_incoming: config.gossip.encrypt_verify_incoming,
         encrypt_verify_outgoing: config.gossip.encrypt_verify_outgoing,
         timing: GossipTiming {

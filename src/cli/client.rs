@@ -270,6 +270,11 @@ impl Client {
         self.send(reqwest::Method::POST, self.url(path, &[], false), Some(Vec::new()))
     }
 
+    /// A write with a body and any method (`keyring` sends its key with POST, PUT and DELETE).
+    pub(crate) fn send_body(&self, method: reqwest::Method, path: &str, params: &[Param<'_>], body: Vec<u8>) -> Result<Reply, ClientError> {
+        self.send(method, self.url(path, params, false), Some(body))
+    }
+
     pub(crate) fn delete(&self, path: &str, params: &[Param<'_>]) -> Result<Reply, ClientError> {
         self.send(reqwest::Method::DELETE, self.url(path, params, false), None)
     }

@@ -29,6 +29,7 @@ mod event;
 mod kv;
 mod kv_history;
 mod kv_transfer;
+mod keyring;
 mod lock;
 mod members;
 mod rtt;
@@ -155,6 +156,7 @@ pub(crate) fn run_with(
         ("force-leave", _) => membership::force_leave(rest, &mut io),
         ("reload", _) => membership::reload(rest, &mut io),
         ("keygen", _) => membership::keygen(rest, &mut io),
+        ("keyring", _) => keyring::keyring(rest, &mut io),
         ("event", _) => event::event(rest, &mut io),
         ("rtt", _) => rtt::rtt(rest, &mut io),
         ("watch", _) => watch::watch(rest, &mut io),
@@ -342,6 +344,7 @@ Available commands are:
     leave          Gracefully leaves the cluster and stops the agent
     force-leave    Forces a member of the cluster to enter the left state
     keygen         Generates a new gossip encryption key
+    keyring        Manages gossip layer encryption keys
     reload         Triggers the agent to reload its configuration files
     rtt            Estimates network round trip time between nodes
     operator       Cluster operations (raft list-peers, remove-peer, transfer-leader)

@@ -277,7 +277,7 @@ impl Driver {
                     self.malformed(from, "meta reply refused");
                 }
             }
-            Kind::MetaRequest | Kind::PushPullRequest | Kind::PushPullResponse => {
+            Kind::MetaRequest | Kind::PushPullRequest | Kind::PushPullResponse | Kind::KeyringRequest | Kind::KeyringResponse => {
                 self.malformed(from, "unexpected kind on udp");
             }
         }

@@ -1,4 +1,5 @@
-//! `Gossip`'s methods: start, join, leave, force-leave, tags, user events, and the readers.
+//! `Gossip`'s methods: start, join, leave, force-leave, tags, user events, keyring operations,
+//! and the readers.
 //!
 //! Most methods are requests to the gossip task (`driver::Command`); `join` does its TCP
 //! push/pulls on the caller's task and hands the states it pulled to the gossip task, so a
@@ -6,6 +7,7 @@
 //! `GossipError::Busy` rather than block.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,9 +17,11 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::coordinate::{Coordinate, CoordinateConfig};
 use super::join::{parse_join_address, resolve};
+use super::keyring_ops::{ClusterAnswer, KeyringError, KeyringOp, LocalKeyring, NodeAnswer, NodeKeys, NodeOutcome};
+use super::keyring_wire;
 use super::{
     COMMANDS_QUEUE_MAX, Command, Counters, Driver, DriverParts, Gossip, GossipConfig, GossipError, GossipStats, Inner,
-    MEMBER_EVENTS_CAPACITY, Member, MemberEvent, NodeId, NodeName, RTT_SAMPLES_CAPACITY, RttSample, Sealer, Shared,
+    MEMBER_EVENTS_CAPACITY, Member, MemberEvent, MemberStatus, NodeId, NodeName, RTT_SAMPLES_CAPACITY, RttSample, Sealer, Shared,
     USER_EVENT_BYTES_MAX, USER_EVENTS_CAPACITY, UserEvent, UserEventItem, check_tags, check_user_event, push_pull,
 };
 
@@ -55,12 +59,15 @@ impl Gossip {
             tombstone_timeout: Duration::from_millis(config.tombstone_timeout_ms),
         });
         let driver_task = tokio::spawn(driver.run());
-        let listener = push_pull::serve(tcp, sealer.clone(), Arc::clone(&shared), commands.downgrade());
+        let keyring = Arc::new(LocalKeyring::new(sealer.clone(), config.keyring_file));
+        let listener = push_pull::serve(tcp, sealer.clone(), Arc::clone(&shared), commands.downgrade(), Arc::clone(&keyring));
         let listener_task = tokio::spawn(listener);
         let inner = Inner {
             commands,
             shared,
             sealer,
+            keyring,
+            node_name: config.node_name,
             default_port: config.default_port,
             tasks: Mutex::new(vec![driver_task, listener_task]),
         };
@@ -194,6 +201,32 @@ impl Gossip {
     /// Round-trip times to members, one random member per probe interval.
     pub fn rtt_samples(&self) -> broadcast::Receiver<RttSample> {
         self.inner.shared.rtt_samples.subscribe()
+    }
+
+    /// Applies a keyring operation to this agent's ring only; answers the ring afterwards.
+    pub async fn keyring_local(&self, op: &KeyringOp) -> Result<NodeKeys, KeyringError> {
+        self.inner.keyring.apply(op).await
+    }
+
+    /// Consul's `keyring` operations across the pool: applied here first, then on every other
+    /// alive member (`keyring_wire`). One answer per alive member, this agent's first. On a
+    /// pool without encryption only this agent answers, with serf's refusal: there is no key to
+    /// seal the request with.
+    pub async fn keyring_cluster(&self, op: &KeyringOp) -> ClusterAnswer {
+        let local = match self.inner.keyring.apply(op).await {
+            Ok(node_keys) => NodeOutcome::Applied(node_keys),
+            Err(error) => NodeOutcome::Refused(error.to_string()),
+        };
+        let mut answers = vec![NodeAnswer { node: self.inner.node_name.clone(), outcome: local }];
+        let others: Vec<(String, SocketAddr)> = self
+            .members()
+            .into_iter()
+            .filter(|member| member.status == MemberStatus::Alive && member.name != self.inner.node_name)
+            .map(|member| (member.name, SocketAddr::new(member.addr, member.port)))
+            .collect();
+        let asked = keyring_wire::ask_members(others, op, &self.inner.sealer, &self.inner.shared).await;
+        answers.extend(asked.unwrap_or_default());
+        ClusterAnswer { answers }
     }
 
     /// Stops gossip at once, without leaving (to the others, this is a crash), and waits

@@ -20,6 +20,10 @@
 //! - wire (`envelope`, `keyring`): every UDP packet and TCP message is `[version][kind]...`,
 //!   sealed with AES-GCM when a keyring is set; anything refused is dropped and counted
 //!   (`stats`), never a panic; an agent with another key never appears in anyone's members;
+//! - key rotation (`keyring_ops`, `keyring_wire`, `keyring_file`): the ring is shared by every
+//!   clone of the sealer and replaced whole by an install, use or remove, saved first to
+//!   `<data_dir>/serf/local.keyring` when the agent has one; `Gossip::keyring_cluster` applies
+//!   an operation here and on every alive member over the push/pull listener;
 //! - RTT samples for network coordinates come from our own ping/pong to one random member
 //!   every probe interval (foca keeps its probe timings to itself); the pong carries the
 //!   member's coordinate (`rtt`), and the gossip task moves this agent's own (`coordinate`,
@@ -30,10 +34,13 @@
 //!
 //! Limits: `GOSSIP_PACKET_BYTES_MAX` (envelope), `PUSH_PULL_BYTES_MAX`,
 //! `PUSH_PULL_MEMBERS_MAX`, `JOIN_TIMEOUT_MS`, `TCP_CONNS_MAX` (push_pull), `MEMBERS_MAX`,
-//! `NODE_NAME_BYTES_MAX` (identity), and the channel capacities below.
+//! `NODE_NAME_BYTES_MAX` (identity), `KEYRING_KEYS_MAX` (keyring),
+//! `KEYRING_DIALS_IN_FLIGHT_MAX`, `KEYRING_MEMBER_TIMEOUT_MS` (keyring_wire), and the channel
+//! capacities below.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -46,6 +53,7 @@ use self::driver::{Command, Driver, DriverParts};
 use self::envelope::Sealer;
 use self::identity::{NodeId, NodeName};
 use self::keyring::{Cipher, KEYRING_KEYS_MAX};
+use self::keyring_ops::LocalKeyring;
 use self::stats::Counters;
 
 mod broadcasts;
@@ -58,6 +66,9 @@ mod handle;
 mod identity;
 mod join;
 mod keyring;
+mod keyring_file;
+pub mod keyring_ops;
+mod keyring_wire;
 mod push_pull;
 mod rtt;
 mod stats;
@@ -98,8 +109,11 @@ pub struct GossipConfig {
     pub advertise: SocketAddr,
     /// Opaque to gossip (Consul's serf tags: role, dc, id, port, build, vsn...).
     pub tags: BTreeMap<String, String>,
-    /// From Consul's `encrypt`.
+    /// From Consul's `encrypt`, or the keyring file that wins over it (`None`: no encryption).
     pub keyring: Option<Keyring>,
+    /// Where every keyring change is saved (Consul's `<data_dir>/serf/local.keyring`); `None`:
+    /// changes live in memory only (dev mode, no data dir).
+    pub keyring_file: Option<PathBuf>,
     /// Consul semantics: false = also accept plaintext packets.
     pub encrypt_verify_incoming: bool,
     /// false = send plaintext.
@@ -144,6 +158,24 @@ impl Keyring {
     /// A new key for `cairn keygen`: base64 of 32 random bytes.
     pub fn generate() -> String {
         keyring::generate_key_base64()
+    }
+
+    /// The keyring saved at `path` (Consul's `serf/local.keyring`), `None` when there is no
+    /// file; a file that does not hold a valid ring is an error.
+    pub fn load_file(path: &Path) -> Result<Option<Keyring>, GossipError> {
+        let ring = keyring_file::read(path).map_err(|reason| GossipError::KeyringFile { reason })?;
+        Ok(ring.map(|ciphers| Keyring { ciphers }))
+    }
+
+    /// Saves this keyring at `path` (directory 0700, file 0600, written whole).
+    pub fn write_file(&self, path: &Path) -> Result<(), GossipError> {
+        keyring_file::write(path, &self.ciphers)
+            .map_err(|error| GossipError::KeyringFile { reason: format!("{}: {error}", path.display()) })
+    }
+
+    /// Whether the ring holds `key_base64` (false for a key that does not decode).
+    pub fn contains(&self, key_base64: &str) -> bool {
+        Cipher::from_base64(key_base64).is_ok_and(|key| self.ciphers.iter().any(|installed| installed.same_key(&key)))
     }
 }
 
@@ -231,6 +263,8 @@ pub enum GossipError {
     TagsTooLarge { reason: String },
     #[error("invalid gossip encryption key: {reason}")]
     InvalidKey { reason: String },
+    #[error("invalid gossip keyring file: {reason}")]
+    KeyringFile { reason: String },
     #[error("user event exceeds the limit of {limit} bytes before encoding: {bytes} bytes (name and payload)")]
     UserEventTooLarge { bytes: usize, limit: usize },
     #[error("user event name must not be empty")]
@@ -278,6 +312,10 @@ struct Inner {
     commands: mpsc::Sender<Command>,
     shared: Arc<Shared>,
     sealer: Sealer,
+    /// This agent's side of keyring operations, shared with the push/pull listener.
+    keyring: Arc<LocalKeyring>,
+    /// This agent's node name: the member a keyring operation applies locally, not by dialing.
+    node_name: String,
     default_port: u16,
     /// The gossip task and the push/pull listener: aborted by `shutdown` or on drop.
     tasks: Mutex<Vec<JoinHandle<()>>>,

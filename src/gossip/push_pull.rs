@@ -5,7 +5,9 @@
 //! listener answers with one (`PushPullResponse`) and closes. A message is a 4-byte big-endian
 //! length followed by an envelope (see `envelope`) around a postcard `PushPullState`: foca's
 //! member states (down ones included), the tags and leave intents known, and the user-event
-//! Lamport clock.
+//! Lamport clock. The same listener serves keyring operations (`keyring_wire`): it dispatches
+//! on the kind of the first message, and answers a `KeyringRequest` only when it was sealed
+//! with a key of the ring, whatever `encrypt_verify_incoming` says.
 //!
 //! Invariants: a message is read only up to `PUSH_PULL_BYTES_MAX` bytes and within
 //! `PUSH_PULL_TIMEOUT_MS`; at most `TCP_CONNS_MAX` exchanges are served at once (more are
@@ -25,8 +27,10 @@ use tokio::task::JoinSet;
 
 use super::broadcasts::{LeaveIntent, NodeMeta, check_tags};
 use super::driver::Command;
-use super::envelope::{Kind, Refused, Sealer};
+use super::envelope::{Kind, Opened, Refused, Sealer};
 use super::identity::NodeId;
+use super::keyring_ops::LocalKeyring;
+use super::keyring_wire;
 use super::stats::{Counters, bump};
 use super::{MEMBERS_MAX, Shared};
 
@@ -73,9 +77,9 @@ impl PushPullState {
     }
 }
 
-/// Why a push/pull message was not read.
+/// Why a push/pull (or keyring) message was not read.
 #[derive(Debug)]
-enum ReadError {
+pub(super) enum ReadError {
     Io(io::Error),
     Oversized(usize),
     Refused(Refused),
@@ -83,7 +87,7 @@ enum ReadError {
 }
 
 impl ReadError {
-    fn count(&self, counters: &Counters) {
+    pub(super) fn count(&self, counters: &Counters) {
         match self {
             ReadError::Io(_) => bump(&counters.push_pulls_failed),
             ReadError::Oversized(_) => bump(&counters.dropped_oversized),
@@ -93,7 +97,7 @@ impl ReadError {
     }
 
     /// A sentence for the joiner, worded like Go's network errors where there is one.
-    fn describe(&self) -> String {
+    pub(super) fn describe(&self) -> String {
         match self {
             ReadError::Io(error) if error.kind() == io::ErrorKind::UnexpectedEof => {
                 "the remote end closed the connection without answering (is the gossip encryption key the same?)"
@@ -126,18 +130,23 @@ pub(super) fn describe_io(error: &io::Error) -> String {
 
 async fn write_message(stream: &mut TcpStream, sealer: &Sealer, kind: Kind, state: &PushPullState) -> io::Result<()> {
     let body = postcard::to_allocvec(state).map_err(io::Error::other)?;
-    let envelope = sealer.seal(kind, &body);
+    write_envelope(stream, &sealer.seal(kind, &body)).await
+}
+
+/// Writes one message: the envelope's length, then the envelope.
+pub(super) async fn write_envelope(stream: &mut TcpStream, envelope: &[u8]) -> io::Result<()> {
     let length = u32::try_from(envelope.len()).map_err(io::Error::other)?;
     stream.write_all(&length.to_be_bytes()).await?;
-    stream.write_all(&envelope).await?;
+    stream.write_all(envelope).await?;
     stream.flush().await
 }
 
-async fn read_message(stream: &mut TcpStream, sealer: &Sealer, expected: Kind) -> Result<PushPullState, ReadError> {
+/// Reads one message's envelope, refusing one announced above `bytes_max`.
+pub(super) async fn read_envelope(stream: &mut TcpStream, bytes_max: usize) -> Result<Vec<u8>, ReadError> {
     let mut length_bytes = [0u8; 4];
     stream.read_exact(&mut length_bytes).await.map_err(ReadError::Io)?;
     let length = u32::from_be_bytes(length_bytes) as usize;
-    if length > PUSH_PULL_BYTES_MAX {
+    if length > bytes_max {
         return Err(ReadError::Oversized(length));
     }
     // Grown as bytes arrive: announcing 16 MiB costs the sender 16 MiB too.
@@ -146,13 +155,23 @@ async fn read_message(stream: &mut TcpStream, sealer: &Sealer, expected: Kind) -
     if envelope.len() < length {
         return Err(ReadError::Io(io::ErrorKind::UnexpectedEof.into()));
     }
-    let (kind, body) = sealer.open(&envelope).map_err(ReadError::Refused)?;
+    Ok(envelope)
+}
+
+/// The state an opened envelope of `expected` kind carries.
+fn decode_state(kind: Kind, body: &[u8], expected: Kind) -> Result<PushPullState, ReadError> {
     if kind != expected {
         return Err(ReadError::Malformed(format!("expected {expected:?}, got {kind:?}")));
     }
-    let state: PushPullState = postcard::from_bytes(&body).map_err(|error| ReadError::Malformed(error.to_string()))?;
+    let state: PushPullState = postcard::from_bytes(body).map_err(|error| ReadError::Malformed(error.to_string()))?;
     state.validate().map_err(ReadError::Malformed)?;
     Ok(state)
+}
+
+async fn read_message(stream: &mut TcpStream, sealer: &Sealer, expected: Kind) -> Result<PushPullState, ReadError> {
+    let envelope = read_envelope(stream, PUSH_PULL_BYTES_MAX).await?;
+    let (kind, body) = sealer.open(&envelope).map_err(ReadError::Refused)?;
+    decode_state(kind, &body, expected)
 }
 
 /// Dials `addr`, sends `local` and returns the remote's state, within `JOIN_TIMEOUT_MS` for
@@ -186,12 +205,13 @@ pub(super) async fn exchange(
     }
 }
 
-/// Accepts push/pull connections until the task is aborted.
+/// Accepts push/pull and keyring connections until the task is aborted.
 pub(super) async fn serve(
     listener: TcpListener,
     sealer: Sealer,
     shared: Arc<Shared>,
     commands: mpsc::WeakSender<Command>,
+    keyring: Arc<LocalKeyring>,
 ) {
     let permits = Arc::new(Semaphore::new(TCP_CONNS_MAX));
     // Dropping the set (when this task is aborted) aborts the exchanges in flight.
@@ -213,9 +233,11 @@ pub(super) async fn serve(
             continue;
         };
         let (sealer, shared, commands) = (sealer.clone(), Arc::clone(&shared), commands.clone());
+        let keyring = Arc::clone(&keyring);
         exchanges.spawn(async move {
             let deadline = Duration::from_millis(PUSH_PULL_TIMEOUT_MS);
-            if tokio::time::timeout(deadline, answer(stream, &sealer, &shared, commands)).await.is_err() {
+            let answered = answer(stream, &sealer, &shared, commands, &keyring);
+            if tokio::time::timeout(deadline, answered).await.is_err() {
                 bump(&shared.counters.push_pulls_failed);
                 tracing::debug!(%peer, "gossip: push/pull timed out");
             }
@@ -224,10 +246,49 @@ pub(super) async fn serve(
     }
 }
 
-/// Serves one push/pull: reads the request, lets the gossip task merge it, answers.
-async fn answer(mut stream: TcpStream, sealer: &Sealer, shared: &Shared, commands: mpsc::WeakSender<Command>) {
+/// Serves one connection: reads its first message and answers it by kind.
+async fn answer(
+    mut stream: TcpStream,
+    sealer: &Sealer,
+    shared: &Shared,
+    commands: mpsc::WeakSender<Command>,
+    keyring: &LocalKeyring,
+) {
     let peer = stream.peer_addr().ok();
-    let remote = match read_message(&mut stream, sealer, Kind::PushPullRequest).await {
+    let opened = match read_envelope(&mut stream, PUSH_PULL_BYTES_MAX).await {
+        Ok(envelope) => sealer.open_envelope(&envelope).map_err(ReadError::Refused),
+        Err(error) => Err(error),
+    };
+    let Opened { kind, body, sealed } = match opened {
+        Ok(opened) => opened,
+        Err(error) => {
+            error.count(&shared.counters);
+            tracing::debug!(?peer, reason = %error.describe(), "gossip: request refused");
+            return;
+        }
+    };
+    match kind {
+        Kind::KeyringRequest if sealed => keyring_wire::answer(&mut stream, &body, sealer, keyring, &shared.counters).await,
+        Kind::KeyringRequest => {
+            // Keyring operations change who may talk to the pool: only a ring key may ask.
+            shared.counters.refused(Refused::Plaintext);
+            tracing::warn!(?peer, "gossip: a plaintext keyring request was refused");
+        }
+        _ => answer_push_pull(stream, kind, &body, sealer, shared, commands).await,
+    }
+}
+
+/// Serves one push/pull: lets the gossip task merge the request's state, answers with ours.
+async fn answer_push_pull(
+    mut stream: TcpStream,
+    kind: Kind,
+    body: &[u8],
+    sealer: &Sealer,
+    shared: &Shared,
+    commands: mpsc::WeakSender<Command>,
+) {
+    let peer = stream.peer_addr().ok();
+    let remote = match decode_state(kind, body, Kind::PushPullRequest) {
         Ok(remote) => remote,
         Err(error) => {
             error.count(&shared.counters);

@@ -22,6 +22,7 @@ pub mod dto;
 pub mod error;
 mod event;
 mod forward;
+mod keyring;
 mod operator;
 mod health;
 mod host;
@@ -146,6 +147,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/v1/operator/raft/peer", axum::routing::delete(operator::remove_peer))
         .route("/v1/operator/raft/transfer-leader", axum::routing::post(operator::transfer_leader))
         .route("/v1/operator/autopilot/health", get(operator::autopilot_health))
+        .route("/v1/operator/keyring", get(keyring::list).post(keyring::install).put(keyring::use_key).delete(keyring::remove))
         // snapshot
         .route(
             "/v1/snapshot",

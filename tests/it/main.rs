@@ -20,6 +20,7 @@ mod events;
 mod https;
 mod hostile_raft;
 mod jepsen;
+mod keyring;
 mod kv;
 mod kv_history;
 mod linearizability;

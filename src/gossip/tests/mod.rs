@@ -3,7 +3,7 @@
 //!
 //! Helpers here; the tests are grouped by concern: `membership` (join, tags, crash, leave,
 //! force-leave, reap), `wire` (keys, plaintext, hostile packets and messages, join errors),
-//! `events` (user events and RTT samples). Every wait is bounded and names what it waited for.
+//! `events` (user events and RTT samples), `keyring` (key rotation across the pool). Every wait is bounded and names what it waited for.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -16,6 +16,7 @@ use super::timing::GossipTiming;
 use super::{Gossip, GossipConfig, Keyring, MemberEvent, MemberStatus};
 
 mod events;
+mod keyring;
 mod membership;
 mod wire;
 
@@ -83,6 +84,7 @@ impl Setup {
             advertise: addr,
             tags: tags(self.name, "node"),
             keyring: self.key.as_deref().map(|key| Keyring::from_base64(key).expect("valid key")),
+            keyring_file: None,
             encrypt_verify_incoming: self.verify_incoming,
             encrypt_verify_outgoing: self.verify_outgoing,
             timing: fast_timing(),
