@@ -9,11 +9,12 @@
 //!
 //! Each packet is fed as it is, then sealed with the pool's key (so the fuzzed payload also
 //! reaches the decoders behind the decryption), then sealed with another pool's key, which
-//! must always be refused as undecryptable.
+//! must always be refused as undecryptable. Keyring messages (which only a key holder can
+//! send) are fuzzed behind the decryption, as a member reads them.
 
 use crate::agent::events::{EventFilters, EventId, FiredEvent, accepts, compile_filters, decode, encode};
 use crate::fuzz::{FUZZ_ALLOC_BYTES_MAX_DEFAULT, Target, Verdict, fuzz};
-use crate::gossip::fuzz_seam::{FUZZ_KEY, FuzzAgent, PACKET_BYTES_MAX, Received, WRONG_KEY, datagram_seeds, push_pull_seeds, seal_with};
+use crate::gossip::fuzz_seam::{FUZZ_KEY, FuzzAgent, PACKET_BYTES_MAX, Received, WRONG_KEY, datagram_seeds, keyring_request, keyring_response, keyring_seeds, push_pull_seeds, seal_with};
 
 /// Largest packet generated: past the 1,430-byte limit, so that the limit is tried too.
 const PACKET_INPUT_BYTES_MAX: usize = 1_600;
@@ -112,6 +113,32 @@ fn user_events() {
             let Ok(compiled) = compile_filters(&event.filters) else { return Verdict::Refused };
             let _ = accepts(&compiled, "web-1", [("web-1", tags.as_slice()), ("db", &[][..])]);
             Verdict::Accepted
+        }
+    });
+}
+
+/// Largest keyring message generated (the limit is 4 KiB).
+const KEYRING_INPUT_BYTES_MAX: usize = 4096;
+
+/// Keyring request and answer bodies (`gossip::keyring_wire`), which arrive sealed with a ring
+/// key: a request as a member decodes and applies it to its ring, an answer as the asking
+/// agent decodes it. The attack is a member of the pool (a holder of the key) crashing or
+/// corrupting the others' rings; their bounds must hold whatever it sends.
+#[test]
+fn keyring_messages() {
+    let target = Target {
+        name: "gossip::keyring_messages",
+        seeds: keyring_seeds(),
+        dictionary: Vec::new(),
+        input_bytes_max: KEYRING_INPUT_BYTES_MAX,
+        alloc_bytes_max: FUZZ_ALLOC_BYTES_MAX_DEFAULT,
+    };
+    fuzz(target, || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+        move |input: &[u8]| {
+            let request = keyring_request(&runtime, input);
+            let response = keyring_response(input);
+            if request || response { Verdict::Accepted } else { Verdict::Refused }
         }
     });
 }

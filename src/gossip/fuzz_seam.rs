@@ -234,3 +234,33 @@ pub(crate) fn push_pull_seeds() -> Vec<Vec<u8>> {
     let body = postcard::to_allocvec(&state).expect("a state encodes");
     vec![plain(Kind::PushPullRequest, &body), plain(Kind::PushPullResponse, &postcard::to_allocvec(&PushPullState::default()).expect("encodes"))]
 }
+
+/// A keyring request body as a member reads it: decoded, then applied to an in-memory ring of
+/// [`FUZZ_KEY`] (one per input, so inputs do not change each other's ring). True when it
+/// decoded.
+pub(crate) fn keyring_request(runtime: &tokio::runtime::Runtime, body: &[u8]) -> bool {
+    let Ok(op) = super::keyring_wire::decode_request(body) else { return false };
+    let ring = super::keyring_ops::LocalKeyring::new(Sealer::new(vec![cipher(FUZZ_KEY)], true, true), None);
+    let applied = runtime.block_on(ring.apply(&op));
+    if let Ok(keys) = &applied {
+        assert!(!keys.keys.is_empty() && keys.keys.len() <= super::keyring::KEYRING_KEYS_MAX, "a ring outside its bounds: {}", keys.keys.len());
+    }
+    true
+}
+
+/// A keyring answer body as the asking agent reads it. True when it decoded.
+pub(crate) fn keyring_response(body: &[u8]) -> bool {
+    super::keyring_wire::decode_response(body).is_ok()
+}
+
+/// Real keyring request and answer bodies: every operation, a member's keys, a member's error.
+pub(crate) fn keyring_seeds() -> Vec<Vec<u8>> {
+    use super::keyring_ops::{GossipKey, KeyringOp, NodeKeys};
+    let key = || GossipKey::from_base64(WRONG_KEY).expect("a valid key");
+    let own = || GossipKey::from_base64(FUZZ_KEY).expect("a valid key");
+    let requests = [KeyringOp::List, KeyringOp::Install(key()), KeyringOp::Use(own()), KeyringOp::Remove(key())];
+    let mut seeds: Vec<Vec<u8>> = requests.iter().map(super::keyring_wire::encode_request).collect();
+    seeds.push(super::keyring_wire::encode_response(&Ok(NodeKeys { keys: vec![FUZZ_KEY.to_owned(), WRONG_KEY.to_owned()] })));
+    seeds.push(super::keyring_wire::encode_response(&Err("Requested key is not in the keyring".to_owned())));
+    seeds
+}

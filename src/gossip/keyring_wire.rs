@@ -73,7 +73,7 @@ struct KeyringResponse {
     error: Option<String>,
 }
 
-fn encode_request(op: &KeyringOp) -> Vec<u8> {
+pub(super) fn encode_request(op: &KeyringOp) -> Vec<u8> {
     let (op, key) = match op {
         KeyringOp::List => (WireOp::List, Vec::new()),
         KeyringOp::Install(key) => (WireOp::Install, key.cipher.key_bytes().to_vec()),
@@ -83,7 +83,7 @@ fn encode_request(op: &KeyringOp) -> Vec<u8> {
     postcard::to_allocvec(&KeyringRequest { op, key }).expect("a keyring request encodes")
 }
 
-fn decode_request(body: &[u8]) -> Result<KeyringOp, String> {
+pub(super) fn decode_request(body: &[u8]) -> Result<KeyringOp, String> {
     let request: KeyringRequest = postcard::from_bytes(body).map_err(|error| error.to_string())?;
     if request.op == WireOp::List {
         return Ok(KeyringOp::List);
@@ -98,7 +98,7 @@ fn decode_request(body: &[u8]) -> Result<KeyringOp, String> {
     })
 }
 
-fn encode_response(result: &Result<NodeKeys, String>) -> Vec<u8> {
+pub(super) fn encode_response(result: &Result<NodeKeys, String>) -> Vec<u8> {
     let response = match result {
         Ok(node_keys) => KeyringResponse { keys: node_keys.keys.clone(), error: None },
         Err(error) => KeyringResponse { keys: Vec::new(), error: Some(error.chars().take(KEYRING_ERROR_BYTES_MAX / 4).collect()) },
@@ -107,7 +107,7 @@ fn encode_response(result: &Result<NodeKeys, String>) -> Vec<u8> {
 }
 
 /// A member's answer as an outcome; a response that breaks the limits is malformed.
-fn decode_response(body: &[u8]) -> Result<NodeOutcome, String> {
+pub(super) fn decode_response(body: &[u8]) -> Result<NodeOutcome, String> {
     let response: KeyringResponse = postcard::from_bytes(body).map_err(|error| error.to_string())?;
     if let Some(error) = response.error {
         if error.len() > KEYRING_ERROR_BYTES_MAX {
