@@ -2,9 +2,10 @@
 //! values, filters, headers and tokens, the JSON body, the framing, the raw bytes), sent raw
 //! over TCP whole, slowly or cut short, and judged by its status line.
 //!
-//! Expected: a 1xx/2xx/3xx/4xx status, or no answer for a request cut short on purpose. A 5xx
-//! is a finding, and so is no answer at all within the deadline to a request that was sent
-//! whole with its framing intact. Requests that would legitimately stop the cluster (leave,
+//! Expected: a 1xx/2xx/3xx/4xx status, or no answer for a request cut short on purpose, or a
+//! 500 where Consul answers 500 too (`consul_answers_500`). Any other 5xx is a finding, and so
+//! is no answer at all within the deadline to a request that was sent whole with its framing
+//! intact. Requests that would legitimately stop the cluster (leave,
 //! force-leave, join, raft peer removal, snapshot restore, node maintenance, the agent's own
 //! tokens) are never sent: they are counted as skipped.
 
@@ -95,7 +96,9 @@ pub(crate) async fn send(addr: SocketAddr, source: IpAddr, request: &FuzzRequest
         Answer::Complete(bytes) | Answer::Closed(bytes) if final_status(&bytes).is_some() => {
             let status = final_status(&bytes).expect("checked");
             tally.count(&format!("http.{}xx", status / 100));
-            if status >= 500 {
+            if status == 500 && consul_answers_500(&bytes) {
+                tally.count("http.status_500_as_consul");
+            } else if status >= 500 {
                 tally.count(&format!("http.status_{status}"));
                 let line = String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned();
                 tally.finding("http", format!("answered {status}: {line:?}"), shown());
@@ -344,4 +347,12 @@ mod tests {
         assert!(!denied(b"PUT /v1/agent/service/maintenance/fuzz-s0-0 HTTP/1.1\r\n"));
         assert!(!denied(b"GET /v1/kv/fuzz/k0 HTTP/1.1\r\n"));
     }
+}
+
+/// Consul's own 500s, which clients match on: `?dc=` naming a datacenter it has no path to
+/// answers 500 `No path to datacenter` (hashicorp/consul#908, #4901; linkerd and
+/// consul-template read that text), so cairn answers the same and the soak expects it.
+fn consul_answers_500(answer: &[u8]) -> bool {
+    let head_end = answer.windows(4).position(|w| w == b"\r\n\r\n").map_or(answer.len(), |at| at + 4);
+    answer[head_end..].starts_with(b"No path to datacenter")
 }
