@@ -49,6 +49,8 @@ const STRANGERS: [IpAddr; 2] = [IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), IpAddr:
 const READY_TIMEOUT_S: u64 = 90;
 /// Seconds between two cleanup passes.
 const CLEANUP_EVERY_S: u64 = 20;
+/// ERROR lines of each agent's log printed at the end (all are counted).
+const LOG_ERRORS_SHOWN_MAX: usize = 5;
 /// Share of the run before RSS is judged, in percent.
 const WARM_UP_PCT: u64 = 10;
 
@@ -268,7 +270,11 @@ fn scan_logs(cluster: &Cluster, tally: &Tally) {
         for line in log.lines().filter(|l| l.contains("panicked")).take(5) {
             tally.finding("cluster", format!("b{} panicked", i + 1), line.chars().take(2_000).collect::<String>());
         }
-        let errors = log.lines().filter(|l| l.contains(" ERROR ")).count();
-        tally.add(&format!("log.b{}_error_lines", i + 1), errors as u64);
+        let errors: Vec<&str> = log.lines().filter(|l| l.contains(" ERROR ")).collect();
+        tally.add(&format!("log.b{}_error_lines", i + 1), errors.len() as u64);
+        // Counted, not findings (a fuzzed request may rightly log one); shown so they can be read.
+        for line in errors.iter().take(LOG_ERRORS_SHOWN_MAX) {
+            eprintln!("log b{} ERROR: {}", i + 1, line.chars().take(500).collect::<String>());
+        }
     }
 }
