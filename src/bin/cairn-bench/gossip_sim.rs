@@ -111,19 +111,7 @@ impl GossipSimArgs {
             no_notify_down: false,
             foca_stale_timers: false,
         };
-        let mut position = 0;
-        while position < args.len() {
-            let (flag, inline) = match args[position].split_once('=') {
-                Some((flag, value)) => (flag.trim_start_matches('-'), Some(value.to_string())),
-                None => (args[position].trim_start_matches('-'), None),
-            };
-            let mut value = || -> Result<String, String> {
-                if let Some(value) = inline.clone() {
-                    return Ok(value);
-                }
-                position += 1;
-                args.get(position).cloned().ok_or_else(|| format!("--{flag} needs a value"))
-            };
+        crate::walk_flags(args, |flag, value| {
             match flag {
                 "gossip-sim" => {}
                 "no-notify-down" => parsed.no_notify_down = true,
@@ -140,8 +128,8 @@ impl GossipSimArgs {
                 },
                 other => return Err(format!("unknown flag --{other} for --gossip-sim")),
             }
-            position += 1;
-        }
+            Ok(())
+        })?;
         parsed.validate()?;
         Ok(parsed)
     }

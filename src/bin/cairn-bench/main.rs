@@ -98,20 +98,8 @@ fn parse_options() -> Result<Options, String> {
         out: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
-    while i < args.len() {
-        let (flag, inline) = match args[i].split_once('=') {
-            Some((f, v)) => (f.trim_start_matches('-').to_string(), Some(v.to_string())),
-            None => (args[i].trim_start_matches('-').to_string(), None),
-        };
-        let mut value = || -> Result<String, String> {
-            if let Some(v) = inline.clone() {
-                return Ok(v);
-            }
-            i += 1;
-            args.get(i).cloned().ok_or_else(|| format!("--{flag} needs a value"))
-        };
-        match flag.as_str() {
+    crate::walk_flags(&args, |flag, value| {
+        match flag {
             "start-agent" => options.start_agent = true,
             "vs-etcd" => options.vs_etcd = true,
             "client-agents" => options.client_agents = true,
@@ -133,9 +121,35 @@ fn parse_options() -> Result<Options, String> {
             "h" | "help" => return Err("usage: see the //! doc at the top of src/bin/cairn-bench.rs".into()),
             other => return Err(format!("unknown flag --{other}")),
         }
-        i += 1;
-    }
+        Ok(())
+    })?;
     Ok(options)
+}
+
+/// Walks Go-style `--flag value` / `--flag=value` arguments: `on_flag` gets each flag's name
+/// (without dashes) and a closure that takes its value (the text after `=`, else the next
+/// argument). Shared by every mode's parser.
+pub(crate) fn walk_flags(
+    args: &[String],
+    mut on_flag: impl FnMut(&str, &mut dyn FnMut() -> Result<String, String>) -> Result<(), String>,
+) -> Result<(), String> {
+    let mut position = 0;
+    while position < args.len() {
+        let (flag, inline) = match args[position].split_once('=') {
+            Some((flag, value)) => (flag.trim_start_matches('-').to_string(), Some(value.to_string())),
+            None => (args[position].trim_start_matches('-').to_string(), None),
+        };
+        let mut value = || -> Result<String, String> {
+            if let Some(value) = inline.clone() {
+                return Ok(value);
+            }
+            position += 1;
+            args.get(position).cloned().ok_or_else(|| format!("--{flag} needs a value"))
+        };
+        on_flag(&flag, &mut value)?;
+        position += 1;
+    }
+    Ok(())
 }
 
 /// Lifts the soft open-files limit to the hard one: `--watchers` holds one socket per watcher.

@@ -66,19 +66,7 @@ impl SoakArgs {
     /// Reads the flags after the program name; `--soak` itself is accepted and ignored.
     fn parse(args: &[String]) -> Result<SoakArgs, String> {
         let mut parsed = SoakArgs { duration: Duration::from_secs(600), seed: rand::random(), workers: 4, out: None, rss_growth_max_pct: Some(10.0) };
-        let mut position = 0;
-        while position < args.len() {
-            let (flag, inline) = match args[position].split_once('=') {
-                Some((flag, value)) => (flag.trim_start_matches('-'), Some(value.to_string())),
-                None => (args[position].trim_start_matches('-'), None),
-            };
-            let mut value = || -> Result<String, String> {
-                if let Some(value) = inline.clone() {
-                    return Ok(value);
-                }
-                position += 1;
-                args.get(position).cloned().ok_or_else(|| format!("--{flag} needs a value"))
-            };
+        crate::walk_flags(args, |flag, value| {
             match flag {
                 "soak" => {}
                 "no-rss-verdict" => parsed.rss_growth_max_pct = None,
@@ -89,8 +77,8 @@ impl SoakArgs {
                 "rss-growth-max-pct" => parsed.rss_growth_max_pct = Some(value()?.parse().map_err(|e| format!("--rss-growth-max-pct: {e}"))?),
                 other => return Err(format!("unknown flag --{other} for --soak")),
             }
-            position += 1;
-        }
+            Ok(())
+        })?;
         Ok(parsed)
     }
 }
