@@ -228,6 +228,20 @@ mod tests {
         assert_eq!(decode_response(&refused), Ok(NodeOutcome::Refused("Removing the primary key is not allowed".to_owned())));
     }
 
+    /// Golden bytes of every variant: these travel between agents of different releases.
+    #[test]
+    fn the_wire_bytes_of_every_variant_are_pinned() {
+        let key = || GossipKey { cipher: Cipher::from_key_bytes(&[7u8; 16]).expect("a 16-byte key") };
+        let with_key = |op: u8| [&[op, 16][..], &[7u8; 16][..]].concat();
+        assert_eq!(encode_request(&KeyringOp::List), [0, 0]);
+        assert_eq!(encode_request(&KeyringOp::Install(key())), with_key(1));
+        assert_eq!(encode_request(&KeyringOp::Use(key())), with_key(2));
+        assert_eq!(encode_request(&KeyringOp::Remove(key())), with_key(3));
+        assert_eq!(encode_response(&Ok(NodeKeys { keys: vec!["k".into()] })), [1, 1, b'k', 0]);
+        assert_eq!(encode_response(&Err("e".into())), [0, 1, 1, b'e']);
+        assert_eq!((Kind::KeyringRequest as u8, Kind::KeyringResponse as u8), (8, 9));
+    }
+
     #[test]
     fn hostile_bodies_are_refused() {
         // The operation numbers are on the wire.
