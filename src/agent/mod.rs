@@ -275,6 +275,11 @@ impl Agent {
         &self.identity
     }
 
+    /// What RocksDB holds in memory (`/v1/agent/self`'s `store` stats).
+    pub fn store_memory(&self) -> crate::store::StoreMemory {
+        self.store.memory()
+    }
+
     pub fn data_dir(&self) -> &std::path::Path {
         &self.data_dir
     }

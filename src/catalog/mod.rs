@@ -341,6 +341,29 @@ impl Catalog {
         Ok(())
     }
 
+    /// How many entries each table holds: what the state's memory grows with.
+    pub fn sizes(&self) -> Vec<(&'static str, usize)> {
+        let acl = &self.acl;
+        vec![
+            ("nodes", self.nodes.len()),
+            ("services", self.services.len()),
+            ("service_indexes", self.service_indexes.len()),
+            ("checks", self.checks.len()),
+            ("kv", self.kv.len()),
+            ("kv_tombstones", self.tombstones.len()),
+            ("kv_history", self.kv_history.len()),
+            ("kv_lock_delays", self.lock_delays.len()),
+            ("sessions", self.sessions.len()),
+            ("config_entries", self.config_entries.len()),
+            ("coordinates", self.coordinates.len()),
+            ("acl_tokens", acl.tokens.len()),
+            ("acl_policies", acl.policies.len()),
+            ("acl_roles", acl.roles.len()),
+            ("acl_auth_methods", acl.auth_methods.len()),
+            ("acl_binding_rules", acl.binding_rules.len()),
+        ]
+    }
+
     /// A digest of the whole state, equal on two servers exactly when their catalogs are equal.
     pub fn digest(&self) -> u32 {
         let mut hasher = crc32fast::Hasher::new();

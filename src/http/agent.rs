@@ -47,21 +47,12 @@ fn own_member(state: &AppState) -> Option<Member> {
     state.agent.members().into_iter().find(|m| m.name == *name)
 }
 
-fn capitalized(word: &str) -> String {
-    let mut chars = word.chars();
-    chars.next().map(|first| first.to_uppercase().chain(chars).collect()).unwrap_or_default()
-}
-
-fn leader_addr(state: &AppState) -> String {
-    state.agent.raft_status().and_then(|s| s.leader.map(|(_, node)| node.raft_addr)).unwrap_or_default()
-}
 
 pub(super) async fn agent_self(State(state): State<AppState>, authz: Authz, Query(params): Query<Params>) -> Result<Response, ApiError> {
     acl::agent_read(&state, &authz)?;
     let agent = &state.agent;
     let identity = agent.identity();
     let config = agent.config();
-    let raft = agent.raft_status();
     let body = json!({
         "Config": {
             "Datacenter": identity.datacenter,
@@ -82,27 +73,7 @@ pub(super) async fn agent_self(State(state): State<AppState>, authz: Authz, Quer
         },
         "Coord": crate::http::coordinate::own_coord_json(agent),
         "Member": own_member(&state).map(|m| member_json(&m, m.name.clone())).unwrap_or(Value::Null),
-        "Stats": {
-            "agent": {"checks": agent.local_checks().len().to_string(), "services": agent.local_services().len().to_string()},
-            "consul": {
-                "server": config.server.to_string(),
-                "bootstrap": config.bootstrap.to_string(),
-                "known_datacenters": "1",
-                "leader": raft.as_ref().is_some_and(|s| s.state == "leader").to_string(),
-                "leader_addr": leader_addr(&state),
-            },
-            "raft": raft.as_ref().map(|s| json!({
-                // hashicorp/raft's spelling: Leader, Follower, Candidate.
-                "state": capitalized(s.state),
-                "term": s.term.to_string(),
-                "last_log_index": s.last_log_index.to_string(),
-                "applied_index": s.applied_index.to_string(),
-                "num_peers": s.voters.len().saturating_sub(1).to_string(),
-                "fsm_applied_index": agent.view().applied_index().to_string(),
-                "fsm_digest": format!("{:08x}", agent.view().read(|catalog| catalog.digest())),
-            })).unwrap_or(json!({})),
-            "runtime": {"arch": std::env::consts::ARCH, "os": std::env::consts::OS, "version": "cairn"},
-        },
+        "Stats": crate::http::agent_stats::stats(&state),
         "Meta": config.node_meta,
         "xDS": {"SupportedProxies": {}, "Port": -1, "Ports": {"Plaintext": -1, "TLS": -1}},
     });

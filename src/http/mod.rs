@@ -10,6 +10,7 @@ pub(crate) mod acl_json;
 pub(crate) mod acl_objects;
 mod agent;
 mod agent_acl;
+mod agent_stats;
 pub mod authz;
 mod body_deadline;
 pub(crate) mod catalog;

@@ -25,6 +25,7 @@ mod report;
 mod server_fuzz;
 mod wire;
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -215,7 +216,7 @@ fn start_fuzzers(args: &SoakArgs, cluster: &Cluster, tally: &Arc<Tally>, stop: &
 /// exits); returns the RSS series and the Raft terms first and last seen.
 async fn monitor(args: &SoakArgs, cluster: &mut Cluster, base: &BaseTarget, tally: &Tally) -> (Vec<RssSeries>, (u64, u64)) {
     let every = Duration::from_secs_f64((args.duration.as_secs_f64() / 60.0).clamp(1.0, 5.0));
-    let mut rss: Vec<RssSeries> = (1..=SERVERS).map(|i| RssSeries { agent: format!("b{i}"), samples: Vec::new() }).collect();
+    let mut rss: Vec<RssSeries> = (1..=SERVERS).map(|i| RssSeries { agent: format!("b{i}"), samples: Vec::new(), stats: Vec::new() }).collect();
     let probe_counter = AtomicU64::new(0);
     let mut terms = (0, 0);
     let started = Instant::now();
@@ -229,6 +230,9 @@ async fn monitor(args: &SoakArgs, cluster: &mut Cluster, base: &BaseTarget, tall
             }
             if let Some(kib) = cluster.pid_of(i).and_then(|pid| crate::rss_kib(pid).ok()) {
                 series.samples.push((at_s, kib));
+            }
+            if let Some(stats) = memory_stats(base, i).await {
+                series.stats.push((at_s, stats));
             }
         }
         base_load::kv_probe(base, &probe_counter, tally).await;
@@ -249,6 +253,23 @@ async fn monitor(args: &SoakArgs, cluster: &mut Cluster, base: &BaseTarget, tall
 async fn raft_term(base: &BaseTarget) -> Option<u64> {
     let me: serde_json::Value = base.client.get(format!("http://{}/v1/agent/self", base.https[0])).header("X-Consul-Token", MANAGEMENT_TOKEN).send().await.ok()?.json().await.ok()?;
     me["Stats"]["raft"]["term"].as_str()?.parse().ok()
+}
+
+/// Server `i`'s memory counters from `/v1/agent/self`: the catalog's table sizes, RocksDB's
+/// memory and the heap, each a string in Consul's style.
+async fn memory_stats(base: &BaseTarget, i: usize) -> Option<BTreeMap<String, u64>> {
+    let me: serde_json::Value = base.client.get(format!("http://{}/v1/agent/self", base.https[i])).header("X-Consul-Token", MANAGEMENT_TOKEN).send().await.ok()?.json().await.ok()?;
+    let stats = &me["Stats"];
+    let sections = [("catalog", None), ("store", None), ("runtime", Some("heap_"))];
+    let mut out = BTreeMap::new();
+    for (section, prefix) in sections {
+        for (name, value) in stats[section].as_object()? {
+            if prefix.is_none_or(|p| name.starts_with(p)) && let Some(n) = value.as_str().and_then(|v| v.parse().ok()) {
+                out.insert(name.clone(), n);
+            }
+        }
+    }
+    Some(out)
 }
 
 /// A panic in any agent's log is a finding.

@@ -85,6 +85,9 @@ impl Tally {
 pub(crate) struct RssSeries {
     pub(crate) agent: String,
     pub(crate) samples: Vec<(f64, u64)>,
+    /// The agent's own memory counters at each sample (`/v1/agent/self`: the catalog's table
+    /// sizes, RocksDB's memory, the heap), to tell growing state from a growing process.
+    pub(crate) stats: Vec<(f64, BTreeMap<String, u64>)>,
 }
 
 /// One agent's RSS figures: at the end of the warm-up, then the least, most and last after it.
@@ -113,6 +116,17 @@ fn percent(value: u64, base: u64) -> f64 {
 }
 
 impl RssSeries {
+    /// Each counter that changed between the first sample after the warm-up and the last:
+    /// (name, then, now).
+    pub(crate) fn stats_changed(&self, warm_s: f64) -> Vec<(String, u64, u64)> {
+        let mut after = self.stats.iter().filter(|(t, _)| *t >= warm_s).map(|(_, s)| s);
+        let (Some(first), Some(last)) = (after.next(), self.stats.last().map(|(_, s)| s)) else { return Vec::new() };
+        last.iter().filter_map(|(name, &now)| {
+            let then = first.get(name).copied().unwrap_or(0);
+            (then != now).then(|| (name.clone(), then, now))
+        }).collect()
+    }
+
     /// The figures once the warm-up (`warm_s`) is over; `None` without a sample after it.
     pub(crate) fn figures(&self, warm_s: f64) -> Option<RssFigures> {
         let after: Vec<u64> = self.samples.iter().filter(|(t, _)| *t >= warm_s).map(|(_, kib)| *kib).collect();
@@ -167,6 +181,14 @@ impl Report<'_> {
                 None => println!("  {:<6} no sample after the warm-up", series.agent),
             }
         }
+        for series in self.rss {
+            let changed: Vec<String> = series
+                .stats_changed(self.warm_s)
+                .into_iter()
+                .map(|(name, then, now)| if name.ends_with("_bytes") { format!("{name} {:.1}->{:.1} MiB", mib(then / 1024), mib(now / 1024)) } else { format!("{name} {then}->{now}") })
+                .collect();
+            println!("  {:<6} after the warm-up: {}", series.agent, if changed.is_empty() { "no counter changed".to_string() } else { changed.join(", ") });
+        }
         let growth = self.rss.iter().filter_map(|s| s.figures(self.warm_s)).map(|f| f.end_growth_pct()).fold(f64::MIN, f64::max);
         match self.rss_growth_max_pct {
             Some(limit) => println!("  RSS flat within {limit:.0}%: {} (largest end growth {growth:+.1}%)", if self.rss_grew() { "NO" } else { "yes" }),
@@ -187,6 +209,7 @@ impl Report<'_> {
                     "agent": series.agent, "warm_kib": f.warm_kib, "min_kib": f.min_kib, "max_kib": f.max_kib,
                     "end_kib": f.end_kib, "end_growth_pct": round1(f.end_growth_pct()), "max_drift_pct": round1(f.max_drift_pct()),
                     "samples": series.samples.iter().map(|(t, kib)| json!([round1(*t), kib])).collect::<Vec<_>>(),
+                    "stats": series.stats.iter().map(|(t, stats)| json!([round1(*t), stats])).collect::<Vec<_>>(),
                 }),
                 None => json!({ "agent": series.agent, "samples": [] }),
             })
@@ -223,11 +246,19 @@ mod tests {
 
     #[test]
     fn figures_start_after_the_warm_up() {
-        let series = RssSeries { agent: "b1".into(), samples: vec![(0.0, 10), (5.0, 100), (6.0, 90), (7.0, 120), (8.0, 105)] };
+        let series = RssSeries { agent: "b1".into(), samples: vec![(0.0, 10), (5.0, 100), (6.0, 90), (7.0, 120), (8.0, 105)], stats: Vec::new() };
         let f = series.figures(5.0).unwrap();
         assert_eq!((f.warm_kib, f.min_kib, f.max_kib, f.end_kib), (100, 90, 120, 105));
         assert!((f.end_growth_pct() - 5.0).abs() < 1e-9);
         assert!((f.max_drift_pct() - 20.0).abs() < 1e-9);
         assert!(series.figures(9.0).is_none());
+    }
+
+    #[test]
+    fn stats_changed_compares_the_first_sample_after_the_warm_up_with_the_last() {
+        let at = |t: f64, kv: u64, heap: u64| (t, BTreeMap::from([("kv".to_string(), kv), ("heap_in_use_bytes".to_string(), heap)]));
+        let series = RssSeries { agent: "b1".into(), samples: Vec::new(), stats: vec![at(1.0, 1, 5), at(5.0, 7, 9), at(6.0, 3, 9), at(8.0, 4, 9)] };
+        assert_eq!(series.stats_changed(5.0), vec![("kv".to_string(), 7, 4)]);
+        assert!(series.stats_changed(9.0).is_empty());
     }
 }

@@ -1,0 +1,80 @@
+//! The `Stats` object of `/v1/agent/self`: Consul's sections (`agent`, `consul`, `raft`,
+//! `runtime`), each a map of strings as Consul sends them, plus cairn's own memory sections:
+//! `catalog` (entries per table), `store` (RocksDB's memory) and jemalloc's counters in
+//! `runtime`. The soak (`cairn-bench --soak`) samples these beside RSS, so that a growing RSS
+//! can be told apart from growing state.
+
+use serde_json::{Value, json};
+
+use crate::http::AppState;
+
+/// The `Stats` object.
+pub(super) fn stats(state: &AppState) -> Value {
+    let agent = &state.agent;
+    let config = agent.config();
+    let raft = agent.raft_status();
+    let leader_addr = raft.as_ref().and_then(|s| s.leader.as_ref().map(|(_, node)| node.raft_addr.clone())).unwrap_or_default();
+    let store = agent.store_memory();
+    let catalog: serde_json::Map<String, Value> =
+        agent.view().read(|catalog| catalog.sizes()).into_iter().map(|(name, count)| (name.to_string(), Value::String(count.to_string()))).collect();
+    let mut runtime = json!({"arch": std::env::consts::ARCH, "os": std::env::consts::OS, "version": "cairn"});
+    if let Some(heap) = heap() {
+        runtime["heap_allocated_bytes"] = Value::String(heap.allocated_bytes.to_string());
+        runtime["heap_active_bytes"] = Value::String(heap.active_bytes.to_string());
+        runtime["heap_resident_bytes"] = Value::String(heap.resident_bytes.to_string());
+        runtime["heap_retained_bytes"] = Value::String(heap.retained_bytes.to_string());
+    }
+    json!({
+        "agent": {"checks": agent.local_checks().len().to_string(), "services": agent.local_services().len().to_string()},
+        "consul": {
+            "server": config.server.to_string(),
+            "bootstrap": config.bootstrap.to_string(),
+            "known_datacenters": "1",
+            "leader": raft.as_ref().is_some_and(|s| s.state == "leader").to_string(),
+            "leader_addr": leader_addr,
+        },
+        "raft": raft.as_ref().map(|s| json!({
+            // hashicorp/raft's spelling: Leader, Follower, Candidate.
+            "state": capitalized(s.state),
+            "term": s.term.to_string(),
+            "last_log_index": s.last_log_index.to_string(),
+            "applied_index": s.applied_index.to_string(),
+            "num_peers": s.voters.len().saturating_sub(1).to_string(),
+            "fsm_applied_index": agent.view().applied_index().to_string(),
+            "fsm_digest": format!("{:08x}", agent.view().read(|catalog| catalog.digest())),
+        })).unwrap_or(json!({})),
+        "runtime": runtime,
+        "catalog": catalog,
+        "store": {
+            "memtables_bytes": store.memtables_bytes.to_string(),
+            "table_readers_bytes": store.table_readers_bytes.to_string(),
+            "block_cache_bytes": store.block_cache_bytes.to_string(),
+        },
+    })
+}
+
+fn capitalized(word: &str) -> String {
+    let mut chars = word.chars();
+    chars.next().map(|first| first.to_uppercase().chain(chars).collect()).unwrap_or_default()
+}
+
+/// The allocator's own counters (jemalloc, the process allocator: `src/main.rs`): bytes the
+/// program holds, bytes in pages in use, bytes resident, and bytes kept mapped but given back
+/// to the system (`retained`). `None` when jemalloc cannot say.
+struct Heap {
+    allocated_bytes: u64,
+    active_bytes: u64,
+    resident_bytes: u64,
+    retained_bytes: u64,
+}
+
+fn heap() -> Option<Heap> {
+    use tikv_jemalloc_ctl::{epoch, stats};
+    epoch::advance().ok()?;
+    Some(Heap {
+        allocated_bytes: stats::allocated::read().ok()? as u64,
+        active_bytes: stats::active::read().ok()? as u64,
+        resident_bytes: stats::resident::read().ok()? as u64,
+        retained_bytes: stats::retained::read().ok()? as u64,
+    })
+}
