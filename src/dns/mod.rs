@@ -1,17 +1,20 @@
-//! Consul's DNS interface: answers `*.service.consul`, `*.node.consul`, `*.addr.consul` and the
-//! zone apex from the committed catalog, over UDP and TCP, served by `hickory-server`.
+//! Consul's DNS interface: answers `*.service.consul`, `*.node.consul`, `*.addr.consul`, the
+//! zone apex (under `domain` and `alt_domain`) and PTR questions under `arpa.` from the
+//! committed catalog, over UDP and TCP, served by `hickory-server`.
 //!
 //! The module is split so that the Consul rules can be tested without sockets:
 //! - `name` (pure) parses a question name into the lookup Consul would do;
-//! - `zone` (pure) holds the validated domain and datacenter and the names built from them;
-//! - `answer` (pure) builds the records from the lookup results;
+//! - `zone` (pure) holds the validated domains and datacenter, the names built from them and
+//!   the per-service TTLs;
+//! - `answer` (services), `node_answer` (nodes, addr, PTR, SOA/NS) and `records` (record
+//!   builders), all pure, build the records from the lookup results;
 //! - this file wires them to hickory's [`RequestHandler`] and owns the server tasks.
 //!
 //! The agent reads nothing of DNS but this module's public items: it implements
 //! [`DnsCatalog`] over its state machine and calls [`DnsServer::start`] with sockets it bound.
 //!
 //! Protocol choices (each follows Consul unless said otherwise):
-//! - names outside our domain are REFUSED: cairn has no recursors yet;
+//! - names outside our domains and `arpa.` are REFUSED: cairn has no recursors yet;
 //! - every answer for our domain is authoritative (AA), with no recursion available (RA);
 //! - an OPT record in the request is answered with one, offering
 //!   `max(request size, 512)` bytes (capped at the largest sendable datagram); an EDNS
@@ -22,23 +25,28 @@
 //!   accepts (512 bytes, or the EDNS size), so a client that honours TC retries over TCP;
 //! - a datacenter label other than ours is NXDOMAIN with the SOA: Consul's RPC fails with "no
 //!   path to datacenter", which its DNS server turns into NXDOMAIN (`rCodeFromError`);
-//! - SOA and NS questions are answered at the apex only; below it they follow the usual
-//!   name rules (NODATA for an existing name). Consul answers them for any name in the domain,
-//!   which resolvers then discard because the owner name differs from the question.
+//! - SOA and NS questions are answered for any name in the domain (and under `arpa.`) with the
+//!   zone's SOA and NS records, as Consul's router does (`requestTypeConsul`), even though the
+//!   owner name then differs from the question.
 //!
 //! Hickory logs every request at INFO under the `hickory_server` target; the agent's log
 //! filter should lower that target if per-query logs are unwanted.
 
 mod answer;
 mod name;
+mod node_answer;
+mod records;
 mod zone;
 
+#[cfg(test)]
+mod answer_tests;
 #[cfg(test)]
 mod server_tests;
 #[cfg(test)]
 mod tests;
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -51,11 +59,11 @@ use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseI
 use hickory_server::zone_handler::MessageResponseBuilder;
 use tracing::{debug, error, warn};
 
-pub use answer::{DNS_ANSWER_RECORDS_MAX, NS_RECORDS_MAX};
+pub use answer::{DNS_ANSWER_RECORDS_MAX, DNS_SRV_RECORDS_MAX, NS_RECORDS_MAX};
 
 use answer::{Answer, Question};
-use name::{QueryName, parse_query_name};
-use zone::Zone;
+use name::{QueryName, parse_arpa_name, parse_query_name};
+use zone::{Zone, Zones};
 
 /// Hard cap on answers in a UDP response without EDNS, whatever `udp_answer_limit` says.
 /// Consul's `maxUDPAnswerLimit`: about what fits in 512 bytes with room for additionals.
@@ -91,13 +99,25 @@ pub trait DnsCatalog: Send + Sync + 'static {
     async fn node(&self, node: &str) -> Option<DnsNode>;
     /// The server nodes, for NS answers: name and address.
     async fn servers(&self) -> Vec<DnsNode>;
+    /// Who has the address `ip`, for PTR answers: a node whose address it is, else a service
+    /// instance registered with it (Consul's order). `None` = nobody.
+    async fn address_owner(&self, ip: IpAddr) -> Option<DnsAddressOwner>;
+}
+
+/// The owner of an address, named in a PTR answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DnsAddressOwner {
+    /// A node, by name.
+    Node(String),
+    /// A service, by name (a service instance registered with that address).
+    Service(String),
 }
 
 /// A catalog node as DNS sees it.
 #[derive(Clone, Debug)]
 pub struct DnsNode {
     pub name: String,
-    /// An IP address; anything else (a host name) yields no address record.
+    /// An IP address, or a host name (answered with a CNAME to it).
     pub address: String,
     /// Node metadata, served as TXT records (RFC 1464 `key=value`).
     pub meta: BTreeMap<String, String>,
@@ -108,7 +128,8 @@ pub struct DnsNode {
 pub struct DnsInstance {
     pub node: DnsNode,
     pub service_id: String,
-    /// `""` = use the node address. Only an IP address is used; a host name counts as `""`.
+    /// `""` = use the node address. An IP address, or a host name (answered with a CNAME to
+    /// it, or as the SRV target).
     pub service_address: String,
     pub port: u16,
     pub tags: Vec<String>,
@@ -133,12 +154,17 @@ pub enum DnsHealth {
 pub struct DnsConfig {
     /// Domain served, e.g. `consul.` (the trailing dot is optional).
     pub domain: String,
+    /// A second domain served alongside (Consul's `alt_domain`); answers to questions asked
+    /// under it use it too.
+    pub alt_domain: Option<String>,
     /// This agent's datacenter, e.g. `dc1`.
     pub datacenter: String,
     /// Also drop instances in Warning state, not only Critical ones.
     pub only_passing: bool,
     pub node_ttl_s: u32,
-    pub service_ttl_s: u32,
+    /// Consul's `service_ttl`: service name, `prefix*`, or `*` → TTL in seconds. An exact name
+    /// wins over the longest matching prefix; no match = 0.
+    pub service_ttls_s: BTreeMap<String, u32>,
     /// Most address records in a service answer; 0 = unlimited.
     pub a_record_limit: usize,
     /// Most answers over UDP without EDNS; Consul's default is 3. 0 means
@@ -153,10 +179,11 @@ impl Default for DnsConfig {
     fn default() -> Self {
         DnsConfig {
             domain: "consul.".to_owned(),
+            alt_domain: None,
             datacenter: "dc1".to_owned(),
             only_passing: false,
             node_ttl_s: 0,
-            service_ttl_s: 0,
+            service_ttls_s: BTreeMap::new(),
             a_record_limit: 0,
             udp_answer_limit: 3,
             enable_truncate: false,
@@ -168,7 +195,7 @@ impl DnsConfig {
     /// Checks that the domain and datacenter can be served, so that the agent can reject a
     /// bad configuration at load time rather than find out from [`DnsServer::start`].
     pub fn validate(&self) -> Result<(), DnsError> {
-        Zone::new(self).map(|_| ())
+        Zones::new(self).map(|_| ())
     }
 }
 
@@ -223,7 +250,7 @@ impl DnsServer {
 /// Hickory's view of us: turns each request into a [`Reply`] and sends it.
 pub(crate) struct Handler {
     /// `None` when the configuration was invalid: everything is refused.
-    zone: Option<Zone>,
+    zones: Option<Zones>,
     /// Effective answer limit for UDP without EDNS, already capped.
     udp_answer_limit: usize,
     enable_truncate: bool,
@@ -294,8 +321,8 @@ impl RequestHandler for Handler {
 impl Handler {
     /// The handler serving `config` from `catalog`.
     pub(crate) fn new(config: &DnsConfig, catalog: Arc<dyn DnsCatalog>) -> Handler {
-        let zone = match Zone::new(config) {
-            Ok(zone) => Some(zone),
+        let zones = match Zones::new(config) {
+            Ok(zones) => Some(zones),
             Err(error) => {
                 error!(%error, "invalid DNS configuration, refusing every DNS query");
                 None
@@ -306,7 +333,7 @@ impl Handler {
             limit => limit.min(UDP_ANSWER_RECORDS_MAX),
         };
         Handler {
-            zone,
+            zones,
             udp_answer_limit,
             enable_truncate: config.enable_truncate,
             catalog,
@@ -336,7 +363,7 @@ impl Handler {
         let [query] = request.queries.queries() else {
             return reply.error(ResponseCode::FormErr);
         };
-        let Some(zone) = &self.zone else {
+        let Some(zones) = &self.zones else {
             return reply.error(ResponseCode::Refused);
         };
         if !matches!(query.query_class(), DNSClass::IN | DNSClass::ANY) {
@@ -344,10 +371,18 @@ impl Handler {
         }
         let record_type = query.query_type();
         let name = query.original().name();
-        let parsed = parse_query_name(name, &zone.domain, record_type == RecordType::SRV);
-        if parsed == QueryName::Foreign {
-            return reply.error(ResponseCode::Refused);
-        }
+        // The zone the name is in, and what it asks for. Names under `arpa.` are answered in
+        // the primary zone, as Consul does.
+        let (zone, parsed) = match zones.for_name(name) {
+            Some(zone) => (
+                zone,
+                parse_query_name(name, &zone.domain, record_type == RecordType::SRV),
+            ),
+            None => match parse_arpa_name(name) {
+                Some(parsed) => (&zones.primary, parsed),
+                None => return reply.error(ResponseCode::Refused),
+            },
+        };
         reply.authoritative = true;
         if matches!(record_type, RecordType::AXFR | RecordType::IXFR) {
             return reply.error(ResponseCode::NotImp);
@@ -357,7 +392,13 @@ impl Handler {
             record_type,
             soa_serial: soa_serial_now(),
         };
-        reply.answer = self.answer(zone, &question, parsed).await;
+        reply.answer = if matches!(record_type, RecordType::SOA | RecordType::NS) {
+            // Consul answers SOA and NS for every name it serves, with the zone's records.
+            let servers = self.catalog.servers().await;
+            node_answer::apex_answer(zone, &question, &servers, &mut rand::thread_rng())
+        } else {
+            self.answer(zone, &question, parsed).await
+        };
         if request.protocol() == Protocol::Udp && request.edns.is_none() {
             let trimmed = answer::limit_answers(&mut reply.answer, self.udp_answer_limit);
             reply.truncated = trimmed && self.enable_truncate;
@@ -379,23 +420,33 @@ impl Handler {
         match parsed {
             QueryName::Apex => {
                 let servers = self.catalog.servers().await;
-                answer::apex_answer(zone, question, &servers, &mut rand::thread_rng())
+                node_answer::apex_answer(zone, question, &servers, &mut rand::thread_rng())
             }
             QueryName::Service(service) => {
                 if !zone.is_local_datacenter(service.datacenter.as_deref()) {
                     return Answer::name_error(zone, question);
                 }
                 let instances = self.catalog.service_instances(&service.service).await;
-                let tag = service.tag.as_deref();
-                answer::service_answer(zone, question, tag, instances.as_deref(), &mut rand::thread_rng())
+                answer::service_answer(
+                    zone,
+                    question,
+                    &service.service,
+                    service.tag.as_deref(),
+                    instances.as_deref(),
+                    &mut rand::thread_rng(),
+                )
             }
             QueryName::Node { node, datacenter } => {
                 if !zone.is_local_datacenter(datacenter.as_deref()) {
                     return Answer::name_error(zone, question);
                 }
-                answer::node_answer(zone, question, self.catalog.node(&node).await.as_ref())
+                node_answer::node_answer(zone, question, self.catalog.node(&node).await.as_ref())
             }
-            QueryName::Addr(ip) => answer::addr_answer(zone, question, ip),
+            QueryName::Addr(ip) => node_answer::addr_answer(zone, question, ip),
+            QueryName::Ptr(ip) => {
+                let owner = self.catalog.address_owner(ip).await;
+                node_answer::ptr_answer(zone, question, owner.as_ref())
+            }
             QueryName::Invalid => Answer::name_error(zone, question),
             // Filtered out by the caller; answered the same way should that ever change.
             QueryName::Foreign => Answer {

@@ -13,7 +13,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::time::timeout;
 
 use super::tests::{instance, node};
-use super::{DnsCatalog, DnsConfig, DnsHealth, DnsInstance, DnsNode, DnsServer};
+use super::{DnsAddressOwner, DnsCatalog, DnsConfig, DnsHealth, DnsInstance, DnsNode, DnsServer};
 
 /// How long a test waits for any one reply before failing.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -35,6 +35,13 @@ impl DnsCatalog for MemoryCatalog {
     }
     async fn servers(&self) -> Vec<DnsNode> {
         self.servers.clone()
+    }
+    async fn address_owner(&self, ip: std::net::IpAddr) -> Option<DnsAddressOwner> {
+        let ip = ip.to_string();
+        self.nodes
+            .values()
+            .find(|node| node.address == ip)
+            .map(|node| DnsAddressOwner::Node(node.name.clone()))
     }
 }
 
@@ -90,7 +97,7 @@ async fn start(config: DnsConfig) -> Running {
 fn config() -> DnsConfig {
     DnsConfig {
         node_ttl_s: 30,
-        service_ttl_s: 5,
+        service_ttls_s: [("*".to_owned(), 5)].into(),
         enable_truncate: true,
         ..DnsConfig::default()
     }

@@ -22,7 +22,7 @@ use hickory_server::proto::serialize::binary::{BinEncodable, BinEncoder};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponse;
 
-use crate::dns::{DnsCatalog, DnsConfig, DnsHealth, DnsInstance, DnsNode, Handler};
+use crate::dns::{DnsAddressOwner, DnsCatalog, DnsConfig, DnsHealth, DnsInstance, DnsNode, Handler};
 use crate::fuzz::{FUZZ_ALLOC_BYTES_MAX_DEFAULT, Target, Verdict, fuzz};
 
 /// Largest query generated: a UDP query is at most 512 bytes without EDNS; TCP allows 64 KiB.
@@ -76,6 +76,10 @@ impl DnsCatalog for FuzzCatalog {
     }
     async fn servers(&self) -> Vec<DnsNode> {
         vec![self.nodes["server1"].clone()]
+    }
+    async fn address_owner(&self, ip: std::net::IpAddr) -> Option<DnsAddressOwner> {
+        let ip = ip.to_string();
+        self.nodes.values().find(|node| node.address == ip).map(|node| DnsAddressOwner::Node(node.name.clone()))
     }
 }
 
@@ -191,7 +195,7 @@ fn packets() {
     let target = Target { name: "dns::packets", seeds: seeds(), dictionary, input_bytes_max: DNS_INPUT_BYTES_MAX, alloc_bytes_max: FUZZ_ALLOC_BYTES_MAX_DEFAULT };
     fuzz(target, || {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
-        let config = DnsConfig { node_ttl_s: 30, service_ttl_s: 5, enable_truncate: true, a_record_limit: 5, ..DnsConfig::default() };
+        let config = DnsConfig { node_ttl_s: 30, service_ttls_s: [("*".to_owned(), 5), ("we*".to_owned(), 7)].into(), enable_truncate: true, a_record_limit: 5, ..DnsConfig::default() };
         let handler = Handler::new(&config, Arc::new(FuzzCatalog::new()));
         let client: SocketAddr = "10.9.9.9:53000".parse().expect("an address");
         move |input: &[u8]| {
