@@ -161,12 +161,10 @@ fn instance_address(instance: &DnsInstance, question: &Question<'_>) -> Address 
     let node_address = Address::parse(&instance.node.address);
     match Address::parse(&instance.service_address) {
         Address::Empty => node_address,
-        Address::Host(host) if &host == question.name => {
-            match node_address {
-                Address::Ip(ip) => Address::Ip(ip),
-                _ => Address::Host(host),
-            }
-        }
+        Address::Host(host) if &host == question.name => match node_address {
+            Address::Ip(ip) => Address::Ip(ip),
+            _ => Address::Host(host),
+        },
         service_address => service_address,
     }
 }
@@ -254,7 +252,12 @@ fn srv_target(
 
 /// SRV records, each with its target's address in the additional section, plus the nodes'
 /// metadata as TXT records.
-fn srv_records(zone: &Zone, question: &Question<'_>, ttl: u32, instances: &[&DnsInstance]) -> Answer {
+fn srv_records(
+    zone: &Zone,
+    question: &Question<'_>,
+    ttl: u32,
+    instances: &[&DnsInstance],
+) -> Answer {
     let mut answer = Answer::default();
     // Consul's de-duplication key: the same node, address and port is one endpoint.
     let mut seen = HashSet::new();
@@ -310,7 +313,10 @@ pub(crate) fn retain_glue_of_answers(answer: &mut Answer) {
     let mut glue_wanted: Vec<(&Name, usize)> = Vec::new();
     for record in &answer.answers {
         if let RData::SRV(srv) = &record.data {
-            match glue_wanted.iter_mut().find(|(target, _)| *target == &srv.target) {
+            match glue_wanted
+                .iter_mut()
+                .find(|(target, _)| *target == &srv.target)
+            {
                 Some((_, count)) => *count += 1,
                 None => glue_wanted.push((&srv.target, 1)),
             }
@@ -320,7 +326,9 @@ pub(crate) fn retain_glue_of_answers(answer: &mut Answer) {
     let mut kept = Vec::with_capacity(answer.additionals.len());
     for record in answer.additionals.drain(..) {
         let is_address = matches!(record.record_type(), RecordType::A | RecordType::AAAA);
-        let slot = glue_wanted.iter_mut().find(|(target, _)| *target == &record.name);
+        let slot = glue_wanted
+            .iter_mut()
+            .find(|(target, _)| *target == &record.name);
         let keep = match slot {
             Some((_, count)) if is_address && *count > 0 => {
                 *count -= 1;

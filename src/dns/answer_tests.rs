@@ -37,20 +37,48 @@ fn srv_targets(answer: &Answer) -> Vec<String> {
 fn a_service_at_a_host_name_is_a_cname_and_an_srv_target() {
     let mut external = instance("n1", "10.0.0.1", DnsHealth::Passing);
     external.service_address = "backend.example.org".to_owned();
-    for rtype in [RecordType::A, RecordType::AAAA, RecordType::ANY, RecordType::CNAME] {
+    for rtype in [
+        RecordType::A,
+        RecordType::AAAA,
+        RecordType::ANY,
+        RecordType::CNAME,
+    ] {
         let answer = service(&zone(), "web.service.consul.", rtype, &[external.clone()]);
         assert_eq!(answer.response_code, ResponseCode::NoError);
-        assert_eq!(cname_target(&answer).as_deref(), Some("backend.example.org."), "{rtype}");
-        assert!(ips(&answer.answers).is_empty(), "never the node's IP: {answer:?}");
+        assert_eq!(
+            cname_target(&answer).as_deref(),
+            Some("backend.example.org."),
+            "{rtype}"
+        );
+        assert!(
+            ips(&answer.answers).is_empty(),
+            "never the node's IP: {answer:?}"
+        );
     }
-    let srv = service(&zone(), "web.service.consul.", RecordType::SRV, &[external.clone()]);
+    let srv = service(
+        &zone(),
+        "web.service.consul.",
+        RecordType::SRV,
+        &[external.clone()],
+    );
     assert_eq!(srv_targets(&srv), ["backend.example.org."]);
-    assert!(ips(&srv.additionals).is_empty(), "no glue without a resolver");
+    assert!(
+        ips(&srv.additionals).is_empty(),
+        "no glue without a resolver"
+    );
 
     // Beside an instance with an IP, the CNAME is dropped (Consul keeps the address records).
     let plain = instance("n2", "10.0.0.2", DnsHealth::Passing);
-    let mixed = service(&zone(), "web.service.consul.", RecordType::A, &[external, plain]);
-    assert_eq!(ips(&mixed.answers), ["10.0.0.2".parse::<std::net::IpAddr>().unwrap()]);
+    let mixed = service(
+        &zone(),
+        "web.service.consul.",
+        RecordType::A,
+        &[external, plain],
+    );
+    assert_eq!(
+        ips(&mixed.answers),
+        ["10.0.0.2".parse::<std::net::IpAddr>().unwrap()]
+    );
     assert!(cname_target(&mixed).is_none());
 }
 
@@ -60,12 +88,21 @@ fn a_node_at_a_host_name_is_a_cname() {
     let qname = name("ext.node.consul.");
     for rtype in [RecordType::A, RecordType::AAAA, RecordType::ANY] {
         let answer = node_answer::node_answer(&zone(), &question(&qname, rtype), Some(&host_node));
-        assert_eq!(cname_target(&answer).as_deref(), Some("db.example.org."), "{rtype}");
+        assert_eq!(
+            cname_target(&answer).as_deref(),
+            Some("db.example.org."),
+            "{rtype}"
+        );
         assert_eq!(answer.answers[0].ttl, 30, "node TTL");
     }
     let mut on_host = instance("ext", "db.example.org", DnsHealth::Passing);
     on_host.node = host_node;
-    let srv = service(&zone(), "db.service.consul.", RecordType::SRV, &[on_host.clone()]);
+    let srv = service(
+        &zone(),
+        "db.service.consul.",
+        RecordType::SRV,
+        &[on_host.clone()],
+    );
     assert_eq!(srv_targets(&srv), ["db.example.org."]);
     let a = service(&zone(), "db.service.consul.", RecordType::A, &[on_host]);
     assert_eq!(cname_target(&a).as_deref(), Some("db.example.org."));
@@ -84,8 +121,16 @@ fn every_srv_record_gets_its_own_glue() {
         .collect();
     let answer = service(&zone(), "web.service.consul.", RecordType::SRV, &instances);
     assert_eq!(srv_targets(&answer), ["n1.node.dc1.consul."; 3]);
-    let glue: Vec<&Name> = answer.additionals.iter().map(|record| &record.name).collect();
-    assert_eq!(glue, [&name("n1.node.dc1.consul."); 3], "one A record per SRV record");
+    let glue: Vec<&Name> = answer
+        .additionals
+        .iter()
+        .map(|record| &record.name)
+        .collect();
+    assert_eq!(
+        glue,
+        [&name("n1.node.dc1.consul."); 3],
+        "one A record per SRV record"
+    );
 
     // A cut (UDP without EDNS) keeps exactly the glue of the SRV records it keeps.
     let mut cut = answer.clone();
@@ -108,12 +153,24 @@ fn ptr_names_the_node_or_the_service() {
         other => panic!("expected one record: {other:?}"),
     };
     let node_owner = DnsAddressOwner::Node("web1".to_owned());
-    assert_eq!(target(&ptr(Some(&node_owner), RecordType::PTR)), ("web1.node.dc1.consul.".to_owned(), 0));
+    assert_eq!(
+        target(&ptr(Some(&node_owner), RecordType::PTR)),
+        ("web1.node.dc1.consul.".to_owned(), 0)
+    );
     let service_owner = DnsAddressOwner::Service("db".to_owned());
-    assert_eq!(target(&ptr(Some(&service_owner), RecordType::ANY)).0, "db.service.dc1.consul.");
-    assert_eq!(ptr(None, RecordType::PTR).response_code, ResponseCode::NXDomain);
+    assert_eq!(
+        target(&ptr(Some(&service_owner), RecordType::ANY)).0,
+        "db.service.dc1.consul."
+    );
+    assert_eq!(
+        ptr(None, RecordType::PTR).response_code,
+        ResponseCode::NXDomain
+    );
     let nodata = ptr(Some(&node_owner), RecordType::A);
-    assert_eq!((nodata.response_code, nodata.answers.len()), (ResponseCode::NoError, 0));
+    assert_eq!(
+        (nodata.response_code, nodata.answers.len()),
+        (ResponseCode::NoError, 0)
+    );
 }
 
 #[test]
@@ -126,7 +183,12 @@ fn the_alt_domain_answers_with_its_own_names() {
     let alt_question = name("web.service.CAIRN.example.");
     let zone = zones.for_name(&alt_question).expect("in the alt domain");
     assert_eq!(zone.domain, name("cairn.example."));
-    assert_eq!(zones.for_name(&name("web.service.consul.")).map(|z| &z.domain), Some(&name("consul.")));
+    assert_eq!(
+        zones
+            .for_name(&name("web.service.consul."))
+            .map(|z| &z.domain),
+        Some(&name("consul."))
+    );
     assert!(zones.for_name(&name("example.")).is_none());
     let mut rng = StdRng::seed_from_u64(1);
     let instances = [instance("n1", "10.0.0.1", DnsHealth::Passing)];
@@ -134,47 +196,99 @@ fn the_alt_domain_answers_with_its_own_names() {
     let srv = answer::service_answer(zone, &q, "web", None, Some(&instances), &mut rng);
     assert_eq!(srv_targets(&srv), ["n1.node.dc1.cairn.example."]);
     let missing = answer::service_answer(zone, &q, "web", None, None, &mut rng);
-    assert_eq!(missing.authorities[0].name, name("cairn.example."), "SOA of the alt domain");
+    assert_eq!(
+        missing.authorities[0].name,
+        name("cairn.example."),
+        "SOA of the alt domain"
+    );
 
     // An alt domain inside the primary one wins for its names: the longest suffix.
-    let nested = DnsConfig { alt_domain: Some("dc.consul".to_owned()), ..DnsConfig::default() };
+    let nested = DnsConfig {
+        alt_domain: Some("dc.consul".to_owned()),
+        ..DnsConfig::default()
+    };
     let zones = Zones::new(&nested).expect("valid");
-    let zone = zones.for_name(&name("web.service.dc.consul.")).expect("served");
+    let zone = zones
+        .for_name(&name("web.service.dc.consul."))
+        .expect("served");
     assert_eq!(zone.domain, name("dc.consul."));
 }
 
 #[test]
 fn service_ttls_prefer_the_exact_name_then_the_longest_prefix() {
     let zone = zone_with(|config| {
-        config.service_ttls_s = [("*", 5), ("web", 10), ("db-*", 20), ("db-main*", 30), ("Api", 40)]
-            .into_iter()
-            .map(|(key, ttl)| (key.to_owned(), ttl))
-            .collect();
+        config.service_ttls_s = [
+            ("*", 5),
+            ("web", 10),
+            ("db-*", 20),
+            ("db-main*", 30),
+            ("Api", 40),
+        ]
+        .into_iter()
+        .map(|(key, ttl)| (key.to_owned(), ttl))
+        .collect();
     });
-    for (service, ttl) in [("web", 10), ("web2", 5), ("db-x", 20), ("db-main-1", 30), ("db-main*", 30), ("api", 40), ("other", 5)] {
+    for (service, ttl) in [
+        ("web", 10),
+        ("web2", 5),
+        ("db-x", 20),
+        ("db-main-1", 30),
+        ("db-main*", 30),
+        ("api", 40),
+        ("other", 5),
+    ] {
         assert_eq!(zone.service_ttl_s(service), ttl, "{service}");
         let qname = name(&format!("{}.service.consul.", service.replace('*', "x")));
         let mut rng = StdRng::seed_from_u64(3);
         let instances = [instance("n1", "10.0.0.1", DnsHealth::Passing)];
-        let a = answer::service_answer(&zone, &question(&qname, RecordType::A), service, None, Some(&instances), &mut rng);
+        let a = answer::service_answer(
+            &zone,
+            &question(&qname, RecordType::A),
+            service,
+            None,
+            Some(&instances),
+            &mut rng,
+        );
         assert_eq!(a.answers[0].ttl, ttl, "{service}");
     }
     let no_wildcard = zone_with(|config| config.service_ttls_s = [("web".to_owned(), 9)].into());
-    assert_eq!((no_wildcard.service_ttl_s("web"), no_wildcard.service_ttl_s("db")), (9, 0));
+    assert_eq!(
+        (
+            no_wildcard.service_ttl_s("web"),
+            no_wildcard.service_ttl_s("db")
+        ),
+        (9, 0)
+    );
 }
 
 #[test]
 fn soa_and_ns_are_answered_for_any_name_in_the_zone() {
     let servers = [node("server1", "10.0.9.1")];
     let mut rng = StdRng::seed_from_u64(5);
-    for qname in ["web.service.consul.", "node-a.node.consul.", "nothing.here.consul."] {
+    for qname in [
+        "web.service.consul.",
+        "node-a.node.consul.",
+        "nothing.here.consul.",
+    ] {
         let qname = name(qname);
-        let soa = node_answer::apex_answer(&zone(), &question(&qname, RecordType::SOA), &servers, &mut rng);
+        let soa = node_answer::apex_answer(
+            &zone(),
+            &question(&qname, RecordType::SOA),
+            &servers,
+            &mut rng,
+        );
         assert!(matches!(soa.answers[0].data, RData::SOA(_)), "{qname}");
         assert_eq!(soa.answers[0].name, name("consul."));
         assert_eq!(soa.authorities.len(), 1, "NS in authority");
-        let ns = node_answer::apex_answer(&zone(), &question(&qname, RecordType::NS), &servers, &mut rng);
-        assert!(matches!(&ns.answers[0].data, RData::NS(ns) if ns.0 == name("server1.node.dc1.consul.")));
+        let ns = node_answer::apex_answer(
+            &zone(),
+            &question(&qname, RecordType::NS),
+            &servers,
+            &mut rng,
+        );
+        assert!(
+            matches!(&ns.answers[0].data, RData::NS(ns) if ns.0 == name("server1.node.dc1.consul."))
+        );
         assert_eq!(ips(&ns.additionals).len(), 1, "glue");
     }
 }

@@ -124,7 +124,9 @@ fn parse_in_addr(reversed: &[String]) -> Option<Ipv4Addr> {
         if text.is_empty() || text.len() > 3 || (text.len() > 1 && text.starts_with('0')) {
             return None;
         }
-        text.bytes().all(|byte| byte.is_ascii_digit()).then_some(())?;
+        text.bytes()
+            .all(|byte| byte.is_ascii_digit())
+            .then_some(())?;
         text.parse().ok()
     };
     Some(Ipv4Addr::new(octet(a)?, octet(b)?, octet(c)?, octet(d)?))
@@ -136,7 +138,9 @@ fn parse_ip6_nibbles(reversed: &[String]) -> Option<Ipv6Addr> {
     }
     let mut value: u128 = 0;
     for label in reversed.iter().rev() {
-        let [digit] = label.as_bytes() else { return None };
+        let [digit] = label.as_bytes() else {
+            return None;
+        };
         value = (value << 4) | u128::from(char::from(*digit).to_digit(16)?);
     }
     Some(Ipv6Addr::from(value))

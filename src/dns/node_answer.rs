@@ -189,4 +189,3 @@ fn name_servers(
     }
     (ns, glue)
 }
-

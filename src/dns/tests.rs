@@ -12,7 +12,10 @@ use super::answer::{self, Answer, Question};
 use super::node_answer;
 use super::records;
 use super::zone::{Zone, Zones};
-use super::{DNS_ANSWER_RECORDS_MAX, DNS_SRV_RECORDS_MAX, DnsConfig, DnsError, DnsHealth, DnsInstance, DnsNode};
+use super::{
+    DNS_ANSWER_RECORDS_MAX, DNS_SRV_RECORDS_MAX, DnsConfig, DnsError, DnsHealth, DnsInstance,
+    DnsNode,
+};
 
 pub(super) fn node(name: &str, address: &str) -> DnsNode {
     DnsNode {
@@ -72,7 +75,12 @@ pub(super) fn ips(records: &[Record]) -> Vec<IpAddr> {
         .collect()
 }
 
-pub(super) fn service(zone: &Zone, qname: &str, rtype: RecordType, instances: &[DnsInstance]) -> Answer {
+pub(super) fn service(
+    zone: &Zone,
+    qname: &str,
+    rtype: RecordType,
+    instances: &[DnsInstance],
+) -> Answer {
     let qname = name(qname);
     let mut rng = StdRng::seed_from_u64(7);
     answer::service_answer(
@@ -183,12 +191,14 @@ fn tag_filter_is_case_insensitive() {
     let qname = name("prod.web.service.consul.");
     let mut rng = StdRng::seed_from_u64(3);
     let q = question(&qname, RecordType::A);
-    let answer = answer::service_answer(&zone(), &q, "web", Some("prod"), Some(&instances), &mut rng);
+    let answer =
+        answer::service_answer(&zone(), &q, "web", Some("prod"), Some(&instances), &mut rng);
     assert_eq!(
         ips(&answer.answers),
         ["10.0.0.1".parse::<IpAddr>().unwrap()]
     );
-    let answer = answer::service_answer(&zone(), &q, "web", Some("dev"), Some(&instances), &mut rng);
+    let answer =
+        answer::service_answer(&zone(), &q, "web", Some("dev"), Some(&instances), &mut rng);
     assert_eq!(answer.response_code, ResponseCode::NXDomain);
 }
 
@@ -229,10 +239,17 @@ fn answers_are_bounded() {
         })
         .collect();
     let answer = service(&zone(), "web.service.consul.", RecordType::A, &instances);
-    assert_eq!(answer.answers.len(), instances.len().min(DNS_ANSWER_RECORDS_MAX));
+    assert_eq!(
+        answer.answers.len(),
+        instances.len().min(DNS_ANSWER_RECORDS_MAX)
+    );
     let answer = service(&zone(), "web.service.consul.", RecordType::SRV, &instances);
     assert_eq!(answer.answers.len(), DNS_SRV_RECORDS_MAX);
-    assert_eq!(answer.additionals.len(), DNS_SRV_RECORDS_MAX, "one glue per SRV record");
+    assert_eq!(
+        answer.additionals.len(),
+        DNS_SRV_RECORDS_MAX,
+        "one glue per SRV record"
+    );
 }
 
 #[test]
@@ -346,7 +363,8 @@ fn apex_answers_soa_and_ns() {
     let apex = name("consul.");
     let mut rng = StdRng::seed_from_u64(5);
 
-    let soa = node_answer::apex_answer(&zone, &question(&apex, RecordType::SOA), &servers, &mut rng);
+    let soa =
+        node_answer::apex_answer(&zone, &question(&apex, RecordType::SOA), &servers, &mut rng);
     assert!(matches!(
         soa.answers[..],
         [Record {

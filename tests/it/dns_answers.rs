@@ -201,3 +201,42 @@ async fn three_instances_on_one_node_get_three_glue_records() {
     let (reply, _) = dns_tcp(agent.dns_addr(), "web.service.consul.", RecordType::SRV).await;
     assert_eq!(glue_owners(&reply).len(), 3, "over TCP too");
 }
+
+/// Registers `count` instances of `web`, one per node `big-<i>` with its own address.
+async fn register_many(agent: &TestAgent, count: usize) {
+    for i in 0..count {
+        let body = json!({"Node": format!("big-{i}"), "Address": format!("10.7.{}.{}", i / 250, i % 250 + 1), "Service": {"Service": "web", "Port": 8080}});
+        register(agent, "/v1/catalog/register", body).await;
+    }
+}
+
+#[tokio::test]
+async fn three_hundred_instances_come_whole_over_tcp_and_cut_cleanly_over_edns() {
+    let agent = TestAgent::start().await;
+    register_many(&agent, 300).await;
+
+    let (reply, srv_bytes) = dns_tcp(agent.dns_addr(), "web.service.consul.", RecordType::SRV).await;
+    assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
+    assert!(!reply.metadata.truncation);
+    assert_eq!(reply.answers.len(), 300, "every instance over TCP");
+    let mut targets = srv_targets(&reply);
+    assert_eq!(glue_owners(&reply), targets, "one glue record per SRV record");
+    targets.sort();
+    targets.dedup();
+    assert_eq!(targets.len(), 300);
+    // Fully compressed: 24 bytes of header and question, then per instance an SRV record
+    // (2 + 10 + 6 + a 29-31 byte target, never compressed) and a 16-byte A record (a pointer
+    // to its target); only targets past the first 16 KiB cost a few bytes more.
+    assert!(srv_bytes < 300 * 70, "{srv_bytes} bytes for 300 SRV records and their glue");
+    let (reply, a_bytes) = dns_tcp(agent.dns_addr(), "web.service.consul.", RecordType::A).await;
+    assert_eq!(reply.answers.len(), 300);
+    assert!(a_bytes <= 12 + 24 + 300 * 16, "every A record's owner is a pointer: {a_bytes} bytes");
+    println!("300 instances over TCP: SRV answer {srv_bytes} bytes, A answer {a_bytes} bytes");
+
+    let (reply, bytes) = dns_udp_edns(agent.dns_addr(), "web.service.consul.", RecordType::SRV, 4096).await;
+    assert!(bytes <= 4096);
+    assert!(reply.metadata.truncation, "TC set when the answer is cut");
+    assert_eq!(reply.edns.as_ref().map(Edns::max_payload), Some(4096), "the OPT record is kept");
+    assert!(reply.answers.len() > 30 && reply.answers.len() < 300, "{} answers", reply.answers.len());
+    assert_eq!(glue_owners(&reply), srv_targets(&reply), "the glue of every kept SRV record");
+}
