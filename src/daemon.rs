@@ -396,18 +396,4 @@ impl DnsCatalog for CatalogDns {
             DnsAddressOwner::Service(service) => authz.authorizer.service_read(service),
         })
     }
-
-    async fn servers(&self) -> Vec<DnsNode> {
-        if self.agent.raft().is_none() {
-            let servers = self.agent.known_servers();
-            return servers.into_iter().map(|s| DnsNode { name: s.name, address: s.server_addr.rsplit_once(':').map_or(String::new(), |(host, _)| host.to_string()), meta: Default::default() }).collect();
-        }
-        self.agent.view().read(|catalog| {
-            catalog
-                .service_instances(crate::agent::LEADER_OWNED_SERVICE_ID)
-                .into_iter()
-                .map(|(node, _)| dns_node(node))
-                .collect()
-        })
-    }
 }

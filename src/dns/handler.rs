@@ -18,7 +18,11 @@ use super::node_answer;
 use super::transport::Transport;
 use super::wire::{self, DNS_TCP_MESSAGE_BYTES_MAX, Response, ResponseHeader};
 use super::zone::{Zone, Zones};
-use super::{DnsCatalog, DnsConfig, UDP_ANSWER_RECORDS_MAX};
+use super::{DnsCatalog, DnsConfig, DnsNode, UDP_ANSWER_RECORDS_MAX};
+
+/// The service every server registers, whose instances are the name servers (Consul's
+/// `structs.ConsulServiceName`).
+const CONSUL_SERVICE: &str = "consul";
 
 /// Smallest UDP payload every DNS client accepts, in bytes (RFC 1035 section 4.2.1).
 const UDP_PAYLOAD_MIN_BYTES: u16 = 512;
@@ -205,7 +209,7 @@ impl Handler {
         };
         reply.answer = if matches!(record_type, RecordType::SOA | RecordType::NS) {
             // Consul answers SOA and NS for every name it serves, with the zone's records.
-            let servers = self.catalog.servers().await;
+            let servers = self.name_servers(zone).await;
             node_answer::apex_answer(zone, &question, &servers, &mut rand::thread_rng())
         } else {
             self.answer(zone, &question, parsed).await
@@ -225,12 +229,26 @@ impl Handler {
         reply
     }
 
+    /// The servers NS answers may name: the nodes of the `consul` service's instances, as
+    /// Consul looks them up (`structs.ConsulServiceName`), healthy enough for the zone
+    /// (critical ones, and warning ones with `only_passing`, are left out, as Consul's
+    /// `Filter(onlyPassing)` does).
+    async fn name_servers(&self, zone: &Zone) -> Vec<DnsNode> {
+        let instances = self.catalog.service_instances(CONSUL_SERVICE).await;
+        instances
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|instance| zone.admits(instance.health))
+            .map(|instance| instance.node)
+            .collect()
+    }
+
     /// Looks the parsed name up in the catalog and builds the answer.
     async fn answer(&self, zone: &Zone, question: &Question<'_>, parsed: QueryName) -> Answer {
         // The rng is made after each lookup's await: it cannot be held across one.
         match parsed {
             QueryName::Apex => {
-                let servers = self.catalog.servers().await;
+                let servers = self.name_servers(zone).await;
                 node_answer::apex_answer(zone, question, &servers, &mut rand::thread_rng())
             }
             QueryName::Service(service) => {

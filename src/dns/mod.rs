@@ -89,8 +89,6 @@ pub trait DnsCatalog: Send + Sync + 'static {
     async fn service_instances(&self, service: &str) -> Option<Vec<DnsInstance>>;
     /// The node called `node`, if registered.
     async fn node(&self, node: &str) -> Option<DnsNode>;
-    /// The server nodes, for NS answers: name and address.
-    async fn servers(&self) -> Vec<DnsNode>;
     /// Who has the address `ip`, for PTR answers: a node whose address it is, else a service
     /// instance registered with it (Consul's order). `None` = nobody.
     async fn address_owner(&self, ip: IpAddr) -> Option<DnsAddressOwner>;

@@ -55,7 +55,8 @@ impl FuzzCatalog {
         ];
         let many = (0..300).map(|i| instance(&format!("bulk{i}"), &format!("10.2.{}.{}", i / 250, i % 250), "", DnsHealth::Passing)).collect();
         let nodes = [node("web1", "10.0.0.1"), node("web2", "fd00::2"), node("server1", "10.0.9.1")].into_iter().map(|n| (n.name.clone(), n)).collect();
-        FuzzCatalog { services: BTreeMap::from([("web".into(), web), ("many".into(), many)]), nodes }
+        let consul = vec![instance("server1", "10.0.9.1", "", DnsHealth::Passing)];
+        FuzzCatalog { services: BTreeMap::from([("web".into(), web), ("many".into(), many), ("consul".into(), consul)]), nodes }
     }
 }
 
@@ -66,9 +67,6 @@ impl DnsCatalog for FuzzCatalog {
     }
     async fn node(&self, node: &str) -> Option<DnsNode> {
         self.nodes.get(node).cloned()
-    }
-    async fn servers(&self) -> Vec<DnsNode> {
-        vec![self.nodes["server1"].clone()]
     }
     async fn address_owner(&self, ip: std::net::IpAddr) -> Option<DnsAddressOwner> {
         let ip = ip.to_string();
