@@ -17,7 +17,7 @@ use crate::agent::{Agent, AgentError};
 use crate::catalog::model::HealthStatus;
 use crate::catalog::query::aggregate_status;
 use crate::config::{LogLevel, RuntimeConfig};
-use crate::dns::{DnsCatalog, DnsConfig, DnsHealth, DnsInstance, DnsNode, DnsServer};
+use crate::dns::{DnsAddressOwner, DnsCatalog, DnsConfig, DnsHealth, DnsInstance, DnsNode, DnsServer};
 use crate::tls::AgentTls;
 
 /// Worker threads of the agent's runtime: the agent is IO-bound; two keep a busy disk from
@@ -289,10 +289,11 @@ async fn terminate_signal() -> Signal {
 fn dns_config(config: &RuntimeConfig) -> DnsConfig {
     DnsConfig {
         domain: config.domain.clone(),
+        alt_domain: config.alt_domain.clone(),
         datacenter: config.datacenter.clone(),
         only_passing: config.dns.only_passing,
         node_ttl_s: config.dns.node_ttl_s,
-        service_ttl_s: config.dns.service_ttl_s,
+        service_ttls_s: config.dns.service_ttls_s.clone(),
         a_record_limit: config.dns.a_record_limit,
         udp_answer_limit: config.dns.udp_answer_limit,
         enable_truncate: config.dns.enable_truncate,
@@ -378,17 +379,21 @@ impl DnsCatalog for CatalogDns {
         found.filter(|n| authz.authorizer.node_read(&n.name))
     }
 
-    async fn servers(&self) -> Vec<DnsNode> {
-        if self.agent.raft().is_none() {
-            let servers = self.agent.known_servers();
-            return servers.into_iter().map(|s| DnsNode { name: s.name, address: s.server_addr.rsplit_once(':').map_or(String::new(), |(host, _)| host.to_string()), meta: Default::default() }).collect();
-        }
-        self.agent.view().read(|catalog| {
-            catalog
-                .service_instances(crate::agent::LEADER_OWNED_SERVICE_ID)
-                .into_iter()
-                .map(|(node, _)| dns_node(node))
-                .collect()
+    async fn address_owner(&self, ip: std::net::IpAddr) -> Option<DnsAddressOwner> {
+        use crate::agent::remote_view::address_owner;
+        let authz = self.authorizer().await?;
+        let owner = |catalog: &crate::catalog::Catalog| match address_owner(catalog, ip)? {
+            Ok(node) => Some(DnsAddressOwner::Node(node)),
+            Err((node, service_id)) => catalog.service(&node, &service_id).map(|service| DnsAddressOwner::Service(service.name.clone())),
+        };
+        let found = if self.agent.raft().is_some() {
+            self.agent.view().read(owner)
+        } else {
+            self.agent.address_view(ip).await.ok().and_then(|catalog| owner(&catalog))
+        };
+        found.filter(|found| match found {
+            DnsAddressOwner::Node(node) => authz.authorizer.node_read(node),
+            DnsAddressOwner::Service(service) => authz.authorizer.service_read(service),
         })
     }
 }

@@ -53,6 +53,9 @@ pub enum ViewRequest {
     /// What a client agent needs to resolve one ACL token (`acl_client`): the token with this
     /// secret, its roles, their and its policies, and the ACL indexes. No other token is sent.
     AclToken { secret: String },
+    /// Who has this address, for a DNS PTR answer (`address_owner`): the rows of the node
+    /// whose address it is, else those of one service instance registered with it.
+    Address { ip: std::net::IpAddr },
 }
 
 /// Encoded catalog rows and the index they are current as of.
@@ -103,6 +106,34 @@ pub(crate) fn service_rows(catalog: &Catalog, name: &str) -> ViewRows {
     encode_rows(catalog, rows, index)
 }
 
+/// Who has `ip` in `catalog`, as Consul's PTR lookup decides (`FetchRecordsByIp`): the first
+/// node (by name) whose address it is, else the first service instance registered with it.
+/// `Ok(node)` names a node, `Err((node, service id))` a service instance. Addresses are
+/// compared as IPs, so `::1` matches `0:0::1`.
+pub fn address_owner(catalog: &Catalog, ip: std::net::IpAddr) -> Option<Result<String, (String, String)>> {
+    let same = |text: &str| text.trim().parse::<std::net::IpAddr>().is_ok_and(|have| have.to_canonical() == ip.to_canonical());
+    if let Some(node) = catalog.nodes().find(|node| same(&node.address)) {
+        return Some(Ok(node.name.clone()));
+    }
+    catalog.services().find(|service| same(&service.address)).map(|service| Err((service.node.clone(), service.id.clone())))
+}
+
+/// The rows that show who has `ip`: the node, or the service instance and its node.
+pub(crate) fn address_rows(catalog: &Catalog, ip: std::net::IpAddr) -> ViewRows {
+    let mut rows = BTreeSet::new();
+    match address_owner(catalog, ip) {
+        Some(Ok(node)) => {
+            rows.insert(RowKey::Node(node));
+        }
+        Some(Err((node, service_id))) => {
+            rows.insert(RowKey::Node(node.clone()));
+            rows.insert(RowKey::Service(node, service_id));
+        }
+        None => {}
+    }
+    encode_rows(catalog, rows, catalog.last_index())
+}
+
 /// The rows a client agent resolves `secret` with: nothing of other tokens.
 pub(crate) fn acl_token_rows(catalog: &Catalog, secret: &str) -> ViewRows {
     let acl = catalog.acl();
@@ -126,6 +157,7 @@ impl Agent {
         match request {
             ViewRequest::Node { node } => self.view.read(|catalog| node_rows(catalog, &node)),
             ViewRequest::AclToken { secret } => self.view.read(|catalog| acl_token_rows(catalog, &secret)),
+            ViewRequest::Address { ip } => self.view.read(|catalog| address_rows(catalog, ip)),
             ViewRequest::Service { name, min_index, wait_ms } => {
                 let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms.min(VIEW_WAIT_MS_MAX));
                 let mut subscription = self.view.watches().subscribe(Topic::Service(name.clone()));
@@ -236,6 +268,11 @@ impl Agent {
     /// On a client: this node's rows as the servers have them (for anti-entropy).
     pub(crate) async fn own_node_view(&self) -> Result<Catalog, AgentError> {
         self.node_view(&self.identity.node_name).await
+    }
+
+    /// On a client: the rows that show who has `ip` (for DNS PTR answers; not cached).
+    pub async fn address_view(&self, ip: std::net::IpAddr) -> Result<Catalog, AgentError> {
+        self.read_view(ViewRequest::Address { ip }).await?.into_catalog()
     }
 
     /// On a client: one node's rows as the servers have them (not cached).

@@ -67,6 +67,7 @@ impl FlagAction {
 /// Every flag `cairn agent` understands, in Consul's spelling.
 const AGENT_FLAGS: &[(&str, FlagAction)] = &[
     ("advertise", FlagAction::IpAddr("advertise_addr")),
+    ("alt-domain", FlagAction::Text("alt_domain")),
     ("bind", FlagAction::IpAddr("bind_addr")),
     ("bootstrap", FlagAction::Bool("bootstrap")),
     ("bootstrap-expect", FlagAction::Count("bootstrap_expect")),

@@ -28,6 +28,7 @@ pub(super) struct RawConfig {
     pub(super) node_id: Option<String>,
     pub(super) datacenter: Option<String>,
     pub(super) domain: Option<String>,
+    pub(super) alt_domain: Option<String>,
     pub(super) server: Option<bool>,
     pub(super) bootstrap: Option<bool>,
     pub(super) bootstrap_expect: Option<u32>,

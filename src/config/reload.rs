@@ -21,11 +21,12 @@ pub const TLS_HTTPS_SETTING: &str = "TLS on the HTTPS port (turning HTTPS on or 
 /// `other settings`, so nothing is ever ignored silently.
 pub fn restart_required_changes(running: &RuntimeConfig, reloaded: &RuntimeConfig) -> Vec<&'static str> {
     let (a, b) = (running, reloaded);
-    let named: [(&'static str, bool); 38] = [
+    let named: [(&'static str, bool); 39] = [
         ("node_name", a.node_name != b.node_name),
         ("node_id", a.node_id != b.node_id),
         ("datacenter", a.datacenter != b.datacenter),
         ("domain", a.domain != b.domain),
+        ("alt_domain", a.alt_domain != b.alt_domain),
         ("server", a.server != b.server),
         ("bootstrap", a.bootstrap != b.bootstrap),
         ("bootstrap_expect", a.bootstrap_expect != b.bootstrap_expect),

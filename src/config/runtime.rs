@@ -38,6 +38,8 @@ pub struct RuntimeConfig {
     pub datacenter: String,
     /// Always fully qualified (trailing dot), e.g. `consul.`.
     pub domain: String,
+    /// Consul's `alt_domain`: a second domain DNS answers under; fully qualified when set.
+    pub alt_domain: Option<String>,
     pub server: bool,
     pub bootstrap: bool,
     pub bootstrap_expect: u32,
@@ -165,8 +167,8 @@ pub struct Limits {
 pub struct DnsOptions {
     pub only_passing: bool,
     pub node_ttl_s: u32,
-    /// Consul's `dns_config.service_ttl["*"]`.
-    pub service_ttl_s: u32,
+    /// Consul's `dns_config.service_ttl`: a service name, a `prefix*` or `*` → seconds.
+    pub service_ttls_s: BTreeMap<String, u32>,
     pub allow_stale: bool,
     pub a_record_limit: usize,
     pub udp_answer_limit: usize,
@@ -371,6 +373,12 @@ impl RuntimeConfig {
         if !domain.ends_with('.') {
             domain.push('.');
         }
+        let alt_domain = raw.alt_domain.filter(|alt| !alt.trim().is_empty()).map(|mut alt| {
+            if !alt.ends_with('.') {
+                alt.push('.');
+            }
+            alt
+        });
         let primary_datacenter = raw.primary_datacenter.or(raw.acl_datacenter.clone());
         let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let any_addr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
@@ -421,6 +429,7 @@ impl RuntimeConfig {
                 .unwrap_or_else(|| "dc1".to_string())
                 .to_ascii_lowercase(),
             domain,
+            alt_domain,
             server: raw.server.unwrap_or(dev),
             bootstrap,
             bootstrap_expect,
@@ -449,7 +458,7 @@ impl RuntimeConfig {
             limits: Limits::build(&raw.limits.unwrap_or_default()),
             default_query_time_s: seconds_or(raw.default_query_time, 300),
             max_query_time_s: seconds_or(raw.max_query_time, 600),
-            dns: DnsOptions::build(raw.dns_config.unwrap_or_default(), recursors, warnings),
+            dns: DnsOptions::build(raw.dns_config.unwrap_or_default(), recursors),
             session_ttl_min_s: seconds_or(raw.session_ttl_min, 10),
             // Opt-in: each archived version costs a row write on every server (about 15% of
             // write throughput at 64 clients, BENCHMARKS.md), which Consul users do not expect.
@@ -567,19 +576,18 @@ impl Limits {
 }
 
 impl DnsOptions {
-    fn build(raw: RawDnsConfig, recursors: Vec<String>, warnings: &mut Vec<String>) -> Self {
-        let mut service_ttls = raw.service_ttl.unwrap_or_default();
-        let wildcard_service_ttl = service_ttls.remove("*");
-        for service in service_ttls.keys() {
-            warnings.push(format!(
-                "dns_config.service_ttl.{service}: only the \"*\" entry is supported yet; ignored"
-            ));
-        }
+    fn build(raw: RawDnsConfig, recursors: Vec<String>) -> Self {
         let ttl_s = |value| u32::try_from(seconds_or(value, 0)).unwrap_or(u32::MAX);
+        let service_ttls_s = raw
+            .service_ttl
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(service, ttl)| (service, ttl_s(Some(ttl))))
+            .collect();
         DnsOptions {
             only_passing: raw.only_passing.unwrap_or(false),
             node_ttl_s: ttl_s(raw.node_ttl),
-            service_ttl_s: ttl_s(wildcard_service_ttl),
+            service_ttls_s,
             allow_stale: raw.allow_stale.unwrap_or(true),
             a_record_limit: raw.a_record_limit.unwrap_or(0),
             udp_answer_limit: raw.udp_answer_limit.unwrap_or(3),

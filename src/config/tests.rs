@@ -295,7 +295,8 @@ log_level = "WARN"
 session_ttl_min = "500ms"
 default_query_time = "1m30s"
 dns_config.node_ttl = "15.0s"
-dns_config.service_ttl = { "*" = "5s", "web" = "10s" }
+dns_config.service_ttl = { "*" = "5s", "web" = "10s", "db-*" = "1m" }
+alt_domain = "example.internal"
 limits.txn_max_req_len = 1048576
 raft.heartbeat_interval = "20ms"
 raft.election_timeout_min = "100ms"
@@ -312,7 +313,10 @@ node_id = "ADF4238A-882B-9DDC-4A9D-5B6758E4159E"
         (config.session_ttl_min_s, config.default_query_time_s),
         (1, 90)
     );
-    assert_eq!((config.dns.node_ttl_s, config.dns.service_ttl_s), (15, 5));
+    assert_eq!(config.dns.node_ttl_s, 15);
+    let service_ttls: Vec<(&str, u32)> = config.dns.service_ttls_s.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    assert_eq!(service_ttls, [("*", 5), ("db-*", 60), ("web", 10)]);
+    assert_eq!(config.alt_domain.as_deref(), Some("example.internal."));
     assert_eq!(config.limits.http_body_bytes_max, 1_048_576 + 65_536);
     assert_eq!(
         (
@@ -327,8 +331,8 @@ node_id = "ADF4238A-882B-9DDC-4A9D-5B6758E4159E"
         config.node_id.as_deref(),
         Some("adf4238a-882b-9ddc-4a9d-5b6758e4159e")
     );
-    // bootstrap_expect = 1 and the unsupported per-service TTL both warn.
-    assert_eq!(loaded.warnings.len(), 2, "{:?}", loaded.warnings);
+    // bootstrap_expect = 1 warns; per-service TTLs do not (they are supported).
+    assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
 }
 
 #[test]

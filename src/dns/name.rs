@@ -46,6 +46,8 @@ pub(crate) enum QueryName {
     },
     /// An address encoded in the name (`<hex>.addr.consul`), answered without any lookup.
     Addr(IpAddr),
+    /// A reverse lookup (`4.3.2.1.in-addr.arpa`, `….ip6.arpa`): who has this address.
+    Ptr(IpAddr),
     /// Under our domain but not a name Consul would answer: NXDOMAIN.
     Invalid,
 }
@@ -83,6 +85,65 @@ pub(crate) fn parse_query_name(name: &Name, domain: &Name, srv_question: bool) -
         return QueryName::Apex;
     }
     parse_labels(&labels, srv_question)
+}
+
+/// Parses a name under `arpa.`, which Consul serves beside its domain (PTR answers).
+///
+/// `None` when `name` is not under `arpa.`. A name there that is not a whole IPv4
+/// (`<d>.<c>.<b>.<a>.in-addr.arpa`, decimal octets) or IPv6 (32 hex nibbles, then `ip6.arpa`)
+/// address is [`QueryName::Invalid`], as in Consul (NXDOMAIN).
+pub(crate) fn parse_arpa_name(name: &Name) -> Option<QueryName> {
+    let mut labels: Vec<String> = Vec::with_capacity(ARPA_IPV6_LABELS + 2);
+    for label in name.iter() {
+        match std::str::from_utf8(label) {
+            Ok(text) => labels.push(text.to_ascii_lowercase()),
+            Err(_) => labels.push(String::new()),
+        }
+    }
+    let (suffix, reversed) = match labels.as_slice() {
+        [rest @ .., arpa] if arpa == "arpa" => match rest {
+            [rest @ .., kind] if kind == "in-addr" || kind == "ip6" => (kind.as_str(), rest),
+            _ => return Some(QueryName::Invalid),
+        },
+        _ => return None,
+    };
+    let ip = match suffix {
+        "in-addr" => parse_in_addr(reversed).map(IpAddr::V4),
+        _ => parse_ip6_nibbles(reversed).map(IpAddr::V6),
+    };
+    Some(ip.map_or(QueryName::Invalid, QueryName::Ptr))
+}
+
+/// Labels of an IPv6 reverse name before `ip6.arpa`: one per nibble.
+const ARPA_IPV6_LABELS: usize = 32;
+
+fn parse_in_addr(reversed: &[String]) -> Option<Ipv4Addr> {
+    let [d, c, b, a] = reversed else { return None };
+    let octet = |text: &String| -> Option<u8> {
+        // Decimal without sign or leading zeros beyond a lone "0", as addresses are written.
+        if text.is_empty() || text.len() > 3 || (text.len() > 1 && text.starts_with('0')) {
+            return None;
+        }
+        text.bytes()
+            .all(|byte| byte.is_ascii_digit())
+            .then_some(())?;
+        text.parse().ok()
+    };
+    Some(Ipv4Addr::new(octet(a)?, octet(b)?, octet(c)?, octet(d)?))
+}
+
+fn parse_ip6_nibbles(reversed: &[String]) -> Option<Ipv6Addr> {
+    if reversed.len() != ARPA_IPV6_LABELS {
+        return None;
+    }
+    let mut value: u128 = 0;
+    for label in reversed.iter().rev() {
+        let [digit] = label.as_bytes() else {
+            return None;
+        };
+        value = (value << 4) | u128::from(char::from(*digit).to_digit(16)?);
+    }
+    Some(Ipv6Addr::from(value))
 }
 
 /// Where the kind label was found, splitting the labels into parts and locality.
@@ -340,6 +401,30 @@ mod tests {
             .expect("raw labels are allowed");
         let domain = Name::from_ascii("consul.").expect("valid domain");
         assert_eq!(parse_query_name(&name, &domain, false), QueryName::Invalid);
+    }
+
+    #[test]
+    fn arpa_forms() {
+        let arpa = |text: &str| parse_arpa_name(&Name::from_ascii(text).expect("valid name"));
+        let v4 = "127.0.0.1".parse().expect("valid");
+        assert_eq!(arpa("1.0.0.127.in-addr.arpa."), Some(QueryName::Ptr(v4)));
+        assert_eq!(arpa("1.0.0.127.IN-ADDR.ARPA."), Some(QueryName::Ptr(v4)));
+        let v6: IpAddr = "2001:db8::1".parse().expect("valid");
+        let nibbles = "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa.";
+        assert_eq!(arpa(nibbles), Some(QueryName::Ptr(v6)));
+        for invalid in [
+            "0.0.127.in-addr.arpa.",
+            "256.0.0.127.in-addr.arpa.",
+            "01.0.0.127.in-addr.arpa.",
+            "x.1.0.0.127.in-addr.arpa.",
+            "1.0.ip6.arpa.",
+            "example.arpa.",
+            "arpa.",
+        ] {
+            assert_eq!(arpa(invalid), Some(QueryName::Invalid), "{invalid}");
+        }
+        assert_eq!(arpa("example.com."), None);
+        assert_eq!(arpa("arpa.example.com."), None);
     }
 
     #[test]

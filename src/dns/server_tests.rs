@@ -13,7 +13,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::time::timeout;
 
 use super::tests::{instance, node};
-use super::{DnsCatalog, DnsConfig, DnsHealth, DnsInstance, DnsNode, DnsServer};
+use super::{DnsAddressOwner, DnsCatalog, DnsConfig, DnsHealth, DnsInstance, DnsNode, DnsServer};
 
 /// How long a test waits for any one reply before failing.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -22,7 +22,6 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 struct MemoryCatalog {
     services: HashMap<String, Vec<DnsInstance>>,
     nodes: HashMap<String, DnsNode>,
-    servers: Vec<DnsNode>,
 }
 
 #[async_trait::async_trait]
@@ -33,8 +32,12 @@ impl DnsCatalog for MemoryCatalog {
     async fn node(&self, node: &str) -> Option<DnsNode> {
         self.nodes.get(node).cloned()
     }
-    async fn servers(&self) -> Vec<DnsNode> {
-        self.servers.clone()
+    async fn address_owner(&self, ip: std::net::IpAddr) -> Option<DnsAddressOwner> {
+        let ip = ip.to_string();
+        self.nodes
+            .values()
+            .find(|node| node.address == ip)
+            .map(|node| DnsAddressOwner::Node(node.name.clone()))
     }
 }
 
@@ -65,7 +68,14 @@ fn catalog() -> MemoryCatalog {
     catalog
         .nodes
         .insert("web1".to_owned(), node("web1", "10.0.0.1"));
-    catalog.servers = vec![node("server1", "10.0.9.1")];
+    catalog.services.insert(
+        "consul".to_owned(),
+        vec![
+            instance("server1", "10.0.9.1", DnsHealth::Passing),
+            instance("server2", "10.0.9.2", DnsHealth::Critical),
+            instance("server3", "10.0.9.3", DnsHealth::Warning),
+        ],
+    );
     catalog
 }
 
@@ -90,7 +100,7 @@ async fn start(config: DnsConfig) -> Running {
 fn config() -> DnsConfig {
     DnsConfig {
         node_ttl_s: 30,
-        service_ttl_s: 5,
+        service_ttls_s: [("*".to_owned(), 5)].into(),
         enable_truncate: true,
         ..DnsConfig::default()
     }
@@ -263,10 +273,12 @@ async fn services_nodes_and_errors_over_udp() {
         (ResponseCode::NoError, 0)
     );
 
-    // Apex NS with glue; a name outside the domain is refused.
+    // Apex NS with glue, never naming a critical server; a name outside the domain is refused.
     let reply = udp(server, &query("consul.", RecordType::NS, None)).await;
-    assert_eq!(reply.answers.len(), 1);
-    assert_eq!(addresses(&reply.additionals), ["10.0.9.1"]);
+    assert_eq!(reply.answers.len(), 2);
+    let mut glue = addresses(&reply.additionals);
+    glue.sort();
+    assert_eq!(glue, ["10.0.9.1", "10.0.9.3"]);
     let reply = udp(server, &query("example.com.", RecordType::A, None)).await;
     assert_eq!(reply.metadata.response_code, ResponseCode::Refused);
     assert!(!reply.metadata.authoritative);
@@ -287,6 +299,9 @@ async fn only_passing_drops_warning_instances() {
     )
     .await;
     assert_eq!(addresses(&reply.answers), ["10.0.0.1"]);
+    // Name servers too: only passing ones, as Consul's `Filter(onlyPassing)`.
+    let reply = udp(running.udp, &query("consul.", RecordType::NS, None)).await;
+    assert_eq!(addresses(&reply.additionals), ["10.0.9.1"]);
     let reply = udp(
         running.udp,
         &query("canary.web.service.consul.", RecordType::A, None),

@@ -9,8 +9,13 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use super::answer::{self, Answer, Question};
-use super::zone::Zone;
-use super::{DNS_ANSWER_RECORDS_MAX, DnsConfig, DnsError, DnsHealth, DnsInstance, DnsNode};
+use super::node_answer;
+use super::records;
+use super::zone::{Zone, Zones};
+use super::{
+    DNS_ANSWER_RECORDS_MAX, DNS_SRV_RECORDS_MAX, DnsConfig, DnsError, DnsHealth, DnsInstance,
+    DnsNode,
+};
 
 pub(super) fn node(name: &str, address: &str) -> DnsNode {
     DnsNode {
@@ -33,25 +38,25 @@ pub(super) fn instance(node_name: &str, address: &str, health: DnsHealth) -> Dns
     }
 }
 
-fn zone_with(edit: impl FnOnce(&mut DnsConfig)) -> Zone {
+pub(super) fn zone_with(edit: impl FnOnce(&mut DnsConfig)) -> Zone {
     let mut config = DnsConfig {
         node_ttl_s: 30,
-        service_ttl_s: 5,
+        service_ttls_s: [("*".to_owned(), 5)].into(),
         ..DnsConfig::default()
     };
     edit(&mut config);
-    Zone::new(&config).expect("valid test config")
+    Zones::new(&config).expect("valid test config").primary
 }
 
-fn zone() -> Zone {
+pub(super) fn zone() -> Zone {
     zone_with(|_| {})
 }
 
-fn name(text: &str) -> Name {
+pub(super) fn name(text: &str) -> Name {
     Name::from_ascii(text).expect("valid test name")
 }
 
-fn question(name: &Name, record_type: RecordType) -> Question<'_> {
+pub(super) fn question(name: &Name, record_type: RecordType) -> Question<'_> {
     Question {
         name,
         record_type,
@@ -59,7 +64,7 @@ fn question(name: &Name, record_type: RecordType) -> Question<'_> {
     }
 }
 
-fn ips(records: &[Record]) -> Vec<IpAddr> {
+pub(super) fn ips(records: &[Record]) -> Vec<IpAddr> {
     records
         .iter()
         .filter_map(|record| match &record.data {
@@ -70,12 +75,18 @@ fn ips(records: &[Record]) -> Vec<IpAddr> {
         .collect()
 }
 
-fn service(zone: &Zone, qname: &str, rtype: RecordType, instances: &[DnsInstance]) -> Answer {
+pub(super) fn service(
+    zone: &Zone,
+    qname: &str,
+    rtype: RecordType,
+    instances: &[DnsInstance],
+) -> Answer {
     let qname = name(qname);
     let mut rng = StdRng::seed_from_u64(7);
     answer::service_answer(
         zone,
         &question(&qname, rtype),
+        "web",
         None,
         Some(instances),
         &mut rng,
@@ -146,7 +157,7 @@ fn unknown_service_is_nxdomain_and_wrong_type_is_nodata() {
     let qname = name("web.service.consul.");
     let mut rng = StdRng::seed_from_u64(1);
     let q = question(&qname, RecordType::A);
-    let answer = answer::service_answer(&zone(), &q, None, None, &mut rng);
+    let answer = answer::service_answer(&zone(), &q, "web", None, None, &mut rng);
     assert_soa_only(&answer, ResponseCode::NXDomain);
 
     let instances = [instance("n1", "10.0.0.1", DnsHealth::Passing)];
@@ -180,12 +191,14 @@ fn tag_filter_is_case_insensitive() {
     let qname = name("prod.web.service.consul.");
     let mut rng = StdRng::seed_from_u64(3);
     let q = question(&qname, RecordType::A);
-    let answer = answer::service_answer(&zone(), &q, Some("prod"), Some(&instances), &mut rng);
+    let answer =
+        answer::service_answer(&zone(), &q, "web", Some("prod"), Some(&instances), &mut rng);
     assert_eq!(
         ips(&answer.answers),
         ["10.0.0.1".parse::<IpAddr>().unwrap()]
     );
-    let answer = answer::service_answer(&zone(), &q, Some("dev"), Some(&instances), &mut rng);
+    let answer =
+        answer::service_answer(&zone(), &q, "web", Some("dev"), Some(&instances), &mut rng);
     assert_eq!(answer.response_code, ResponseCode::NXDomain);
 }
 
@@ -204,7 +217,7 @@ fn a_records_are_deduplicated_shuffled_and_limited() {
     let mut firsts = std::collections::HashSet::new();
     for seed in 0..20 {
         let mut rng = StdRng::seed_from_u64(seed);
-        let answer = answer::service_answer(&limited, &q, None, Some(&instances), &mut rng);
+        let answer = answer::service_answer(&limited, &q, "web", None, Some(&instances), &mut rng);
         assert_eq!(answer.answers.len(), 2);
         firsts.insert(ips(&answer.answers)[0]);
     }
@@ -216,20 +229,27 @@ fn a_records_are_deduplicated_shuffled_and_limited() {
 
 #[test]
 fn answers_are_bounded() {
-    let instances: Vec<DnsInstance> = (0..1000)
+    let instances: Vec<DnsInstance> = (0..5000)
         .map(|i| {
             instance(
                 &format!("n{i}"),
-                &format!("10.1.{}.{}", i / 250, i % 250),
+                &format!("10.{}.{}.{}", i / 62500, i / 250 % 250, i % 250),
                 DnsHealth::Passing,
             )
         })
         .collect();
-    for rtype in [RecordType::A, RecordType::SRV] {
-        let answer = service(&zone(), "web.service.consul.", rtype, &instances);
-        assert_eq!(answer.answers.len(), DNS_ANSWER_RECORDS_MAX);
-        assert!(answer.additionals.len() <= DNS_ANSWER_RECORDS_MAX);
-    }
+    let answer = service(&zone(), "web.service.consul.", RecordType::A, &instances);
+    assert_eq!(
+        answer.answers.len(),
+        instances.len().min(DNS_ANSWER_RECORDS_MAX)
+    );
+    let answer = service(&zone(), "web.service.consul.", RecordType::SRV, &instances);
+    assert_eq!(answer.answers.len(), DNS_SRV_RECORDS_MAX);
+    assert_eq!(
+        answer.additionals.len(),
+        DNS_SRV_RECORDS_MAX,
+        "one glue per SRV record"
+    );
 }
 
 #[test]
@@ -291,7 +311,7 @@ fn node_answers() {
         .insert("rfc1035-raw".to_owned(), "v=spf1".to_owned());
     web1.meta.insert(" a=b ".to_owned(), "x`y".to_owned());
     let qname = name("WEB1.node.consul.");
-    let found = |rtype| answer::node_answer(&zone, &question(&qname, rtype), Some(&web1));
+    let found = |rtype| node_answer::node_answer(&zone, &question(&qname, rtype), Some(&web1));
 
     let a = found(RecordType::A);
     assert_eq!(ips(&a.answers), ["10.0.0.7".parse::<IpAddr>().unwrap()]);
@@ -312,7 +332,7 @@ fn node_answers() {
     assert_eq!(found(RecordType::ANY).answers.len(), 3);
     assert_soa_only(&found(RecordType::AAAA), ResponseCode::NoError);
     assert_soa_only(&found(RecordType::SRV), ResponseCode::NoError);
-    let missing = answer::node_answer(&zone, &question(&qname, RecordType::A), None);
+    let missing = node_answer::node_answer(&zone, &question(&qname, RecordType::A), None);
     assert_soa_only(&missing, ResponseCode::NXDomain);
 }
 
@@ -321,7 +341,7 @@ fn long_metadata_is_split_into_txt_strings() {
     let mut meta = BTreeMap::new();
     meta.insert("k".to_owned(), "v".repeat(600));
     meta.insert("empty".to_owned(), String::new());
-    let records = answer::meta_txt_records(&name("n.node.dc1.consul."), 0, &meta);
+    let records = records::meta_txt_records(&name("n.node.dc1.consul."), 0, &meta);
     let RData::TXT(empty) = &records[0].data else {
         panic!("not a TXT")
     };
@@ -343,7 +363,8 @@ fn apex_answers_soa_and_ns() {
     let apex = name("consul.");
     let mut rng = StdRng::seed_from_u64(5);
 
-    let soa = answer::apex_answer(&zone, &question(&apex, RecordType::SOA), &servers, &mut rng);
+    let soa =
+        node_answer::apex_answer(&zone, &question(&apex, RecordType::SOA), &servers, &mut rng);
     assert!(matches!(
         soa.answers[..],
         [Record {
@@ -354,7 +375,7 @@ fn apex_answers_soa_and_ns() {
     assert_eq!(soa.authorities.len(), 3);
     assert_eq!(soa.additionals.len(), 3);
 
-    let ns = answer::apex_answer(&zone, &question(&apex, RecordType::NS), &servers, &mut rng);
+    let ns = node_answer::apex_answer(&zone, &question(&apex, RecordType::NS), &servers, &mut rng);
     assert_eq!(ns.answers.len(), 3);
     for (record, glue) in ns.answers.iter().zip(&ns.additionals) {
         let RData::NS(target) = &record.data else {
@@ -365,9 +386,9 @@ fn apex_answers_soa_and_ns() {
         assert_eq!(glue.name, target.0);
     }
 
-    let none = answer::apex_answer(&zone, &question(&apex, RecordType::NS), &[], &mut rng);
+    let none = node_answer::apex_answer(&zone, &question(&apex, RecordType::NS), &[], &mut rng);
     assert_soa_only(&none, ResponseCode::NoError);
-    let a = answer::apex_answer(&zone, &question(&apex, RecordType::A), &servers, &mut rng);
+    let a = node_answer::apex_answer(&zone, &question(&apex, RecordType::A), &servers, &mut rng);
     assert_soa_only(&a, ResponseCode::NoError);
 }
 
@@ -375,14 +396,14 @@ fn apex_answers_soa_and_ns() {
 fn addr_answers_only_the_matching_family() {
     let qname = name("0a000001.addr.consul.");
     let ip: IpAddr = "10.0.0.1".parse().unwrap();
-    let a = answer::addr_answer(&zone(), &question(&qname, RecordType::A), ip);
+    let a = node_answer::addr_answer(&zone(), &question(&qname, RecordType::A), ip);
     assert_eq!(ips(&a.answers), [ip]);
     assert_soa_only(
-        &answer::addr_answer(&zone(), &question(&qname, RecordType::AAAA), ip),
+        &node_answer::addr_answer(&zone(), &question(&qname, RecordType::AAAA), ip),
         ResponseCode::NoError,
     );
     assert_soa_only(
-        &answer::addr_answer(&zone(), &question(&qname, RecordType::TXT), ip),
+        &node_answer::addr_answer(&zone(), &question(&qname, RecordType::TXT), ip),
         ResponseCode::NoError,
     );
 }

@@ -1,10 +1,17 @@
-//! The zone cairn serves: the validated domain and datacenter, and the names derived from them.
+//! The zones cairn serves: the validated domain (and alt domain) with the datacenter, the names
+//! derived from them, and the per-service TTLs.
 //!
 //! Pure, like `answer`: built once from [`DnsConfig`] when the server starts, so that a bad
 //! domain is found then rather than on every query, and so that the SOA and the
 //! `<node>.node.<dc>.<domain>` names handed out in answers cannot fail to build later for any
 //! reason but the node name itself.
+//!
+//! Consul (1.11+) answers a question under `alt_domain` with names under `alt_domain`: node
+//! and `addr` targets, SOA and NS all use the domain the question was asked in (its router's
+//! "response domain"). PTR answers always use the primary domain. [`Zones::for_name`] picks
+//! the zone; each [`Zone`] carries the names of its own domain.
 
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use hickory_server::proto::rr::rdata::SOA;
@@ -21,7 +28,35 @@ const SOA_EXPIRE_S: i32 = 86_400;
 /// like Consul, so that a service that appears is found at once.
 const SOA_MINIMUM_TTL_S: u32 = 0;
 
-/// The validated, pre-computed settings of the zone we serve.
+/// The primary zone and, when `alt_domain` is set, the alternative one.
+#[derive(Clone, Debug)]
+pub(crate) struct Zones {
+    pub primary: Zone,
+    pub alt: Option<Zone>,
+}
+
+impl Zones {
+    /// Checks the domains and datacenter of `config` and builds both zones.
+    pub(crate) fn new(config: &DnsConfig) -> Result<Zones, DnsError> {
+        let primary = Zone::new(config, &config.domain)?;
+        let alt = match config.alt_domain.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(alt_domain) => Some(Zone::new(config, alt_domain)?),
+        };
+        Ok(Zones { primary, alt })
+    }
+
+    /// The zone `name` is in: the one whose domain is the longest suffix of `name` (as
+    /// Consul's router matches from the full name down), or `None`.
+    pub(crate) fn for_name(&self, name: &Name) -> Option<&Zone> {
+        let candidates = std::iter::once(&self.primary).chain(self.alt.as_ref());
+        candidates
+            .filter(|zone| zone.domain.zone_of(name))
+            .max_by_key(|zone| zone.domain.num_labels())
+    }
+}
+
+/// The validated, pre-computed settings of one domain we serve.
 #[derive(Clone, Debug)]
 pub(crate) struct Zone {
     /// Our domain, lower-case and fully qualified (`consul.`).
@@ -34,20 +69,20 @@ pub(crate) struct Zone {
     soa_rname: Name,
     pub only_passing: bool,
     pub node_ttl_s: u32,
-    pub service_ttl_s: u32,
+    service_ttls: ServiceTtls,
     /// Most address records in a service answer; 0 = no limit besides
     /// [`super::DNS_ANSWER_RECORDS_MAX`].
     pub a_record_limit: usize,
 }
 
 impl Zone {
-    /// Checks the domain and datacenter of `config` and builds the names derived from them.
-    pub(crate) fn new(config: &DnsConfig) -> Result<Zone, DnsError> {
+    /// Checks `domain` and the datacenter of `config` and builds the names derived from them.
+    fn new(config: &DnsConfig, domain_text: &str) -> Result<Zone, DnsError> {
         let invalid_domain = |reason: String| DnsError::InvalidDomain {
-            domain: config.domain.clone(),
+            domain: domain_text.to_owned(),
             reason,
         };
-        let mut domain = Name::from_ascii(config.domain.trim())
+        let mut domain = Name::from_ascii(domain_text.trim())
             .map_err(|error| invalid_domain(error.to_string()))?
             .to_lowercase();
         domain.set_fqdn(true);
@@ -78,7 +113,7 @@ impl Zone {
             soa_rname,
             only_passing: config.only_passing,
             node_ttl_s: config.node_ttl_s,
-            service_ttl_s: config.service_ttl_s,
+            service_ttls: ServiceTtls::new(&config.service_ttls_s),
             a_record_limit: config.a_record_limit,
         })
     }
@@ -95,6 +130,13 @@ impl Zone {
         prefixed(&labels, &self.datacenter_domain)
     }
 
+    /// `<service>.service.<dc>.<domain>`, the name Consul gives a service in PTR answers.
+    pub(crate) fn service_name(&self, service: &str) -> Option<Name> {
+        let mut labels: Vec<&str> = service.split('.').collect();
+        labels.push("service");
+        prefixed(&labels, &self.datacenter_domain)
+    }
+
     /// `<hex>.addr.<dc>.<domain>`, the SRV target Consul uses for a service's own IP.
     pub(crate) fn addr_name(&self, ip: IpAddr) -> Option<Name> {
         let hex = hex_address(ip);
@@ -108,6 +150,55 @@ impl Zone {
             DnsHealth::Warning => !self.only_passing,
             DnsHealth::Critical => false,
         }
+    }
+
+    /// The TTL of records in an answer about `service` (lower-case), in seconds.
+    pub(crate) fn service_ttl_s(&self, service: &str) -> u32 {
+        self.service_ttls.for_service(service)
+    }
+}
+
+/// Consul's `dns_config.service_ttl`: an exact service name wins; otherwise the longest
+/// `prefix*` entry that matches (`*` alone matches every service); otherwise 0.
+///
+/// Consul keeps the exact names in a map and the `prefix*` entries in a radix tree queried for
+/// the longest prefix (`GetTTLForService`). When nothing matches, Consul's documentation and
+/// its pre-1.19 DNS server give 0; its 1.19+ server falls back to `node_ttl` instead. cairn
+/// follows the documented 0. Keys are lower-cased, because DNS questions are: Consul compares
+/// the lower-cased question with the keys as written, so a key with capitals never matches
+/// there.
+#[derive(Clone, Debug, Default)]
+struct ServiceTtls {
+    exact: HashMap<String, u32>,
+    /// `(prefix, ttl)`, longest prefix first.
+    prefixes: Vec<(String, u32)>,
+}
+
+impl ServiceTtls {
+    fn new(entries: &BTreeMap<String, u32>) -> ServiceTtls {
+        let mut ttls = ServiceTtls::default();
+        for (key, ttl_s) in entries {
+            let key = key.to_ascii_lowercase();
+            match key.strip_suffix('*') {
+                Some(prefix) => ttls.prefixes.push((prefix.to_owned(), *ttl_s)),
+                None => {
+                    ttls.exact.insert(key, *ttl_s);
+                }
+            }
+        }
+        ttls.prefixes
+            .sort_by(|(a, _), (b, _)| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        ttls
+    }
+
+    fn for_service(&self, service: &str) -> u32 {
+        if let Some(ttl_s) = self.exact.get(service) {
+            return *ttl_s;
+        }
+        self.prefixes
+            .iter()
+            .find(|(prefix, _)| service.starts_with(prefix.as_str()))
+            .map_or(0, |(_, ttl_s)| *ttl_s)
     }
 }
 

@@ -1,7 +1,7 @@
-//! Fuzzes the DNS port: raw query packets parsed by hickory (`Request::from_bytes`, as its
-//! server does for each datagram), then answered by our handler (`dns::Handler`: EDNS, the
-//! question checks, `dns::name` parsing, the `dns::answer` and `dns::zone` code over a small
-//! catalog, the UDP answer limit), then encoded as hickory sends it. The attack: anyone who
+//! Fuzzes the DNS port: raw query packets handed to our handler exactly as the sockets do
+//! (`dns::Handler::respond`: decoding, EDNS, the question checks, `dns::name` parsing, the
+//! `dns::answer` and `dns::zone` code over a small catalog, the UDP answer limit, and the
+//! `dns::wire` encoder with its size budget). The attack: anyone who
 //! can reach port 8600 (often the whole network) sends crafted queries, hoping to crash the
 //! agent, make it answer with more than the client's buffer (amplification), or answer with
 //! a message that does not parse.
@@ -10,19 +10,12 @@
 //! transport allows (512 bytes over UDP without EDNS, the clamped EDNS size with it).
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use hickory_server::net::NetError;
-use hickory_server::net::runtime::TokioTime;
-use hickory_server::net::xfer::Protocol;
-use hickory_server::proto::op::{Edns, Header, HeaderCounts, Message, MessageType, Metadata, OpCode, Query, ResponseCode};
-use hickory_server::proto::rr::{Name, Record, RecordType};
-use hickory_server::proto::serialize::binary::{BinEncodable, BinEncoder};
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponse;
+use hickory_server::proto::op::{Edns, Message, MessageType, OpCode, Query};
+use hickory_server::proto::rr::{Name, RecordType};
 
-use crate::dns::{DnsCatalog, DnsConfig, DnsHealth, DnsInstance, DnsNode, Handler};
+use crate::dns::{DnsAddressOwner, DnsCatalog, DnsConfig, DnsHealth, DnsInstance, DnsNode, Handler, Transport};
 use crate::fuzz::{FUZZ_ALLOC_BYTES_MAX_DEFAULT, Target, Verdict, fuzz};
 
 /// Largest query generated: a UDP query is at most 512 bytes without EDNS; TCP allows 64 KiB.
@@ -62,7 +55,8 @@ impl FuzzCatalog {
         ];
         let many = (0..300).map(|i| instance(&format!("bulk{i}"), &format!("10.2.{}.{}", i / 250, i % 250), "", DnsHealth::Passing)).collect();
         let nodes = [node("web1", "10.0.0.1"), node("web2", "fd00::2"), node("server1", "10.0.9.1")].into_iter().map(|n| (n.name.clone(), n)).collect();
-        FuzzCatalog { services: BTreeMap::from([("web".into(), web), ("many".into(), many)]), nodes }
+        let consul = vec![instance("server1", "10.0.9.1", "", DnsHealth::Passing)];
+        FuzzCatalog { services: BTreeMap::from([("web".into(), web), ("many".into(), many), ("consul".into(), consul)]), nodes }
     }
 }
 
@@ -74,59 +68,9 @@ impl DnsCatalog for FuzzCatalog {
     async fn node(&self, node: &str) -> Option<DnsNode> {
         self.nodes.get(node).cloned()
     }
-    async fn servers(&self) -> Vec<DnsNode> {
-        vec![self.nodes["server1"].clone()]
-    }
-}
-
-/// Keeps the encoded response, encoded exactly as hickory's `ResponseHandle` does.
-#[derive(Clone)]
-struct Capture {
-    protocol: Protocol,
-    sent: Arc<Mutex<Option<Vec<u8>>>>,
-}
-
-#[async_trait::async_trait]
-impl ResponseHandler for Capture {
-    async fn send_response<'a>(
-        &mut self,
-        response: MessageResponse<
-            '_,
-            'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-        >,
-    ) -> Result<ResponseInfo, NetError> {
-        let id = response.metadata().id;
-        let mut bytes = Vec::with_capacity(512);
-        let mut encoder = BinEncoder::new(&mut bytes);
-        encoder.set_max_size(max_response_bytes(self.protocol, response.edns()));
-        let info = match response.destructive_emit(&mut encoder) {
-            Ok(info) => info,
-            Err(_) => {
-                // hickory's fallback: a bare SERVFAIL header.
-                bytes.clear();
-                let mut encoder = BinEncoder::new(&mut bytes);
-                let mut metadata = Metadata::new(id, MessageType::Response, OpCode::Query);
-                metadata.response_code = ResponseCode::ServFail;
-                let header = Header { metadata, counts: HeaderCounts::default() };
-                header.emit(&mut encoder)?;
-                ResponseInfo::from(header)
-            }
-        };
-        *self.sent.lock().expect("capture lock") = Some(bytes);
-        Ok(info)
-    }
-}
-
-/// What the transport lets a response take, as hickory's encoder is told.
-fn max_response_bytes(protocol: Protocol, edns: Option<&Edns>) -> u16 {
-    match (protocol, edns) {
-        (Protocol::Udp, Some(edns)) => edns.max_payload(),
-        (Protocol::Udp, None) => 512,
-        _ => u16::MAX,
+    async fn address_owner(&self, ip: std::net::IpAddr) -> Option<DnsAddressOwner> {
+        let ip = ip.to_string();
+        self.nodes.values().find(|node| node.address == ip).map(|node| DnsAddressOwner::Node(node.name.clone()))
     }
 }
 
@@ -161,23 +105,31 @@ fn seeds() -> Vec<Vec<u8>> {
         query("consul.", RecordType::SOA, Some(65535)),
         query("nothing.service.dc2.consul.", RecordType::SRV, None),
         query("example.com.", RecordType::A, None),
+        query("1.0.0.10.in-addr.arpa.", RecordType::PTR, None),
+        query("1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa.", RecordType::PTR, Some(1232)),
+        query("web.service.consul.", RecordType::SOA, None),
+        query("many.service.consul.", RecordType::SRV, Some(1232)),
         notify.to_vec().expect("encodes"),
     ]
 }
 
-/// Answers `request` over `protocol` and checks the encoded response.
-async fn answer(handler: &Handler, request: &Request, protocol: Protocol) {
-    let capture = Capture { protocol, sent: Arc::new(Mutex::new(None)) };
-    handler.handle_request::<_, TokioTime>(request, capture.clone()).await;
-    let sent = capture.sent.lock().expect("capture lock").take().expect("every query is answered");
+/// Answers the raw `input` over `transport` and checks the encoded response. `request` is the
+/// input decoded, when it decodes; then the response must carry its EDNS size limit.
+async fn answer(handler: &Handler, input: &[u8], request: Option<&Message>, transport: Transport) {
+    let Some(sent) = handler.respond(input, transport).await else {
+        assert!(request.is_none_or(|request| request.metadata.message_type == MessageType::Response), "a query went unanswered");
+        return;
+    };
     let response = Message::from_vec(&sent).unwrap_or_else(|error| panic!("our response does not parse ({error}): {sent:?}"));
-    assert_eq!(response.metadata.id, request.metadata.id, "the response answers another query");
+    assert_eq!(response.metadata.id, u16::from_be_bytes([input[0], input[1]]), "the response answers another query");
     assert_eq!(response.metadata.message_type, MessageType::Response);
-    if protocol == Protocol::Udp {
+    if transport == Transport::Udp {
         // Ours offers max(request size, 512) capped at 65,467 bytes; without EDNS, 512.
-        let offered = request.edns.as_ref().map_or(512, |edns| usize::from(edns.max_payload().clamp(512, u16::MAX - 68)));
+        let edns = request.and_then(|request| request.edns.as_ref());
+        let offered = edns.map_or(512, |edns| usize::from(edns.max_payload().clamp(512, u16::MAX - 68)));
         assert!(sent.len() <= offered, "a UDP answer of {} bytes exceeds the {offered} bytes the client offered", sent.len());
     }
+    assert!(sent.len() <= usize::from(u16::MAX), "no DNS message exceeds 65535 bytes");
 }
 
 /// Raw query packets, answered over UDP and over TCP.
@@ -191,19 +143,17 @@ fn packets() {
     let target = Target { name: "dns::packets", seeds: seeds(), dictionary, input_bytes_max: DNS_INPUT_BYTES_MAX, alloc_bytes_max: FUZZ_ALLOC_BYTES_MAX_DEFAULT };
     fuzz(target, || {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
-        let config = DnsConfig { node_ttl_s: 30, service_ttl_s: 5, enable_truncate: true, a_record_limit: 5, ..DnsConfig::default() };
+        let config = DnsConfig { node_ttl_s: 30, service_ttls_s: [("*".to_owned(), 5), ("we*".to_owned(), 7)].into(), enable_truncate: true, a_record_limit: 5, ..DnsConfig::default() };
         let handler = Handler::new(&config, Arc::new(FuzzCatalog::new()));
-        let client: SocketAddr = "10.9.9.9:53000".parse().expect("an address");
         move |input: &[u8]| {
-            let Ok(request) = Request::from_bytes(input.to_vec(), client, Protocol::Udp) else { return Verdict::Refused };
-            // hickory's server drops responses unanswered (no reflection).
-            if request.metadata.message_type == MessageType::Response {
-                return Verdict::Refused;
+            let request = Message::from_vec(input).ok();
+            runtime.block_on(answer(&handler, input, request.as_ref(), Transport::Udp));
+            runtime.block_on(answer(&handler, input, request.as_ref(), Transport::Tcp));
+            // Responses are dropped unanswered (no reflection); undecodable queries get FORMERR.
+            match request {
+                Some(request) if request.metadata.message_type == MessageType::Query => Verdict::Accepted,
+                _ => Verdict::Refused,
             }
-            runtime.block_on(answer(&handler, &request, Protocol::Udp));
-            let over_tcp = Request::from_bytes(input.to_vec(), client, Protocol::Tcp).expect("parsed once, parses again");
-            runtime.block_on(answer(&handler, &over_tcp, Protocol::Tcp));
-            Verdict::Accepted
         }
     });
 }

@@ -18,7 +18,7 @@ use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, InstallSnapsho
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Membership, SnapshotMeta, StoredMembership, Vote};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::agent::remote_view::{ViewRequest, ViewRows, acl_token_rows, node_rows, service_rows};
+use crate::agent::remote_view::{ViewRequest, ViewRows, acl_token_rows, address_rows, node_rows, service_rows};
 use crate::catalog::Catalog;
 use crate::fuzz::{FUZZ_ALLOC_BYTES_MAX_DEFAULT, Target, Verdict, fuzz, samples};
 use crate::raft::bounds::{Bounded, SnapshotChunks};
@@ -197,6 +197,7 @@ fn messages() {
         message(3, encode(&JoinRequest { node_id: 4, node: server(4), datacenter: "dc1".into() })),
         message(4, view(ViewRequest::Service { name: "web".into(), min_index: 3, wait_ms: 1000 })),
         message(4, view(ViewRequest::Node { node: "node-1".into() })),
+        message(4, view(ViewRequest::Address { ip: std::net::Ipv4Addr::LOCALHOST.into() })),
         message(5, encode(&append_answer)),
         message(6, encode(&vote_answer)),
         message(7, encode(&snapshot_answer)),
@@ -244,6 +245,7 @@ fn serve_view(catalog: &Catalog, body: &[u8]) -> Verdict {
         ViewRequest::Node { node } => node_rows(catalog, &node),
         ViewRequest::Service { name, .. } => service_rows(catalog, &name),
         ViewRequest::AclToken { secret } => acl_token_rows(catalog, &secret),
+        ViewRequest::Address { ip } => address_rows(catalog, ip),
     };
     let loaded = decode::<ViewRows>(&encode(&rows)).expect("our own view rows decode").into_catalog();
     assert!(loaded.is_ok(), "a server's own view rows do not load: {loaded:?}");

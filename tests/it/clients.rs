@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use hickory_server::proto::rr::RecordType;
+use hickory_server::proto::rr::{RData, RecordType};
 use serde_json::{Value, json};
 
 use crate::cluster_util::TestCluster;
@@ -104,6 +104,16 @@ async fn three_servers_and_three_clients_share_members_catalog_health_and_failur
     assert!(in_catalog, "client 2's catalog lists web on c1");
     let srv_count = async |i: usize| dns_query(cluster.servers[i].dns_addr(), "web.service.consul.", RecordType::SRV).await.answers.len();
     assert!(eventually(15_000, async || srv_count(clients[2]).await == 1).await, "client 3's DNS answers web");
+    // PTR and NS on a client agent come through the servers: client 1's address names its node,
+    // and the name servers are the three servers' `consul` instances.
+    let std::net::IpAddr::V4(client_ip) = cluster.servers[clients[0]].ip else { panic!("IPv4 loopback") };
+    let [a, b, c, d] = client_ip.octets();
+    let reverse = format!("{d}.{c}.{b}.{a}.in-addr.arpa.");
+    let reply = dns_query(cluster.servers[clients[2]].dns_addr(), &reverse, RecordType::PTR).await;
+    let ptr: Vec<String> = reply.answers.iter().filter_map(|r| match &r.data { RData::PTR(ptr) => Some(ptr.0.to_ascii()), _ => None }).collect();
+    assert_eq!(ptr, ["c1.node.dc1.consul."], "{reply:?}");
+    let reply = dns_query(cluster.servers[clients[2]].dns_addr(), "web.service.consul.", RecordType::NS).await;
+    assert_eq!(reply.answers.len(), 3, "{reply:?}");
 
     // The check fails: critical everywhere, and gone from every agent's DNS.
     healthy.store(false, Ordering::SeqCst);

@@ -14,6 +14,7 @@ mod coordinates;
 mod cluster_util;
 mod cli;
 mod disk_full;
+mod dns_answers;
 mod config_services;
 mod durability;
 mod events;
