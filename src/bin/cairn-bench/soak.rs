@@ -11,8 +11,9 @@
 //! no agent exited, and probes the cluster: a linearizable KV write and read, and a DNS lookup
 //! on every server. Findings (a crash, a panic in a log, a 5xx, a request left unanswered, a
 //! stranger admitted on the server port, a failed probe) are printed as they come, each with
-//! the request that produced it. RSS is judged from the end of the warm-up (the first 10% of
-//! the run) to the end: growth past `--rss-growth-max-pct` fails the run. The exit status is
+//! the request that produced it. RSS is judged after the warm-up (the first 10% of the run):
+//! the mean of the last window as long as the warm-up against the mean of the one right after
+//! it; growth past `--rss-growth-max-pct` fails the run (`report::RssFigures` says why means). The exit status is
 //! non-zero on any finding or on RSS growth; `--out DIR` also writes `DIR/soak.json`.
 
 mod base_load;
