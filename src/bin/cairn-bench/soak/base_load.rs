@@ -127,7 +127,10 @@ async fn one(target: &BaseTarget, op: Op, n: usize, tally: &Tally) {
             let status = response.status();
             let text = response.text().await.unwrap_or_default();
             tally.count("base.failed");
-            // Deregistering a service the fuzzer already removed is a 404, not a finding.
+            // Broken down by operation and status: most are deregistrations answered 404
+            // because the service was registered with another server's agent (agent endpoints
+            // are local) or a fuzzer removed it first. Those are not findings.
+            tally.count(&format!("base.failed_{name}_{}", status.as_u16()));
             if status.is_server_error() {
                 tally.finding("http", format!("base load {name} at {http} answered {status}: {text}"), key);
             }
