@@ -25,6 +25,9 @@
 //! under a base load and fuzzed requests at their HTTP, DNS and server ports, and reports
 //! findings and RSS over the run (`soak.rs`; exit status 1 on a finding or RSS growth).
 //!
+//! `--dns-vs-nsd [--duration-s 15] [--rounds 2] [--out DIR]` instead runs dnsperf against one
+//! cairn server and against NSD serving the same records as a static zone (`dns_vs_nsd.rs`).
+//!
 //! `--cluster N` instead starts N servers on loopback and measures write throughput, failover
 //! time and snapshot catch-up (`cluster.rs`; `--snapshot-mb` sets the state machine size).
 //!
@@ -42,6 +45,7 @@ use std::time::{Duration, Instant};
 
 mod client_agents;
 mod cluster;
+mod dns_vs_nsd;
 mod gossip_sim;
 mod soak;
 #[cfg(feature = "etcd")]
@@ -385,6 +389,9 @@ async fn main() -> std::process::ExitCode {
     }
     if args.iter().any(|a| a == "--soak") {
         return soak::main(&args).await;
+    }
+    if args.iter().any(|a| a == "--dns-vs-nsd") {
+        return dns_vs_nsd::main(&args).await;
     }
     let mut options = match parse_options() {
         Ok(options) => options,
