@@ -167,7 +167,7 @@ async fn sequential_recursors_fail_over_from_a_dead_first_to_a_live_second() {
 }
 
 #[tokio::test]
-async fn a_host_name_service_address_gets_its_cname_and_the_resolved_a_record() {
+async fn host_name_addresses_get_their_cname_and_the_resolved_a_record() {
     let upstream = start_upstream().await;
     let (agent, _config) = agent_with_recursors(&[upstream]).await;
     let body = json!({"Name": "backend", "Address": "backend.example.org", "Port": 443});
@@ -182,6 +182,13 @@ async fn a_host_name_service_address_gets_its_cname_and_the_resolved_a_record() 
 
     let reply = dns_query(agent.dns_addr(), "backend.service.consul.", RecordType::SRV).await;
     assert_eq!(a_records(&reply.additionals), [("backend.example.org.".to_string(), UPSTREAM_IP)], "SRV glue");
+
+    let body = json!({"Node": "ext", "Address": "db.example.org", "Service": {"Service": "db", "Port": 5432}});
+    let response = agent.put("/v1/catalog/register", body.to_string()).await;
+    assert_eq!(response.status(), 200);
+    let reply = dns_query(agent.dns_addr(), "ext.node.consul.", RecordType::A).await;
+    assert!(matches!(reply.answers.first().map(|record| &record.data), Some(RData::CNAME(_))), "{:?}", reply.answers);
+    assert_eq!(a_records(&reply.answers), [("db.example.org.".to_string(), UPSTREAM_IP)], "a node at a host name too");
 }
 
 #[tokio::test]
