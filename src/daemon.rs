@@ -16,6 +16,7 @@ use std::time::Duration;
 use crate::agent::{Agent, AgentError};
 use crate::catalog::model::HealthStatus;
 use crate::catalog::query::aggregate_status;
+use crate::config::recursors::{Recursor, RecursorHost, RecursorStrategy};
 use crate::config::{LogLevel, RuntimeConfig};
 use crate::dns::{DnsAddressOwner, DnsCatalog, DnsConfig, DnsHealth, DnsInstance, DnsNode, DnsServer};
 use crate::tls::AgentTls;
@@ -44,6 +45,8 @@ pub enum DaemonError {
     Definitions(AgentError),
     #[error("HTTPS: {0}")]
     Tls(crate::tls::TlsError),
+    #[error("recursor {recursor}: cannot resolve its host name: {reason}")]
+    Recursor { recursor: String, reason: String },
 }
 
 /// Runs an agent until it is told to stop. Blocks the calling thread. `agent_args` (the
@@ -165,6 +168,7 @@ async fn serve(config: RuntimeConfig, data_dir: PathBuf, agent_args: Vec<String>
         }
     }
     let mut dns_sockets = Vec::new();
+    let recursors = if config.ports.dns.is_some() { resolve_recursors(&config.dns.recursors).await? } else { Vec::new() };
     if let Some(port) = config.ports.dns {
         for ip in &config.client_addrs {
             let addr = SocketAddr::new(*ip, port);
@@ -223,7 +227,7 @@ async fn serve(config: RuntimeConfig, data_dir: PathBuf, agent_args: Vec<String>
     let mut dns_servers = Vec::new();
     for (udp, tcp) in dns_sockets {
         tracing::info!(addr = ?udp.local_addr().ok(), "DNS listening (udp and tcp)");
-        dns_servers.push(DnsServer::start(udp, tcp, dns_config(&config), Arc::new(CatalogDns { agent: agent.clone() })));
+        dns_servers.push(DnsServer::start(udp, tcp, dns_config(&config, &recursors), Arc::new(CatalogDns { agent: agent.clone() })));
     }
     agent.spawn_loops(results);
     let reloader = reload::Reloader { agent: agent.clone(), agent_args, running: config.clone(), log_level_switch, https_tls: https_tls.clone() };
@@ -286,7 +290,28 @@ async fn terminate_signal() -> Signal {
     }
 }
 
-fn dns_config(config: &RuntimeConfig) -> DnsConfig {
+/// The recursors' addresses: host names are resolved once, at start, as Consul does
+/// (`recursorAddr`), and a name that does not resolve stops the agent. Like Go's resolver,
+/// an IPv4 address is preferred when a name has both.
+async fn resolve_recursors(recursors: &[Recursor]) -> Result<Vec<SocketAddr>, DaemonError> {
+    let mut addrs = Vec::with_capacity(recursors.len());
+    for recursor in recursors {
+        let name = match &recursor.host {
+            RecursorHost::Ip(ip) => {
+                addrs.push(SocketAddr::new(*ip, recursor.port));
+                continue;
+            }
+            RecursorHost::Name(name) => name,
+        };
+        let failed = |reason: String| DaemonError::Recursor { recursor: recursor.to_string(), reason };
+        let found: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), recursor.port)).await.map_err(|error| failed(error.to_string()))?.collect();
+        let chosen = found.iter().find(|addr| addr.is_ipv4()).or(found.first()).ok_or_else(|| failed("no address".to_string()))?;
+        addrs.push(*chosen);
+    }
+    Ok(addrs)
+}
+
+fn dns_config(config: &RuntimeConfig, recursors: &[SocketAddr]) -> DnsConfig {
     DnsConfig {
         domain: config.domain.clone(),
         alt_domain: config.alt_domain.clone(),
@@ -297,6 +322,12 @@ fn dns_config(config: &RuntimeConfig) -> DnsConfig {
         a_record_limit: config.dns.a_record_limit,
         udp_answer_limit: config.dns.udp_answer_limit,
         enable_truncate: config.dns.enable_truncate,
+        recursors: recursors.to_vec(),
+        recursor_strategy: match config.dns.recursor_strategy {
+            RecursorStrategy::Sequential => crate::dns::RecursorStrategy::Sequential,
+            RecursorStrategy::Random => crate::dns::RecursorStrategy::Random,
+        },
+        recursor_timeout: Duration::from_millis(config.dns.recursor_timeout_ms),
     }
 }
 

@@ -35,7 +35,8 @@ fn flag_forms_follow_go_semantics() {
     );
     let config = load_ok(&["-dev", "-join=a", "-retry-join", "b", "-recursor=8.8.8.8"]).config;
     assert_eq!(config.retry_join, vec!["a", "b"]);
-    assert_eq!(config.dns.recursors, vec!["8.8.8.8"]);
+    let recursors: Vec<String> = config.dns.recursors.iter().map(ToString::to_string).collect();
+    assert_eq!(recursors, ["8.8.8.8:53"]);
 }
 
 #[test]

@@ -22,6 +22,7 @@
 mod flags;
 pub mod gossip;
 mod raw;
+pub mod recursors;
 mod reload;
 mod runtime;
 pub mod tls;

@@ -174,6 +174,8 @@ pub(super) struct RawDnsConfig {
     pub(super) a_record_limit: Option<usize>,
     pub(super) udp_answer_limit: Option<usize>,
     pub(super) enable_truncate: Option<bool>,
+    pub(super) recursor_strategy: Option<String>,
+    pub(super) recursor_timeout: Option<GoDuration>,
     #[serde(flatten)]
     pub(super) unknown: UnknownKeys,
 }

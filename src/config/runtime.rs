@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::ConfigError;
+use super::recursors::{Recursor, RecursorStrategy, parse_recursors, parse_strategy, recursor_timeout_ms};
 use super::gossip::{GossipSettings, RawGossip};
 use super::tls::{RawTlsBlock, RawTlsKeys, TlsSettings};
 use super::raw::{GoDuration, Port, RawConfig, RawDnsConfig, RawLimits, RawPorts, RawRaft};
@@ -173,7 +174,11 @@ pub struct DnsOptions {
     pub a_record_limit: usize,
     pub udp_answer_limit: usize,
     pub enable_truncate: bool,
-    pub recursors: Vec<String>,
+    /// Upstream DNS servers for names outside our domains (`recursors`, `-recursor`).
+    pub recursors: Vec<Recursor>,
+    pub recursor_strategy: RecursorStrategy,
+    /// One exchange with one recursor (Consul's `recursor_timeout`, 2 s by default).
+    pub recursor_timeout_ms: u64,
 }
 
 /// ACL secrets; `Debug` prints only whether each is set, so logging the config is safe.
@@ -458,7 +463,7 @@ impl RuntimeConfig {
             limits: Limits::build(&raw.limits.unwrap_or_default()),
             default_query_time_s: seconds_or(raw.default_query_time, 300),
             max_query_time_s: seconds_or(raw.max_query_time, 600),
-            dns: DnsOptions::build(raw.dns_config.unwrap_or_default(), recursors),
+            dns: DnsOptions::build(raw.dns_config.unwrap_or_default(), &recursors)?,
             session_ttl_min_s: seconds_or(raw.session_ttl_min, 10),
             // Opt-in: each archived version costs a row write on every server (about 15% of
             // write throughput at 64 clients, BENCHMARKS.md), which Consul users do not expect.
@@ -576,7 +581,7 @@ impl Limits {
 }
 
 impl DnsOptions {
-    fn build(raw: RawDnsConfig, recursors: Vec<String>) -> Self {
+    fn build(raw: RawDnsConfig, recursors: &[String]) -> Result<Self, ConfigError> {
         let ttl_s = |value| u32::try_from(seconds_or(value, 0)).unwrap_or(u32::MAX);
         let service_ttls_s = raw
             .service_ttl
@@ -584,7 +589,7 @@ impl DnsOptions {
             .into_iter()
             .map(|(service, ttl)| (service, ttl_s(Some(ttl))))
             .collect();
-        DnsOptions {
+        Ok(DnsOptions {
             only_passing: raw.only_passing.unwrap_or(false),
             node_ttl_s: ttl_s(raw.node_ttl),
             service_ttls_s,
@@ -592,7 +597,9 @@ impl DnsOptions {
             a_record_limit: raw.a_record_limit.unwrap_or(0),
             udp_answer_limit: raw.udp_answer_limit.unwrap_or(3),
             enable_truncate: raw.enable_truncate.unwrap_or(false),
-            recursors,
-        }
+            recursors: parse_recursors(recursors)?,
+            recursor_strategy: parse_strategy(raw.recursor_strategy.as_deref())?,
+            recursor_timeout_ms: recursor_timeout_ms(raw.recursor_timeout.map(|timeout| timeout.0))?,
+        })
     }
 }

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::recursors::RecursorStrategy;
 use super::{ConfigError, LoadedConfig, LogLevel, Ports, RuntimeConfig, load, parse_go_duration};
 
 fn load_args(args: &[&str]) -> Result<LoadedConfig, ConfigError> {
@@ -522,6 +523,33 @@ fn check_update_interval_is_read_and_bad_ones_refused() {
     for bad in ["check_update_interval = \"soon\"\n", "check_update_interval = 5\n"] {
         assert!(load_files(&[("a.toml", bad)], &["-dev"]).is_err(), "{bad}");
     }
+}
+
+/// Consul's `recursors` with `dns_config.recursor_strategy` and `recursor_timeout`: every
+/// address is read at load time, and a bad one (or a template, or an unknown strategy) stops
+/// the agent instead of being ignored.
+#[test]
+fn recursor_settings_are_read_and_bad_ones_refused() {
+    let defaults = config_from(&[], &["-dev"]).dns;
+    assert!(defaults.recursors.is_empty());
+    assert_eq!((defaults.recursor_strategy, defaults.recursor_timeout_ms), (RecursorStrategy::Sequential, 2_000));
+    let json = r#"{"recursors":["10.0.0.1","[::1]:5353"],"dns_config":{"recursor_strategy":"random","recursor_timeout":"250ms"}}"#;
+    let dns = config_from(&[("a.json", json)], &["-dev", "-recursor=resolver.example.org:54"]).dns;
+    let recursors: Vec<String> = dns.recursors.iter().map(ToString::to_string).collect();
+    assert_eq!(recursors, ["10.0.0.1:53", "[::1]:5353", "resolver.example.org:54"]);
+    assert_eq!((dns.recursor_strategy, dns.recursor_timeout_ms), (RecursorStrategy::Random, 250));
+    for (bad, expected) in [
+        (r#"{"recursors":["10.0.0.1:99999"]}"#, "recursors: invalid address"),
+        (r#"{"recursors":["{{ GetPrivateIP }}"]}"#, "go-sockaddr templates are not supported"),
+        (r#"{"dns_config":{"recursor_strategy":"fastest"}}"#, "recursor_strategy"),
+        (r#"{"dns_config":{"recursor_timeout":"0s"}}"#, "recursor_timeout"),
+        (r#"{"dns_config":{"recursor_timeout":"soon"}}"#, "recursor_timeout"),
+    ] {
+        let message = load_files(&[("a.json", bad)], &["-dev"]).expect_err(bad).to_string();
+        assert!(message.contains(expected), "{bad}: {message}");
+    }
+    let message = load_err(&["-dev", "-recursor=not a host"]).to_string();
+    assert!(message.contains("recursors: invalid address"), "{message}");
 }
 
 #[path = "tls_tests.rs"]

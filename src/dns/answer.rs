@@ -13,7 +13,8 @@
 //!   empty. An IP gives an address record; a host name gives a CNAME (`web.service.consul.
 //!   CNAME backend.example.org.`). As in Consul, a CNAME is answered only when no instance has
 //!   an address record for the question, and then only the first one (a name has at most one
-//!   CNAME). Without recursors nothing resolves the host name, so the CNAME comes alone;
+//!   CNAME). With recursors, the handler then adds what they resolve the host name to
+//!   (`recursor`); without, the CNAME comes alone;
 //! - A/AAAA/ANY/TXT/CNAME on a service answer records named like the question, one per
 //!   distinct address, cut at `a_record_limit` (which never applies to SRV, as in Consul);
 //! - SRV answers `1 <weight> <port> <target>`, the target being `<node>.node.<dc>.<domain>`,

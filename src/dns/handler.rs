@@ -2,19 +2,21 @@
 //!
 //! It reads the request (hickory-proto's decoder), decides the answer with the pure modules
 //! (`name`, `zone`, `answer`, `node_answer`) over the [`DnsCatalog`], and encodes it with
-//! `wire` within the size the transport allows. The sockets are `transport`'s.
+//! `wire` within the size the transport allows. The sockets are `transport`'s; questions
+//! that are not ours go to the recursors through `recursor`, whose reply is relayed as is.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hickory_server::proto::op::{Edns, Header, Message, MessageType, OpCode, ResponseCode};
-use hickory_server::proto::rr::{DNSClass, RecordType};
+use hickory_server::proto::rr::{DNSClass, Name, RecordType};
 use hickory_server::proto::serialize::binary::{BinDecodable, BinDecoder};
 use tracing::{debug, error};
 
 use super::answer::{self, Answer, Question};
 use super::name::{QueryName, parse_arpa_name, parse_query_name};
 use super::node_answer;
+use super::recursor::Recursors;
 use super::transport::Transport;
 use super::wire::{self, DNS_TCP_MESSAGE_BYTES_MAX, Response, ResponseHeader};
 use super::zone::{Zone, Zones};
@@ -40,6 +42,8 @@ pub(crate) struct Handler {
     udp_answer_limit: usize,
     enable_truncate: bool,
     catalog: Arc<dyn DnsCatalog>,
+    /// `None` without recursors: foreign names are then REFUSED, and RA is never set.
+    recursors: Option<Recursors>,
 }
 
 /// Everything a response needs besides the request it answers.
@@ -49,9 +53,16 @@ struct Reply {
     authoritative: bool,
     truncated: bool,
     edns: Option<Edns>,
+    /// The question is not ours: forward the request to the recursors and relay their reply.
+    forward: bool,
 }
 
 impl Reply {
+    fn forward(mut self) -> Reply {
+        self.forward = true;
+        self
+    }
+
     fn error(mut self, response_code: ResponseCode) -> Reply {
         self.answer = Answer {
             response_code,
@@ -80,6 +91,7 @@ impl Handler {
             udp_answer_limit,
             enable_truncate: config.enable_truncate,
             catalog,
+            recursors: Recursors::new(config),
         }
     }
 
@@ -93,7 +105,18 @@ impl Handler {
         }
         let (message, reply) = match Message::from_vec(request) {
             Ok(message) => {
-                let reply = self.reply(&message, transport).await;
+                let mut reply = self.reply(&message, transport).await;
+                if reply.forward {
+                    let relayed = match &self.recursors {
+                        Some(recursors) => recursors.forward(request, transport).await,
+                        None => None,
+                    };
+                    if relayed.is_some() {
+                        return relayed;
+                    }
+                    // Consul's answer when every recursor failed: SERVFAIL, not authoritative.
+                    reply = reply.error(ResponseCode::ServFail);
+                }
                 (Some(message), reply)
             }
             Err(error) => {
@@ -108,6 +131,7 @@ impl Handler {
             authoritative: reply.authoritative,
             truncated: reply.truncated,
             recursion_desired: header.metadata.recursion_desired,
+            recursion_available: self.recursors.is_some(),
             checking_disabled: header.metadata.checking_disabled,
             response_code: reply.answer.response_code,
         };
@@ -181,13 +205,11 @@ impl Handler {
         let Some(zones) = &self.zones else {
             return reply.error(ResponseCode::Refused);
         };
-        if !matches!(query.query_class(), DNSClass::IN | DNSClass::ANY) {
-            return reply.error(ResponseCode::Refused);
-        }
         let record_type = query.query_type();
         let name = query.name();
         // The zone the name is in, and what it asks for. Names under `arpa.` are answered in
-        // the primary zone, as Consul does.
+        // the primary zone, as Consul does. Other names go to the recursors whatever their
+        // class or type, as in Consul, or are REFUSED without recursors.
         let (zone, parsed) = match zones.for_name(name) {
             Some(zone) => (
                 zone,
@@ -195,9 +217,13 @@ impl Handler {
             ),
             None => match parse_arpa_name(name) {
                 Some(parsed) => (&zones.primary, parsed),
+                None if self.recursors.is_some() => return reply.forward(),
                 None => return reply.error(ResponseCode::Refused),
             },
         };
+        if !matches!(query.query_class(), DNSClass::IN | DNSClass::ANY) {
+            return reply.error(ResponseCode::Refused);
+        }
         reply.authoritative = true;
         if matches!(record_type, RecordType::AXFR | RecordType::IXFR) {
             return reply.error(ResponseCode::NotImp);
@@ -207,13 +233,18 @@ impl Handler {
             record_type,
             soa_serial: soa_serial_now(),
         };
-        reply.answer = if matches!(record_type, RecordType::SOA | RecordType::NS) {
-            // Consul answers SOA and NS for every name it serves, with the zone's records.
-            let servers = self.name_servers(zone).await;
-            node_answer::apex_answer(zone, &question, &servers, &mut rand::thread_rng())
-        } else {
-            self.answer(zone, &question, parsed).await
+        let Some(answer) = self.local_answer(zone, &question, parsed).await else {
+            reply.authoritative = false;
+            return reply.forward();
         };
+        reply.answer = answer;
+        if let Some(recursors) = &self.recursors {
+            let is_ours = |name: &Name| {
+                zones.for_name(name).is_some() || parse_arpa_name(name).is_some()
+            };
+            let edns = request.edns.is_some();
+            recursors.resolve_host_names(&mut reply.answer, record_type, edns, is_ours).await;
+        }
         if transport == Transport::Udp && request.edns.is_none() {
             let trimmed = answer::limit_answers(&mut reply.answer, self.udp_answer_limit);
             reply.truncated = trimmed && self.enable_truncate;
@@ -241,6 +272,31 @@ impl Handler {
             .filter(|instance| zone.admits(instance.health))
             .map(|instance| instance.node)
             .collect()
+    }
+
+    /// The answer to a question in one of our zones. `None` = ask the recursors instead: a PTR
+    /// question for an address nobody here has, when there are recursors (Consul's
+    /// `handlePtr`).
+    async fn local_answer(
+        &self,
+        zone: &Zone,
+        question: &Question<'_>,
+        parsed: QueryName,
+    ) -> Option<Answer> {
+        if matches!(question.record_type, RecordType::SOA | RecordType::NS) {
+            // Consul answers SOA and NS for every name it serves, with the zone's records.
+            let servers = self.name_servers(zone).await;
+            let rng = &mut rand::thread_rng();
+            return Some(node_answer::apex_answer(zone, question, &servers, rng));
+        }
+        if let QueryName::Ptr(ip) = parsed {
+            let owner = self.catalog.address_owner(ip).await;
+            if owner.is_none() && self.recursors.is_some() {
+                return None;
+            }
+            return Some(node_answer::ptr_answer(zone, question, owner.as_ref()));
+        }
+        Some(self.answer(zone, question, parsed).await)
     }
 
     /// Looks the parsed name up in the catalog and builds the answer.
@@ -272,13 +328,9 @@ impl Handler {
                 node_answer::node_answer(zone, question, self.catalog.node(&node).await.as_ref())
             }
             QueryName::Addr(ip) => node_answer::addr_answer(zone, question, ip),
-            QueryName::Ptr(ip) => {
-                let owner = self.catalog.address_owner(ip).await;
-                node_answer::ptr_answer(zone, question, owner.as_ref())
-            }
             QueryName::Invalid => Answer::name_error(zone, question),
-            // Filtered out by the caller; answered the same way should that ever change.
-            QueryName::Foreign => Answer {
+            // Both answered by the caller (a PTR may be forwarded); refused should that change.
+            QueryName::Ptr(_) | QueryName::Foreign => Answer {
                 response_code: ResponseCode::Refused,
                 ..Answer::default()
             },

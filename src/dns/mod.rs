@@ -12,14 +12,18 @@
 //! - `wire` (pure) encodes a response with every name compressed, cut to the bytes the
 //!   transport allows;
 //! - `handler` turns one raw request into one encoded response, `transport` serves the UDP
-//!   socket and the TCP listener, and this file owns the server tasks.
+//!   socket and the TCP listener, `recursor` forwards to the recursors (the only other
+//!   sockets), and this file owns the server tasks.
 //!
 //! The agent reads nothing of DNS but this module's public items: it implements
 //! [`DnsCatalog`] over its state machine and calls [`DnsServer::start`] with sockets it bound.
 //!
 //! Protocol choices (each follows Consul unless said otherwise):
-//! - names outside our domains and `arpa.` are REFUSED: cairn has no recursors yet;
-//! - every answer for our domain is authoritative (AA), with no recursion available (RA);
+//! - names outside our domains and `arpa.`, and PTR questions for addresses nobody in the
+//!   catalog has, are forwarded to the recursors when there are any (`recursor` says how);
+//!   without recursors, names outside our domains are REFUSED and unknown PTRs NXDOMAIN;
+//! - every answer for our domain is authoritative (AA); recursion available (RA) is set on
+//!   every answer when recursors are configured, and on none otherwise, as in Consul;
 //! - an OPT record in the request is answered with one, offering
 //!   `max(request size, 512)` bytes (capped at the largest sendable datagram); an EDNS
 //!   version above 0 gets BADVERS;
@@ -43,6 +47,7 @@ mod answer;
 mod handler;
 mod name;
 mod node_answer;
+mod recursor;
 mod records;
 mod transport;
 mod wire;
@@ -51,6 +56,8 @@ mod zone;
 #[cfg(test)]
 mod answer_tests;
 #[cfg(test)]
+mod recursor_tests;
+#[cfg(test)]
 mod server_tests;
 #[cfg(test)]
 mod tests;
@@ -58,8 +65,9 @@ mod tests;
 mod wire_tests;
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -162,6 +170,22 @@ pub struct DnsConfig {
     pub udp_answer_limit: usize,
     /// Set TC when `udp_answer_limit` cut answers, so that clients retry over TCP.
     pub enable_truncate: bool,
+    /// Upstream DNS servers for names outside our domains (Consul's `recursors`), resolved
+    /// to addresses. Empty = no recursion: such names are REFUSED.
+    pub recursors: Vec<SocketAddr>,
+    pub recursor_strategy: RecursorStrategy,
+    /// How long one exchange with one recursor may take (Consul's `recursor_timeout`).
+    pub recursor_timeout: Duration,
+}
+
+/// The order in which recursors are tried (Consul's `recursor_strategy`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RecursorStrategy {
+    /// In the configured order, each until one answers.
+    #[default]
+    Sequential,
+    /// In a random order drawn for every question.
+    Random,
 }
 
 impl Default for DnsConfig {
@@ -177,6 +201,9 @@ impl Default for DnsConfig {
             a_record_limit: 0,
             udp_answer_limit: 3,
             enable_truncate: false,
+            recursors: Vec::new(),
+            recursor_strategy: RecursorStrategy::Sequential,
+            recursor_timeout: Duration::from_secs(2),
         }
     }
 }

@@ -3,11 +3,13 @@
 //!
 //! Pure, like `answer`. The rules are those of Consul's DNS server:
 //! - a node whose address is an IP answers A/AAAA with it (and its metadata as TXT); a node
-//!   whose address is a host name answers a CNAME to it (Consul's `makeRecordFromFQDN`);
+//!   whose address is a host name answers a CNAME to it (Consul's `makeRecordFromFQDN`),
+//!   followed by what the recursors resolve it to when there are any (`recursor`);
 //! - PTR (`in-addr.arpa`, `ip6.arpa`): the node with that address, as
 //!   `<node>.node.<dc>.<domain>`, else a service instance registered with that address, as
 //!   `<service>.service.<dc>.<domain>`; always in the primary domain, with TTL 0 (Consul's
-//!   `FetchRecordsByIp`); an address nobody has is NXDOMAIN;
+//!   `FetchRecordsByIp`); an address nobody has is NXDOMAIN, or asked of the recursors when
+//!   there are any (the handler decides; Consul's `handlePtr`);
 //! - SOA and NS questions are answered for every name in the domain, whatever the name, as
 //!   Consul does (its router sends every SOA and NS question to the list of servers). The
 //!   records are owned by the domain itself, so a validating resolver may discard those

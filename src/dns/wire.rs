@@ -61,6 +61,8 @@ pub(crate) struct ResponseHeader {
     /// sets it when it cuts answers to fit the budget.
     pub truncated: bool,
     pub recursion_desired: bool,
+    /// RA: set on every answer when recursors are configured (Consul's rule).
+    pub recursion_available: bool,
     pub checking_disabled: bool,
     pub response_code: ResponseCode,
 }
@@ -208,9 +210,12 @@ impl Writer {
                 | flag(header.truncated, 0x02)
                 | flag(header.recursion_desired, 0x01),
         );
-        // RA (never: no recursion), Z, AD, CD, RCODE (its low 4 bits; the rest is in OPT).
-        self.bytes
-            .push(flag(header.checking_disabled, 0x10) | (header.response_code.low() & 0x0F));
+        // RA, Z, AD, CD, RCODE (its low 4 bits; the rest is in OPT).
+        self.bytes.push(
+            flag(header.recursion_available, 0x80)
+                | flag(header.checking_disabled, 0x10)
+                | (header.response_code.low() & 0x0F),
+        );
         for count in counts {
             // Sections never hold 65536 records: answers are bounded far below that.
             self.u16(u16::try_from(count).unwrap_or(u16::MAX));

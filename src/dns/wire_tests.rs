@@ -43,6 +43,7 @@ fn header() -> ResponseHeader {
         authoritative: true,
         truncated: false,
         recursion_desired: true,
+        recursion_available: false,
         checking_disabled: false,
         response_code: ResponseCode::NoError,
     }

@@ -15,6 +15,7 @@ mod cluster_util;
 mod cli;
 mod disk_full;
 mod dns_answers;
+mod dns_recursors;
 mod config_services;
 mod durability;
 mod events;
