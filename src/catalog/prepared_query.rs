@@ -266,13 +266,26 @@ pub enum ResolveError {
 /// ID (a UUID), else one with that name (case-insensitively), else the template whose name is
 /// the longest prefix of it (case-insensitively), rendered for `name_or_id`. Pure.
 pub fn resolve(catalog: &Catalog, name_or_id: &str) -> Result<PreparedQuery, ResolveError> {
+    let (query, by_id) = find(catalog, name_or_id)?;
+    if !query.is_template() {
+        return Ok(query.clone());
+    }
+    if by_id {
+        return Err(ResolveError::TemplateById);
+    }
+    let compiled = template::Compiled::new(query).map_err(ResolveError::Render)?;
+    compiled.render(name_or_id).map_err(ResolveError::Render)
+}
+
+/// The stored query `name_or_id` picks, unrendered, and whether it was picked by its ID.
+pub fn find<'a>(catalog: &'a Catalog, name_or_id: &str) -> Result<(&'a PreparedQuery, bool), ResolveError> {
     if name_or_id.is_empty() {
         return Err(ResolveError::MissingId);
     }
     if is_uuid(name_or_id) {
         let by_id = catalog.prepared_queries.values().find(|q| q.id.eq_ignore_ascii_case(name_or_id));
         if let Some(query) = by_id {
-            return if query.is_template() { Err(ResolveError::TemplateById) } else { Ok(query.clone()) };
+            return Ok((query, true));
         }
     }
     let by_name = catalog.prepared_queries.values().find(|q| !q.name.is_empty() && q.name.eq_ignore_ascii_case(name_or_id));
@@ -284,12 +297,7 @@ pub fn resolve(catalog: &Catalog, name_or_id: &str) -> Result<PreparedQuery, Res
             .filter(|q| q.is_template() && lowered.starts_with(&q.name.to_lowercase()))
             .max_by_key(|q| q.name.len())
     });
-    let query = found.ok_or(ResolveError::NotFound)?;
-    if !query.is_template() {
-        return Ok(query.clone());
-    }
-    let compiled = template::Compiled::new(query).map_err(ResolveError::Render)?;
-    compiled.render(name_or_id).map_err(ResolveError::Render)
+    found.map(|query| (query, false)).ok_or(ResolveError::NotFound)
 }
 
 /// Consul's `isUUID`: 8-4-4-4-12 hex digits, any case.
