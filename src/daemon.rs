@@ -18,7 +18,7 @@ use crate::catalog::model::HealthStatus;
 use crate::catalog::query::aggregate_status;
 use crate::config::recursors::{Recursor, RecursorHost, RecursorStrategy};
 use crate::config::{LogLevel, RuntimeConfig};
-use crate::dns::{DnsAddressOwner, DnsCatalog, DnsConfig, DnsHealth, DnsInstance, DnsNode, DnsServer};
+use crate::dns::{DnsAddressOwner, DnsCatalog, DnsConfig, DnsHealth, DnsInstance, DnsNode, DnsQueryResult, DnsServer};
 use crate::tls::AgentTls;
 
 /// Worker threads of the agent's runtime: the agent is IO-bound; two keep a busy disk from
@@ -342,6 +342,25 @@ fn dns_node(node: &crate::catalog::model::Node) -> DnsNode {
     DnsNode { name: node.name.clone(), address: node.address.clone(), meta: node.meta.clone() }
 }
 
+/// One instance as DNS sees it, with its aggregated health.
+fn dns_instance(node: &crate::catalog::model::Node, service: &crate::catalog::model::Service, status: HealthStatus) -> DnsInstance {
+    let health = match status {
+        HealthStatus::Passing => DnsHealth::Passing,
+        HealthStatus::Warning => DnsHealth::Warning,
+        HealthStatus::Critical => DnsHealth::Critical,
+    };
+    DnsInstance {
+        node: dns_node(node),
+        service_id: service.id.clone(),
+        service_address: service.address.clone(),
+        port: service.port,
+        tags: service.tags.clone(),
+        weight_passing: service.weights.passing.min(u16::MAX as u32) as u16,
+        weight_warning: service.weights.warning.min(u16::MAX as u32) as u16,
+        health,
+    }
+}
+
 /// Every instance of `service` (matched case-insensitively) in `catalog`, with its health.
 fn dns_instances(catalog: &crate::catalog::Catalog, service: &str) -> Option<Vec<DnsInstance>> {
     let names: Vec<String> = catalog.service_names().into_keys().filter(|name| name.eq_ignore_ascii_case(service)).collect();
@@ -351,21 +370,8 @@ fn dns_instances(catalog: &crate::catalog::Catalog, service: &str) -> Option<Vec
     let mut instances = Vec::new();
     for name in names {
         for instance in catalog.health_instances(&name) {
-            let health = match aggregate_status(instance.checks.iter().copied()) {
-                HealthStatus::Passing => DnsHealth::Passing,
-                HealthStatus::Warning => DnsHealth::Warning,
-                HealthStatus::Critical => DnsHealth::Critical,
-            };
-            instances.push(DnsInstance {
-                node: dns_node(instance.node),
-                service_id: instance.service.id.clone(),
-                service_address: instance.service.address.clone(),
-                port: instance.service.port,
-                tags: instance.service.tags.clone(),
-                weight_passing: instance.service.weights.passing.min(u16::MAX as u32) as u16,
-                weight_warning: instance.service.weights.warning.min(u16::MAX as u32) as u16,
-                health,
-            });
+            let status = aggregate_status(instance.checks.iter().copied());
+            instances.push(dns_instance(instance.node, instance.service, status));
         }
     }
     Some(instances)
@@ -426,5 +432,32 @@ impl DnsCatalog for CatalogDns {
             DnsAddressOwner::Node(node) => authz.authorizer.node_read(node),
             DnsAddressOwner::Service(service) => authz.authorizer.service_read(service),
         })
+    }
+
+    /// Executes the query as `/v1/query/:name/execute` does, with the DNS token as the
+    /// caller's (Consul's `handlePreparedQuery`), sorted near this agent when the query says
+    /// `_agent`.
+    async fn prepared_query(&self, name_or_id: &str) -> Option<DnsQueryResult> {
+        use crate::agent::prepared_query::{ExecuteError, ExecuteOptions};
+        let options = ExecuteOptions { caller_secret: self.agent.acl().tokens().dns, near: None, limit: 0 };
+        let executed = match self.agent.execute_prepared_query(name_or_id, &options).await {
+            Ok(executed) => executed,
+            Err(ExecuteError::Resolve(_)) => return None,
+            Err(ExecuteError::Agent(error)) => {
+                tracing::debug!(query = %name_or_id, %error, "prepared query not executed for DNS");
+                return None;
+            }
+        };
+        // Checked when the query was stored; one that does not parse is ignored, as Consul does.
+        let ttl_s = match executed.query.dns.ttl.as_str() {
+            "" => None,
+            ttl => crate::config::parse_go_duration(ttl).ok().map(|ttl| u32::try_from(ttl.as_secs()).unwrap_or(u32::MAX)),
+        };
+        let instances = executed
+            .instances
+            .iter()
+            .map(|instance| dns_instance(&instance.node, &instance.service, aggregate_status(instance.checks.iter())))
+            .collect();
+        Some(DnsQueryResult { service: executed.query.service.service, ttl_s, instances })
     }
 }

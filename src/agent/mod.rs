@@ -28,6 +28,7 @@ pub mod local;
 pub mod members;
 mod operations;
 mod persist;
+pub mod prepared_query;
 mod reconcile;
 pub mod remote_view;
 pub mod role;

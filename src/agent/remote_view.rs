@@ -56,6 +56,10 @@ pub enum ViewRequest {
     /// Who has this address, for a DNS PTR answer (`address_owner`): the rows of the node
     /// whose address it is, else those of one service instance registered with it.
     Address { ip: std::net::IpAddr },
+    /// What a client agent executes a prepared query with (`agent::prepared_query`): the
+    /// query `name_or_id` picks (its token redacted), the instances it selects with their
+    /// nodes, checks and coordinates, and `near_node`'s coordinate.
+    PreparedQuery { name_or_id: String, near_node: String },
 }
 
 /// Encoded catalog rows and the index they are current as of.
@@ -158,6 +162,9 @@ impl Agent {
             ViewRequest::Node { node } => self.view.read(|catalog| node_rows(catalog, &node)),
             ViewRequest::AclToken { secret } => self.view.read(|catalog| acl_token_rows(catalog, &secret)),
             ViewRequest::Address { ip } => self.view.read(|catalog| address_rows(catalog, ip)),
+            ViewRequest::PreparedQuery { name_or_id, near_node } => {
+                self.view.read(|catalog| crate::agent::prepared_query::prepared_query_rows(catalog, &name_or_id, &near_node))
+            }
             ViewRequest::Service { name, min_index, wait_ms } => {
                 let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms.min(VIEW_WAIT_MS_MAX));
                 let mut subscription = self.view.watches().subscribe(Topic::Service(name.clone()));
@@ -319,6 +326,8 @@ mod tests {
         assert_eq!(service, [1, 1, 1, b'w', 0xac, 0x02, 2]);
         let acl_token = crate::rpc::encode(&ViewRequest::AclToken { secret: "s".into() });
         assert_eq!(acl_token, [1, 2, 1, b's']);
+        let query = crate::rpc::encode(&ViewRequest::PreparedQuery { name_or_id: "q".into(), near_node: "n".into() });
+        assert_eq!(query, [1, 4, 1, b'q', 1, b'n']);
         let rows = crate::rpc::encode(&ViewRows { index: 7, rows: vec![(vec![1], vec![2, 3])] });
         assert_eq!(rows, [1, 7, 1, 1, 1, 2, 2, 3]);
         let decoded: ViewRequest = crate::rpc::decode(&service).unwrap();

@@ -197,7 +197,7 @@ impl Agent {
         let Role::Client { pool, .. } = &self.role else { return Err(AgentError::NoServer) };
         let wait_ms = match &request {
             ViewRequest::Service { wait_ms, .. } => *wait_ms,
-            ViewRequest::Node { .. } | ViewRequest::AclToken { .. } | ViewRequest::Address { .. } => 0,
+            ViewRequest::Node { .. } | ViewRequest::AclToken { .. } | ViewRequest::Address { .. } | ViewRequest::PreparedQuery { .. } => 0,
         };
         let timeout = Duration::from_millis(wait_ms + RPC_HOLD_TIMEOUT_MS);
         let mut last_error = AgentError::Write(WriteError::NoServers);

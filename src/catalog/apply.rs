@@ -125,6 +125,7 @@ fn dispatch(catalog: &mut Catalog, index: u64, command: &Command, now_ms: Option
         Command::Batch(_) => Outcome::Rejected("a batch cannot be nested".into()),
         Command::CoordinateBatchUpdate(updates) => crate::catalog::coordinates::update_batch(catalog, index, updates, changes),
         Command::Acl(op) => crate::catalog::acl::apply_acl(catalog, index, op, changes),
+        Command::PreparedQuery(op) => crate::catalog::prepared_query::apply_prepared_query(catalog, index, op, changes),
     }
 }
 
@@ -472,6 +473,8 @@ fn invalidate_session(catalog: &mut Catalog, index: u64, session_id: &str, now_m
     for key in held {
         kv::lose_lock(catalog, index, &key, delete_keys, session.lock_delay_ms, now_ms, changes);
     }
+    // Consul deletes the prepared queries bound to a session with it.
+    crate::catalog::prepared_query::remove_for_session(catalog, index, session_id, changes);
 }
 
 /// Marks every service on `node` as changed (node fields and node-level checks show up in the

@@ -143,6 +143,11 @@ pub(crate) fn encode_row_key(row: &RowKey) -> Vec<u8> {
             part(&mut key, id);
         }
         RowKey::AclIndexes => key.push(b'I'),
+        RowKey::PreparedQuery(id) => {
+            key.push(b'q');
+            part(&mut key, id);
+        }
+        RowKey::PreparedQueriesIndex => key.push(b'Q'),
     }
     key
 }
@@ -172,6 +177,8 @@ pub(crate) fn decode_row_key(bytes: &[u8]) -> Result<RowKey, CodecError> {
         b'M' => RowKey::AclAuthMethod(text_part(rest)?),
         b'B' => RowKey::AclBindingRule(text_part(rest)?),
         b'I' => RowKey::AclIndexes,
+        b'q' => RowKey::PreparedQuery(text_part(rest)?),
+        b'Q' => RowKey::PreparedQueriesIndex,
         _ => return Err(CodecError::BadRowKey),
     };
     if !rest.is_empty() {

@@ -75,6 +75,8 @@ pub enum Command {
     CoordinateBatchUpdate(Vec<crate::catalog::coordinates::CoordinateUpdate>),
     /// One ACL write: a token, policy, role, auth method or binding rule, or the bootstrap.
     Acl(crate::catalog::acl::AclOp),
+    /// One prepared-query write: create, update or delete (`/v1/query`).
+    PreparedQuery(crate::catalog::prepared_query::PreparedQueryOp),
 }
 
 /// How deep [`Command::At`] and [`Command::Batch`] may nest in decoded bytes. A batch of

@@ -18,6 +18,7 @@ pub mod coordinates;
 pub mod kv;
 pub mod command;
 pub mod model;
+pub mod prepared_query;
 pub mod query;
 pub mod txn;
 #[cfg(test)]
@@ -72,6 +73,10 @@ pub struct Catalog {
     coordinates_index: u64,
     /// ACL tokens, policies, roles, auth methods and binding rules (`acl`).
     acl: acl::AclTables,
+    /// Prepared queries by ID (`prepared_query`).
+    prepared_queries: BTreeMap<String, prepared_query::PreparedQuery>,
+    /// The index of the last change to `prepared_queries` (its own row: `TableIndexes` is frozen).
+    prepared_queries_index: u64,
 }
 
 /// Identifies one persisted row of the catalog.
@@ -103,6 +108,9 @@ pub enum RowKey {
     AclAuthMethod(String),
     AclBindingRule(String),
     AclIndexes,
+    /// A prepared query by ID, and the prepared-query table's index.
+    PreparedQuery(String),
+    PreparedQueriesIndex,
 }
 
 /// What one `apply` changed: the rows touched (to persist) and the service names whose query
@@ -195,6 +203,7 @@ impl Catalog {
             self.restore_floor,
             self.coordinates_index,
             self.acl.indexes.max(),
+            self.prepared_queries_index,
         ]
             .into_iter()
             .max()
@@ -237,6 +246,9 @@ impl Catalog {
             RowKey::AclBindingRule(id) => codec::encode_row_value(self.acl.binding_rules.get(id)?),
             RowKey::AclIndexes if self.acl.indexes == acl::AclIndexes::default() => return None,
             RowKey::AclIndexes => codec::encode_row_value(&self.acl.indexes),
+            RowKey::PreparedQuery(id) => codec::encode_row_value(self.prepared_queries.get(id)?),
+            RowKey::PreparedQueriesIndex if self.prepared_queries_index == 0 => return None,
+            RowKey::PreparedQueriesIndex => codec::encode_row_value(&self.prepared_queries_index),
         };
         Some((key, value))
     }
@@ -269,6 +281,10 @@ impl Catalog {
         rows.extend(self.acl.binding_rules.keys().map(|id| RowKey::AclBindingRule(id.clone())));
         if self.acl.indexes != acl::AclIndexes::default() {
             rows.push(RowKey::AclIndexes);
+        }
+        rows.extend(self.prepared_queries.keys().map(|id| RowKey::PreparedQuery(id.clone())));
+        if self.prepared_queries_index != 0 {
+            rows.push(RowKey::PreparedQueriesIndex);
         }
         if self.restore_floor != 0 {
             rows.push(RowKey::RestoreFloor);
@@ -337,6 +353,10 @@ impl Catalog {
                 self.acl.binding_rules.insert(id, codec::decode_row_value(value)?);
             }
             RowKey::AclIndexes => self.acl.indexes = codec::decode_row_value(value)?,
+            RowKey::PreparedQuery(id) => {
+                self.prepared_queries.insert(id, codec::decode_row_value(value)?);
+            }
+            RowKey::PreparedQueriesIndex => self.prepared_queries_index = codec::decode_row_value(value)?,
         }
         Ok(())
     }
@@ -361,6 +381,7 @@ impl Catalog {
             ("acl_roles", acl.roles.len()),
             ("acl_auth_methods", acl.auth_methods.len()),
             ("acl_binding_rules", acl.binding_rules.len()),
+            ("prepared_queries", self.prepared_queries.len()),
         ]
     }
 

@@ -40,7 +40,7 @@ use rand::seq::SliceRandom;
 
 use super::records::{Address, address_record, cname_record, family_wanted, meta_txt_records};
 use super::zone::{Zone, soa_record};
-use super::{DnsHealth, DnsInstance};
+use super::{DnsHealth, DnsInstance, DnsQueryResult};
 
 /// Most address records (or CNAMEs) built for one answer. A DNS message cannot hold more than
 /// 65535 bytes, and a compressed A record takes 16: about 4,000 fit. The encoder
@@ -151,6 +151,27 @@ pub(crate) fn service_answer(
         | RecordType::ANY
         | RecordType::TXT
         | RecordType::CNAME => address_records(zone, question, ttl, &selected),
+        _ => Answer::default(),
+    };
+    answer.or_no_data(zone, question)
+}
+
+/// Answers a prepared-query question (`<name>.query.consul`, `_<name>._tcp.query.consul`):
+/// the instances come filtered and ordered by the query's execution, so they are neither
+/// filtered by `only_passing` nor shuffled again here (Consul's `handlePreparedQuery`). No
+/// query, or no instance, is NXDOMAIN. The TTL is the query's `DNS.TTL`, else the service TTL
+/// of the service it selected.
+pub(crate) fn prepared_query_answer(zone: &Zone, question: &Question<'_>, result: Option<&DnsQueryResult>) -> Answer {
+    let Some(result) = result.filter(|result| !result.instances.is_empty()) else {
+        return Answer::name_error(zone, question);
+    };
+    let ttl = result.ttl_s.unwrap_or_else(|| zone.service_ttl_s(&result.service));
+    let selected: Vec<&DnsInstance> = result.instances.iter().collect();
+    let answer = match question.record_type {
+        RecordType::SRV => srv_records(zone, question, ttl, &selected),
+        RecordType::A | RecordType::AAAA | RecordType::ANY | RecordType::TXT | RecordType::CNAME => {
+            address_records(zone, question, ttl, &selected)
+        }
         _ => Answer::default(),
     };
     answer.or_no_data(zone, question)

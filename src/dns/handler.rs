@@ -327,6 +327,13 @@ impl Handler {
                 }
                 node_answer::node_answer(zone, question, self.catalog.node(&node).await.as_ref())
             }
+            QueryName::PreparedQuery { name, datacenter } => {
+                if !zone.is_local_datacenter(datacenter.as_deref()) {
+                    return Answer::name_error(zone, question);
+                }
+                let result = self.catalog.prepared_query(&name).await;
+                answer::prepared_query_answer(zone, question, result.as_ref())
+            }
             QueryName::Addr(ip) => node_answer::addr_answer(zone, question, ip),
             QueryName::Invalid => Answer::name_error(zone, question),
             // Both answered by the caller (a PTR may be forwarded); refused should that change.

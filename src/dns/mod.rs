@@ -1,4 +1,5 @@
-//! Consul's DNS interface: answers `*.service.consul`, `*.node.consul`, `*.addr.consul`, the
+//! Consul's DNS interface: answers `*.service.consul`, `*.node.consul`, `*.addr.consul`,
+//! `*.query.consul` (prepared queries), the
 //! zone apex (under `domain` and `alt_domain`) and PTR questions under `arpa.` from the
 //! committed catalog, over UDP and TCP. hickory-proto reads requests; cairn serves the sockets
 //! and encodes the responses itself.
@@ -100,6 +101,23 @@ pub trait DnsCatalog: Send + Sync + 'static {
     /// Who has the address `ip`, for PTR answers: a node whose address it is, else a service
     /// instance registered with it (Consul's order). `None` = nobody.
     async fn address_owner(&self, ip: IpAddr) -> Option<DnsAddressOwner>;
+    /// The instances a prepared query (by name or ID) selects, already filtered and ordered
+    /// as executing it does (Consul's `PreparedQuery.Execute`). `None` = no such query.
+    async fn prepared_query(&self, _name_or_id: &str) -> Option<DnsQueryResult> {
+        None
+    }
+}
+
+/// An executed prepared query, as DNS answers it.
+#[derive(Clone, Debug)]
+pub struct DnsQueryResult {
+    /// The service the query selected (a template rendered), which picks the TTL when the
+    /// query has none.
+    pub service: String,
+    /// The query's `DNS.TTL`, in seconds, when it has one.
+    pub ttl_s: Option<u32>,
+    /// The selected instances, in answer order (the health filter is the query's own).
+    pub instances: Vec<DnsInstance>,
 }
 
 /// The owner of an address, named in a PTR answer.

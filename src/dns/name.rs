@@ -14,10 +14,14 @@
 //! - `<hex>.addr`: 8 hex digits are an IPv4 address, 32 an IPv6 address. Consul ignores the
 //!   locality of `addr` names, and so do we.
 //!
+//! - `<query>.query`: a prepared query by name or ID, every label before `query` joined with
+//!   dots; `_<query>._<proto>.query` (first and last labels starting with `_`) is the RFC 2782
+//!   form, whose last label is ignored (Consul's `handlePreparedQuery` dispatch).
+//!
 //! Names are matched case-insensitively: every label is lower-cased (ASCII) before use. The
-//! kinds Consul knows but cairn does not serve yet (`connect`, `ingress`, `virtual`, `query`)
-//! are still recognised as kinds so that, for instance, `web.query.consul` is an unknown name
-//! rather than a node called `web.query`.
+//! kinds Consul knows but cairn does not serve yet (`connect`, `ingress`, `virtual`) are still
+//! recognised as kinds so that, for instance, `web.connect.consul` is an unknown name rather
+//! than a node called `web.connect`.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -41,6 +45,13 @@ pub(crate) enum QueryName {
     Node {
         /// Node name, lower-cased; may contain dots.
         node: String,
+        /// Datacenter label, if the name had one.
+        datacenter: Option<String>,
+    },
+    /// A prepared query by name or ID (`<query>.query.consul`).
+    PreparedQuery {
+        /// The query's name or ID, lower-cased; may contain dots.
+        name: String,
         /// Datacenter label, if the name had one.
         datacenter: Option<String>,
     },
@@ -195,8 +206,25 @@ fn parse_labels(labels: &[String], srv_question: bool) -> QueryName {
             node: split.parts.join("."),
             datacenter,
         },
+        "query" => parse_prepared_query(split.parts, datacenter),
         _ => QueryName::Invalid,
     }
+}
+
+/// `<name>.query` (dots allowed in the name) or the RFC 2782 `_<name>._<proto>.query`.
+fn parse_prepared_query(parts: &[String], datacenter: Option<String>) -> QueryName {
+    let name = match parts {
+        [] => return QueryName::Invalid,
+        [first, .., last] if first.starts_with('_') && last.starts_with('_') => {
+            let joined = parts[..parts.len() - 1].join(".");
+            joined.strip_prefix('_').unwrap_or(&joined).to_owned()
+        }
+        _ => parts.join("."),
+    };
+    if name.is_empty() {
+        return QueryName::Invalid;
+    }
+    QueryName::PreparedQuery { name, datacenter }
 }
 
 /// The locality after the kind label: nothing, `<dc>`, or the explicit `<dc>.dc`.
@@ -377,6 +405,19 @@ mod tests {
     }
 
     #[test]
+    fn prepared_query_forms() {
+        let query = |name: &str, datacenter: Option<&str>| QueryName::PreparedQuery {
+            name: name.to_owned(),
+            datacenter: datacenter.map(str::to_owned),
+        };
+        assert_eq!(parse("Web.query.consul.", false), query("web", None));
+        assert_eq!(parse("geo.db.query.dc1.consul.", false), query("geo.db", Some("dc1")));
+        assert_eq!(parse("_web._tcp.query.consul.", true), query("web", None));
+        assert_eq!(parse("_geo.db._tcp.query.consul.", true), query("geo.db", None));
+        assert_eq!(parse("_web.query.consul.", true), query("_web", None));
+    }
+
+    #[test]
     fn apex_foreign_and_invalid() {
         assert_eq!(parse("consul.", false), QueryName::Apex);
         assert_eq!(parse("CONSUL.", false), QueryName::Apex);
@@ -384,7 +425,8 @@ mod tests {
         assert_eq!(parse("consul.example.com.", false), QueryName::Foreign);
         assert_eq!(parse("web.consul.", false), QueryName::Invalid);
         assert_eq!(parse("service.consul.", false), QueryName::Invalid);
-        assert_eq!(parse("web.query.consul.", false), QueryName::Invalid);
+        assert_eq!(parse("web.connect.consul.", false), QueryName::Invalid);
+        assert_eq!(parse("query.consul.", false), QueryName::Invalid);
         assert_eq!(
             parse("web.service.a.b.c.consul.", false),
             QueryName::Invalid

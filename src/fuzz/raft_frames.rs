@@ -198,6 +198,7 @@ fn messages() {
         message(4, view(ViewRequest::Service { name: "web".into(), min_index: 3, wait_ms: 1000 })),
         message(4, view(ViewRequest::Node { node: "node-1".into() })),
         message(4, view(ViewRequest::Address { ip: std::net::Ipv4Addr::LOCALHOST.into() })),
+        message(4, view(ViewRequest::PreparedQuery { name_or_id: "web".into(), near_node: "node-1".into() })),
         message(5, encode(&append_answer)),
         message(6, encode(&vote_answer)),
         message(7, encode(&snapshot_answer)),
@@ -246,6 +247,9 @@ fn serve_view(catalog: &Catalog, body: &[u8]) -> Verdict {
         ViewRequest::Service { name, .. } => service_rows(catalog, &name),
         ViewRequest::AclToken { secret } => acl_token_rows(catalog, &secret),
         ViewRequest::Address { ip } => address_rows(catalog, ip),
+        ViewRequest::PreparedQuery { name_or_id, near_node } => {
+            crate::agent::prepared_query::prepared_query_rows(catalog, &name_or_id, &near_node)
+        }
     };
     let loaded = decode::<ViewRows>(&encode(&rows)).expect("our own view rows decode").into_catalog();
     assert!(loaded.is_ok(), "a server's own view rows do not load: {loaded:?}");

@@ -37,7 +37,7 @@ pub(crate) const FORWARDED_HEADER: &str = "x-cairn-forwarded";
 const HOP_FROM_SERVER: &str = "1";
 const HOP_FROM_CLIENT: &str = "client";
 /// Read endpoints answered by the leader unless `?stale`.
-const LEADER_READ_PREFIXES: [&str; 6] = ["/v1/catalog/", "/v1/health/", "/v1/kv", "/v1/session/", "/v1/config/", "/v1/coordinate/"];
+const LEADER_READ_PREFIXES: [&str; 7] = ["/v1/catalog/", "/v1/health/", "/v1/kv", "/v1/session/", "/v1/config/", "/v1/coordinate/", "/v1/query"];
 /// How long a forwarded request may take beyond its own blocking wait.
 const FORWARD_MARGIN_S: u64 = 30;
 /// Largest response relayed from the leader.

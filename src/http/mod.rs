@@ -25,6 +25,8 @@ mod event;
 mod forward;
 mod keyring;
 mod operator;
+mod prepared_query;
+mod prepared_query_json;
 mod health;
 mod host;
 mod kv;
@@ -139,6 +141,11 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/v1/session/info/{id}", get(session::info))
         .route("/v1/session/node/{node}", get(session::node))
         .route("/v1/session/list", get(session::list))
+        // prepared queries
+        .route("/v1/query", get(prepared_query::list).post(prepared_query::create))
+        .route("/v1/query/{id}", get(prepared_query::read).put(prepared_query::update).delete(prepared_query::delete))
+        .route("/v1/query/{id}/execute", get(prepared_query::execute))
+        .route("/v1/query/{id}/explain", get(prepared_query::explain))
         // config entries
         .route("/v1/config", put(config::apply))
         .route("/v1/config/{kind}", get(config::list))

@@ -33,7 +33,7 @@ pub enum Consistency {
 }
 
 impl Consistency {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Consistency::Default => "leader",
             Consistency::Stale => "stale",

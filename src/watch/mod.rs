@@ -57,6 +57,8 @@ pub enum Table {
     Coordinates,
     /// Every ACL table: a blocking query re-checks its token when any of them changes.
     Acl,
+    /// Prepared queries (`/v1/query`).
+    PreparedQueries,
 }
 
 /// The registry of watched topics.
@@ -181,6 +183,7 @@ impl Watches {
                 | RowKey::AclRole(_)
                 | RowKey::AclAuthMethod(_)
                 | RowKey::AclBindingRule(_) => registry.wake(&Topic::Table(Table::Acl), index),
+                RowKey::PreparedQuery(_) => registry.wake(&Topic::Table(Table::PreparedQueries), index),
                 // History versions change only with their key's live row; tombstones, lock
                 // delays, settings and table indexes are not query results on their own.
                 RowKey::KvVersion(..)
@@ -190,6 +193,7 @@ impl Watches {
                 | RowKey::ServiceIndex(_)
                 | RowKey::RestoreFloor
                 | RowKey::CoordinatesIndex
+                | RowKey::PreparedQueriesIndex
                 | RowKey::AclIndexes
                 | RowKey::Indexes => {}
             }

@@ -28,6 +28,7 @@ mod kv_history;
 mod linearizability;
 mod lock;
 mod lifecycle;
+mod prepared_queries;
 mod sessions;
 mod server_port_auth;
 mod server_port_tls;

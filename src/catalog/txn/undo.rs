@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::catalog::kv::KeyState;
 use crate::catalog::coordinates::NodeCoordinate;
 use crate::catalog::model::{Check, ConfigEntry, Node, Service, Session, TableIndexes};
+use crate::catalog::prepared_query::PreparedQuery;
 use crate::catalog::{Catalog, ChangeSet, RowKey};
 
 /// A row, by its key, as it was before the transaction touched it; `None`: it did not exist.
@@ -29,6 +30,8 @@ enum Before {
     Session(String, Option<Session>),
     ConfigEntry((String, String), Option<ConfigEntry>),
     Coordinate((String, String), Option<NodeCoordinate>),
+    /// A prepared query bound to a session the transaction may end (which deletes it).
+    PreparedQuery(String, Option<PreparedQuery>),
 }
 
 pub(super) struct Undo {
@@ -43,11 +46,13 @@ pub(super) struct Undo {
     lock_delays: BTreeMap<String, u64>,
     /// The coordinates table's index, saved whole like the table indexes.
     coordinates_index: u64,
+    /// The prepared-query table's index, saved whole like the table indexes.
+    prepared_queries_index: u64,
 }
 
 impl Undo {
     pub(super) fn new(catalog: &Catalog) -> Undo {
-        Undo { remembered: BTreeSet::new(), scoped_nodes: BTreeSet::new(), rows: Vec::new(), indexes: catalog.indexes, lock_delays: catalog.lock_delays.clone(), coordinates_index: catalog.coordinates_index }
+        Undo { remembered: BTreeSet::new(), scoped_nodes: BTreeSet::new(), rows: Vec::new(), indexes: catalog.indexes, lock_delays: catalog.lock_delays.clone(), coordinates_index: catalog.coordinates_index, prepared_queries_index: catalog.prepared_queries_index }
     }
 
     /// Records `row` as it is now, unless an earlier operation already recorded it.
@@ -76,6 +81,7 @@ impl Undo {
                 let key = (node, segment);
                 Before::Coordinate(key.clone(), catalog.coordinates.get(&key).cloned())
             }
+            RowKey::PreparedQuery(id) => Before::PreparedQuery(id.clone(), catalog.prepared_queries.get(&id).cloned()),
             // Saved with their key (`Kv`), or whole when the transaction starts, or derived
             // after it (service indexes); settings and restores are never part of one.
             RowKey::Indexes
@@ -85,7 +91,8 @@ impl Undo {
             | RowKey::ServiceIndex(_)
             | RowKey::Settings
             | RowKey::RestoreFloor
-            | RowKey::CoordinatesIndex => return,
+            | RowKey::CoordinatesIndex
+            | RowKey::PreparedQueriesIndex => return,
             // ACL writes are never part of a transaction.
             RowKey::AclToken(_)
             | RowKey::AclPolicy(_)
@@ -118,6 +125,9 @@ impl Undo {
         if !sessions.is_empty() {
             let held = catalog.kv.values().filter(|e| e.session.as_deref().is_some_and(|s| sessions.contains(s)));
             rows.extend(held.map(|e| RowKey::Kv(e.key.clone())).collect::<Vec<_>>());
+            // Ending a session deletes the prepared queries bound to it.
+            let bound = catalog.prepared_queries.values().filter(|q| sessions.contains(q.session.as_str()));
+            rows.extend(bound.map(|q| RowKey::PreparedQuery(q.id.clone())).collect::<Vec<_>>());
         }
         for row in rows {
             self.remember(catalog, row);
@@ -128,7 +138,7 @@ impl Undo {
     /// complete. Checked after every operation in debug builds.
     pub(super) fn covers(&self, changes: &ChangeSet) -> bool {
         changes.rows().all(|row| match row {
-            RowKey::Indexes | RowKey::LockDelay(_) | RowKey::CoordinatesIndex => true,
+            RowKey::Indexes | RowKey::LockDelay(_) | RowKey::CoordinatesIndex | RowKey::PreparedQueriesIndex => true,
             RowKey::Tombstone(key) | RowKey::KvVersion(key, _) => self.remembered.contains(&RowKey::Kv(key.clone())),
             row => self.remembered.contains(row),
         })
@@ -145,11 +155,13 @@ impl Undo {
                 Before::Session(key, row) => put(&mut catalog.sessions, key, row),
                 Before::ConfigEntry(key, row) => put(&mut catalog.config_entries, key, row),
                 Before::Coordinate(key, row) => put(&mut catalog.coordinates, key, row),
+                Before::PreparedQuery(key, row) => put(&mut catalog.prepared_queries, key, row),
             }
         }
         catalog.indexes = self.indexes;
         catalog.lock_delays = self.lock_delays;
         catalog.coordinates_index = self.coordinates_index;
+        catalog.prepared_queries_index = self.prepared_queries_index;
     }
 }
 
