@@ -434,6 +434,13 @@ impl DnsCatalog for CatalogDns {
         })
     }
 
+    /// A server's applied Raft index: every committed change may change an answer. None on a
+    /// client agent (its views refresh on their own) and with ACLs on (what the DNS token may
+    /// read can change without a Raft entry): those answer every request anew.
+    fn answer_generation(&self) -> Option<u64> {
+        (self.agent.raft().is_some() && !self.agent.config().acl_enabled).then(|| self.agent.view().applied_index())
+    }
+
     /// Executes the query as `/v1/query/:name/execute` does, with the DNS token as the
     /// caller's (Consul's `handlePreparedQuery`), sorted near this agent when the query says
     /// `_agent`.

@@ -365,3 +365,16 @@ pub(crate) fn retain_glue_of_answers(answer: &mut Answer) {
     }
     answer.additionals = kept;
 }
+
+/// True for an answer with records whose every name is in our zones: no CNAME to a host name
+/// and no SRV target outside them, so nothing in it would be resolved through the recursors
+/// and it may be shared while the catalog holds (`answer_cache`).
+pub(crate) fn depends_on_catalog_only(answer: &Answer, is_ours: impl Fn(&Name) -> bool) -> bool {
+    answer.response_code == ResponseCode::NoError
+        && !answer.answers.is_empty()
+        && answer.answers.iter().all(|record| match &record.data {
+            RData::CNAME(_) => false,
+            RData::SRV(srv) => is_ours(&srv.target),
+            _ => true,
+        })
+}

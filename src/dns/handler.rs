@@ -14,6 +14,7 @@ use hickory_server::proto::serialize::binary::{BinDecodable, BinDecoder};
 use tracing::{debug, error};
 
 use super::answer::{self, Answer, Question};
+use super::answer_cache::AnswerCache;
 use super::name::{QueryName, parse_arpa_name, parse_query_name};
 use super::node_answer;
 use super::recursor::Recursors;
@@ -44,6 +45,8 @@ pub(crate) struct Handler {
     catalog: Arc<dyn DnsCatalog>,
     /// `None` without recursors: foreign names are then REFUSED, and RA is never set.
     recursors: Option<Recursors>,
+    /// Encoded service answers, shared while the catalog's generation holds.
+    cache: AnswerCache,
 }
 
 /// Everything a response needs besides the request it answers.
@@ -55,6 +58,9 @@ struct Reply {
     edns: Option<Edns>,
     /// The question is not ours: forward the request to the recursors and relay their reply.
     forward: bool,
+    /// The encoded response may be shared with identical requests while the catalog holds
+    /// (`answer_cache`): a service answer with records that depends on nothing but the catalog.
+    cacheable: bool,
 }
 
 impl Reply {
@@ -92,6 +98,7 @@ impl Handler {
             enable_truncate: config.enable_truncate,
             catalog,
             recursors: Recursors::new(config),
+            cache: AnswerCache::default(),
         }
     }
 
@@ -102,6 +109,12 @@ impl Handler {
         let header = Header::read(&mut BinDecoder::new(request)).ok()?;
         if header.metadata.message_type == MessageType::Response {
             return None;
+        }
+        let generation = self.catalog.answer_generation();
+        if let Some(generation) = generation
+            && let Some(cached) = self.cache.get(generation, transport, request)
+        {
+            return Some(cached);
         }
         let (message, reply) = match Message::from_vec(request) {
             Ok(message) => {
@@ -148,6 +161,11 @@ impl Handler {
         };
         match wire::encode_within(&response, budget_bytes, transport == Transport::Udp) {
             Ok(encoded) => {
+                if reply.cacheable
+                    && let Some(generation) = generation
+                {
+                    self.cache.put(generation, transport, request, &encoded.bytes);
+                }
                 if encoded.answers_cut > 0 {
                     debug!(
                         id = header.metadata.id,
@@ -233,11 +251,13 @@ impl Handler {
             record_type,
             soa_serial: soa_serial_now(),
         };
+        let is_service = matches!(parsed, QueryName::Service(_));
         let Some(answer) = self.local_answer(zone, &question, parsed).await else {
             reply.authoritative = false;
             return reply.forward();
         };
         reply.answer = answer;
+        reply.cacheable = is_service && answer::depends_on_catalog_only(&reply.answer, |name| zones.for_name(name).is_some());
         if let Some(recursors) = &self.recursors {
             let is_ours = |name: &Name| {
                 zones.for_name(name).is_some() || parse_arpa_name(name).is_some()

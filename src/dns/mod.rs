@@ -45,6 +45,7 @@
 //! Each answered question is logged at DEBUG under this module's target.
 
 mod answer;
+mod answer_cache;
 mod handler;
 mod name;
 mod node_answer;
@@ -104,6 +105,12 @@ pub trait DnsCatalog: Send + Sync + 'static {
     /// The instances a prepared query (by name or ID) selects, already filtered and ordered
     /// as executing it does (Consul's `PreparedQuery.Execute`). `None` = no such query.
     async fn prepared_query(&self, _name_or_id: &str) -> Option<DnsQueryResult> {
+        None
+    }
+    /// A number that changes whenever any answer may change (a server's applied Raft index),
+    /// under which encoded service answers are shared between identical requests
+    /// (`answer_cache`). `None` = answer every request anew.
+    fn answer_generation(&self) -> Option<u64> {
         None
     }
 }

@@ -240,3 +240,41 @@ async fn three_hundred_instances_come_whole_over_tcp_and_cut_cleanly_over_edns()
     assert!(reply.answers.len() > 30 && reply.answers.len() < 300, "{} answers", reply.answers.len());
     assert_eq!(glue_owners(&reply), srv_targets(&reply), "the glue of every kept SRV record");
 }
+
+/// Queries for the A records of `web` as ports can't be seen in A answers: the addresses.
+async fn web_addresses(agent: &TestAgent) -> Vec<String> {
+    let reply = dns_query(agent.dns_addr(), "web.service.consul.", RecordType::A).await;
+    assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
+    reply.answers.iter().filter_map(|r| match &r.data { RData::A(a) => Some(a.0.to_string()), _ => None }).collect()
+}
+
+#[tokio::test]
+async fn shared_answers_still_shuffle_carry_the_request_id_and_follow_every_change_at_once() {
+    let agent = TestAgent::start().await;
+    // Three: a UDP answer without EDNS holds at most 3 addresses (`udp_answer_limit`).
+    for n in 1..=3 {
+        register(&agent, "/v1/catalog/register", json!({"Node": format!("n{n}"), "Address": format!("10.9.0.{n}"), "Service": {"Service": "web", "Port": 80}})).await;
+    }
+    // Many more queries than the answers kept per question (8): most are served shared.
+    let mut firsts = std::collections::BTreeSet::new();
+    for _ in 0..40 {
+        let mut addresses = web_addresses(&agent).await;
+        firsts.insert(addresses[0].clone());
+        addresses.sort();
+        assert_eq!(addresses, ["10.9.0.1", "10.9.0.2", "10.9.0.3"]);
+    }
+    assert!(firsts.len() > 1, "answers rotate the instances: first records seen {firsts:?}");
+    // dns_query checks that each reply carries its own request's ID.
+
+    // A deregistration and a failing check show in the very next answer.
+    register(&agent, "/v1/catalog/deregister", json!({"Node": "n2", "ServiceID": "web"})).await;
+    let mut addresses = web_addresses(&agent).await;
+    addresses.sort();
+    assert_eq!(addresses, ["10.9.0.1", "10.9.0.3"]);
+    register(&agent, "/v1/catalog/register", json!({"Node": "n3", "Address": "10.9.0.3", "Service": {"Service": "web", "Port": 80}, "Check": {"CheckID": "c", "Name": "c", "ServiceID": "web", "Status": "critical"}})).await;
+    for _ in 0..20 {
+        let mut addresses = web_addresses(&agent).await;
+        addresses.sort();
+        assert_eq!(addresses, ["10.9.0.1"], "a critical instance is never served from a shared answer");
+    }
+}

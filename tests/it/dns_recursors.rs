@@ -47,9 +47,20 @@ fn upstream_reply(request: &[u8]) -> Option<Vec<u8>> {
 /// A small DNS server on 127.0.0.1 (UDP and TCP on one ephemeral port), answering as
 /// [`upstream_reply`] says until the test ends.
 async fn start_upstream() -> SocketAddr {
-    let udp = UdpSocket::bind("127.0.0.1:0").await.expect("bind upstream udp");
-    let addr = udp.local_addr().expect("upstream addr");
-    let tcp = TcpListener::bind(addr).await.expect("bind upstream tcp");
+    // The ephemeral UDP port may be taken for TCP by another test: then try another one.
+    let mut attempts = 0;
+    let (udp, tcp, addr) = loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").await.expect("bind upstream udp");
+        let addr = udp.local_addr().expect("upstream addr");
+        match TcpListener::bind(addr).await {
+            Ok(tcp) => break (udp, tcp, addr),
+            Err(error) if attempts < 20 => {
+                attempts += 1;
+                eprintln!("upstream tcp port {addr} taken ({error}); trying another");
+            }
+            Err(error) => panic!("bind upstream tcp: {error}"),
+        }
+    };
     tokio::spawn(async move {
         let mut buffer = vec![0u8; 65_535];
         while let Ok((length, from)) = udp.recv_from(&mut buffer).await {

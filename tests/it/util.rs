@@ -253,7 +253,9 @@ pub(crate) async fn dns_query(server: SocketAddr, name: &str, record_type: Recor
         .await
         .expect("dns reply within 5 s")
         .expect("recv");
-    Message::from_vec(&buffer[..len]).expect("parse reply")
+    let reply = Message::from_vec(&buffer[..len]).expect("parse reply");
+    assert_eq!(reply.metadata.id, message.metadata.id, "a reply carries its own request's ID");
+    reply
 }
 
 /// Polls `check` every 50 ms until it returns true or `timeout_ms` passes.

@@ -9,14 +9,16 @@
 //! records, and NSD (Debian's `nsd`) serves the same records as a static zone:
 //! - **mix "100x10"**: 100 services of 10 instances each (10 nodes, one instance of every
 //!   service on each), queried as A and SRV over UDP with EDNS (4096);
-//! - **mix "1x1000"**: one service of 1,000 instances (one per node), queried as A and SRV
-//!   over TCP (the answers are whole only over TCP).
+//! - **mix "1x1000"**: one service of 1,000 instances (one per node), queried as A over TCP
+//!   (the answer is whole only over TCP; SRV is left out because dnsperf 2.10 never completes
+//!   a TCP answer near 64 KiB, which the SRV answer is from both servers).
 //!
 //! dnsperf (Debian's) sends the same query file to each, one after the other, alternating
 //! which goes first in each round. QPS comes from dnsperf's summary; the latency percentiles
 //! from its per-query lines (`-v`). Every answer must be NOERROR, or the run fails.
 
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -97,10 +99,13 @@ async fn run(args: &Args) -> Result<(), String> {
     let nsd = Nsd::start(&dir, &records)?;
     let mixes = [
         Mix { name: "100x10 A+SRV udp", queries: small_queries(), tcp: false },
-        Mix { name: "1x1000 A+SRV tcp", queries: vec!["big.service.consul A".into(), "big.service.consul SRV".into()], tcp: true },
+        // A only: dnsperf 2.10 never completes a TCP answer near 64 KiB, which the SRV answer
+        // (1,000 records and their glue) is from both servers.
+        Mix { name: "1x1000 A tcp", queries: vec!["big.service.consul A".into()], tcp: true },
     ];
-    for (port, who) in [(cairn_dns.port(), "cairn"), (nsd.port, "nsd")] {
-        wait_answering(&dir, port, &format!("{who} never answered")).await?;
+    let nsd_dns = SocketAddr::from(([127, 0, 0, 1], nsd.port));
+    for (server, who) in [(cairn_dns, "cairn"), (nsd_dns, "nsd")] {
+        wait_answering(&dir, server, &format!("{who} never answered")).await?;
     }
     let mut rows = Vec::new();
     for mix in &mixes {
@@ -108,9 +113,9 @@ async fn run(args: &Args) -> Result<(), String> {
         std::fs::write(&file, mix.queries.join("\n") + "\n").map_err(|e| e.to_string())?;
         let (mut cairn, mut nsd_runs) = (Vec::new(), Vec::new());
         for round in 0..args.rounds.max(1) {
-            let order: [(&str, u16); 2] = if round % 2 == 0 { [("cairn", cairn_dns.port()), ("nsd", nsd.port)] } else { [("nsd", nsd.port), ("cairn", cairn_dns.port())] };
-            for (who, port) in order {
-                let figures = dnsperf(&dir, port, &file, mix.tcp, args.duration)?;
+            let order = if round % 2 == 0 { [("cairn", cairn_dns), ("nsd", nsd_dns)] } else { [("nsd", nsd_dns), ("cairn", cairn_dns)] };
+            for (who, server) in order {
+                let figures = dnsperf(&dir, server, &file, mix.tcp, args.duration)?;
                 println!("  {:<18} round {} {:<5} {:>9.0} q/s  p50 {:>6.3} ms  p99 {:>6.3} ms", mix.name, round + 1, who, figures.qps, figures.p50_ms, figures.p99_ms);
                 if who == "cairn" { cairn.push(figures) } else { nsd_runs.push(figures) }
             }
@@ -244,13 +249,13 @@ fn zone_text(records: &Records) -> String {
     text
 }
 
-/// Waits until the server on `port` answers a query for the big service.
-async fn wait_answering(dir: &Path, port: u16, failure: &str) -> Result<(), String> {
+/// Waits until the server at `server` answers a query for the big service.
+async fn wait_answering(dir: &Path, server: SocketAddr, failure: &str) -> Result<(), String> {
     let probe = dir.join("probe.queries");
-    std::fs::write(&probe, "big.service.consul SRV\n").map_err(|e| e.to_string())?;
+    std::fs::write(&probe, "big.service.consul A\n").map_err(|e| e.to_string())?;
     let deadline = std::time::Instant::now() + Duration::from_secs(READY_TIMEOUT_S);
     while std::time::Instant::now() < deadline {
-        let output = Command::new("dnsperf").args(["-s", "127.0.0.1", "-p", &port.to_string(), "-m", "tcp", "-n", "1", "-t", "1", "-d"]).arg(&probe).output();
+        let output = Command::new("dnsperf").args(["-s", &server.ip().to_string(), "-p", &server.port().to_string(), "-m", "tcp", "-n", "1", "-t", "1", "-d"]).arg(&probe).output();
         if output.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("NOERROR 1 ")) {
             return Ok(());
         }
@@ -259,12 +264,12 @@ async fn wait_answering(dir: &Path, port: u16, failure: &str) -> Result<(), Stri
     Err(failure.to_string())
 }
 
-/// One dnsperf run against `port`; fails unless every answer was NOERROR.
-fn dnsperf(dir: &Path, port: u16, queries: &Path, tcp: bool, duration: Duration) -> Result<Figures, String> {
+/// One dnsperf run against `server`; fails unless every answer was NOERROR.
+fn dnsperf(dir: &Path, server: SocketAddr, queries: &Path, tcp: bool, duration: Duration) -> Result<Figures, String> {
     let out = dir.join("dnsperf.out");
     let file = std::fs::File::create(&out).map_err(|e| e.to_string())?;
     let mut command = Command::new("dnsperf");
-    command.args(["-s", "127.0.0.1", "-p", &port.to_string(), "-m", if tcp { "tcp" } else { "udp" }, "-e", "-v"]);
+    command.args(["-s", &server.ip().to_string(), "-p", &server.port().to_string(), "-m", if tcp { "tcp" } else { "udp" }, "-e", "-v"]);
     command.args(["-q", &DNSPERF_OUTSTANDING.to_string(), "-l", &duration.as_secs().to_string(), "-d"]).arg(queries);
     let status = command.stdout(file).stderr(Stdio::null()).status().map_err(|e| format!("running dnsperf (apt-get install dnsperf): {e}"))?;
     let text = std::fs::read_to_string(&out).map_err(|e| e.to_string())?;
