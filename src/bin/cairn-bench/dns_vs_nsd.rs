@@ -85,6 +85,8 @@ struct Figures {
     qps: f64,
     p50_ms: f64,
     p99_ms: f64,
+    /// dnsperf's average response size: both servers must answer with the same records.
+    response_bytes: f64,
 }
 
 async fn run(args: &Args) -> Result<(), String> {
@@ -116,7 +118,16 @@ async fn run(args: &Args) -> Result<(), String> {
             let order = if round % 2 == 0 { [("cairn", cairn_dns), ("nsd", nsd_dns)] } else { [("nsd", nsd_dns), ("cairn", cairn_dns)] };
             for (who, server) in order {
                 let figures = dnsperf(&dir, server, &file, mix.tcp, args.duration)?;
-                println!("  {:<18} round {} {:<5} {:>9.0} q/s  p50 {:>6.3} ms  p99 {:>6.3} ms", mix.name, round + 1, who, figures.qps, figures.p50_ms, figures.p99_ms);
+                println!(
+                    "  {:<18} round {} {:<5} {:>9.0} q/s  p50 {:>6.3} ms  p99 {:>6.3} ms  {:>7.0} bytes/answer",
+                    mix.name,
+                    round + 1,
+                    who,
+                    figures.qps,
+                    figures.p50_ms,
+                    figures.p99_ms,
+                    figures.response_bytes
+                );
                 if who == "cairn" { cairn.push(figures) } else { nsd_runs.push(figures) }
             }
         }
@@ -139,6 +150,7 @@ fn report(rows: &[(&str, Figures, Figures)], args: &Args) -> Result<(), String> 
             "mix": name, "cairn_qps": cairn.qps.round(), "nsd_qps": nsd.qps.round(), "qps_ratio": (qps_ratio * 100.0).round() / 100.0,
             "cairn_p50_ms": cairn.p50_ms, "nsd_p50_ms": nsd.p50_ms, "cairn_p99_ms": cairn.p99_ms, "nsd_p99_ms": nsd.p99_ms,
             "p99_ratio": (p99_ratio * 100.0).round() / 100.0,
+            "cairn_response_bytes": cairn.response_bytes.round(), "nsd_response_bytes": nsd.response_bytes.round(),
         }));
     }
     let result = json!({ "duration_s": args.duration.as_secs(), "rounds": args.rounds, "outstanding": DNSPERF_OUTSTANDING, "mixes": json_rows });
@@ -156,6 +168,7 @@ fn mean(runs: &[Figures]) -> Figures {
         qps: runs.iter().map(|f| f.qps).sum::<f64>() / n,
         p50_ms: runs.iter().map(|f| f.p50_ms).sum::<f64>() / n,
         p99_ms: runs.iter().map(|f| f.p99_ms).sum::<f64>() / n,
+        response_bytes: runs.iter().map(|f| f.response_bytes).sum::<f64>() / n,
     }
 }
 
@@ -221,10 +234,12 @@ impl Nsd {
         let zone = dir.join("consul.zone");
         std::fs::write(&zone, zone_text(records)).map_err(|e| e.to_string())?;
         let d = dir.display();
+        // As many NSD processes as cores, as cairn's runtime has worker threads.
+        let servers = std::thread::available_parallelism().map_or(1, |n| n.get());
         // Response-rate limiting is on by default in NSD; off, or it drops most of the load.
         let config = format!(
-            "server:\n  ip-address: 127.0.0.1\n  port: {port}\n  username: \"\"\n  chroot: \"\"\n  zonesdir: \"{d}\"\n  pidfile: \"{d}/nsd.pid\"\n  database: \"\"\n  zonelistfile: \"{d}/zone.list\"\n  xfrdfile: \"{d}/xfrd.state\"\n  xfrdir: \"{d}\"\n  server-count: 1\n  rrl-ratelimit: 0\n  rrl-whitelist-ratelimit: 0\n  verbosity: 0\nremote-control:\n  control-enable: no\nzone:\n  name: \"consul.\"\n  zonefile: \"{}\"\n",
-            zone.display()
+            "server:\n  ip-address: 127.0.0.1\n  port: {port}\n  username: \"\"\n  chroot: \"\"\n  zonesdir: \"{d}\"\n  pidfile: \"{d}/nsd.pid\"\n  database: \"\"\n  zonelistfile: \"{d}/zone.list\"\n  xfrdfile: \"{d}/xfrd.state\"\n  xfrdir: \"{d}\"\n  server-count: {servers}\n  rrl-ratelimit: 0\n  rrl-whitelist-ratelimit: 0\n  verbosity: 0\nremote-control:\n  control-enable: no\nzone:\n  name: \"consul.\"\n  zonefile: \"{}\"\n",
+            zone.display(),
         );
         let conf = dir.join("nsd.conf");
         std::fs::write(&conf, config).map_err(|e| e.to_string())?;
@@ -287,13 +302,19 @@ fn parse_dnsperf(text: &str) -> Result<Figures, String> {
     if !codes.trim().starts_with("NOERROR") || codes.contains(',') {
         return Err(format!("not every answer was NOERROR: {}", codes.trim()));
     }
+    // "Average packet size:  request 49, response 115"
+    let response_bytes = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Average packet size:"))
+        .and_then(|v| v.rsplit("response").next()?.trim().parse::<f64>().ok())
+        .unwrap_or(0.0);
     let mut latencies: Vec<f64> = text.lines().filter_map(|l| l.strip_prefix("> ")).filter_map(|l| l.rsplit(' ').next()?.parse().ok()).collect();
     if latencies.is_empty() {
         return Err("dnsperf reported no answers".into());
     }
     latencies.sort_by(|a, b| a.total_cmp(b));
     let at = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)] * 1000.0;
-    Ok(Figures { qps, p50_ms: at(0.50), p99_ms: at(0.99) })
+    Ok(Figures { qps, p50_ms: at(0.50), p99_ms: at(0.99), response_bytes })
 }
 
 #[cfg(test)]
@@ -302,12 +323,12 @@ mod tests {
 
     #[test]
     fn dnsperf_output_gives_qps_and_percentiles_and_refuses_failed_answers() {
-        let mut text = String::from("  Response codes:       NOERROR 100 (100.00%)\n  Queries per second:   2500.5\n");
+        let mut text = String::from("  Response codes:       NOERROR 100 (100.00%)\n  Average packet size:  request 49, response 115\n  Queries per second:   2500.5\n");
         for i in 1..=100 {
             text.push_str(&format!("> NOERROR svc-1.service.consul A 0.{i:06}\n"));
         }
         let figures = parse_dnsperf(&text).unwrap();
-        assert_eq!(figures.qps, 2500.5);
+        assert_eq!((figures.qps, figures.response_bytes), (2500.5, 115.0));
         assert!((figures.p50_ms - 0.051).abs() < 1e-9 && (figures.p99_ms - 0.100).abs() < 1e-9);
         let failed = text.replace("NOERROR 100 (100.00%)", "NOERROR 90 (90.00%), SERVFAIL 10 (10.00%)");
         assert!(parse_dnsperf(&failed).is_err());
