@@ -11,114 +11,21 @@ when it returns. What HAProxy holds is read from its runtime API (`show servers 
 Run: `python -m pytest -q tests/haproxy` (`.ci/run` does, with the binary in $CAIRN_BIN).
 """
 
-import json
 import os
 import shutil
 import socket
 import subprocess
-import tempfile
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 
-CAIRN_BIN = os.environ.get("CAIRN_BIN", "/root/.cache/cairn-target/debug/cairn")
+from cairn_agent import free_ports, ok, stop, tail
+
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 # How long HAProxy may take to follow a change: it re-resolves every second (`hold valid
 # 1s`), and cairn's SRV answers have TTL 0.
 FOLLOW_S = 20
 SLOTS = 5
-
-
-def free_ports(n):
-    """n distinct ports free on 127.0.0.1 for both TCP and UDP (the DNS port needs both)."""
-    held, ports = [], []
-    while len(ports) < n:
-        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        tcp.bind(("127.0.0.1", 0))
-        port = tcp.getsockname()[1]
-        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            udp.bind(("127.0.0.1", port))
-        except OSError:
-            tcp.close()
-            udp.close()
-            continue
-        held += [tcp, udp]
-        ports.append(port)
-    for s in held:
-        s.close()
-    return ports
-
-
-def call(base, method, path, body=None):
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(base + path, data=data, method=method)
-    try:
-        with urllib.request.urlopen(req, timeout=10) as res:
-            return res.status, res.read().decode()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read().decode()
-
-
-def ok(base, method, path, body=None):
-    status, text = call(base, method, path, body)
-    assert status == 200, f"{method} {path} -> {status} {text}"
-    return text
-
-
-def stop(proc):
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def tail(path, n=3000):
-    with open(path, errors="replace") as f:
-        return f.read()[-n:]
-
-
-@pytest.fixture()
-def tmp():
-    path = tempfile.mkdtemp(prefix="cairn-haproxy-")
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture()
-def agent(tmp):
-    """A `cairn agent -dev` on free ports, with a leader. Yields (http base URL, DNS port)."""
-    for _attempt in range(3):
-        http, dns, server, serf = free_ports(4)
-        log_path = os.path.join(tmp, "agent.log")
-        with open(log_path, "ab") as log:
-            proc = subprocess.Popen(
-                [CAIRN_BIN, "agent", "-dev", "-node=web-host", f"-data-dir={tmp}/data-{http}",
-                 f"-http-port={http}", f"-dns-port={dns}", f"-server-port={server}", f"-serf-lan-port={serf}"],
-                stdout=log, stderr=subprocess.STDOUT)
-        base = f"http://127.0.0.1:{http}"
-        deadline = time.monotonic() + 30
-        while proc.poll() is None and time.monotonic() < deadline:
-            try:
-                status, text = call(base, "GET", "/v1/status/leader")
-                if status == 200 and json.loads(text):
-                    break
-            except (OSError, ValueError):
-                pass
-            time.sleep(0.2)
-        if proc.poll() is None and time.monotonic() < deadline:
-            try:
-                yield base, dns
-            finally:
-                stop(proc)
-            return
-        stop(proc)  # a port taken between picking and binding it: try other ports
-    pytest.fail(f"the agent did not start:\n{tail(log_path)}")
 
 
 @pytest.fixture()
