@@ -363,7 +363,7 @@ fn dns_instance(node: &crate::catalog::model::Node, service: &crate::catalog::mo
 
 /// Every instance of `service` (matched case-insensitively) in `catalog`, with its health.
 fn dns_instances(catalog: &crate::catalog::Catalog, service: &str) -> Option<Vec<DnsInstance>> {
-    let names: Vec<String> = catalog.service_names().into_keys().filter(|name| name.eq_ignore_ascii_case(service)).collect();
+    let names = catalog.service_names_ignoring_case(service);
     if names.is_empty() {
         return None;
     }

@@ -49,7 +49,7 @@ fn apply_one(catalog: &mut Catalog, raft_index: u64, command: &Command, changes:
     for name in &mine.services {
         // A name with no instances left falls back to the services table's index, which the
         // deregistration just moved, so dropping its entry never moves an index backwards.
-        if catalog.services.values().any(|s| s.name == *name) {
+        if catalog.services.has_name(name) {
             catalog.service_indexes.insert(name.clone(), index);
         } else {
             catalog.service_indexes.remove(name);

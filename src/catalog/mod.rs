@@ -20,6 +20,7 @@ pub mod command;
 pub mod model;
 pub mod prepared_query;
 pub mod query;
+mod service_table;
 pub mod txn;
 #[cfg(test)]
 mod acl_tests;
@@ -35,7 +36,7 @@ use std::collections::{BTreeMap, BTreeSet};
 pub use apply::{Outcome, apply};
 pub use command::Command;
 
-use crate::catalog::model::{Check, ConfigEntry, KvEntry, Node, Service, Session, Settings, TableIndexes};
+use crate::catalog::model::{Check, ConfigEntry, KvEntry, Node, Session, Settings, TableIndexes};
 
 /// The whole replicated state held in memory. Rows are keyed so that iteration order is
 /// deterministic (`BTreeMap`), which keeps snapshots and digests byte-identical across servers.
@@ -43,7 +44,7 @@ use crate::catalog::model::{Check, ConfigEntry, KvEntry, Node, Service, Session,
 pub struct Catalog {
     nodes: BTreeMap<String, Node>,
     /// Keyed by (node, service ID).
-    services: BTreeMap<(String, String), Service>,
+    services: service_table::ServiceTable,
     /// Keyed by (node, check ID).
     checks: BTreeMap<(String, String), Check>,
     kv: BTreeMap<String, KvEntry>,

@@ -64,13 +64,15 @@ impl Catalog {
         names.into_iter().map(|(name, tags)| (name, tags.into_iter().collect())).collect()
     }
 
+    /// The names registered that equal `name` ignoring case (DNS names are case-insensitive).
+    pub fn service_names_ignoring_case(&self, name: &str) -> Vec<String> {
+        let names: BTreeSet<&str> = self.services.named_ignoring_case(name).map(|s| s.name.as_str()).collect();
+        names.into_iter().map(str::to_string).collect()
+    }
+
     /// Every instance of the service `name`, with its node.
     pub fn service_instances(&self, name: &str) -> Vec<(&Node, &Service)> {
-        self.services
-            .values()
-            .filter(|s| s.name == name)
-            .filter_map(|s| self.nodes.get(&s.node).map(|n| (n, s)))
-            .collect()
+        self.services.named(name).filter_map(|s| self.nodes.get(&s.node).map(|n| (n, s))).collect()
     }
 
     /// Every instance of `name` with the checks that decide its health.

@@ -28,6 +28,10 @@
 //! `--dns-vs-nsd [--duration-s 15] [--rounds 2] [--out DIR]` instead runs dnsperf against one
 //! cairn server and against NSD serving the same records as a static zone (`dns_vs_nsd.rs`).
 //!
+//! `--dns-scale [--services 5000] [--instances 10] [--samples 100]` instead measures how long
+//! a registration takes to show in DNS, and RSS, with an empty and a large catalog
+//! (`dns_scale.rs`).
+//!
 //! `--cluster N` instead starts N servers on loopback and measures write throughput, failover
 //! time and snapshot catch-up (`cluster.rs`; `--snapshot-mb` sets the state machine size).
 //!
@@ -45,6 +49,7 @@ use std::time::{Duration, Instant};
 
 mod client_agents;
 mod cluster;
+mod dns_scale;
 mod dns_vs_nsd;
 mod gossip_sim;
 mod soak;
@@ -325,7 +330,7 @@ pub(crate) fn rss_kib(pid: u32) -> Result<u64, String> {
         .ok_or_else(|| "no VmRSS in /proc status".to_string())
 }
 
-async fn dns_answers(dns: SocketAddr, name: &str) -> bool {
+pub(crate) async fn dns_answers(dns: SocketAddr, name: &str) -> bool {
     dns_answers_from(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), dns, name).await
 }
 
@@ -392,6 +397,9 @@ async fn main() -> std::process::ExitCode {
     }
     if args.iter().any(|a| a == "--dns-vs-nsd") {
         return dns_vs_nsd::main(&args).await;
+    }
+    if args.iter().any(|a| a == "--dns-scale") {
+        return dns_scale::main(&args).await;
     }
     let mut options = match parse_options() {
         Ok(options) => options,

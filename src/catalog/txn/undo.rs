@@ -149,7 +149,12 @@ impl Undo {
         for before in self.rows {
             match before {
                 Before::Node(key, row) => put(&mut catalog.nodes, key, row),
-                Before::Service(key, row) => put(&mut catalog.services, key, row),
+                Before::Service(key, Some(row)) => {
+                    catalog.services.insert(key, row);
+                }
+                Before::Service(key, None) => {
+                    catalog.services.remove(&key);
+                }
                 Before::Check(key, row) => put(&mut catalog.checks, key, row),
                 Before::Kv(state) => state.restore(catalog),
                 Before::Session(key, row) => put(&mut catalog.sessions, key, row),
