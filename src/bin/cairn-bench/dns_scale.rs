@@ -86,7 +86,11 @@ async fn run(args: &Args) -> Result<(), String> {
     let started = Instant::now();
     load(&client, &http, args.services, args.instances).await?;
     let load_s = started.elapsed().as_secs_f64();
-    println!("loaded {} services x {} instances in {load_s:.1} s", args.services, args.instances);
+    let held = catalog_services(&client, &http).await?;
+    if held < args.services * args.instances {
+        return Err(format!("the catalog holds {held} service instances after the load, not {}", args.services * args.instances));
+    }
+    println!("loaded {} services x {} instances in {load_s:.1} s (the catalog holds {held} instances)", args.services, args.instances);
     let loaded = measure(&client, &http, dns, pid, args.samples, "loaded").await?;
     println!("  {:<28} {:>10} {:>10} {:>10} {:>9}", "catalog", "RSS MiB", "p50 ms", "p99 ms", "samples");
     for (name, m) in [("empty", &empty), (&*format!("{} x {}", args.services, args.instances), &loaded)] {
@@ -100,6 +104,12 @@ async fn run(args: &Args) -> Result<(), String> {
         std::fs::write(out.join("dns-scale.json"), serde_json::to_string_pretty(&result).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+/// The service instances the catalog holds (`/v1/agent/self`'s `Stats.catalog.services`).
+async fn catalog_services(client: &reqwest::Client, http: &str) -> Result<usize, String> {
+    let me: serde_json::Value = client.get(format!("http://{http}/v1/agent/self")).send().await.map_err(|e| e.to_string())?.json().await.map_err(|e| e.to_string())?;
+    me["Stats"]["catalog"]["services"].as_str().and_then(|n| n.parse().ok()).ok_or_else(|| "no Stats.catalog.services in /v1/agent/self".to_string())
 }
 
 /// RSS, then `samples` registrations timed until DNS answers them.
