@@ -434,11 +434,18 @@ impl DnsCatalog for CatalogDns {
         })
     }
 
-    /// A server's applied Raft index: every committed change may change an answer. None on a
-    /// client agent (its views refresh on their own) and with ACLs on (what the DNS token may
-    /// read can change without a Raft entry): those answer every request anew.
+    /// A server's applied Raft index (every committed change may change an answer); a client's
+    /// service cache generation (`Agent::service_cache_generation`). None with ACLs on (what
+    /// the DNS token may read can change without a Raft entry, and tokens expire by the
+    /// clock): those agents answer every request anew.
     fn answer_generation(&self) -> Option<u64> {
-        (self.agent.raft().is_some() && !self.agent.config().acl_enabled).then(|| self.agent.view().applied_index())
+        if self.agent.config().acl_enabled {
+            return None;
+        }
+        match self.agent.raft() {
+            Some(_) => Some(self.agent.view().applied_index()),
+            None => self.agent.service_cache_generation(),
+        }
     }
 
     /// Executes the query as `/v1/query/:name/execute` does, with the DNS token as the

@@ -19,6 +19,7 @@
 //! reordered); the rows inside are the state machine's own versioned row encoding.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -205,9 +206,16 @@ struct CachedService {
 pub struct ServiceCache {
     /// Keyed by the lowercased service name. Short critical sections only.
     entries: Mutex<HashMap<String, CachedService>>,
+    /// Bumped on every change to `entries` (a fetch, a refresh, a drop): DNS shares encoded
+    /// answers while it holds ([`Agent::service_cache_generation`]).
+    changes: AtomicU64,
 }
 
 impl ServiceCache {
+    fn changed(&self) {
+        self.changes.fetch_add(1, Ordering::Release);
+    }
+
     fn fresh(&self, key: &str) -> Option<ServiceView> {
         let mut entries = self.entries.lock().expect("service cache lock poisoned");
         let entry = entries.get_mut(key)?;
@@ -229,6 +237,7 @@ impl ServiceCache {
         }
         let last_used = entries.get(key).map_or(now, |e| e.last_used);
         entries.insert(key.to_string(), CachedService { catalog, index, last_used, refreshed: now });
+        self.changed();
         new
     }
 
@@ -237,6 +246,7 @@ impl ServiceCache {
         let mut entries = self.entries.lock().expect("service cache lock poisoned");
         let Some(entry) = entries.get_mut(key) else { return false };
         (entry.catalog, entry.index, entry.refreshed) = (catalog, index, Instant::now());
+        self.changed();
         true
     }
 
@@ -246,6 +256,7 @@ impl ServiceCache {
         let entry = entries.get(key)?;
         if entry.last_used.elapsed() >= Duration::from_millis(SERVICE_VIEW_IDLE_MS) {
             entries.remove(key);
+            self.changed();
             return None;
         }
         Some(entry.index)
@@ -253,6 +264,15 @@ impl ServiceCache {
 }
 
 impl Agent {
+    /// On a client: a number that changes whenever a cached service changes, and at least
+    /// every second (so an entry that grows too old to serve stops being shared within a
+    /// second of it); DNS shares encoded service answers while it holds. `None` on a server.
+    pub fn service_cache_generation(&self) -> Option<u64> {
+        let cache = self.service_cache.as_ref()?;
+        let second = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        Some((cache.changes.load(Ordering::Acquire) << 32) | (second & 0xffff_ffff))
+    }
+
     /// On a client: the catalog rows for `service`, from the cache (fetched and then kept
     /// fresh in the background on first use). `None` on a server, which reads its own view.
     pub async fn service_view(self: &Arc<Self>, service: &str) -> Option<Result<ServiceView, AgentError>> {

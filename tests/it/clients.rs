@@ -346,3 +346,49 @@ async fn stale_service_reads_at_a_client_come_from_its_view() {
     assert!(relayed.is_err() || relayed.is_ok_and(|r| r.status() != 200), "a default read is not answered without the server");
     cluster.signal(0, "CONT");
 }
+
+/// A client agent shares encoded service answers too (`dns::answer_cache`, keyed on its
+/// service cache's generation): many queries at a client, then a deregistration and a
+/// registration at a server show in the client's very next answers once its cache has them.
+#[tokio::test]
+async fn a_client_agents_shared_dns_answers_follow_changes() {
+    let mut cluster = TestCluster::start(1).await;
+    cluster.wait_for_leader(Duration::from_secs(30)).await;
+    let client = cluster.add_client(&[]);
+    let register = async |node: &str, address: &str| {
+        let body = json!({"Node": node, "Address": address, "Service": {"Service": "api", "Port": 80}});
+        let response = cluster.client.put(format!("{}/v1/catalog/register", cluster.servers[0].http())).body(body.to_string()).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+    };
+    register("a1", "10.8.0.1").await;
+    register("a2", "10.8.0.2").await;
+    // Until the client knows a server, its DNS has nothing to ask: wait for its HTTP relay.
+    let relayed = eventually(30_000, async || {
+        let url = format!("{}/v1/catalog/service/api", cluster.servers[client].http());
+        let response = cluster.client.get(url).send().await;
+        match response {
+            Ok(response) if response.status() == 200 => response.json::<Value>().await.is_ok_and(|v| v.as_array().is_some_and(|a| a.len() == 2)),
+            _ => false,
+        }
+    })
+    .await;
+    assert!(relayed, "the client reaches a server");
+    let addresses = async || {
+        let reply = dns_query(cluster.servers[client].dns_addr(), "api.service.consul.", RecordType::A).await;
+        let mut seen: Vec<String> = reply.answers.iter().filter_map(|r| match &r.data { RData::A(a) => Some(a.0.to_string()), _ => None }).collect();
+        seen.sort();
+        seen
+    };
+    assert!(eventually(15_000, async || addresses().await == ["10.8.0.1", "10.8.0.2"]).await, "the client answers api");
+    for _ in 0..40 {
+        assert_eq!(addresses().await, ["10.8.0.1", "10.8.0.2"], "shared answers stay whole");
+    }
+    let response = cluster.client.put(format!("{}/v1/catalog/deregister", cluster.servers[0].http())).body(json!({"Node": "a2"}).to_string()).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(eventually(5_000, async || addresses().await == ["10.8.0.1"]).await, "a deregistration reaches the client's answers");
+    register("a3", "10.8.0.3").await;
+    assert!(eventually(5_000, async || addresses().await == ["10.8.0.1", "10.8.0.3"]).await, "so does a registration");
+    for _ in 0..20 {
+        assert_eq!(addresses().await, ["10.8.0.1", "10.8.0.3"], "and nothing older comes back");
+    }
+}
