@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -23,6 +22,8 @@ import urllib.request
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
+from cairn_agent import free_ports, stop
+
 CAIRN_BIN = os.environ.get("CAIRN_BIN", "/root/.cache/cairn-target/debug/cairn")
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 SCREENSHOT = os.environ.get("CAIRN_UI_SCREENSHOT", "/tmp/cairn-ui.png")
@@ -32,27 +33,6 @@ expect.set_options(timeout=LIVE)
 
 
 # ---- helpers -----------------------------------------------------------------------------
-
-def free_ports(n):
-    """n distinct ports free on 127.0.0.1 for both TCP and UDP (the DNS port needs both)."""
-    held, ports = [], []
-    while len(ports) < n:
-        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        tcp.bind(("127.0.0.1", 0))
-        port = tcp.getsockname()[1]
-        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            udp.bind(("127.0.0.1", port))
-        except OSError:
-            tcp.close()
-            udp.close()
-            continue
-        held += [tcp, udp]
-        ports.append(port)
-    for s in held:
-        s.close()
-    return ports
-
 
 class Api:
     """Tiny HTTP client for the agent under test."""
@@ -112,16 +92,6 @@ def start_agent(node, tmp):
             stop(proc)
             pytest.fail(f"agent elected no leader within 30 s:\n{tail(log_path)}")
         time.sleep(0.2)
-
-
-def stop(proc):
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def tail(path, n=2000):

@@ -59,17 +59,10 @@ fn parse(args: &[String]) -> Result<Args, String> {
 }
 
 pub(crate) async fn main(args: &[String]) -> std::process::ExitCode {
-    let result = match parse(args) {
+    crate::exit_status(match parse(args) {
         Ok(args) => run(&args).await,
         Err(message) => Err(message),
-    };
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("cairn-bench: {message}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    })
 }
 
 /// One mix: its query file's lines and the transport dnsperf uses.

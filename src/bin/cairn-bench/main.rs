@@ -135,6 +135,17 @@ fn parse_options() -> Result<Options, String> {
     Ok(options)
 }
 
+/// The exit status of a mode that ended with `result`; its error goes to stderr.
+pub(crate) fn exit_status(result: Result<(), String>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("cairn-bench: {message}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Walks Go-style `--flag value` / `--flag=value` arguments: `on_flag` gets each flag's name
 /// (without dashes) and a closure that takes its value (the text after `=`, else the next
 /// argument). Shared by every mode's parser.
