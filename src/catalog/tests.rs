@@ -35,6 +35,20 @@ pub(crate) fn registration(node: &str, service: Option<(&str, &str)>, checks: Ve
     })
 }
 
+/// A session on `node` with no checks, no lock-delay and the release behaviour.
+pub(crate) fn release_session(id: &str, node: &str) -> Command {
+    Command::SessionCreate(SessionRequest {
+        id: id.into(),
+        name: String::new(),
+        node: node.into(),
+        node_checks: vec![],
+        service_checks: vec![],
+        lock_delay_ms: 0,
+        behavior: SessionBehavior::Release,
+        ttl_s: 0,
+    })
+}
+
 pub(crate) fn check(id: &str, service_id: &str, status: HealthStatus) -> CheckRegistration {
     CheckRegistration {
         check_id: id.into(),
@@ -105,16 +119,7 @@ fn kv_cas_rules() {
 fn locks_and_session_destroy_release() {
     let mut catalog = Catalog::new();
     run(&mut catalog, 1, registration("n1", None, vec![]));
-    let session = |id: &str| Command::SessionCreate(SessionRequest {
-        id: id.into(),
-        name: String::new(),
-        node: "n1".into(),
-        node_checks: vec![],
-        service_checks: vec![],
-        lock_delay_ms: 0,
-        behavior: SessionBehavior::Release,
-        ttl_s: 0,
-    });
+    let session = |id: &str| release_session(id, "n1");
     assert_eq!(run(&mut catalog, 2, session("s1")), Outcome::Done);
     assert_eq!(run(&mut catalog, 3, session("s2")), Outcome::Done);
     let lock = |s: &str| Command::KvLock { key: "l".into(), value: vec![], flags: 0, session: s.into(), now_ms: 0 };

@@ -5,10 +5,10 @@
 use std::collections::BTreeMap;
 
 use crate::catalog::codec::{decode_command, encode_command};
-use crate::catalog::command::{Command, SessionRequest};
-use crate::catalog::model::{HealthStatus, SessionBehavior};
+use crate::catalog::command::Command;
+use crate::catalog::model::HealthStatus;
 use crate::catalog::prepared_query::{PreparedQuery, PreparedQueryOp, ResolveError, ServiceQuery, execute, resolve};
-use crate::catalog::tests::{check, registration};
+use crate::catalog::tests::{check, registration, release_session};
 use crate::catalog::{Catalog, ChangeSet, Outcome, RowKey, apply};
 
 const ID_A: &str = "11111111-2222-3333-4444-555555555555";
@@ -103,17 +103,7 @@ fn names_ids_and_templates_stay_unique_as_in_consul() {
 fn a_query_goes_with_its_session_and_survives_persistence() {
     let mut catalog = Catalog::new();
     apply(&mut catalog, 1, &registration("n1", None, vec![]), &mut ChangeSet::new());
-    let session = SessionRequest {
-        id: "s1".into(),
-        name: String::new(),
-        node: "n1".into(),
-        node_checks: vec![],
-        service_checks: vec![],
-        lock_delay_ms: 0,
-        behavior: SessionBehavior::Release,
-        ttl_s: 0,
-    };
-    apply(&mut catalog, 2, &Command::SessionCreate(session), &mut ChangeSet::new());
+    apply(&mut catalog, 2, &release_session("s1", "n1"), &mut ChangeSet::new());
     let mut bound = query(ID_A, "", "web");
     bound.session = "s1".into();
     assert_eq!(set(&mut catalog, 3, bound, true), Outcome::Done);
