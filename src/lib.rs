@@ -19,7 +19,8 @@
 //! - `daemon`: listeners, servers and signals around a running agent;
 //! - `ui`: the embedded web dashboard;
 //! - `cli`: the command line;
-//! - `fuzz` (tests only): the bounded mutation fuzzer over every decoder of remote input.
+//! - `fuzz` (tests only): the bounded mutation fuzzer over every decoder of remote input;
+//! - `golden` (tests only): the pinned bytes of every encoding that outlives a release.
 
 pub mod acl;
 pub mod agent;
@@ -33,6 +34,8 @@ pub mod dns;
 #[cfg(test)]
 mod fuzz;
 pub mod gossip;
+#[cfg(test)]
+mod golden;
 pub mod http;
 pub mod raft;
 pub mod rpc;

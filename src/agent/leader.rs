@@ -214,10 +214,10 @@ impl Agent {
     /// `PUT /v1/session/renew`: restarts the session's TTL on the leader. Returns whether the
     /// session exists.
     pub fn renew_session(&self, session: &str) -> bool {
-        let ttl_s = self.view.read(|catalog| catalog.session(session).map(|s| s.ttl_s));
-        let Some(ttl_s) = ttl_s else { return false };
-        if ttl_s > 0 {
-            let deadline = Instant::now() + Duration::from_secs(ttl_s) * SESSION_TTL_MULTIPLIER;
+        let ttl_ms = self.view.read(|catalog| catalog.session(session).map(|s| s.ttl_ms));
+        let Some(ttl_ms) = ttl_ms else { return false };
+        if ttl_ms > 0 {
+            let deadline = Instant::now() + Duration::from_millis(ttl_ms) * SESSION_TTL_MULTIPLIER;
             self.session_deadlines.lock().expect("session deadlines lock poisoned").insert(session.to_string(), deadline);
         }
         true
@@ -228,13 +228,13 @@ impl Agent {
 /// state machine never reads a clock).
 async fn expire_sessions(agent: &Agent) {
     let sessions: Vec<(String, u64)> =
-        agent.view.read(|catalog| catalog.sessions().filter(|s| s.ttl_s > 0).map(|s| (s.id.clone(), s.ttl_s)).collect());
+        agent.view.read(|catalog| catalog.sessions().filter(|s| s.ttl_ms > 0).map(|s| (s.id.clone(), s.ttl_ms)).collect());
     let now = Instant::now();
     let expired: Vec<String> = {
         let mut deadlines = agent.session_deadlines.lock().expect("session deadlines lock poisoned");
         deadlines.retain(|id, _| sessions.iter().any(|(s, _)| s == id));
-        for (id, ttl_s) in &sessions {
-            deadlines.entry(id.clone()).or_insert(now + Duration::from_secs(*ttl_s) * SESSION_TTL_MULTIPLIER);
+        for (id, ttl_ms) in &sessions {
+            deadlines.entry(id.clone()).or_insert(now + Duration::from_millis(*ttl_ms) * SESSION_TTL_MULTIPLIER);
         }
         deadlines.iter().filter(|(_, deadline)| **deadline <= now).map(|(id, _)| id.clone()).collect()
     };

@@ -39,6 +39,7 @@ pub fn own_tags(config: &RuntimeConfig, identity: &Identity) -> BTreeMap<String,
     if config.server {
         tags.insert("port".into(), config.ports.server.to_string());
         tags.insert("raft_vsn".into(), "3".into());
+        tags.insert(crate::agent::formats::FORMAT_TAG.into(), crate::catalog::codec::FORMAT_NEWEST.to_string());
         if config.bootstrap || config.dev {
             tags.insert("bootstrap".into(), "1".into());
         }

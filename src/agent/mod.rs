@@ -21,6 +21,7 @@ mod cluster;
 pub mod coordinates;
 pub mod config_defs;
 mod data_dir;
+pub mod formats;
 pub mod endpoint;
 pub mod events;
 mod leader;
@@ -417,11 +418,30 @@ impl Agent {
 
 fn load_or_create_node_id(store: &Store) -> Result<String, AgentError> {
     if let Some(bytes) = store.agent_get("node-id")? {
-        return Ok(String::from_utf8_lossy(&bytes).into_owned());
+        return decode_node_id(&bytes).map_err(|e| AgentError::Invalid(format!("the data dir's node-id row: {e}")));
     }
     let id = new_uuid();
-    store.agent_put("node-id", id.clone().into_bytes())?;
+    store.agent_put("node-id", encode_node_id(&id))?;
     Ok(id)
+}
+
+/// Format byte of the `node-id` row. Rows of the first release are the bare UUID text, whose
+/// first byte is an ASCII hex digit, never this byte; they are still read.
+const NODE_ID_FORMAT_V1: u8 = 1;
+
+pub(crate) fn encode_node_id(id: &str) -> Vec<u8> {
+    let mut out = vec![NODE_ID_FORMAT_V1];
+    out.extend(postcard::to_allocvec(id).expect("postcard encodes a string"));
+    out
+}
+
+pub(crate) fn decode_node_id(bytes: &[u8]) -> Result<String, String> {
+    match bytes.split_first() {
+        Some((&NODE_ID_FORMAT_V1, body)) => postcard::from_bytes(body).map_err(|e| e.to_string()),
+        Some((first, _)) if first.is_ascii_hexdigit() => std::str::from_utf8(bytes).map(str::to_owned).map_err(|e| e.to_string()),
+        Some((version, _)) => Err(format!("unknown format {version} (written by a newer release of cairn?)")),
+        None => Err("empty".into()),
+    }
 }
 
 /// Wall-clock milliseconds, stamped into commands by the proposer (the state machine never

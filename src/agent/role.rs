@@ -88,6 +88,9 @@ pub enum WriteError {
     Forward(String),
     #[error("timed out waiting for the write to commit (no quorum?)")]
     Timeout,
+    /// The write needs a format that some server does not read yet (`agent::formats`).
+    #[error("this write needs encoding format {needed}, but some servers read only format {cluster}: finish upgrading every server first")]
+    FormatTooNew { needed: u8, cluster: u8 },
 }
 
 impl WriteError {
@@ -127,7 +130,7 @@ impl Agent {
         let command = command.stamped(crate::agent::wall_clock_ms());
         let written = match &self.role {
             Role::Server(raft) => self.write_on_server(raft, command, WriteRoute::AnyServer).await,
-            Role::Client { writes, .. } => writes.write(command).await,
+            Role::Client { writes, .. } => writes.write(self.fit_format(None, command)?).await,
         };
         Ok(written?)
     }
@@ -135,6 +138,7 @@ impl Agent {
     /// A command that reached this server: applied here if it leads, else (if `route`
     /// allows) forwarded once to the leader.
     pub(crate) async fn write_on_server(&self, raft: &RaftServer, command: Command, route: WriteRoute) -> Result<Written, WriteError> {
+        let command = self.fit_format(Some(raft), command)?;
         let deadline = Instant::now() + Duration::from_millis(RPC_HOLD_TIMEOUT_MS);
         loop {
             // A leader cut off from its quorum never commits; give up at the hold timeout
@@ -165,7 +169,7 @@ impl Agent {
     async fn forward_to_leader(&self, leader_addr: &str, command: &Command, deadline: Instant) -> Result<Written, WriteError> {
         let timeout = deadline.saturating_duration_since(Instant::now());
         let answer: Result<Written, String> =
-            self.rpc.call(leader_addr, "/raft/forward", command, timeout).await.map_err(|e| WriteError::Forward(e.to_string()))?;
+            self.rpc.call_as(leader_addr, "/raft/forward", command.format_needed(), command, timeout).await.map_err(|e| WriteError::Forward(e.to_string()))?;
         answer.map_err(WriteError::from_remote)
     }
 
@@ -232,7 +236,7 @@ pub(crate) async fn write_through_servers(rpc: &RpcClient, pool: &ServerPool, co
         let mut last_error = WriteError::NoServers;
         for server in &servers {
             let timeout = deadline.saturating_duration_since(Instant::now());
-            match rpc.call::<_, Result<Written, String>>(server, "/rpc/write", command, timeout).await {
+            match rpc.call_as::<_, Result<Written, String>>(server, "/rpc/write", command.format_needed(), command, timeout).await {
                 Ok(Ok(written)) => return Ok(written),
                 Ok(Err(reason)) => match WriteError::from_remote(reason) {
                     WriteError::NoLeader => last_error = WriteError::NoLeader,

@@ -88,7 +88,8 @@ fn dispatch(catalog: &mut Catalog, index: u64, command: &Command, now_ms: Option
             kv::lock(catalog, index, key, value, *flags, session, Some(*now_ms), changes)
         }
         Command::KvUnlock { key, value, flags, session } => kv::unlock(catalog, index, key, value, *flags, session, changes),
-        Command::SessionCreate(request) => session_create(catalog, index, request, changes),
+        Command::SessionCreate(request) => session_create(catalog, index, request, request.ttl_s.saturating_mul(1000), changes),
+        Command::SessionCreateExact { request, ttl_ms } => session_create(catalog, index, request, *ttl_ms, changes),
         Command::SessionDestroy { session, now_ms } => {
             if catalog.sessions.contains_key(session) {
                 invalidate_session(catalog, index, session, Some(*now_ms), changes);
@@ -408,7 +409,7 @@ pub(super) fn deregister_check(catalog: &mut Catalog, index: u64, node: &str, ch
     Outcome::Done
 }
 
-fn session_create(catalog: &mut Catalog, index: u64, request: &SessionRequest, changes: &mut ChangeSet) -> Outcome {
+fn session_create(catalog: &mut Catalog, index: u64, request: &SessionRequest, ttl_ms: u64, changes: &mut ChangeSet) -> Outcome {
     if !catalog.nodes.contains_key(&request.node) {
         return Outcome::Rejected(format!("Missing node registration for {:?}", request.node));
     }
@@ -432,7 +433,7 @@ fn session_create(catalog: &mut Catalog, index: u64, request: &SessionRequest, c
         service_checks: request.service_checks.clone(),
         lock_delay_ms: request.lock_delay_ms,
         behavior: request.behavior,
-        ttl_s: request.ttl_s,
+        ttl_ms,
         create_index: index,
         modify_index: index,
     };

@@ -1,63 +1,109 @@
 //! Versioned binary encoding of commands and persisted rows.
 //!
 //! Every encoded value starts with a one-byte format version followed by postcard. Decoding
-//! checks the version first, so a future format can be read side by side with this one (add a
-//! new version and a migration; never change what version 1 means).
+//! checks the version first, so an older format is read side by side with the newest (add a
+//! new version and a decoder for the old one; never change what an existing version means).
+//! How to add one is `docs/formats.md`; `tests/golden/` pins the bytes of every version.
+//!
+//! **Writers use the oldest format that holds the value**, so that during a rolling upgrade
+//! servers of the previous release read everything the cluster writes: a command or row is
+//! written in format 2 only when it uses what format 2 added. The proposer's gate
+//! (`agent::formats`) keeps such values out until every server reads format 2.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::catalog::RowKey;
 use crate::catalog::command::Command;
+use crate::catalog::model::Session;
 
-/// Format version of encoded commands.
-pub const COMMAND_FORMAT_V1: u8 = 1;
-/// Format version of persisted row values.
-pub const ROW_FORMAT_V1: u8 = 1;
+/// Format 1: the first release's commands and rows.
+pub const FORMAT_V1: u8 = 1;
+/// Format 2 adds [`Command::SessionCreateExact`] and session rows whose TTL is kept to the
+/// millisecond (`model::Session::ttl_ms`; format 1 rows hold whole seconds).
+pub const FORMAT_V2: u8 = 2;
+/// The newest format this build reads and writes; servers announce it in gossip.
+pub const FORMAT_NEWEST: u8 = FORMAT_V2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
-    #[error("unknown format version {version} (this build reads version 1)")]
+    /// Written by a newer release: this server must be upgraded before it can read it.
+    #[error("format version {version} was written by a newer release of cairn (this build reads formats 1 to {FORMAT_NEWEST}): upgrade this agent")]
+    Newer { version: u8 },
+    #[error("unknown format version {version}")]
     UnknownVersion { version: u8 },
     #[error("empty encoded value")]
     Empty,
     #[error("malformed row key")]
     BadRowKey,
+    #[error("a value out of range: {0}")]
+    OutOfRange(&'static str),
     #[error("malformed encoding: {0}")]
     Postcard(#[from] postcard::Error),
 }
 
+/// Encodes a command in the oldest format that holds it ([`Command::format_needed`]).
 pub fn encode_command(command: &Command) -> Vec<u8> {
-    encode_versioned(COMMAND_FORMAT_V1, command)
+    encode_versioned(command.format_needed(), command)
 }
 
+/// Decodes a command of any format up to [`FORMAT_NEWEST`]. Format 2 only added variants,
+/// so one decoder reads both.
 pub fn decode_command(bytes: &[u8]) -> Result<Command, CodecError> {
-    decode_versioned(COMMAND_FORMAT_V1, bytes)
+    let (version, body) = split_version(bytes)?;
+    let command: Command = postcard::from_bytes(body)?;
+    if command.format_needed() > version {
+        // A format 1 envelope around a format 2 variant: not something any release writes.
+        return Err(CodecError::UnknownVersion { version });
+    }
+    Ok(command)
 }
 
+/// Checks the format byte: known formats give the body; newer ones are told apart from junk.
+pub fn split_version(bytes: &[u8]) -> Result<(u8, &[u8]), CodecError> {
+    match bytes.split_first() {
+        None => Err(CodecError::Empty),
+        Some((&version, body)) if (FORMAT_V1..=FORMAT_NEWEST).contains(&version) => Ok((version, body)),
+        Some((&0, _)) => Err(CodecError::UnknownVersion { version: 0 }),
+        Some((&version, _)) => Err(CodecError::Newer { version }),
+    }
+}
+
+/// Rows whose shape never changed: format 1, whatever the newest format is.
 pub(crate) fn encode_row_value<T: Serialize>(value: &T) -> Vec<u8> {
-    encode_versioned(ROW_FORMAT_V1, value)
+    encode_versioned(FORMAT_V1, value)
 }
 
+/// Reads a row whose shape never changed. A format 2 body of such a row is the same as its
+/// format 1 body, so both are read; newer formats are refused.
 pub(crate) fn decode_row_value<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-    decode_versioned(ROW_FORMAT_V1, bytes)
+    let (_, body) = split_version(bytes)?;
+    Ok(postcard::from_bytes(body)?)
 }
 
-fn encode_versioned<T: Serialize>(version: u8, value: &T) -> Vec<u8> {
+/// A session row: format 1 (whole seconds) when its TTL is whole seconds, else format 2.
+pub(crate) fn encode_session_row(session: &Session) -> Vec<u8> {
+    if session.ttl_ms % 1000 == 0 {
+        encode_versioned(FORMAT_V1, &v1::Session::from(session))
+    } else {
+        encode_versioned(FORMAT_V2, session)
+    }
+}
+
+pub(crate) fn decode_session_row(bytes: &[u8]) -> Result<Session, CodecError> {
+    match split_version(bytes)? {
+        (FORMAT_V1, body) => postcard::from_bytes::<v1::Session>(body)?.into_current(),
+        (_, body) => Ok(postcard::from_bytes(body)?),
+    }
+}
+
+pub(crate) fn encode_versioned<T: Serialize>(version: u8, value: &T) -> Vec<u8> {
     let mut out = vec![version];
     // Serializing our own plain structs into a Vec cannot fail: postcard only errors on
     // unsupported serde features (e.g. `deserialize_any`) and full fixed buffers.
     let body = postcard::to_allocvec(value).expect("postcard serializes plain catalog types");
     out.extend_from_slice(&body);
     out
-}
-
-fn decode_versioned<T: DeserializeOwned>(expected: u8, bytes: &[u8]) -> Result<T, CodecError> {
-    let (&version, body) = bytes.split_first().ok_or(CodecError::Empty)?;
-    if version != expected {
-        return Err(CodecError::UnknownVersion { version });
-    }
-    Ok(postcard::from_bytes(body)?)
 }
 
 /// Row keys are a table byte followed by length-prefixed parts, so that no user-chosen name
@@ -200,4 +246,63 @@ fn u64_part(rest: &mut &[u8]) -> Result<u64, CodecError> {
     let bytes: [u8; 8] = rest.get(..8).and_then(|b| b.try_into().ok()).ok_or(CodecError::BadRowKey)?;
     *rest = &rest[8..];
     Ok(u64::from_be_bytes(bytes))
+}
+
+/// The format 1 shapes of rows that changed since, kept only to read old rows and written
+/// while their values fit (see the module docs).
+mod v1 {
+    use serde::{Deserialize, Serialize};
+
+    use super::CodecError;
+    use crate::catalog::model::SessionBehavior;
+
+    /// A session as format 1 stored it: the TTL in whole seconds.
+    #[derive(Serialize, Deserialize)]
+    pub(super) struct Session {
+        id: String,
+        name: String,
+        node: String,
+        node_checks: Vec<String>,
+        service_checks: Vec<String>,
+        lock_delay_ms: u64,
+        behavior: SessionBehavior,
+        ttl_s: u64,
+        create_index: u64,
+        modify_index: u64,
+    }
+
+    impl From<&super::Session> for Session {
+        fn from(s: &super::Session) -> Session {
+            Session {
+                id: s.id.clone(),
+                name: s.name.clone(),
+                node: s.node.clone(),
+                node_checks: s.node_checks.clone(),
+                service_checks: s.service_checks.clone(),
+                lock_delay_ms: s.lock_delay_ms,
+                behavior: s.behavior,
+                ttl_s: s.ttl_ms / 1000,
+                create_index: s.create_index,
+                modify_index: s.modify_index,
+            }
+        }
+    }
+
+    impl Session {
+        pub(super) fn into_current(self) -> Result<super::Session, CodecError> {
+            let ttl_ms = self.ttl_s.checked_mul(1000).ok_or(CodecError::OutOfRange("session TTL"))?;
+            Ok(super::Session {
+                id: self.id,
+                name: self.name,
+                node: self.node,
+                node_checks: self.node_checks,
+                service_checks: self.service_checks,
+                lock_delay_ms: self.lock_delay_ms,
+                behavior: self.behavior,
+                ttl_ms,
+                create_index: self.create_index,
+                modify_index: self.modify_index,
+            })
+        }
+    }
 }

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::catalog::codec::{FORMAT_NEWEST, FORMAT_V1, FORMAT_V2};
 use crate::catalog::model::{CheckDefinition, HealthStatus, ServiceAddress, SessionBehavior, Weights};
 
 /// One replicated change. See the module docs for the compatibility rules.
@@ -77,6 +78,10 @@ pub enum Command {
     Acl(crate::catalog::acl::AclOp),
     /// One prepared-query write: create, update or delete (`/v1/query`).
     PreparedQuery(crate::catalog::prepared_query::PreparedQueryOp),
+    /// [`Command::SessionCreate`] with the TTL kept to the millisecond: `ttl_ms` replaces
+    /// `request.ttl_s`. Format 2 ([`Command::format_needed`]): proposed only once every server
+    /// reads format 2; until then a session's TTL is rounded up to whole seconds.
+    SessionCreateExact { request: SessionRequest, ttl_ms: u64 },
 }
 
 /// How deep [`Command::At`] and [`Command::Batch`] may nest in decoded bytes. A batch of
@@ -141,6 +146,34 @@ impl Command {
 }
 
 impl Command {
+    /// The oldest format that holds this command: what a server must read before it may be
+    /// proposed, and the format byte it is written with (`codec::encode_command`, log entries,
+    /// AppendEntries). A restore needs the newest format of the rows it carries.
+    pub fn format_needed(&self) -> u8 {
+        match self {
+            Command::SessionCreateExact { .. } => FORMAT_V2,
+            Command::At { command, .. } => command.format_needed(),
+            Command::Batch(commands) => commands.iter().map(Command::format_needed).max().unwrap_or(FORMAT_V1),
+            Command::Restore { rows } => {
+                rows.iter().filter_map(|(_, value)| value.first().copied()).max().unwrap_or(FORMAT_V1).clamp(FORMAT_V1, FORMAT_NEWEST)
+            }
+            _ => FORMAT_V1,
+        }
+    }
+
+    /// The same change in a format no newer than `format`, or the command back when it has no
+    /// older form. An exact-TTL session becomes one whose TTL is rounded up to whole seconds.
+    pub fn downgraded(self, format: u8) -> Result<Command, Command> {
+        if self.format_needed() <= format {
+            return Ok(self);
+        }
+        match self {
+            Command::SessionCreateExact { request, .. } => Ok(Command::SessionCreate(request)),
+            Command::At { now_ms, command } => Ok(Command::At { now_ms, command: Box::new(command.downgraded(format)?) }),
+            other => Err(other),
+        }
+    }
+
     /// Roughly how many bytes the command adds to a log entry: its keys and values, which
     /// dominate every large command. Write batching caps a batch's size with it.
     pub fn payload_bytes(&self) -> usize {

@@ -223,7 +223,7 @@ impl Catalog {
                 codec::encode_row_value(self.checks.get(&(node.clone(), id.clone()))?)
             }
             RowKey::Kv(key) => codec::encode_row_value(self.kv.get(key)?),
-            RowKey::Session(id) => codec::encode_row_value(self.sessions.get(id)?),
+            RowKey::Session(id) => codec::encode_session_row(self.sessions.get(id)?),
             RowKey::Indexes => codec::encode_row_value(&self.indexes),
             RowKey::ConfigEntry(kind, name) => {
                 codec::encode_row_value(self.config_entries.get(&(kind.clone(), name.clone()))?)
@@ -316,7 +316,7 @@ impl Catalog {
                 self.kv.insert(key, codec::decode_row_value(value)?);
             }
             RowKey::Session(id) => {
-                self.sessions.insert(id, codec::decode_row_value(value)?);
+                self.sessions.insert(id, codec::decode_session_row(value)?);
             }
             RowKey::Indexes => self.indexes = codec::decode_row_value(value)?,
             RowKey::ConfigEntry(kind, name) => {

@@ -153,8 +153,8 @@ pub struct Session {
     pub service_checks: Vec<String>,
     pub lock_delay_ms: u64,
     pub behavior: SessionBehavior,
-    /// Zero means no TTL.
-    pub ttl_s: u64,
+    /// Zero means no TTL. Kept to the millisecond since format 2 (`codec::FORMAT_V2`).
+    pub ttl_ms: u64,
     pub create_index: u64,
     pub modify_index: u64,
 }

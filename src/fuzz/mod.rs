@@ -37,7 +37,7 @@ mod http_json;
 mod mutate;
 mod raft_frames;
 mod regressions;
-mod samples;
+pub(crate) mod samples;
 mod snapshot;
 
 use std::collections::HashSet;

@@ -1,6 +1,7 @@
 //! Real values the seeds are built from: one of every `Command` variant the agent proposes,
 //! and the catalog they leave behind (the state fuzzed commands are applied to, and the rows
-//! fuzzed snapshots are made of).
+//! fuzzed snapshots are made of). The golden bytes (`src/golden`) are built from them too: a
+//! changed sample fails the golden tests, so add samples rather than change them.
 
 use std::collections::BTreeMap;
 
@@ -11,13 +12,13 @@ use crate::catalog::model::{CheckDefinition, HealthStatus, ServiceAddress, Sessi
 use crate::catalog::txn::{TxnCatalogVerb, TxnCheckOp, TxnKvOp, TxnKvVerb, TxnNodeOp, TxnOp, TxnServiceOp};
 use crate::catalog::{Catalog, ChangeSet, Command, apply};
 
-pub(super) const SESSION_ID: &str = "adf4238a-882b-9ddc-4a9d-5b6758e4159e";
+pub(crate) const SESSION_ID: &str = "adf4238a-882b-9ddc-4a9d-5b6758e4159e";
 const POLICY_ID: &str = "8f4d5e5c-2f6a-4b1e-9c3d-1a2b3c4d5e6f";
 const ROLE_ID: &str = "5e52a099-4c90-c067-5478-980f06be9af5";
 const TOKEN_ACCESSOR: &str = "6a1253d2-1785-24fd-91c2-f8e78c745511";
 const TOKEN_SECRET: &str = "45a3bd52-07c7-47a4-52fd-0745e0cfe967";
 
-pub(super) fn service(id: &str, name: &str) -> ServiceRegistration {
+pub(crate) fn service(id: &str, name: &str) -> ServiceRegistration {
     ServiceRegistration {
         id: id.into(),
         name: name.into(),
@@ -33,7 +34,7 @@ pub(super) fn service(id: &str, name: &str) -> ServiceRegistration {
     }
 }
 
-pub(super) fn check(id: &str, service_id: &str, status: HealthStatus) -> CheckRegistration {
+pub(crate) fn check(id: &str, service_id: &str, status: HealthStatus) -> CheckRegistration {
     CheckRegistration {
         check_id: id.into(),
         name: format!("check {id}"),
@@ -52,7 +53,7 @@ pub(super) fn check(id: &str, service_id: &str, status: HealthStatus) -> CheckRe
     }
 }
 
-pub(super) fn registration(node: &str, service_id: &str) -> Registration {
+pub(crate) fn registration(node: &str, service_id: &str) -> Registration {
     Registration {
         node_id: "b3a9e1b2-0a44-4c2c-8e2e-1f3c5d7e9a0b".into(),
         node: node.into(),
@@ -162,7 +163,7 @@ fn txn_ops() -> Vec<TxnOp> {
 }
 
 /// One of every command, in an order that applies cleanly to an empty catalog.
-pub(super) fn commands() -> Vec<Command> {
+pub(crate) fn commands() -> Vec<Command> {
     let mut commands = vec![
         Command::At { now_ms: 1_700_000_000_000, command: Box::new(Command::Register(registration("node-1", "web-1"))) },
         Command::Register(registration("node-3", "web-3")),
@@ -209,7 +210,7 @@ pub(super) fn commands() -> Vec<Command> {
 }
 
 /// The catalog `commands()` leave behind, and the Raft index after them.
-pub(super) fn catalog() -> (Catalog, u64) {
+pub(crate) fn catalog() -> (Catalog, u64) {
     let mut catalog = Catalog::new();
     let mut index = 1;
     for command in commands() {
@@ -227,6 +228,6 @@ pub(super) fn catalog() -> (Catalog, u64) {
 }
 
 /// The persisted rows of `catalog`, as the state machine writes them and snapshots hold them.
-pub(super) fn rows(catalog: &Catalog) -> Vec<(Vec<u8>, Vec<u8>)> {
+pub(crate) fn rows(catalog: &Catalog) -> Vec<(Vec<u8>, Vec<u8>)> {
     catalog.all_rows().iter().filter_map(|row| catalog.encode_row(row)).collect()
 }

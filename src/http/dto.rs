@@ -310,12 +310,22 @@ impl From<&Session> for SessionOut {
                 SessionBehavior::Release => "release".into(),
                 SessionBehavior::Delete => "delete".into(),
             },
-            ttl: if session.ttl_s == 0 { String::new() } else { format!("{}s", session.ttl_s) },
+            ttl: session_ttl(session.ttl_ms),
             node_checks: session.node_checks.clone(),
             service_checks: (!session.service_checks.is_empty())
                 .then(|| session.service_checks.iter().map(|id| serde_json::json!({"ID": id, "Namespace": ""})).collect()),
             create_index: session.create_index,
             modify_index: session.modify_index,
         }
+    }
+}
+
+/// A session's TTL as Consul shows it: `""` for none, else seconds with the fraction kept
+/// (`"15s"`, `"7.5s"`): Consul echoes the string it was given, which clients wrote that way.
+fn session_ttl(ttl_ms: u64) -> String {
+    match (ttl_ms / 1000, ttl_ms % 1000) {
+        (0, 0) => String::new(),
+        (secs, 0) => format!("{secs}s"),
+        (secs, millis) => format!("{secs}.{}s", format!("{millis:03}").trim_end_matches('0')),
     }
 }

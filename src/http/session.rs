@@ -33,9 +33,10 @@ fn sessions_index(catalog: &Catalog) -> u64 {
 pub(super) async fn create(State(state): State<AppState>, authz: Authz, Query(params): Query<Params>, body: Bytes) -> Result<Response, ApiError> {
     check_datacenter(&state, &params)?;
     let id = new_uuid();
-    let request = decode_session(&body, id.clone(), &state.agent.identity().node_name, state.agent.config().session_ttl_min_s)?;
-    authz.require(authz.authorizer().session_write(&request.node), "session:write", Some(&request.node))?;
-    let (_, outcome) = state.agent.write(Command::SessionCreate(request)).await?;
+    let session = decode_session(&body, id.clone(), &state.agent.identity().node_name, state.agent.config().session_ttl_min_s)?;
+    authz.require(authz.authorizer().session_write(&session.request.node), "session:write", Some(&session.request.node))?;
+    // The exact TTL needs format 2: `Agent::write` rounds it up while an older server remains.
+    let (_, outcome) = state.agent.write(session.into_command()).await?;
     if let Outcome::Rejected(reason) = outcome {
         return Err(ApiError::Internal(reason));
     }
@@ -44,7 +45,7 @@ pub(super) async fn create(State(state): State<AppState>, authz: Authz, Query(pa
 
 /// The body of `PUT /v1/session/create` (empty: every default), as the session `id`, with
 /// `own_node` as the default node and `ttl_min_s` as the shortest TTL. Pure.
-pub(crate) fn decode_session(body: &[u8], id: String, own_node: &str, ttl_min_s: u64) -> Result<SessionRequest, ApiError> {
+pub(crate) fn decode_session(body: &[u8], id: String, own_node: &str, ttl_min_s: u64) -> Result<NewSession, ApiError> {
     let fields = if body.iter().all(u8::is_ascii_whitespace) { Fields::parse(b"{}")? } else { Fields::parse(body)? };
     let node = match fields.name(&["Node"])? {
         node if node.is_empty() => own_node.to_string(),
@@ -69,7 +70,7 @@ pub(crate) fn decode_session(body: &[u8], id: String, own_node: &str, ttl_min_s:
         "delete" => SessionBehavior::Delete,
         other => return Err(ApiError::BadRequest(format!("Invalid Behavior setting '{other}'"))),
     };
-    let ttl_s = match fields.duration(&["TTL"])? {
+    let ttl_ms = match fields.duration(&["TTL"])? {
         None => 0,
         Some(ttl) => {
             let min = ttl_min_s;
@@ -80,7 +81,8 @@ pub(crate) fn decode_session(body: &[u8], id: String, own_node: &str, ttl_min_s:
                     fields.string(&["TTL"]).unwrap_or_default()
                 )));
             }
-            secs.ceil() as u64
+            // Kept to the millisecond (a lock must not outlive its holder's own TTL).
+            (secs * 1000.0).ceil() as u64
         }
     };
     let lock_delay_ms = match fields.duration(&["LockDelay"])? {
@@ -91,7 +93,22 @@ pub(crate) fn decode_session(body: &[u8], id: String, own_node: &str, ttl_min_s:
         }
         Some(delay) => delay.as_millis() as u64,
     };
-    Ok(SessionRequest { id, name: fields.string(&["Name"])?, node, node_checks, service_checks, lock_delay_ms, behavior, ttl_s })
+    let ttl_s = ttl_ms.div_ceil(1000);
+    let request = SessionRequest { id, name: fields.string(&["Name"])?, node, node_checks, service_checks, lock_delay_ms, behavior, ttl_s };
+    Ok(NewSession { request, ttl_ms })
+}
+
+/// A decoded `session/create`: the request (its `ttl_s` rounded up, for format 1) and the
+/// exact TTL.
+pub(crate) struct NewSession {
+    pub request: SessionRequest,
+    pub ttl_ms: u64,
+}
+
+impl NewSession {
+    pub(crate) fn into_command(self) -> Command {
+        Command::SessionCreateExact { request: self.request, ttl_ms: self.ttl_ms }
+    }
 }
 
 pub(super) async fn destroy(State(state): State<AppState>, authz: Authz, Path(id): Path<String>, Query(params): Query<Params>) -> Result<Response, ApiError> {

@@ -15,19 +15,22 @@
 //! - a write refused for lack of disk space waits for space (`disk_full`) rather than stop
 //!   openraft's core.
 //!
-//! Entries are stored as `[LOG_FORMAT_V1] + postcard(Entry)`.
+//! Entries are stored as `[format] + postcard(Entry)`, the format being the one its command
+//! needs ([`entry_format`]; `catalog::codec` explains the formats); the vote and the other
+//! metadata as format 1.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
-use openraft::{Entry, LogId, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote};
+use openraft::{Entry, EntryPayload, LogId, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote};
 
+use crate::catalog::codec::split_version;
 use crate::raft::disk_full::DiskSpace;
 use crate::raft::{NodeId, TypeConfig, bounds};
 use crate::store::Store;
 
-/// Format version of a stored log entry.
+/// Format version of a stored log entry or metadata value.
 const LOG_FORMAT_V1: u8 = 1;
 const META_VOTE: &str = "vote";
 const META_COMMITTED: &str = "committed";
@@ -88,18 +91,32 @@ impl LogSyncer {
     }
 }
 
-fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
-    let mut out = vec![LOG_FORMAT_V1];
+pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    encode_as(LOG_FORMAT_V1, value)
+}
+
+/// The format an entry needs: its command's (`Command::format_needed`), else format 1.
+pub(crate) fn entry_format(entry: &Entry<TypeConfig>) -> u8 {
+    match &entry.payload {
+        EntryPayload::Normal(command) => command.format_needed(),
+        EntryPayload::Blank | EntryPayload::Membership(_) => LOG_FORMAT_V1,
+    }
+}
+
+pub(crate) fn encode_entry(entry: &Entry<TypeConfig>) -> Vec<u8> {
+    encode_as(entry_format(entry), entry)
+}
+
+fn encode_as<T: serde::Serialize>(format: u8, value: &T) -> Vec<u8> {
+    let mut out = vec![format];
     out.extend(postcard::to_allocvec(value).expect("postcard serializes openraft's plain types"));
     out
 }
 
-fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, std::io::Error> {
-    match bytes.split_first() {
-        Some((&LOG_FORMAT_V1, body)) => postcard::from_bytes(body).map_err(std::io::Error::other),
-        Some((version, _)) => Err(std::io::Error::other(format!("unknown log format version {version}"))),
-        None => Err(std::io::Error::other("empty log record")),
-    }
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, std::io::Error> {
+    // Format 2 only added command variants: one decoder reads both.
+    let (_, body) = split_version(bytes).map_err(|e| std::io::Error::other(format!("log record: {e}")))?;
+    postcard::from_bytes(body).map_err(std::io::Error::other)
 }
 
 /// Runs blocking RocksDB work off the async runtime.
@@ -228,7 +245,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let rows: Vec<(u64, Vec<u8>)> = entries.into_iter().map(|e| (e.log_id.index, encode(&e))).collect();
+        let rows: Vec<(u64, Vec<u8>)> = entries.into_iter().map(|e| (e.log_id.index, encode_entry(&e))).collect();
         // Written now, on this task: an unsynced write only copies into RocksDB's memtable and
         // WAL buffer (microseconds), and openraft's core awaits every append in turn, so a
         // hop to the blocking pool here would cost every write a context switch. The syncer

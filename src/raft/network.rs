@@ -27,7 +27,7 @@ use crate::raft::{NodeId, RaftServer, ServerNode, TypeConfig};
 use crate::rpc::client::RpcClient;
 use crate::rpc::frames::{FramedCallError, FramedConn};
 use crate::rpc::server::RaftCall;
-use crate::rpc::{RpcError, decode, encode};
+use crate::rpc::{RpcError, decode, encode, encode_as};
 
 /// Creates one [`PeerClient`] per target server, sharing the agent's rpc client.
 #[derive(Clone)]
@@ -95,14 +95,15 @@ impl PeerClient {
         Ok(answer)
     }
 
-    async fn call_framed<Req, Resp, E>(&mut self, call: RaftCall, request: &Req, option: &RPCOption) -> Result<Resp, RPCError<NodeId, ServerNode, E>>
+    /// `format`: the encoding format the request needs (`rpc::encode_as`).
+    async fn call_framed<Req, Resp, E>(&mut self, call: RaftCall, format: u8, request: &Req, option: &RPCOption) -> Result<Resp, RPCError<NodeId, ServerNode, E>>
     where
         Req: Serialize,
         Resp: DeserializeOwned + Bounded,
         E: std::error::Error + DeserializeOwned,
     {
         self.check_space()?;
-        match self.framed.call(call, &encode(request), option.hard_ttl()).await {
+        match self.framed.call(call, &encode_as(format, request), option.hard_ttl()).await {
             Ok(bytes) => self.remote_result(&bytes),
             Err(FramedCallError::Unreachable { reason, .. }) => Err(unreachable(reason)),
             Err(error) => Err(network_error(error)),
@@ -130,7 +131,10 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         request: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, ServerNode, RaftError<NodeId>>> {
-        self.call_framed(RaftCall::Append, &request, &option).await
+        // Entries of a newer format make the whole message that format: a follower of an older
+        // release then refuses it as such rather than misreading it.
+        let format = request.entries.iter().map(crate::raft::log_store::entry_format).max().unwrap_or(crate::rpc::RPC_FORMAT_V1);
+        self.call_framed(RaftCall::Append, format, &request, &option).await
     }
 
     async fn install_snapshot(
@@ -146,7 +150,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         request: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, ServerNode, RaftError<NodeId>>> {
-        self.call_framed(RaftCall::Vote, &request, &option).await
+        self.call_framed(RaftCall::Vote, crate::rpc::RPC_FORMAT_V1, &request, &option).await
     }
 }
 
@@ -180,7 +184,11 @@ impl RaftServer {
 
 /// Decodes a Raft request and refuses it, with a warning, if its numbers are out of bounds.
 pub(crate) fn checked_request<T: DeserializeOwned + Bounded>(call: RaftCall, body: &[u8]) -> Result<T, String> {
-    let request: T = decode(body).map_err(|e| e.to_string())?;
+    let request: T = decode(body).map_err(|error| {
+        // A peer of a newer release sends what this one cannot read: `rpc::decode` says so.
+        tracing::warn!(?call, %error, "refused a Raft message that does not decode");
+        error.to_string()
+    })?;
     request.check_bounds().map_err(|error| {
         tracing::warn!(?call, %error, "refused a Raft message from a peer");
         format!("refused Raft {call:?}: {error}")

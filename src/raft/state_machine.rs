@@ -44,13 +44,13 @@ pub struct StateMachine {
     space: DiskSpace,
 }
 
-fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
     let mut out = vec![STATE_FORMAT_V1];
     out.extend(postcard::to_allocvec(value).expect("postcard serializes openraft's plain types"));
     out
 }
 
-fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, std::io::Error> {
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, std::io::Error> {
     match bytes.split_first() {
         Some((&STATE_FORMAT_V1, body)) => postcard::from_bytes(body).map_err(std::io::Error::other),
         _ => Err(std::io::Error::other("unknown state-machine metadata format")),

@@ -24,7 +24,7 @@ use crate::rpc::fault::{FROM_HEADER, Faults};
 use crate::rpc::server::REFUSED_HEADER;
 use crate::rpc::frames::FramedConn;
 use crate::tls::AgentTls;
-use crate::rpc::{RPC_BODY_BYTES_MAX, RPC_CONNECT_TIMEOUT_MS, RpcError, decode, encode};
+use crate::rpc::{RPC_BODY_BYTES_MAX, RPC_CONNECT_TIMEOUT_MS, RpcError, decode, encode, encode_as};
 
 /// How long a pooled connection to a server may stay idle.
 const POOL_IDLE_TIMEOUT_MS: u64 = 90_000;
@@ -104,6 +104,11 @@ impl RpcClient {
     /// POSTs `request` to `path` on the server at `addr` and decodes the answer.
     pub async fn call<Req: Serialize, Resp: DeserializeOwned>(&self, addr: &str, path: &str, request: &Req, timeout: Duration) -> Result<Resp, RpcError> {
         self.call_raw(addr, path, encode(request), timeout).await.and_then(|bytes| decode(&bytes))
+    }
+
+    /// [`RpcClient::call`] with a request that needs encoding format `format` ([`encode_as`]).
+    pub async fn call_as<Req: Serialize, Resp: DeserializeOwned>(&self, addr: &str, path: &str, format: u8, request: &Req, timeout: Duration) -> Result<Resp, RpcError> {
+        self.call_raw(addr, path, encode_as(format, request), timeout).await.and_then(|bytes| decode(&bytes))
     }
 
     /// POSTs an already encoded body; returns the answer's bytes.

@@ -14,7 +14,10 @@
 //! (`http::server`) terminates it; a verified certificate then says who the caller is
 //! (`server::admit`).
 //!
-//! Bodies are `[RPC_FORMAT_V1] + postcard(value)` ([`encode`], [`decode`]). postcard has no
+//! Bodies are `[format] + postcard(value)` ([`encode`], [`decode`]). The format byte is 1
+//! unless the body carries a value of a newer encoding format (a format 2 command: see
+//! `catalog::codec`), whose sender says so with [`encode_as`]; a release that does not read
+//! that format then refuses the body as written by a newer release instead of misreading it. postcard has no
 //! nesting limit of its own; the only recursive type that crosses this port is
 //! `catalog::Command`, whose decoder bounds its own depth (`COMMAND_NESTING_DEPTH_MAX`).
 
@@ -35,6 +38,9 @@ pub const TLS_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
 
 /// The format byte in front of every body on the server port.
 pub const RPC_FORMAT_V1: u8 = 1;
+/// The newest format byte this build reads: `catalog::codec::FORMAT_NEWEST` (this layer may
+/// not see `catalog`; `raft::network`'s tests check the two agree).
+pub const RPC_FORMAT_NEWEST: u8 = 2;
 /// Largest request or answer body (openraft's snapshot chunks are 3 MiB; a restore is 12 MB).
 pub const RPC_BODY_BYTES_MAX: usize = 32 * 1024 * 1024;
 /// Longest time a whole request body may take to arrive once its headers have.
@@ -72,7 +78,12 @@ impl RpcError {
 
 /// Encodes a value as a server-port body.
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    let mut out = vec![RPC_FORMAT_V1];
+    encode_as(RPC_FORMAT_V1, value)
+}
+
+/// Encodes a value that needs encoding format `format` (1 or newer) as a server-port body.
+pub fn encode_as<T: Serialize>(format: u8, value: &T) -> Vec<u8> {
+    let mut out = vec![format.max(RPC_FORMAT_V1)];
     // Serializing plain structs into a Vec cannot fail (postcard only errors on unsupported
     // serde features and on full fixed buffers).
     out.extend(postcard::to_allocvec(value).expect("postcard serializes rpc messages"));
@@ -82,8 +93,13 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 /// Decodes a server-port body.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, RpcError> {
     match bytes.split_first() {
-        Some((&RPC_FORMAT_V1, body)) => postcard::from_bytes(body).map_err(|e| RpcError::Malformed(e.to_string())),
-        Some((version, _)) => Err(RpcError::Malformed(format!("unknown rpc format version {version}"))),
+        Some((&version, body)) if (RPC_FORMAT_V1..=RPC_FORMAT_NEWEST).contains(&version) => {
+            postcard::from_bytes(body).map_err(|e| RpcError::Malformed(e.to_string()))
+        }
+        Some((0, _)) => Err(RpcError::Malformed("unknown rpc format version 0".into())),
+        Some((version, _)) => Err(RpcError::Malformed(format!(
+            "rpc format version {version} was written by a newer release of cairn (this build reads 1 to {RPC_FORMAT_NEWEST}): upgrade this agent"
+        ))),
         None => Err(RpcError::Malformed("empty rpc body".into())),
     }
 }
@@ -98,7 +114,9 @@ mod tests {
         assert_eq!(bytes[0], RPC_FORMAT_V1);
         assert_eq!(decode::<(String, u64)>(&bytes).unwrap(), ("a".to_string(), 7));
         assert!(matches!(decode::<u64>(&[]), Err(RpcError::Malformed(_))));
-        assert!(matches!(decode::<u64>(&[9, 1]), Err(RpcError::Malformed(_))));
+        assert!(matches!(decode::<u64>(&[9, 1]), Err(RpcError::Malformed(e)) if e.contains("newer release")));
+        assert!(matches!(decode::<u64>(&[0, 1]), Err(RpcError::Malformed(_))));
+        assert_eq!(decode::<u64>(&encode_as(RPC_FORMAT_NEWEST, &5u64)).unwrap(), 5);
         assert!(matches!(decode::<String>(&[RPC_FORMAT_V1, 200]), Err(RpcError::Malformed(_))));
     }
 }

@@ -31,6 +31,9 @@ pub(crate) struct Server {
     pub(crate) is_server: bool,
     /// More flags for this agent only.
     pub(crate) extra_args: Vec<String>,
+    /// The `cairn` binary it runs: this build's, unless a test replaces it (`tests/it/upgrade.rs`
+    /// runs the previous release's).
+    pub(crate) binary: PathBuf,
     pub(crate) ip: IpAddr,
     pub(crate) http_port: u16,
     pub(crate) server_port: u16,
@@ -82,6 +85,11 @@ impl TestCluster {
 
     /// [`TestCluster::start`], with `extra(i)` flags for server `i`.
     pub(crate) async fn start_with_args(size: usize, extra: impl Fn(usize) -> Vec<String>) -> TestCluster {
+        Self::start_with_binary(size, extra, std::path::Path::new(env!("CARGO_BIN_EXE_cairn"))).await
+    }
+
+    /// [`TestCluster::start_with_args`] with every server running `binary`.
+    pub(crate) async fn start_with_binary(size: usize, extra: impl Fn(usize) -> Vec<String>, binary: &std::path::Path) -> TestCluster {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("test.toml"), TEST_CONFIG).expect("write test config");
         let mut cluster = TestCluster {
@@ -94,6 +102,7 @@ impl TestCluster {
         for i in 0..size {
             cluster.declare();
             cluster.servers[i].extra_args = extra(i);
+            cluster.servers[i].binary = binary.to_path_buf();
         }
         for i in 0..size {
             cluster.spawn(i);
@@ -143,6 +152,7 @@ impl TestCluster {
             name: format!("s{}", i + 1),
             is_server: true,
             extra_args: Vec::new(),
+            binary: PathBuf::from(env!("CARGO_BIN_EXE_cairn")),
             ip,
             http_port: ports[0],
             server_port: ports[1],
@@ -227,7 +237,7 @@ impl TestCluster {
         let args = self.args(i);
         let server = &mut self.servers[i];
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&server.log_path).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        let child = Command::new(&server.binary)
             .args(args)
             .env("CAIRN_FAULT_INJECTION", "1")
             .stdout(Stdio::from(log.try_clone().expect("clone log")))
@@ -235,6 +245,21 @@ impl TestCluster {
             .spawn()
             .expect("start cairn");
         server.child = Some(child);
+    }
+
+    /// Stops server `i` with SIGTERM and waits until it has exited (SIGKILL after 20 s).
+    pub(crate) fn terminate(&mut self, i: usize) {
+        self.signal(i, "TERM");
+        let mut child = self.servers[i].child.take().expect("server is running");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while child.try_wait().expect("wait for the server").is_none() {
+            if Instant::now() > deadline {
+                child.kill().ok();
+                child.wait().ok();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Sends a signal (`STOP`, `CONT`, `TERM`) to server `i`.

@@ -55,6 +55,8 @@ fn layer_table() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("http", &["agent", "catalog", "bexpr", "config", "checks", "raft", "ui", "watch", "rpc", "gossip", "tls", "acl"][..]),
         ("daemon", &["agent", "http", "dns", "raft", "catalog", "config", "rpc", "tls"][..]),
         ("cli", &["config", "daemon", "raft", "gossip", "tls"][..]),
+        // Test-only: the golden bytes of every encoding, built from the fuzzer's samples.
+        ("golden", &["catalog", "raft", "rpc", "agent", "fuzz"][..]),
         // Test-only: the fuzzer feeds every module's decoders.
         (
             "fuzz",
