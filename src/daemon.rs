@@ -407,7 +407,7 @@ impl DnsCatalog for CatalogDns {
 
     async fn node(&self, node: &str) -> Option<DnsNode> {
         let authz = self.authorizer().await?;
-        let find = |catalog: &crate::catalog::Catalog| catalog.nodes().find(|n| n.name.eq_ignore_ascii_case(node)).map(dns_node);
+        let find = |catalog: &crate::catalog::Catalog| catalog.node_ignoring_case(node).map(dns_node);
         let found = if self.agent.raft().is_some() {
             self.agent.view().read(find)
         } else {

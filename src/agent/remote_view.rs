@@ -98,7 +98,7 @@ pub(crate) fn node_rows(catalog: &Catalog, node: &str) -> ViewRows {
 
 /// The rows DNS needs to answer for `name`, and the service's index.
 pub(crate) fn service_rows(catalog: &Catalog, name: &str) -> ViewRows {
-    let names: Vec<String> = catalog.service_names().into_keys().filter(|n| n.eq_ignore_ascii_case(name)).collect();
+    let names = catalog.service_names_ignoring_case(name);
     let index = names.iter().map(|n| catalog.service_index(n)).max().unwrap_or_else(|| catalog.service_index(name));
     let mut rows = BTreeSet::new();
     for name in &names {
@@ -116,11 +116,10 @@ pub(crate) fn service_rows(catalog: &Catalog, name: &str) -> ViewRows {
 /// `Ok(node)` names a node, `Err((node, service id))` a service instance. Addresses are
 /// compared as IPs, so `::1` matches `0:0::1`.
 pub fn address_owner(catalog: &Catalog, ip: std::net::IpAddr) -> Option<Result<String, (String, String)>> {
-    let same = |text: &str| text.trim().parse::<std::net::IpAddr>().is_ok_and(|have| have.to_canonical() == ip.to_canonical());
-    if let Some(node) = catalog.nodes().find(|node| same(&node.address)) {
-        return Some(Ok(node.name.clone()));
+    match catalog.address_owner(ip)? {
+        Ok(node) => Some(Ok(node.name.clone())),
+        Err(service) => Some(Err((service.node.clone(), service.id.clone()))),
     }
-    catalog.services().find(|service| same(&service.address)).map(|service| Err((service.node.clone(), service.id.clone())))
 }
 
 /// The rows that show who has `ip`: the node, or the service instance and its node.

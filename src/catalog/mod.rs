@@ -20,6 +20,7 @@ pub mod command;
 pub mod model;
 pub mod prepared_query;
 pub mod query;
+mod node_table;
 mod service_table;
 pub mod txn;
 #[cfg(test)]
@@ -36,13 +37,13 @@ use std::collections::{BTreeMap, BTreeSet};
 pub use apply::{Outcome, apply};
 pub use command::Command;
 
-use crate::catalog::model::{Check, ConfigEntry, KvEntry, Node, Session, Settings, TableIndexes};
+use crate::catalog::model::{Check, ConfigEntry, KvEntry, Session, Settings, TableIndexes};
 
 /// The whole replicated state held in memory. Rows are keyed so that iteration order is
 /// deterministic (`BTreeMap`), which keeps snapshots and digests byte-identical across servers.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Catalog {
-    nodes: BTreeMap<String, Node>,
+    nodes: node_table::NodeTable,
     /// Keyed by (node, service ID).
     services: service_table::ServiceTable,
     /// Keyed by (node, check ID).

@@ -39,6 +39,17 @@ impl Catalog {
         self.nodes.values()
     }
 
+    /// The node named `name` in any case, without a scan (DNS).
+    pub fn node_ignoring_case(&self, name: &str) -> Option<&Node> {
+        self.nodes.named_ignoring_case(name)
+    }
+
+    /// Who has address `ip`, without a scan (DNS PTR): the first node by name with it, else
+    /// the first service instance (by node, then ID) registered with it.
+    pub fn address_owner(&self, ip: std::net::IpAddr) -> Option<Result<&Node, &Service>> {
+        self.nodes.with_address(ip).map(Ok).or_else(|| self.services.with_address(ip).map(Err))
+    }
+
     pub fn node_services(&self, node: &str) -> Vec<&Service> {
         self.services
             .range((node.to_string(), String::new())..)

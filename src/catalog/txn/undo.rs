@@ -148,7 +148,12 @@ impl Undo {
     pub(super) fn roll_back(self, catalog: &mut Catalog) {
         for before in self.rows {
             match before {
-                Before::Node(key, row) => put(&mut catalog.nodes, key, row),
+                Before::Node(key, Some(row)) => {
+                    catalog.nodes.insert(key, row);
+                }
+                Before::Node(key, None) => {
+                    catalog.nodes.remove(&key);
+                }
                 Before::Service(key, Some(row)) => {
                     catalog.services.insert(key, row);
                 }
