@@ -16,6 +16,7 @@ mod cli;
 mod disk_full;
 mod dns_answers;
 mod dns_recursors;
+mod dns_resolver;
 mod config_services;
 mod durability;
 mod events;
