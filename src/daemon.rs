@@ -434,18 +434,25 @@ impl DnsCatalog for CatalogDns {
         })
     }
 
-    /// A server's applied Raft index (every committed change may change an answer); a client's
-    /// service cache generation (`Agent::service_cache_generation`). None with ACLs on (what
-    /// the DNS token may read can change without a Raft entry, and tokens expire by the
-    /// clock): those agents answer every request anew.
+    /// A server's applied Raft index (every committed change may change an answer, ACL
+    /// changes included); a client's service cache generation
+    /// (`Agent::service_cache_generation`). With ACLs on, an answer also depends on the DNS
+    /// token, which `PUT /v1/agent/token/dns` changes without a Raft entry, and on that token's
+    /// expiry, which no write announces: the generation then also covers the agent's `dns` and
+    /// `default` secrets and the current second, so an answer is shared for one second at most.
     fn answer_generation(&self) -> Option<u64> {
-        if self.agent.config().acl_enabled {
-            return None;
+        use std::hash::{Hash, Hasher};
+        let data = match self.agent.raft() {
+            Some(_) => self.agent.view().applied_index(),
+            None => self.agent.service_cache_generation()?,
+        };
+        if !self.agent.config().acl_enabled {
+            return Some(data);
         }
-        match self.agent.raft() {
-            Some(_) => Some(self.agent.view().applied_index()),
-            None => self.agent.service_cache_generation(),
-        }
+        let tokens = self.agent.acl().tokens();
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (data, tokens.dns, tokens.default, crate::agent::wall_clock_ms() / 1000).hash(&mut hasher);
+        Some(hasher.finish())
     }
 
     /// Executes the query as `/v1/query/:name/execute` does, with the DNS token as the

@@ -9,8 +9,9 @@
 //! them in turn, so answers still rotate the instances as Consul's shuffling does.
 //!
 //! Validity is a generation the [`super::DnsCatalog`] gives (a server's applied Raft index:
-//! any committed change may change an answer); a new generation empties the cache. A catalog
-//! that gives none (client agents, ACLs on) is never cached. Memory is bounded by
+//! any committed change may change an answer; a client agent's service cache generation; with
+//! ACLs on, also the DNS token and the current second); a new generation empties the cache. A
+//! catalog that gives none is never cached. Memory is bounded by
 //! `DNS_ANSWER_CACHE_BYTES_MAX`: past it the cache empties and fills again.
 
 use std::collections::HashMap;

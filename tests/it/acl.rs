@@ -1,7 +1,8 @@
 //! ACLs on a real agent: a default-deny agent refuses every family without a token (HTTP,
 //! DNS, the CLI), a `key_prefix "app/"` token reads and writes only under `app/` and list
 //! answers say they were filtered, a blocking query stops returning data once its token is
-//! deleted, and tokens and policies survive a restart (they are Raft state in RocksDB).
+//! deleted, tokens and policies survive a restart (they are Raft state in RocksDB), and shared
+//! DNS answers follow the DNS token's policy at once.
 
 use std::time::{Duration, Instant};
 
@@ -194,4 +195,26 @@ async fn with_acls_disabled_the_acl_endpoints_answer_401() {
     assert_eq!(response.status(), 401);
     assert_eq!(response.text().await.unwrap(), "ACL support disabled");
     assert_eq!(agent.get("/v1/agent/self").await.headers()["x-consul-default-acl-policy"], "allow");
+}
+
+/// With ACLs on, DNS answers are shared between queries (`dns::answer_cache`) only while the
+/// DNS token, what it may read and the second stay the same: a policy change shows at once.
+#[tokio::test]
+async fn shared_dns_answers_follow_the_dns_tokens_policy_at_once() {
+    let agent = deny_agent().await;
+    let register = json!({"Name": "web", "Port": 80});
+    assert_eq!(call(&agent, reqwest::Method::PUT, "/v1/agent/service/register", Some(MANAGEMENT), Some(register)).await.status(), 200);
+    let (secret, _) = token_with_rules(&agent, "dns", "service_prefix \"\" { policy = \"read\" }\nnode_prefix \"\" { policy = \"read\" }").await;
+    assert_eq!(call(&agent, reqwest::Method::PUT, "/v1/agent/token/dns", Some(MANAGEMENT), Some(json!({"Token": secret}))).await.status(), 200);
+    for _ in 0..20 {
+        let answered = dns_query(agent.dns_addr(), "web.service.consul.", RecordType::A).await;
+        assert_eq!(answered.answers.len(), 1, "{answered:?}");
+    }
+    let policy: Value = call(&agent, reqwest::Method::GET, "/v1/acl/policy/name/dns", Some(MANAGEMENT), None).await.json().await.unwrap();
+    let narrowed = json!({"Name": "dns", "Rules": "service_prefix \"\" { policy = \"deny\" }\nnode_prefix \"\" { policy = \"read\" }"});
+    let id = policy["ID"].as_str().unwrap();
+    assert_eq!(call(&agent, reqwest::Method::PUT, &format!("/v1/acl/policy/{id}"), Some(MANAGEMENT), Some(narrowed)).await.status(), 200);
+    let refused = dns_query(agent.dns_addr(), "web.service.consul.", RecordType::A).await;
+    assert!(refused.answers.is_empty(), "the narrowed policy shows in the next answer: {refused:?}");
+    assert_eq!(refused.metadata.response_code, ResponseCode::NXDomain);
 }
