@@ -168,7 +168,12 @@ impl TestCluster {
     /// Starts a client agent (no `-server`) named `c<n>` that joins through server 0's gossip
     /// address only, with `extra` flags.
     pub(crate) fn add_client(&mut self, extra: &[&str]) -> usize {
+        let binary = self.servers.first().map(|s| s.binary.clone());
         let i = self.declare();
+        // A client runs what the first server runs (an upgrade test starts both old).
+        if let Some(binary) = binary {
+            self.servers[i].binary = binary;
+        }
         let clients = self.servers.iter().filter(|s| !s.is_server).count();
         let agent = &mut self.servers[i];
         agent.is_server = false;

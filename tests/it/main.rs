@@ -37,6 +37,7 @@ mod snapshot;
 mod soak;
 mod tidy;
 mod txn;
+mod upgrade;
 mod util;
 mod watch;
 mod write_batch;
