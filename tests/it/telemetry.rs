@@ -4,14 +4,14 @@
 //! agent given ACL tokens and a gossip key that never writes them to its log file, its stdout
 //! or the monitor stream, however detailed the level.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use crate::cluster_util::TestCluster;
-use crate::util::{TestAgent, eventually};
+use crate::util::{TestAgent, eventually, spawn_cli};
 
 /// How long metrics may take to show a change: the JSON shows the last finished 10-second
 /// interval, so up to two intervals.
@@ -122,25 +122,6 @@ async fn a_cluster_reports_commit_times_and_parked_queries_in_consul_json_and_pr
     for query in parked {
         query.abort();
     }
-}
-
-/// Runs `cairn ARGS` against `agent` with its stdout lines on a channel.
-fn spawn_cli(agent: &TestAgent, args: &[&str]) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args(args)
-        .env("CONSUL_HTTP_ADDR", agent.http_addr())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the cli");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (lines_tx, lines) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = lines_tx.send(line);
-        }
-    });
-    (child, lines)
 }
 
 #[tokio::test(flavor = "multi_thread")]
