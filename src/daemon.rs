@@ -18,6 +18,8 @@ use crate::catalog::model::HealthStatus;
 use crate::catalog::query::aggregate_status;
 use crate::config::recursors::{Recursor, RecursorHost, RecursorStrategy};
 use crate::config::{LogLevel, RuntimeConfig};
+use crate::telemetry::logging::LogSettings;
+use crate::telemetry::{LogFileSettings, MetricsSettings, TelemetryError};
 use crate::dns::{DnsAddressOwner, DnsCatalog, DnsConfig, DnsHealth, DnsInstance, DnsNode, DnsQueryResult, DnsServer};
 use crate::tls::AgentTls;
 
@@ -45,6 +47,8 @@ pub enum DaemonError {
     Definitions(AgentError),
     #[error("HTTPS: {0}")]
     Tls(crate::tls::TlsError),
+    #[error(transparent)]
+    Telemetry(#[from] crate::telemetry::TelemetryError),
     #[error("recursor {recursor}: cannot resolve its host name: {reason}")]
     Recursor { recursor: String, reason: String },
 }
@@ -52,7 +56,8 @@ pub enum DaemonError {
 /// Runs an agent until it is told to stop. Blocks the calling thread. `agent_args` (the
 /// arguments after `cairn agent`, which `config` was loaded from) are read again on reload.
 pub fn run(config: RuntimeConfig, agent_args: Vec<String>) -> Result<(), DaemonError> {
-    let log_level_switch = init_logging(&config);
+    let log_level_switch = init_logging(&config)?;
+    install_metrics(&config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(RUNTIME_WORKER_THREADS)
         .enable_all()
@@ -62,32 +67,46 @@ pub fn run(config: RuntimeConfig, agent_args: Vec<String>) -> Result<(), DaemonE
     runtime.block_on(run_async(config, agent_args, log_level_switch))
 }
 
-fn level_filter(level: LogLevel) -> tracing_subscriber::EnvFilter {
-    tracing_subscriber::EnvFilter::new(format!("{},openraft=warn,hickory_server=warn", level.as_str()))
+fn level_filter(level: LogLevel) -> tracing::level_filters::LevelFilter {
+    use tracing::level_filters::LevelFilter;
+    match level {
+        LogLevel::Trace => LevelFilter::TRACE,
+        LogLevel::Debug => LevelFilter::DEBUG,
+        LogLevel::Info => LevelFilter::INFO,
+        LogLevel::Warn => LevelFilter::WARN,
+        LogLevel::Error => LevelFilter::ERROR,
+    }
 }
 
-/// Installs the global subscriber; returns the switch a reload uses to change the log level,
-/// unless `CAIRN_LOG` sets the filter (or a subscriber was already installed).
-fn init_logging(config: &RuntimeConfig) -> Option<reload::LogLevelSwitch> {
-    let from_env = tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG").ok();
-    let env_decides = from_env.is_some();
-    let filter = from_env.unwrap_or_else(|| level_filter(config.log_level));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(ansi);
-    let switch = if config.log_json {
-        let builder = builder.json().with_filter_reloading();
-        let handle = builder.reload_handle();
-        builder.try_init().ok().map(|()| level_switch(handle))
-    } else {
-        let builder = builder.with_filter_reloading();
-        let handle = builder.reload_handle();
-        builder.try_init().ok().map(|()| level_switch(handle))
+/// Installs the global subscriber (`telemetry::logging`); returns the switch a reload uses
+/// to change the log level, unless `CAIRN_LOG` sets the filter (or a subscriber was already
+/// installed). A log file that cannot be opened stops the agent.
+fn init_logging(config: &RuntimeConfig) -> Result<Option<reload::LogLevelSwitch>, DaemonError> {
+    let file = config.log_file.as_ref().map(|file| LogFileSettings {
+        path: PathBuf::from(&file.path),
+        rotate_bytes: file.rotate_bytes,
+        rotate_duration: Duration::from_millis(file.rotate_duration_ms),
+        rotate_max_files: file.rotate_max_files,
+    });
+    let settings = LogSettings { level: level_filter(config.log_level), json: config.log_json, env_filter: std::env::var("CAIRN_LOG").ok(), file };
+    match crate::telemetry::logging::init(settings) {
+        Ok(handle) if handle.adjustable() => Ok(Some(Box::new(move |level| handle.set_level(level_filter(level))))),
+        Ok(_) | Err(TelemetryError::Logging(_)) => Ok(None),
+        Err(error) => Err(DaemonError::Telemetry(error)),
+    }
+}
+
+/// Installs the metrics recorder with Consul's `telemetry` settings.
+fn install_metrics(config: &RuntimeConfig) -> Result<(), DaemonError> {
+    let telemetry = &config.telemetry;
+    let settings = MetricsSettings {
+        prefix: telemetry.metrics_prefix.clone(),
+        hostname: telemetry.metrics_hostname.clone(),
+        prometheus_retention: (telemetry.prometheus_retention_ms > 0).then(|| Duration::from_millis(telemetry.prometheus_retention_ms)),
+        filter_default: telemetry.filter_default,
+        prefix_filter: telemetry.prefix_filter.clone(),
     };
-    switch.filter(|_| !env_decides)
-}
-
-fn level_switch<S: 'static>(handle: tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, S>) -> reload::LogLevelSwitch {
-    Box::new(move |level| handle.reload(level_filter(level)).map_err(|error| format!("cannot change the log level: {error}")))
+    crate::telemetry::install_metrics(settings).map_err(DaemonError::Telemetry)
 }
 
 async fn run_async(config: RuntimeConfig, agent_args: Vec<String>, log_level_switch: Option<reload::LogLevelSwitch>) -> Result<(), DaemonError> {
@@ -313,6 +332,7 @@ async fn resolve_recursors(recursors: &[Recursor]) -> Result<Vec<SocketAddr>, Da
 
 fn dns_config(config: &RuntimeConfig, recursors: &[SocketAddr]) -> DnsConfig {
     DnsConfig {
+        node_name: config.node_name.clone(),
         domain: config.domain.clone(),
         alt_domain: config.alt_domain.clone(),
         datacenter: config.datacenter.clone(),

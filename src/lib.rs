@@ -2,6 +2,8 @@
 //!
 //! Modules in reading order, from the pure core outwards (see ARCHITECTURE.md for the layer
 //! table that says which may use which):
+//! - `telemetry`: metrics (Consul's names, the in-memory sink, Prometheus) and the log
+//!   (stdout, file, the monitor stream); every module may use it;
 //! - `catalog`: the replicated state machine and its queries (pure);
 //! - `bexpr`: Consul's `?filter=` expressions (pure);
 //! - `acl`: Consul's ACL rule language, the authorizer, templated policies (pure);
@@ -40,6 +42,7 @@ pub mod http;
 pub mod raft;
 pub mod rpc;
 pub mod store;
+pub mod telemetry;
 pub mod tls;
 pub mod ui;
 pub mod watch;

@@ -22,6 +22,7 @@ pub mod coordinates;
 pub mod config_defs;
 mod data_dir;
 pub mod formats;
+mod gauges;
 pub mod endpoint;
 pub mod events;
 mod leader;
@@ -388,6 +389,7 @@ impl Agent {
         tokio::spawn(members::reconnect_loop(self.clone()));
         tokio::spawn(events::user_events_loop(self.clone()));
         tokio::spawn(coordinates::coordinate_sync_loop(self.clone()));
+        tokio::spawn(gauges::gauges_loop(self.clone()));
         if let Some(raft) = self.raft() {
             tokio::spawn(leader::leader_loop(self.clone(), raft.clone()));
             tokio::spawn(cluster::formation_loop(self.clone(), raft.clone()));

@@ -25,6 +25,7 @@ use crate::raft::RaftServer;
 use crate::raft::write_batch::Proposed;
 use crate::rpc::client::RpcClient;
 use crate::rpc::server::WriteRoute;
+use crate::telemetry::names;
 
 /// Pause between attempts while a client waits for a leader to appear.
 const LEADER_RETRY_PAUSE_MS: u64 = 100;
@@ -139,6 +140,15 @@ impl Agent {
     /// allows) forwarded once to the leader.
     pub(crate) async fn write_on_server(&self, raft: &RaftServer, command: Command, route: WriteRoute) -> Result<Written, WriteError> {
         let command = self.fit_format(Some(raft), command)?;
+        let started = Instant::now();
+        let written = self.write_on_server_untimed(raft, &command, route).await;
+        if written.is_ok() {
+            record_write_time(&command, crate::telemetry::ms_since(started));
+        }
+        written
+    }
+
+    async fn write_on_server_untimed(&self, raft: &RaftServer, command: &Command, route: WriteRoute) -> Result<Written, WriteError> {
         let deadline = Instant::now() + Duration::from_millis(RPC_HOLD_TIMEOUT_MS);
         loop {
             // A leader cut off from its quorum never commits; give up at the hold timeout
@@ -148,7 +158,7 @@ impl Agent {
             match (attempt, route) {
                 (Proposed::Applied { log_index, outcome }, _) => return Ok((log_index, outcome)),
                 (Proposed::NotLeader(Some(leader)), WriteRoute::AnyServer) => {
-                    let written = self.forward_to_leader(&leader.raft_addr, &command, deadline).await?;
+                    let written = self.forward_to_leader(&leader.raft_addr, command, deadline).await?;
                     // Read-your-writes on this server: wait until it has applied the write too.
                     raft.wait_applied(written.0, deadline.saturating_duration_since(Instant::now())).await;
                     return Ok(written);
@@ -253,4 +263,26 @@ pub(crate) async fn write_through_servers(rpc: &RpcClient, pool: &ServerPool, co
         }
         tokio::time::sleep(Duration::from_millis(LEADER_RETRY_PAUSE_MS)).await;
     }
+}
+
+/// Consul's per-endpoint write timers (`kvs.apply`, `catalog.register`, ...): the time a
+/// server took to commit the write, forwarding to the leader included. A client agent's
+/// batch counts once for each write in it.
+fn record_write_time(command: &Command, ms: f64) {
+    let name = match command {
+        Command::At { command, .. } => return record_write_time(command, ms),
+        Command::Batch(commands) => {
+            for command in commands {
+                record_write_time(command, ms);
+            }
+            return;
+        }
+        Command::KvSet { .. } | Command::KvDelete { .. } | Command::KvDeleteTree { .. } | Command::KvLock { .. } | Command::KvUnlock { .. } => names::KVS_APPLY,
+        Command::Txn { .. } | Command::TxnOps { .. } => names::TXN_APPLY,
+        Command::Register(_) => names::CATALOG_REGISTER,
+        Command::DeregisterNode { .. } | Command::DeregisterService { .. } | Command::DeregisterCheck { .. } => names::CATALOG_DEREGISTER,
+        Command::SessionCreate(_) | Command::SessionDestroy { .. } => names::SESSION_APPLY,
+        _ => return,
+    };
+    metrics::histogram!(name).record(ms);
 }

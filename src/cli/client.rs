@@ -24,6 +24,8 @@ const CONNECT_TIMEOUT_S: u64 = 5;
 /// Upper bound on a response body. KV values are capped at 512 KiB by
 /// Consul, but `kv get -recurse` on a big tree can legitimately be large.
 pub(crate) const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+/// A streamed answer (`cairn monitor`) lasts as long as the user watches: only this bounds it.
+const STREAM_TIMEOUT_S: u64 = 10 * 365 * 24 * 3600;
 /// A token file holds one token (a UUID); anything much bigger is the wrong file.
 const TOKEN_FILE_BYTES_MAX: usize = 64 * 1024;
 pub(crate) const DEFAULT_HTTP_ADDR: &str = "http://127.0.0.1:8500";
@@ -292,20 +294,7 @@ impl Client {
         if let Some(body) = body {
             req = req.body(body);
         }
-        let classify = |e: reqwest::Error| {
-            if e.is_timeout() {
-                ClientError::Timeout {
-                    base: self.base.clone(),
-                }
-            } else if e.is_connect() || e.is_request() {
-                ClientError::Connect {
-                    base: self.base.clone(),
-                    reason: root_cause(&e),
-                }
-            } else {
-                ClientError::Other(root_cause(&e))
-            }
-        };
+        let classify = |e: reqwest::Error| self.classify(&e);
         self.rt.block_on(async {
             let mut resp = req.send().await.map_err(classify)?;
             let status = resp.status().as_u16();
@@ -324,6 +313,41 @@ impl Client {
                 body.extend_from_slice(&chunk);
             }
             Ok(Reply { status, body, index })
+        })
+    }
+}
+
+impl Client {
+    fn classify(&self, e: &reqwest::Error) -> ClientError {
+        if e.is_timeout() {
+            ClientError::Timeout { base: self.base.clone() }
+        } else if e.is_connect() || e.is_request() {
+            ClientError::Connect { base: self.base.clone(), reason: root_cause(e) }
+        } else {
+            ClientError::Other(root_cause(e))
+        }
+    }
+
+    /// A GET whose body is handed to `chunk` piece by piece as it arrives, for as long as the
+    /// agent sends it (`cairn monitor`); returns when the agent ends it. A non-2xx answer is
+    /// the usual [`ClientError::Status`].
+    pub(crate) fn stream_get(&self, path: &str, params: &[Param<'_>], mut chunk: impl FnMut(&[u8]) -> Result<(), ClientError>) -> Result<(), ClientError> {
+        let mut req = self.http.get(self.url(path, params, false)).timeout(Duration::from_secs(STREAM_TIMEOUT_S));
+        if let Some(token) = &self.token {
+            req = req.header("X-Consul-Token", token);
+        }
+        self.rt.block_on(async {
+            let mut resp = req.send().await.map_err(|e| self.classify(&e))?;
+            let status = resp.status().as_u16();
+            let mut refusal = Vec::new();
+            while let Some(bytes) = resp.chunk().await.map_err(|e| self.classify(&e))? {
+                if (200..300).contains(&status) {
+                    chunk(&bytes)?;
+                } else if refusal.len() + bytes.len() <= MAX_RESPONSE_BYTES {
+                    refusal.extend_from_slice(&bytes);
+                }
+            }
+            Reply { status, body: refusal, index: None }.ok().map(drop)
         })
     }
 }

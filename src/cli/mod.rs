@@ -32,6 +32,7 @@ mod kv_transfer;
 mod keyring;
 mod lock;
 mod members;
+mod monitor;
 mod rtt;
 mod membership;
 mod operator;
@@ -151,6 +152,7 @@ pub(crate) fn run_with(
         ("services", Some("deregister")) => services::deregister(&rest[1..], &mut io),
         ("services", sub) => group_usage(sub, SERVICES_USAGE),
         ("members", _) => members::members(rest, &mut io),
+        ("monitor", _) => monitor::monitor(rest, &mut io),
         ("join", _) => operator::join(rest, &mut io),
         ("leave", _) => membership::leave(rest, &mut io),
         ("force-leave", _) => membership::force_leave(rest, &mut io),
@@ -340,6 +342,7 @@ Available commands are:
     event          Fires a new event
     kv             Interact with the key-value store
     members        Lists the members of a Cairn cluster
+    monitor        Streams logs from a Cairn agent
     join           Tells the local agent to join a cluster
     leave          Gracefully leaves the cluster and stops the agent
     force-leave    Forces a member of the cluster to enter the left state

@@ -48,6 +48,10 @@ enum FlagAction {
     Bool(&'static str),
     Text(&'static str),
     Count(&'static str),
+    /// A non-negative 64-bit integer (a size in bytes).
+    Size(&'static str),
+    /// A signed integer (`-log-rotate-max-files=-1`).
+    Int(&'static str),
     Port(&'static str),
     Duration(&'static str),
     IpAddr(&'static str),
@@ -98,8 +102,12 @@ const AGENT_FLAGS: &[(&str, FlagAction)] = &[
     ("http-port", FlagAction::Port("ports.http")),
     ("https-port", FlagAction::Port("ports.https")),
     ("join", FlagAction::Append("retry_join")),
+    ("log-file", FlagAction::Text("log_file")),
     ("log-json", FlagAction::Bool("log_json")),
     ("log-level", FlagAction::LogLevel),
+    ("log-rotate-bytes", FlagAction::Size("log_rotate_bytes")),
+    ("log-rotate-duration", FlagAction::Duration("log_rotate_duration")),
+    ("log-rotate-max-files", FlagAction::Int("log_rotate_max_files")),
     ("max-query-time", FlagAction::Duration("max_query_time")),
     ("node", FlagAction::Text("node_name")),
     ("node-id", FlagAction::Text("node_id")),
@@ -190,8 +198,9 @@ pub(super) fn parse_agent_flags(args: &[String]) -> Result<AgentFlags, ConfigErr
                     None => None,
                 },
             };
+            // The value is not repeated: warnings are logged, and it may be a secret.
             flags.warnings.push(match value {
-                Some(value) => format!("unknown flag -{name} (value {value:?}) ignored"),
+                Some(_) => format!("unknown flag -{name} ignored, with its value"),
                 None => format!("unknown flag -{name} ignored"),
             });
             continue;
@@ -262,13 +271,21 @@ fn apply_value(
         }
         FlagAction::Hcl => flags
             .warnings
-            .push(format!("-hcl {value:?} ignored: hcl is not supported yet")),
+            .push(format!("-hcl ignored ({} bytes, not repeated here: it may hold secrets): hcl is not supported yet", value.len())),
         FlagAction::Text(key) => set_key(overrides, key, Value::String(value)),
         FlagAction::Count(key) => {
             let count: u32 = value
                 .parse()
                 .map_err(|_| invalid_value(name, &value, "expected a non-negative integer"))?;
             set_key(overrides, key, Value::from(count));
+        }
+        FlagAction::Size(key) => {
+            let size: u64 = value.parse().map_err(|_| invalid_value(name, &value, "expected a non-negative integer"))?;
+            set_key(overrides, key, Value::from(size));
+        }
+        FlagAction::Int(key) => {
+            let number: i64 = value.parse().map_err(|_| invalid_value(name, &value, "expected an integer"))?;
+            set_key(overrides, key, Value::from(number));
         }
         FlagAction::Port(key) => {
             let port = value

@@ -25,6 +25,7 @@ mod raw;
 pub mod recursors;
 mod reload;
 mod runtime;
+pub mod telemetry;
 pub mod tls;
 #[cfg(test)]
 mod tests;

@@ -39,6 +39,11 @@ pub(super) struct RawConfig {
     pub(super) ports: Option<RawPorts>,
     pub(super) log_level: Option<LogLevel>,
     pub(super) log_json: Option<bool>,
+    pub(super) log_file: Option<String>,
+    pub(super) log_rotate_bytes: Option<u64>,
+    pub(super) log_rotate_duration: Option<GoDuration>,
+    pub(super) log_rotate_max_files: Option<i64>,
+    pub(super) telemetry: Option<super::telemetry::RawTelemetry>,
     pub(super) enable_script_checks: Option<bool>,
     pub(super) enable_local_script_checks: Option<bool>,
     pub(super) retry_join: Option<Vec<String>>,
@@ -319,7 +324,8 @@ impl RawConfig {
     pub(super) fn unknown_keys(&self) -> Vec<String> {
         let acl_tokens = self.acl.as_ref().and_then(|acl| acl.tokens.as_ref());
         let tls = self.tls.as_ref();
-        let nested: [(&str, Option<&UnknownKeys>); 13] = [
+        let nested: [(&str, Option<&UnknownKeys>); 14] = [
+            ("telemetry", self.telemetry.as_ref().map(|section| &section.unknown)),
             ("tls", tls.map(|section| &section.unknown)),
             ("tls.defaults", tls.and_then(|t| t.defaults.as_ref()).map(|section| &section.unknown)),
             ("tls.internal_rpc", tls.and_then(|t| t.internal_rpc.as_ref()).map(|section| &section.unknown)),

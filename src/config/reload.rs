@@ -21,7 +21,7 @@ pub const TLS_HTTPS_SETTING: &str = "TLS on the HTTPS port (turning HTTPS on or 
 /// `other settings`, so nothing is ever ignored silently.
 pub fn restart_required_changes(running: &RuntimeConfig, reloaded: &RuntimeConfig) -> Vec<&'static str> {
     let (a, b) = (running, reloaded);
-    let named: [(&'static str, bool); 39] = [
+    let named: [(&'static str, bool); 41] = [
         ("node_name", a.node_name != b.node_name),
         ("node_id", a.node_id != b.node_id),
         ("datacenter", a.datacenter != b.datacenter),
@@ -37,6 +37,8 @@ pub fn restart_required_changes(running: &RuntimeConfig, reloaded: &RuntimeConfi
         ("advertise_addr", a.advertise_addr != b.advertise_addr),
         ("ports", a.ports != b.ports),
         ("log_json", a.log_json != b.log_json),
+        ("log_file (and log_rotate_*)", a.log_file != b.log_file),
+        ("telemetry", a.telemetry != b.telemetry),
         ("enable_script_checks", a.enable_script_checks != b.enable_script_checks),
         ("enable_local_script_checks", a.enable_local_script_checks != b.enable_local_script_checks),
         ("retry_join", a.retry_join != b.retry_join),

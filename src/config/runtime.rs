@@ -14,6 +14,7 @@ use std::time::Duration;
 use super::ConfigError;
 use super::recursors::{Recursor, RecursorStrategy, parse_recursors, parse_strategy, recursor_timeout_ms};
 use super::gossip::{GossipSettings, RawGossip};
+use super::telemetry::{LogFileConfig, RawLogFile, TelemetrySettings};
 use super::tls::{RawTlsBlock, RawTlsKeys, TlsSettings};
 use super::raw::{GoDuration, Port, RawConfig, RawDnsConfig, RawLimits, RawPorts, RawRaft};
 
@@ -53,6 +54,10 @@ pub struct RuntimeConfig {
     pub ports: Ports,
     pub log_level: LogLevel,
     pub log_json: bool,
+    /// `log_file` and its rotation; `None` logs to stdout only.
+    pub log_file: Option<super::telemetry::LogFileConfig>,
+    /// Consul's `telemetry` block (`config::telemetry`).
+    pub telemetry: super::telemetry::TelemetrySettings,
     pub enable_script_checks: bool,
     pub enable_local_script_checks: bool,
     pub retry_join: Vec<String>,
@@ -450,6 +455,13 @@ impl RuntimeConfig {
             ports: Ports::build(&raw.ports.unwrap_or_default())?,
             log_level: raw.log_level.unwrap_or(LogLevel::Info),
             log_json: raw.log_json.unwrap_or(false),
+            log_file: LogFileConfig::build(RawLogFile {
+                log_file: raw.log_file,
+                log_rotate_bytes: raw.log_rotate_bytes,
+                log_rotate_duration: raw.log_rotate_duration,
+                log_rotate_max_files: raw.log_rotate_max_files,
+            })?,
+            telemetry: TelemetrySettings::build(raw.telemetry, default_node_name)?,
             enable_script_checks: raw.enable_script_checks.unwrap_or(false),
             enable_local_script_checks: raw.enable_local_script_checks.unwrap_or(false),
             retry_join: raw.retry_join.unwrap_or_default(),

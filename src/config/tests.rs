@@ -379,7 +379,7 @@ fn unknown_keys_warn_with_their_path() {
         .expect("load")
         .warnings;
     assert_eq!(warnings.len(), 2, "{warnings:?}");
-    assert!(warned(&warnings, "`telemetry`"));
+    assert!(warned(&warnings, "`telemetry.x`"));
     assert!(warned(&warnings, "`dns_config.nope`"));
 }
 

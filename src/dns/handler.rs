@@ -47,6 +47,8 @@ pub(crate) struct Handler {
     recursors: Option<Recursors>,
     /// Encoded service answers, shared while the catalog's generation holds.
     cache: AnswerCache,
+    /// `dns.domain_query`, labelled with this agent's node name as Consul does.
+    query_time: metrics::Histogram,
 }
 
 /// Everything a response needs besides the request it answers.
@@ -99,6 +101,7 @@ impl Handler {
             catalog,
             recursors: Recursors::new(config),
             cache: AnswerCache::default(),
+            query_time: metrics::histogram!(crate::telemetry::names::DNS_DOMAIN_QUERY, "node" => config.node_name.clone()),
         }
     }
 
@@ -106,6 +109,13 @@ impl Handler {
     /// bytes are not even a DNS header, or they are a response (answering those would let
     /// anyone aim our replies at a third party).
     pub(crate) async fn respond(&self, request: &[u8], transport: Transport) -> Option<Vec<u8>> {
+        let started = std::time::Instant::now();
+        let response = self.respond_untimed(request, transport).await;
+        self.query_time.record(crate::telemetry::ms_since(started));
+        response
+    }
+
+    async fn respond_untimed(&self, request: &[u8], transport: Transport) -> Option<Vec<u8>> {
         let header = Header::read(&mut BinDecoder::new(request)).ok()?;
         if header.metadata.message_type == MessageType::Response {
             return None;

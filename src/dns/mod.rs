@@ -175,6 +175,8 @@ pub enum DnsHealth {
 /// DNS settings, named after Consul's `dns_config` options.
 #[derive(Clone, Debug)]
 pub struct DnsConfig {
+    /// This agent's node name: the `node` label of `dns.domain_query` (Consul's).
+    pub node_name: String,
     /// Domain served, e.g. `consul.` (the trailing dot is optional).
     pub domain: String,
     /// A second domain served alongside (Consul's `alt_domain`); answers to questions asked
@@ -217,6 +219,7 @@ impl Default for DnsConfig {
     /// Consul's defaults.
     fn default() -> Self {
         DnsConfig {
+            node_name: String::new(),
             domain: "consul.".to_owned(),
             alt_domain: None,
             datacenter: "dc1".to_owned(),

@@ -152,28 +152,6 @@ pub(super) async fn service_maintenance(
     Ok(StatusCode::OK)
 }
 
-pub(super) async fn metrics(State(state): State<AppState>, authz: Authz, Query(params): Query<Params>) -> Result<Response, ApiError> {
-    acl::agent_read(&state, &authz)?;
-    Ok(metrics_body(&params))
-}
-
-fn metrics_body(params: &Params) -> Response {
-    if params.get("format").is_some_and(|f| f == "prometheus") {
-        return ([("content-type", "text/plain; version=0.0.4")], String::new()).into_response();
-    }
-    let timestamp = format!("{:?}", std::time::SystemTime::now());
-    json_ok(&json!({"Timestamp": timestamp, "Gauges": [], "Points": [], "Counters": [], "Samples": []}), params)
-}
-
-pub(super) async fn monitor(State(state): State<AppState>, authz: Authz, Query(params): Query<Params>) -> Result<Response, ApiError> {
-    acl::agent_read(&state, &authz)?;
-    let level = params.get("loglevel").map(String::as_str).unwrap_or("info");
-    if !["trace", "debug", "info", "warn", "err", "error"].contains(&level.to_lowercase().as_str()) {
-        return Err(ApiError::BadRequest(format!("Unknown log level: {level}")));
-    }
-    Err(ApiError::NotImplemented("log streaming is not implemented yet".into()))
-}
-
 /// `?prune` forgets the member at once instead of listing it as `left` until it is reaped.
 pub(super) async fn force_leave(State(state): State<AppState>, authz: Authz, Path(node): Path<String>, Query(params): Query<Params>) -> Result<StatusCode, ApiError> {
     authz.require(authz.authorizer().operator_write(), "operator:write", None)?;

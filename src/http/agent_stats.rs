@@ -1,7 +1,7 @@
 //! The `Stats` object of `/v1/agent/self`: Consul's sections (`agent`, `consul`, `raft`,
 //! `runtime`), each a map of strings as Consul sends them, plus cairn's own memory sections:
 //! `catalog` (entries per table), `store` (RocksDB's memory) and jemalloc's counters in
-//! `runtime`. The soak (`cairn-bench --soak`) samples these beside RSS, so that a growing RSS
+//! `runtime` (`telemetry::runtime`). The soak (`cairn-bench --soak`) samples these beside RSS, so that a growing RSS
 //! can be told apart from growing state.
 
 use serde_json::{Value, json};
@@ -18,7 +18,7 @@ pub(super) fn stats(state: &AppState) -> Value {
     let catalog: serde_json::Map<String, Value> =
         agent.view().read(|catalog| catalog.sizes()).into_iter().map(|(name, count)| (name.to_string(), Value::String(count.to_string()))).collect();
     let mut runtime = json!({"arch": std::env::consts::ARCH, "os": std::env::consts::OS, "version": "cairn"});
-    if let Some(heap) = heap() {
+    if let Some(heap) = crate::telemetry::runtime::heap() {
         runtime["heap_allocated_bytes"] = Value::String(heap.allocated_bytes.to_string());
         runtime["heap_active_bytes"] = Value::String(heap.active_bytes.to_string());
         runtime["heap_resident_bytes"] = Value::String(heap.resident_bytes.to_string());
@@ -56,25 +56,4 @@ pub(super) fn stats(state: &AppState) -> Value {
 fn capitalized(word: &str) -> String {
     let mut chars = word.chars();
     chars.next().map(|first| first.to_uppercase().chain(chars).collect()).unwrap_or_default()
-}
-
-/// The allocator's own counters (jemalloc, the process allocator: `src/main.rs`): bytes the
-/// program holds, bytes in pages in use, bytes resident, and bytes kept mapped but given back
-/// to the system (`retained`). `None` when jemalloc cannot say.
-struct Heap {
-    allocated_bytes: u64,
-    active_bytes: u64,
-    resident_bytes: u64,
-    retained_bytes: u64,
-}
-
-fn heap() -> Option<Heap> {
-    use tikv_jemalloc_ctl::{epoch, stats};
-    epoch::advance().ok()?;
-    Some(Heap {
-        allocated_bytes: stats::allocated::read().ok()? as u64,
-        active_bytes: stats::active::read().ok()? as u64,
-        resident_bytes: stats::resident::read().ok()? as u64,
-        retained_bytes: stats::retained::read().ok()? as u64,
-    })
 }

@@ -10,6 +10,7 @@ pub(crate) mod acl_json;
 pub(crate) mod acl_objects;
 mod agent;
 mod agent_acl;
+mod agent_metrics;
 mod agent_stats;
 pub mod authz;
 mod body_deadline;
@@ -27,6 +28,7 @@ mod keyring;
 mod operator;
 mod prepared_query;
 mod prepared_query_json;
+mod route_timers;
 mod health;
 mod host;
 mod kv;
@@ -57,6 +59,7 @@ pub struct AppState {
 pub fn router(agent: Arc<Agent>) -> Router {
     let body_bytes_max = agent.config().limits.http_body_bytes_max;
     let host_check = host::HostCheck::for_listen_addrs(&agent.config().client_addrs);
+    let route_timers = std::sync::Arc::new(route_timers::RouteTimers::new(!agent.config().telemetry.disable_compat_1_9));
     let state = AppState { agent };
     Router::new()
         // acl
@@ -92,8 +95,8 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/v1/agent/leave", put(agent::leave))
         .route("/v1/agent/reload", put(agent::reload))
         .route("/v1/agent/maintenance", put(agent::node_maintenance))
-        .route("/v1/agent/metrics", get(agent::metrics))
-        .route("/v1/agent/monitor", get(agent::monitor))
+        .route("/v1/agent/metrics", get(agent_metrics::metrics))
+        .route("/v1/agent/monitor", get(agent_metrics::monitor))
         .route("/v1/agent/force-leave/{node}", put(agent::force_leave))
         .route("/v1/agent/join/{address}", put(agent::join))
         .route("/v1/agent/token/{kind}", put(agent::token))
@@ -178,6 +181,8 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/ui", get(ui_root))
         .route("/ui/", get(ui_asset))
         .route("/ui/{*path}", get(ui_asset))
+        // Times every matched route (`api.http`); runs after routing, so it knows the route.
+        .route_layer(axum::middleware::from_fn_with_state(route_timers, route_timers::time_request))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), forward::leader_reads))
         .layer(DefaultBodyLimit::max(body_bytes_max))

@@ -228,6 +228,8 @@ async fn block<'a, T>(
         if done || tokio::time::Instant::now() >= deadline || *shutdown.borrow() {
             return Ok((meta(state, index, options.consistency), value));
         }
+        // Counted while parked: the agent's `rpc.queries_blocking` gauge.
+        let _parked = crate::telemetry::BLOCKING_QUERIES.enter();
         tokio::select! {
             _ = any_changed(subscriptions) => {}
             _ = tokio::time::sleep_until(deadline) => {}
@@ -344,6 +346,7 @@ pub async fn hash_blocking(
             headers.insert("x-consul-contenthash", HeaderValue::from_str(&hash).expect("hex is a valid header value"));
             return Ok((headers, body).into_response());
         }
+        let _parked = crate::telemetry::BLOCKING_QUERIES.enter();
         tokio::select! {
             _ = changes.changed() => {}
             _ = tokio::time::sleep_until(deadline) => {}

@@ -29,6 +29,7 @@ use crate::catalog::codec::split_version;
 use crate::raft::disk_full::DiskSpace;
 use crate::raft::{NodeId, TypeConfig, bounds};
 use crate::store::Store;
+use crate::telemetry::names;
 
 /// Format version of a stored log entry or metadata value.
 const LOG_FORMAT_V1: u8 = 1;
@@ -72,7 +73,10 @@ impl LogSyncer {
                 }
                 // Every append in `batch` finished its write before its callback was queued,
                 // so this one fsync makes all of them durable.
+                let started = std::time::Instant::now();
                 let synced = space.write_blocking("log fsync", || store.sync_wal().map_err(io)).map_err(|e| e.to_string());
+                metrics::histogram!(names::RAFT_LOG_FSYNC).record(crate::telemetry::ms_since(started));
+                metrics::histogram!(names::RAFT_LOG_APPENDS_PER_FSYNC).record(batch.len() as f64);
                 for callback in batch {
                     callback.log_io_completed(synced.clone().map_err(std::io::Error::other));
                 }

@@ -11,6 +11,7 @@ pub mod bounds;
 pub mod cluster;
 pub mod disk_full;
 pub mod log_store;
+mod metrics_watch;
 pub mod network;
 mod read_batch;
 pub mod snapshot;
@@ -160,23 +161,6 @@ pub fn raft_stopped_message(fatal: &openraft::error::Fatal<NodeId>) -> String {
     format!("Raft stopped on an error ({fatal}); this server cannot commit writes or serve consistent reads until the agent is restarted")
 }
 
-/// Logs once, as an error, that the Raft core quit on an error (openraft's own line is a debug
-/// dump); an orderly shutdown is not logged.
-async fn log_when_stopped(mut metrics: watch::Receiver<openraft::RaftMetrics<NodeId, ServerNode>>) {
-    loop {
-        let stopped = metrics.borrow_and_update().running_state.clone().err();
-        if let Some(fatal) = stopped {
-            if !matches!(fatal, openraft::error::Fatal::Stopped) {
-                tracing::error!("{}", raft_stopped_message(&fatal));
-            }
-            return;
-        }
-        if metrics.changed().await.is_err() {
-            return;
-        }
-    }
-}
-
 /// The leader this server knows of, or none once its Raft core has stopped: openraft leaves
 /// `current_leader` as it was when the core quit, and a stopped server must not be named.
 /// Nor does a server of a multi-server cluster name itself while its storage waits for disk
@@ -268,7 +252,7 @@ impl RaftServer {
         )
         .await
         .map_err(|e| RaftStartError::Fatal(e.to_string()))?;
-        tokio::spawn(log_when_stopped(raft.metrics()));
+        tokio::spawn(metrics_watch::watch(raft.metrics()));
         let reads = read_batch::ReadBatcher::start(raft.clone(), Duration::from_millis(settings.leader_wait_ms_max));
         let writes = write_batch::WriteBatcher::start(raft.clone());
         Ok(Arc::new(RaftServer { raft, store, settings, view, rpc, reads, writes, snapshot_chunks: Default::default(), space }))

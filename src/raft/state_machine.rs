@@ -175,6 +175,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let started = std::time::Instant::now();
         let mut outcomes = Vec::new();
         let mut changes = ChangeSet::new();
         let batch = {
@@ -213,6 +214,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         if let Some(applied) = self.last_applied {
             self.view.publish_applied(applied.index, &changes);
         }
+        metrics::histogram!(crate::telemetry::names::RAFT_FSM_APPLY).record(crate::telemetry::ms_since(started));
         Ok(outcomes)
     }
 

@@ -19,6 +19,7 @@
 //! order between them is linearizable.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use openraft::Raft;
 use openraft::error::{ClientWriteError, Fatal, RaftError};
@@ -26,6 +27,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use crate::catalog::{Command, Outcome};
 use crate::raft::{ServerNode, TypeConfig, raft_stopped_message};
+use crate::telemetry::names;
 
 /// Most writes waiting for a batch; further writers wait for room (within their own timeout).
 const WRITE_QUEUE_MAX: usize = 4096;
@@ -182,10 +184,23 @@ impl<T> BatchQueue<T> {
 
 /// Proposes one write as its own entry.
 async fn write_one(raft: &Raft<TypeConfig>, command: Command) -> Proposed {
+    let commands = command_count(&command);
+    let started = Instant::now();
     match raft.client_write(command).await {
-        Ok(response) => Proposed::Applied { log_index: response.log_id.index, outcome: response.data },
+        Ok(response) => {
+            record_commit(started, commands);
+            Proposed::Applied { log_index: response.log_id.index, outcome: response.data }
+        }
         Err(error) => refused(error),
     }
+}
+
+/// `raft.apply`, `raft.commitTime` (from the proposal until openraft answers, which is once
+/// the entry is committed and applied here) and the entry's batch size, for a committed entry.
+fn record_commit(started: Instant, commands: usize) {
+    metrics::counter!(names::RAFT_APPLY).increment(1);
+    metrics::histogram!(names::RAFT_COMMIT_TIME).record(crate::telemetry::ms_since(started));
+    metrics::histogram!(names::RAFT_WRITE_BATCH_COMMANDS).record(commands as f64);
 }
 
 /// Proposes one batch (a lone write as itself) and answers each of its writers.
@@ -211,8 +226,10 @@ async fn commit(raft: Raft<TypeConfig>, mut batch: Vec<Pending>, _slot: OwnedSem
         }
     }
     let count = commands.len();
+    let started = Instant::now();
     match raft.client_write(Command::Batch(commands)).await {
         Ok(response) => {
+            record_commit(started, count);
             let log_index = response.log_id.index;
             let outcomes = match response.data {
                 Outcome::Batch(outcomes) if outcomes.len() == count => outcomes,

@@ -229,8 +229,18 @@ async fn admit_caller(State(endpoint): State<Shared>, request: Request, next: Ne
         return (StatusCode::FORBIDDEN, "Permission denied: the caller's address is unknown").into_response();
     };
     let cert = request.extensions().get::<CertRole>().copied();
-    match admit(endpoint.as_ref(), peer.ip(), cert, Needs::of(request.uri().path())) {
-        Ok(()) => next.run(request).await,
+    let path = request.uri().path();
+    let needs = Needs::of(path);
+    // Consul's `rpc.request` counts the agents' RPCs (writes, reads, relayed requests and a
+    // follower's forwarded writes), not Raft's own messages.
+    let rpc = needs == Needs::Member || path == "/raft/forward";
+    match admit(endpoint.as_ref(), peer.ip(), cert, needs) {
+        Ok(()) => {
+            if rpc {
+                metrics::counter!(crate::telemetry::names::RPC_REQUEST).increment(1);
+            }
+            next.run(request).await
+        }
         Err(refusal) => (StatusCode::FORBIDDEN, [(REFUSED_HEADER, "not-admitted")], refusal).into_response(),
     }
 }

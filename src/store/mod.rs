@@ -322,6 +322,12 @@ impl Store {
         }
         memory
     }
+
+    /// Bytes of table files on disk, every column family together (0 if RocksDB cannot say).
+    pub fn sst_files_bytes(&self) -> u64 {
+        let property = |cf: &ColumnFamily| self.db.property_int_value_cf(cf, "rocksdb.total-sst-files-size").ok().flatten().unwrap_or(0);
+        COLUMN_FAMILIES.iter().filter_map(|name| self.cf(name).ok()).map(property).sum()
+    }
 }
 
 fn decode_index(key: &[u8]) -> u64 {

@@ -27,6 +27,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use crate::catalog::{ChangeSet, RowKey};
+use crate::telemetry::names;
 
 pub use slot::{Slot, Subscription};
 
@@ -97,9 +98,14 @@ impl Registry {
         };
     }
 
-    fn wake(&self, topic: &Topic, index: u64) {
-        if let Some(slot) = self.topics.get(topic).and_then(Weak::upgrade) {
-            slot.wake(index);
+    /// Wakes `topic`'s watchers; returns how many slots that woke (0 or 1).
+    fn wake(&self, topic: &Topic, index: u64) -> u64 {
+        match self.topics.get(topic).and_then(Weak::upgrade) {
+            Some(slot) => {
+                slot.wake(index);
+                1
+            }
+            None => 0,
         }
     }
 }
@@ -145,45 +151,49 @@ impl Watches {
     /// Wakes the watchers of every topic `changes` touched, at Raft `index`.
     pub fn publish(&self, index: u64, changes: &ChangeSet) {
         let registry = self.registry();
+        let mut woken = 0;
         if changes.everything() {
             for slot in registry.topics.values().chain(registry.prefixes.values()).filter_map(Weak::upgrade) {
                 slot.wake(index);
+                woken += 1;
             }
+            count_woken(woken);
             return;
         }
         for row in changes.rows() {
             match row {
                 RowKey::Kv(key) => {
-                    registry.wake(&Topic::Kv(key.clone()), index);
+                    woken += registry.wake(&Topic::Kv(key.clone()), index);
                     if !registry.prefixes.is_empty() {
                         let prefixes = (0..=key.len()).filter(|&end| key.is_char_boundary(end)).map(|end| &key[..end]);
                         for slot in prefixes.filter_map(|prefix| registry.prefixes.get(prefix)).filter_map(Weak::upgrade) {
                             slot.wake(index);
+                            woken += 1;
                         }
                     }
-                    registry.wake(&Topic::Table(Table::Kv), index);
+                    woken += registry.wake(&Topic::Table(Table::Kv), index);
                 }
                 RowKey::Node(node) => {
-                    registry.wake(&Topic::Node(node.clone()), index);
-                    registry.wake(&Topic::Table(Table::Nodes), index);
+                    woken += registry.wake(&Topic::Node(node.clone()), index);
+                    woken += registry.wake(&Topic::Table(Table::Nodes), index);
                 }
                 RowKey::Service(node, _) => {
-                    registry.wake(&Topic::Node(node.clone()), index);
-                    registry.wake(&Topic::Table(Table::Services), index);
+                    woken += registry.wake(&Topic::Node(node.clone()), index);
+                    woken += registry.wake(&Topic::Table(Table::Services), index);
                 }
                 RowKey::Check(node, _) => {
-                    registry.wake(&Topic::Node(node.clone()), index);
-                    registry.wake(&Topic::Table(Table::Checks), index);
+                    woken += registry.wake(&Topic::Node(node.clone()), index);
+                    woken += registry.wake(&Topic::Table(Table::Checks), index);
                 }
-                RowKey::Session(_) => registry.wake(&Topic::Table(Table::Sessions), index),
-                RowKey::ConfigEntry(..) => registry.wake(&Topic::Table(Table::ConfigEntries), index),
-                RowKey::Coordinate(..) => registry.wake(&Topic::Table(Table::Coordinates), index),
+                RowKey::Session(_) => woken += registry.wake(&Topic::Table(Table::Sessions), index),
+                RowKey::ConfigEntry(..) => woken += registry.wake(&Topic::Table(Table::ConfigEntries), index),
+                RowKey::Coordinate(..) => woken += registry.wake(&Topic::Table(Table::Coordinates), index),
                 RowKey::AclToken(_)
                 | RowKey::AclPolicy(_)
                 | RowKey::AclRole(_)
                 | RowKey::AclAuthMethod(_)
-                | RowKey::AclBindingRule(_) => registry.wake(&Topic::Table(Table::Acl), index),
-                RowKey::PreparedQuery(_) => registry.wake(&Topic::Table(Table::PreparedQueries), index),
+                | RowKey::AclBindingRule(_) => woken += registry.wake(&Topic::Table(Table::Acl), index),
+                RowKey::PreparedQuery(_) => woken += registry.wake(&Topic::Table(Table::PreparedQueries), index),
                 // History versions change only with their key's live row; tombstones, lock
                 // delays, settings and table indexes are not query results on their own.
                 RowKey::KvVersion(..)
@@ -199,7 +209,14 @@ impl Watches {
             }
         }
         for name in changes.services() {
-            registry.wake(&Topic::Service(name.to_string()), index);
+            woken += registry.wake(&Topic::Service(name.to_string()), index);
         }
+        count_woken(woken);
+    }
+}
+
+fn count_woken(woken: u64) {
+    if woken > 0 {
+        metrics::counter!(names::WATCH_SLOTS_WOKEN).increment(woken);
     }
 }

@@ -35,6 +35,7 @@ mod server_port_auth;
 mod server_port_tls;
 mod snapshot;
 mod soak;
+mod telemetry;
 mod tidy;
 mod txn;
 mod upgrade;

@@ -274,15 +274,21 @@ pub(crate) async fn eventually(timeout_ms: u64, mut check: impl AsyncFnMut() -> 
 
 /// Runs `cairn watch ARGS` against `agent`; returns the child and a channel of its stdout lines.
 pub(crate) fn spawn_watch(agent: &TestAgent, args: &[&str]) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    let mut watch_args = vec!["watch"];
+    watch_args.extend_from_slice(args);
+    spawn_cli(agent, &watch_args)
+}
+
+/// Runs `cairn ARGS` against `agent`; returns the child and a channel of its stdout lines.
+pub(crate) fn spawn_cli(agent: &TestAgent, args: &[&str]) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
     use std::io::{BufRead, BufReader};
     let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .arg("watch")
         .args(args)
         .env("CONSUL_HTTP_ADDR", agent.http_addr())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .expect("start cairn watch");
+        .expect("start the cli");
     let stdout = child.stdout.take().expect("piped stdout");
     let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
     std::thread::spawn(move || {

@@ -18,6 +18,7 @@ use super::super::identity::{NodeId, NodeName};
 use super::super::push_pull::{self, PUSH_PULL_MEMBERS_MAX, PushPullState};
 use super::super::timing;
 use super::super::{GossipError, MemberEvent};
+use crate::telemetry::names;
 use super::{Command, Driver, META_REQUEST_BYTES};
 
 impl Driver {
@@ -189,6 +190,17 @@ impl Driver {
     pub(super) fn emit(&self, events: Vec<MemberEvent>) {
         for event in events {
             tracing::debug!(?event, "gossip: member event");
+            // Serf's member counters (`serf.member.*`); a reap is not one of them.
+            let counter = match &event {
+                MemberEvent::Join(_) => Some(names::SERF_MEMBER_JOIN),
+                MemberEvent::Update(_) => Some(names::SERF_MEMBER_UPDATE),
+                MemberEvent::Failed(_) => Some(names::SERF_MEMBER_FAILED),
+                MemberEvent::Left(_) => Some(names::SERF_MEMBER_LEFT),
+                MemberEvent::Reap(_) => None,
+            };
+            if let Some(counter) = counter {
+                metrics::counter!(counter).increment(1);
+            }
             let _no_subscribers = self.shared.member_events.send(event);
         }
     }
