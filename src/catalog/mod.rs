@@ -114,6 +114,39 @@ pub enum RowKey {
     PreparedQueriesIndex,
 }
 
+impl RowKey {
+    /// The table a persisted row key belongs to, by name (what `cairn snapshot inspect`
+    /// counts); `None` for bytes that are not a row key.
+    pub fn table_of(key: &[u8]) -> Option<&'static str> {
+        let name = match codec::decode_row_key(key).ok()? {
+            RowKey::Node(_) => "Node",
+            RowKey::Service(..) => "Service",
+            RowKey::Check(..) => "Check",
+            RowKey::Kv(_) => "KVS",
+            RowKey::Session(_) => "Session",
+            RowKey::Indexes => "Index",
+            RowKey::ConfigEntry(..) => "ConfigEntry",
+            RowKey::Tombstone(_) => "Tombstone",
+            RowKey::LockDelay(_) => "LockDelay",
+            RowKey::KvVersion(..) => "KVHistory",
+            RowKey::Settings => "Settings",
+            RowKey::ServiceIndex(_) => "ServiceIndex",
+            RowKey::RestoreFloor => "RestoreFloor",
+            RowKey::Coordinate(..) => "Coordinate",
+            RowKey::CoordinatesIndex => "CoordinateIndex",
+            RowKey::AclToken(_) => "ACLToken",
+            RowKey::AclPolicy(_) => "ACLPolicy",
+            RowKey::AclRole(_) => "ACLRole",
+            RowKey::AclAuthMethod(_) => "ACLAuthMethod",
+            RowKey::AclBindingRule(_) => "ACLBindingRule",
+            RowKey::AclIndexes => "ACLIndex",
+            RowKey::PreparedQuery(_) => "PreparedQuery",
+            RowKey::PreparedQueriesIndex => "PreparedQueryIndex",
+        };
+        Some(name)
+    }
+}
+
 /// What one `apply` changed: the rows touched (to persist) and the service names whose query
 /// results may differ (to wake blocking queries watching them), without duplicates.
 #[derive(Clone, Debug, Default)]

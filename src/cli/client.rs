@@ -252,6 +252,12 @@ impl Client {
         self.send(reqwest::Method::GET, self.url(path, params, true), None)
     }
 
+    /// [`Client::get`], counting the response's bytes on `progress` as they arrive (its length
+    /// set from `Content-Length` when the agent sends one).
+    pub(crate) fn get_with_progress(&self, path: &str, params: &[Param<'_>], progress: &indicatif::ProgressBar) -> Result<Reply, ClientError> {
+        self.send_observed(reqwest::Method::GET, self.url(path, params, true), None, Some(progress))
+    }
+
     pub(crate) fn put(
         &self,
         path: &str,
@@ -285,6 +291,16 @@ impl Client {
         url: String,
         body: Option<Vec<u8>>,
     ) -> Result<Reply, ClientError> {
+        self.send_observed(method, url, body, None)
+    }
+
+    fn send_observed(
+        &self,
+        method: reqwest::Method,
+        url: String,
+        body: Option<Vec<u8>>,
+        progress: Option<&indicatif::ProgressBar>,
+    ) -> Result<Reply, ClientError> {
         let mut req = self.http.request(method, &url);
         if let Some(token) = &self.token {
             req = req.header("X-Consul-Token", token);
@@ -316,12 +332,18 @@ impl Client {
             {
                 return Err(ClientError::TooLarge);
             }
+            if let (Some(progress), Some(len)) = (progress, resp.content_length()) {
+                progress.set_length(len);
+            }
             let mut body = Vec::new();
             while let Some(chunk) = resp.chunk().await.map_err(classify)? {
                 if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
                     return Err(ClientError::TooLarge);
                 }
                 body.extend_from_slice(&chunk);
+                if let Some(progress) = progress {
+                    progress.inc(chunk.len() as u64);
+                }
             }
             Ok(Reply { status, body, index })
         })

@@ -35,6 +35,7 @@ mod members;
 mod rtt;
 mod membership;
 mod operator;
+mod progress;
 mod snapshot;
 mod watch;
 mod services;
@@ -50,6 +51,8 @@ pub(crate) struct Io<'a> {
     pub(crate) env: &'a dyn Fn(&str) -> Option<String>,
     pub(crate) out: &'a mut dyn Write,
     pub(crate) err: &'a mut dyn Write,
+    /// Whether progress bars may be drawn: stderr is a terminal (`progress`).
+    pub(crate) progress: bool,
 }
 
 impl Io<'_> {
@@ -106,23 +109,26 @@ pub fn run(argv: Vec<String>) -> ExitCode {
     }
     let env = |k: &str| std::env::var(k).ok();
     let (stdout, stderr) = (std::io::stdout(), std::io::stderr());
-    run_with(&argv, &env, &mut stdout.lock(), &mut stderr.lock())
+    let progress = std::io::IsTerminal::is_terminal(&stderr);
+    let (mut out, mut err) = (stdout.lock(), stderr.lock());
+    dispatch(&argv, Io { env: &env, out: &mut out, err: &mut err, progress })
 }
 
 /// [`run`] with the environment and output streams injected (for tests).
 /// `argv[0]` is the program name and is ignored.
+#[cfg(test)]
 pub(crate) fn run_with(
     argv: &[String],
     env: &dyn Fn(&str) -> Option<String>,
     stdout: &mut dyn Write,
     stderr: &mut dyn Write,
 ) -> ExitCode {
+    dispatch(argv, Io { env, out: stdout, err: stderr, progress: false })
+}
+
+/// Runs the verb `argv` names against `io`.
+fn dispatch(argv: &[String], mut io: Io<'_>) -> ExitCode {
     let args = argv.get(1..).unwrap_or_default();
-    let mut io = Io {
-        env,
-        out: stdout,
-        err: stderr,
-    };
     let Some((verb, rest)) = args.split_first() else {
         return finish(&mut io, fail(USAGE));
     };

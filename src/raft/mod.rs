@@ -7,6 +7,7 @@
 //! [`CatalogView`], the in-memory catalog that applied entries update and blocking queries wait
 //! on. A single server is a one-voter cluster on the same code path.
 
+pub mod archive;
 pub mod bounds;
 pub mod cluster;
 pub mod disk_full;
@@ -276,9 +277,11 @@ impl RaftServer {
 
     /// A point-in-time copy of the state machine, read from one consistent RocksDB view, in
     /// the snapshot file format. Returns the bytes and the index they are current as of.
-    pub async fn export_snapshot(&self) -> Result<(Vec<u8>, u64), std::io::Error> {
+    /// A backup of the applied state as Consul's archive (`archive`), taken at `now_ms` (the
+    /// wall clock, for the snapshot's ID and the files' times), and the index it reflects.
+    pub async fn export_snapshot(&self, now_ms: u64) -> Result<(Vec<u8>, u64), std::io::Error> {
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || state_machine::export(&store)).await.map_err(std::io::Error::other)?
+        tokio::task::spawn_blocking(move || state_machine::export(&store, now_ms)).await.map_err(std::io::Error::other)?
     }
 
     pub fn faults(&self) -> &Faults {
