@@ -15,6 +15,7 @@ pub mod acl;
 mod acl_client;
 mod alias;
 pub(crate) mod anti_entropy;
+pub mod autopilot;
 mod check_status;
 mod client_writes;
 mod cluster;
@@ -146,6 +147,8 @@ pub struct Agent {
     /// On the leader: when each TTL session expires unless renewed. In memory only, as in
     /// Consul: a new leader gives every session a fresh TTL.
     session_deadlines: Mutex<std::collections::HashMap<String, Instant>>,
+    /// When each server's autopilot health last changed, as this server saw it (`autopilot`).
+    autopilot_stability: autopilot::Stability,
     /// Set to `true` to stop the agent (signal, `PUT /v1/agent/leave`).
     shutdown: watch::Sender<bool>,
     /// Which services and checks come from config files, and the reload queue (`config_defs`).
@@ -243,6 +246,7 @@ impl Agent {
             sync: sync::SyncLocks::default(),
             full_sync_wanted: tokio::sync::Notify::new(),
             session_deadlines: Mutex::new(std::collections::HashMap::new()),
+            autopilot_stability: autopilot::Stability::default(),
             scheduler,
             shutdown,
             config_defs: config_defs::ConfigDefs::default(),

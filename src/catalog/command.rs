@@ -77,6 +77,9 @@ pub enum Command {
     Acl(crate::catalog::acl::AclOp),
     /// One prepared-query write: create, update or delete (`/v1/query`).
     PreparedQuery(crate::catalog::prepared_query::PreparedQueryOp),
+    /// Replace the autopilot configuration, optionally check-and-set on its `ModifyIndex`
+    /// (0: only while none exists). Answers `Outcome::Bool`.
+    SetAutopilotConfig { settings: crate::catalog::model::AutopilotSettings, cas_index: Option<u64> },
 }
 
 /// How deep [`Command::At`] and [`Command::Batch`] may nest in decoded bytes. A batch of

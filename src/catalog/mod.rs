@@ -13,6 +13,7 @@
 
 pub mod acl;
 mod apply;
+mod autopilot;
 pub mod codec;
 pub mod coordinates;
 pub mod kv;
@@ -78,6 +79,8 @@ pub struct Catalog {
     prepared_queries: BTreeMap<String, prepared_query::PreparedQuery>,
     /// The index of the last change to `prepared_queries` (its own row: `TableIndexes` is frozen).
     prepared_queries_index: u64,
+    /// The autopilot configuration, once the leader has stored one (`autopilot`).
+    autopilot: Option<model::AutopilotConfig>,
 }
 
 /// Identifies one persisted row of the catalog.
@@ -112,6 +115,8 @@ pub enum RowKey {
     /// A prepared query by ID, and the prepared-query table's index.
     PreparedQuery(String),
     PreparedQueriesIndex,
+    /// The autopilot configuration.
+    AutopilotConfig,
 }
 
 impl RowKey {
@@ -142,6 +147,7 @@ impl RowKey {
             RowKey::AclIndexes => "ACLIndex",
             RowKey::PreparedQuery(_) => "PreparedQuery",
             RowKey::PreparedQueriesIndex => "PreparedQueryIndex",
+            RowKey::AutopilotConfig => "Autopilot",
         };
         Some(name)
     }
@@ -238,6 +244,7 @@ impl Catalog {
             self.coordinates_index,
             self.acl.indexes.max(),
             self.prepared_queries_index,
+            self.autopilot.as_ref().map_or(0, |config| config.modify_index),
         ]
             .into_iter()
             .max()
@@ -283,6 +290,7 @@ impl Catalog {
             RowKey::PreparedQuery(id) => codec::encode_row_value(self.prepared_queries.get(id)?),
             RowKey::PreparedQueriesIndex if self.prepared_queries_index == 0 => return None,
             RowKey::PreparedQueriesIndex => codec::encode_row_value(&self.prepared_queries_index),
+            RowKey::AutopilotConfig => codec::encode_row_value(self.autopilot.as_ref()?),
         };
         Some((key, value))
     }
@@ -328,6 +336,9 @@ impl Catalog {
         }
         if self.settings != Settings::default() {
             rows.push(RowKey::Settings);
+        }
+        if self.autopilot.is_some() {
+            rows.push(RowKey::AutopilotConfig);
         }
         rows.push(RowKey::Indexes);
         rows
@@ -391,6 +402,7 @@ impl Catalog {
                 self.prepared_queries.insert(id, codec::decode_row_value(value)?);
             }
             RowKey::PreparedQueriesIndex => self.prepared_queries_index = codec::decode_row_value(value)?,
+            RowKey::AutopilotConfig => self.autopilot = Some(codec::decode_row_value(value)?),
         }
         Ok(())
     }

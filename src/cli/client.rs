@@ -80,6 +80,9 @@ pub(crate) struct Reply {
     pub(crate) body: Vec<u8>,
     /// `X-Consul-Index`, for blocking queries.
     pub(crate) index: Option<u64>,
+    /// The text of a `Warning` header (`299 agent "text"`), which the agent sends about a
+    /// setting it keeps but does not act on.
+    pub(crate) warning: Option<String>,
 }
 
 impl Reply {
@@ -326,6 +329,7 @@ impl Client {
             let mut resp = req.send().await.map_err(classify)?;
             let status = resp.status().as_u16();
             let index = resp.headers().get("x-consul-index").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+            let warning = resp.headers().get("warning").and_then(|v| v.to_str().ok()).map(warning_text);
             if resp
                 .content_length()
                 .is_some_and(|n| n > MAX_RESPONSE_BYTES as u64)
@@ -345,8 +349,16 @@ impl Client {
                     progress.inc(chunk.len() as u64);
                 }
             }
-            Ok(Reply { status, body, index })
+            Ok(Reply { status, body, index, warning })
         })
+    }
+}
+
+/// The quoted text of a `Warning` header value (`299 agent "text"`), or the value whole.
+fn warning_text(value: &str) -> String {
+    match (value.find('"'), value.rfind('"')) {
+        (Some(start), Some(end)) if end > start => value[start + 1..end].to_owned(),
+        _ => value.to_owned(),
     }
 }
 

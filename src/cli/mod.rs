@@ -22,6 +22,7 @@ mod acl_format;
 mod acl_policy;
 mod acl_role;
 mod acl_token;
+mod autopilot;
 mod catalog;
 mod client;
 mod client_tls;
@@ -173,7 +174,13 @@ fn dispatch(argv: &[String], mut io: Io<'_>) -> ExitCode {
             Some("transfer-leader") => operator::transfer_leader(&rest[2..], &mut io),
             _ => fail("usage: cairn operator raft list-peers|remove-peer|transfer-leader"),
         },
-        ("operator", _) => fail("usage: cairn operator raft list-peers|remove-peer|transfer-leader"),
+        ("operator", Some("autopilot")) => match rest.get(1).map(String::as_str) {
+            Some("get-config") => autopilot::get_config(&rest[2..], &mut io),
+            Some("set-config") => autopilot::set_config(&rest[2..], &mut io),
+            Some("state") => autopilot::state(&rest[2..], &mut io),
+            _ => fail("usage: cairn operator autopilot get-config|set-config|state"),
+        },
+        ("operator", _) => fail("usage: cairn operator raft list-peers|remove-peer|transfer-leader | cairn operator autopilot get-config|set-config|state"),
         ("snapshot", Some("save")) => snapshot::save(&rest[1..], &mut io),
         ("snapshot", Some("restore")) => snapshot::restore(&rest[1..], &mut io),
         ("snapshot", Some("inspect")) => snapshot::inspect(&rest[1..], &mut io),
@@ -329,7 +336,7 @@ pub(crate) fn normalize_go_flags(args: &[String], is_boolean: &dyn Fn(&str) -> b
 }
 
 /// Go's `strconv.ParseBool`, which is what `-flag=value` accepts for booleans.
-fn parse_go_bool(v: &str) -> Option<bool> {
+pub(crate) fn parse_go_bool(v: &str) -> Option<bool> {
     match v {
         "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
         "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
@@ -353,7 +360,8 @@ Available commands are:
     keyring        Manages gossip layer encryption keys
     reload         Triggers the agent to reload its configuration files
     rtt            Estimates network round trip time between nodes
-    operator       Cluster operations (raft list-peers, remove-peer, transfer-leader)
+    operator       Cluster operations (raft list-peers, remove-peer, transfer-leader;
+                   autopilot get-config, set-config, state)
     snapshot       Saves, restores and inspects snapshots of the state
     watch          Runs a blocking query in a loop and prints or handles each change
     lock           Runs a command while holding a lock (or a semaphore slot with -n)

@@ -185,6 +185,16 @@ pub(super) fn commands() -> Vec<Command> {
         Command::Txn { ops: vec![TxnKvOp { verb: TxnKvVerb::Set, key: "app/old-txn".into(), value: vec![7], flags: 0, index: 0, session: String::new() }] },
         Command::TxnOps { ops: txn_ops() },
         Command::SetKvHistoryVersions { versions: 3 },
+        Command::SetAutopilotConfig {
+            settings: crate::catalog::model::AutopilotSettings {
+                cleanup_dead_servers: true,
+                last_contact_threshold_ns: 200_000_000,
+                max_trailing_logs: 250,
+                min_quorum: 0,
+                server_stabilization_time_ns: 10_000_000_000,
+            },
+            cas_index: Some(0),
+        },
         Command::KvSet { key: "app/config".into(), value: b"{\"a\":2}".to_vec(), flags: 42, cas_index: None },
         Command::CoordinateBatchUpdate(vec![CoordinateUpdate {
             node: "node-1".into(),

@@ -238,6 +238,8 @@ pub struct RaftServer {
     snapshot_chunks: bounds::SnapshotChunks,
     /// Up while the storage waits for disk space: proposals are refused meanwhile.
     space: disk_full::DiskSpace,
+    /// When each peer last answered this server's Raft messages (see `network`).
+    contacts: Arc<network::PeerContacts>,
 }
 
 impl RaftServer {
@@ -258,12 +260,13 @@ impl RaftServer {
         .validate()
         .map_err(|e| RaftStartError::Config(e.to_string()))?;
         let space = disk_full::DiskSpace::default();
+        let contacts = Arc::new(network::PeerContacts::default());
         let state_machine = state_machine::StateMachine::open(store.clone(), view.clone(), settings.snapshot_dir.clone(), space.clone())
             .map_err(RaftStartError::StateMachine)?;
         let raft = Raft::new(
             settings.node_id,
             Arc::new(config),
-            network::Network::new(rpc.clone(), space.clone()),
+            network::Network::new(rpc.clone(), space.clone(), contacts.clone()),
             log_store::LogStore::new(store.clone(), space.clone()),
             state_machine,
         )
@@ -272,11 +275,9 @@ impl RaftServer {
         tokio::spawn(log_when_stopped(raft.metrics()));
         let reads = read_batch::ReadBatcher::start(raft.clone(), Duration::from_millis(settings.leader_wait_ms_max));
         let writes = write_batch::WriteBatcher::start(raft.clone());
-        Ok(Arc::new(RaftServer { raft, store, settings, view, rpc, reads, writes, snapshot_chunks: Default::default(), space }))
+        Ok(Arc::new(RaftServer { raft, store, settings, view, rpc, reads, writes, snapshot_chunks: Default::default(), space, contacts }))
     }
 
-    /// A point-in-time copy of the state machine, read from one consistent RocksDB view, in
-    /// the snapshot file format. Returns the bytes and the index they are current as of.
     /// A backup of the applied state as Consul's archive (`archive`), taken at `now_ms` (the
     /// wall clock, for the snapshot's ID and the files' times), and the index it reflects.
     pub async fn export_snapshot(&self, now_ms: u64) -> Result<(Vec<u8>, u64), std::io::Error> {
@@ -363,6 +364,12 @@ impl RaftServer {
     }
 
     /// This server's view of the cluster.
+    /// How long ago `peer` last answered a Raft message from this server; `None` if it never
+    /// has. On the leader this is each follower's last contact (Consul's `LastContact`).
+    pub fn last_contact(&self, peer: NodeId) -> Option<Duration> {
+        self.contacts.since(peer)
+    }
+
     pub fn status(&self) -> RaftStatus {
         let metrics = self.raft.metrics().borrow().clone();
         let membership = metrics.membership_config.membership();

@@ -185,7 +185,8 @@ impl Watches {
                 | RowKey::AclBindingRule(_) => registry.wake(&Topic::Table(Table::Acl), index),
                 RowKey::PreparedQuery(_) => registry.wake(&Topic::Table(Table::PreparedQueries), index),
                 // History versions change only with their key's live row; tombstones, lock
-                // delays, settings and table indexes are not query results on their own.
+                // delays, settings and table indexes are not query results on their own; the
+                // autopilot configuration is read without blocking, as in Consul.
                 RowKey::KvVersion(..)
                 | RowKey::Tombstone(_)
                 | RowKey::LockDelay(_)
@@ -195,6 +196,7 @@ impl Watches {
                 | RowKey::CoordinatesIndex
                 | RowKey::PreparedQueriesIndex
                 | RowKey::AclIndexes
+                | RowKey::AutopilotConfig
                 | RowKey::Indexes => {}
             }
         }
