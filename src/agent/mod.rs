@@ -434,6 +434,12 @@ pub fn wall_clock_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
+/// Creates the data dir private to the agent (or tightens it), before anything is written in
+/// it; `Agent::start` does the same, so this only matters to what comes before (the pid file).
+pub fn prepare_data_dir(path: &std::path::Path) -> Result<(), AgentError> {
+    data_dir::prepare(path)
+}
+
 /// A random (version 4) UUID in Consul's textual form.
 pub fn new_uuid() -> String {
     let mut bytes: [u8; 16] = rand::random();
