@@ -24,9 +24,13 @@ pub(crate) fn items(io: &Io<'_>, message: &'static str, len: u64) -> ProgressBar
 }
 
 fn bar(io: &Io<'_>, message: &'static str, len: u64, template: &str) -> ProgressBar {
-    let target = if io.progress { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
-    let bar = ProgressBar::with_draw_target(Some(len), target);
+    // Set up hidden, so that nothing is drawn before there is something to count.
+    let bar = ProgressBar::hidden();
+    bar.set_length(len);
     bar.set_style(ProgressStyle::with_template(template).expect("the progress templates are valid").progress_chars("=> "));
     bar.set_message(message);
+    if io.progress {
+        bar.set_draw_target(ProgressDrawTarget::stderr());
+    }
     bar
 }
