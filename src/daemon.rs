@@ -51,6 +51,8 @@ pub enum DaemonError {
     Telemetry(#[from] crate::telemetry::TelemetryError),
     #[error("recursor {recursor}: cannot resolve its host name: {reason}")]
     Recursor { recursor: String, reason: String },
+    #[error("Could not write pid file {path}: {source}")]
+    PidFile { path: PathBuf, source: std::io::Error },
 }
 
 /// Runs an agent until it is told to stop. Blocks the calling thread. `agent_args` (the
@@ -120,19 +122,34 @@ async fn run_async(config: RuntimeConfig, agent_args: Vec<String>, log_level_swi
         }
         None => return Err(DaemonError::NoDataDir),
     };
-    if let Some(pid_file) = &config.pid_file
-        && let Err(error) = std::fs::write(pid_file, std::process::id().to_string())
-    {
-        tracing::warn!(path = %pid_file.display(), %error, "cannot write pid file");
-    }
-    let result = serve(config.clone(), data_dir.clone(), agent_args, log_level_switch).await;
+    let result = match write_pid_file(&config, &data_dir) {
+        Ok(()) => {
+            let result = serve(config.clone(), data_dir.clone(), agent_args, log_level_switch).await;
+            if let Some(pid_file) = &config.pid_file {
+                let _ = std::fs::remove_file(pid_file);
+            }
+            result
+        }
+        Err(error) => Err(error),
+    };
     if temporary {
         let _ = std::fs::remove_dir_all(&data_dir);
     }
-    if let Some(pid_file) = &config.pid_file {
-        let _ = std::fs::remove_file(pid_file);
-    }
     result
+}
+
+/// Mode of the pid file: readable by anyone, as pid files are (it names no secret).
+const PID_FILE_MODE: u32 = 0o644;
+
+/// Writes `-pid-file` (Consul's `storePid`: the pid in decimal, no newline) once the data dir
+/// exists, since a pid file often lives in it. A pid file that cannot be written stops the
+/// start, as in Consul: a service manager waiting for it would otherwise wait forever.
+fn write_pid_file(config: &RuntimeConfig, data_dir: &std::path::Path) -> Result<(), DaemonError> {
+    let Some(path) = &config.pid_file else { return Ok(()) };
+    crate::agent::prepare_data_dir(data_dir)?;
+    let error = |source| DaemonError::PidFile { path: path.clone(), source };
+    std::fs::write(path, std::process::id().to_string()).map_err(error)?;
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(PID_FILE_MODE)).map_err(error)
 }
 
 async fn bind_tcp(what: &'static str, addr: SocketAddr) -> Result<tokio::net::TcpListener, DaemonError> {

@@ -11,12 +11,13 @@
 //!   replicated `kv_history_versions` setting;
 //! - **ACLs** (`acl::leader_duty`): the builtin policy, the anonymous and initial management
 //!   tokens exist; expired tokens are deleted;
-//! - **autopilot**: promote a non-voter once it has stayed within `max_trailing_logs` of the
-//!   leader's log for `server_stabilization_time`.
+//! - **autopilot** (`autopilot`): store the agent's `autopilot` settings as the cluster's
+//!   configuration while it has none; promote a non-voter once it has been healthy for
+//!   `ServerStabilizationTime`.
 //!
 //! The loop also logs each new leader (`New leader elected`, which tools look for).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,8 +48,8 @@ struct Duties {
     /// Tombstone GC: (when, catalog index) notes, oldest first.
     tombstone_notes: VecDeque<(Instant, u64)>,
     next_tombstone_note: Option<Instant>,
-    /// Autopilot: since when each non-voter has been caught up.
-    healthy_since: HashMap<u64, Instant>,
+    /// Autopilot: whether this leadership has said that `CleanupDeadServers` is not acted on.
+    cleanup_warned: bool,
 }
 
 pub(super) async fn leader_loop(agent: Arc<Agent>, raft: Arc<RaftServer>) {
@@ -119,9 +120,10 @@ impl Duties {
         if housekeeping {
             self.next_housekeeping = Some(Instant::now() + Duration::from_millis(HOUSEKEEPING_INTERVAL_MS));
             sync_history_setting(agent).await;
+            seed_autopilot_config(agent).await;
             self.collect_tombstones(agent).await;
         }
-        self.autopilot(agent, raft, status).await;
+        self.autopilot(agent, raft).await;
     }
 
     async fn collect_tombstones(&mut self, agent: &Agent) {
@@ -153,29 +155,23 @@ impl Duties {
         }
     }
 
-    async fn autopilot(&mut self, agent: &Agent, raft: &RaftServer, status: &RaftStatus) {
-        let settings = agent.config().autopilot;
-        let Some(progress) = raft.replication_progress() else {
-            self.healthy_since.clear();
-            return;
-        };
-        self.healthy_since.retain(|id, _| status.learners.contains_key(id));
-        for (id, node) in &status.learners {
-            if *id == raft.node_id() {
+    async fn autopilot(&mut self, agent: &Agent, raft: &RaftServer) {
+        let Some(report) = agent.autopilot_report() else { return };
+        let settings = agent.autopilot_settings();
+        if !self.cleanup_warned
+            && let Some(warning) = crate::agent::autopilot::unhonoured(&settings)
+        {
+            tracing::warn!("autopilot: {warning}");
+            self.cleanup_warned = true;
+        }
+        let stabilization = Duration::from_nanos(settings.server_stabilization_time_ns);
+        for server in report.servers.iter().filter(|s| !s.voter && s.id != raft.node_id()) {
+            if !server.healthy || server.stable_for < stabilization {
                 continue;
             }
-            let matched = progress.get(id).copied().unwrap_or(0);
-            if matched + settings.max_trailing_logs < status.last_log_index {
-                self.healthy_since.remove(id);
-                continue;
-            }
-            let since = *self.healthy_since.entry(*id).or_insert_with(Instant::now);
-            if since.elapsed() >= Duration::from_millis(settings.server_stabilization_time_ms) {
-                match raft.promote(*id).await {
-                    Ok(()) => tracing::info!(server = %node.name, "promoted to voter after stabilization"),
-                    Err(error) => tracing::warn!(server = %node.name, %error, "promotion failed; will retry"),
-                }
-                self.healthy_since.remove(id);
+            match raft.promote(server.id).await {
+                Ok(()) => tracing::info!(server = %server.name, "promoted to voter after stabilization"),
+                Err(error) => tracing::warn!(server = %server.name, %error, "promotion failed; will retry"),
             }
         }
     }
@@ -197,6 +193,24 @@ async fn remove_departed_servers(agent: &Agent, raft: &RaftServer, status: &Raft
                 Err(error) => tracing::warn!(server = %node.name, %error, "cannot remove a departed server from Raft; will retry"),
             }
         }
+    }
+}
+
+/// Consul's `getOrCreateAutopilotConfig`: while the cluster has no autopilot configuration,
+/// the leader stores its own settings (check-and-set on 0, so a configuration set meanwhile
+/// is never replaced).
+async fn seed_autopilot_config(agent: &Agent) {
+    if agent.view().read(|catalog| catalog.autopilot_config().is_some()) {
+        return;
+    }
+    // The command is new in format 2: wait, without a word, until every server reads it (a
+    // rolling upgrade; `agent::formats`).
+    if agent.cluster_format(agent.raft().map(|raft| raft.as_ref())) < crate::catalog::codec::FORMAT_V2 {
+        return;
+    }
+    let settings = crate::agent::autopilot::seed_settings(&agent.config().autopilot);
+    if let Err(error) = agent.write(Command::SetAutopilotConfig { settings, cas_index: Some(0) }).await {
+        tracing::debug!(%error, "storing the autopilot configuration failed; will retry");
     }
 }
 

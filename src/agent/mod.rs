@@ -15,6 +15,7 @@ pub mod acl;
 mod acl_client;
 mod alias;
 pub(crate) mod anti_entropy;
+pub mod autopilot;
 mod check_status;
 mod client_writes;
 mod cluster;
@@ -148,6 +149,8 @@ pub struct Agent {
     /// On the leader: when each TTL session expires unless renewed. In memory only, as in
     /// Consul: a new leader gives every session a fresh TTL.
     session_deadlines: Mutex<std::collections::HashMap<String, Instant>>,
+    /// When each server's autopilot health last changed, as this server saw it (`autopilot`).
+    autopilot_stability: autopilot::Stability,
     /// Set to `true` to stop the agent (signal, `PUT /v1/agent/leave`).
     shutdown: watch::Sender<bool>,
     /// Which services and checks come from config files, and the reload queue (`config_defs`).
@@ -245,6 +248,7 @@ impl Agent {
             sync: sync::SyncLocks::default(),
             full_sync_wanted: tokio::sync::Notify::new(),
             session_deadlines: Mutex::new(std::collections::HashMap::new()),
+            autopilot_stability: autopilot::Stability::default(),
             scheduler,
             shutdown,
             config_defs: config_defs::ConfigDefs::default(),
@@ -450,6 +454,12 @@ pub(crate) fn decode_node_id(bytes: &[u8]) -> Result<String, String> {
 /// reads a clock itself). The one place the agent's proposers read the time.
 pub fn wall_clock_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Creates the data dir private to the agent (or tightens it), before anything is written in
+/// it; `Agent::start` does the same, so this only matters to what comes before (the pid file).
+pub fn prepare_data_dir(path: &std::path::Path) -> Result<(), AgentError> {
+    data_dir::prepare(path)
 }
 
 /// A random (version 4) UUID in Consul's textual form.

@@ -127,6 +127,7 @@ fn dispatch(catalog: &mut Catalog, index: u64, command: &Command, now_ms: Option
         Command::CoordinateBatchUpdate(updates) => crate::catalog::coordinates::update_batch(catalog, index, updates, changes),
         Command::Acl(op) => crate::catalog::acl::apply_acl(catalog, index, op, changes),
         Command::PreparedQuery(op) => crate::catalog::prepared_query::apply_prepared_query(catalog, index, op, changes),
+        Command::SetAutopilotConfig { settings, cas_index } => crate::catalog::autopilot::set(catalog, index, settings, *cas_index, changes),
     }
 }
 

@@ -191,6 +191,7 @@ pub(crate) fn encode_row_key(row: &RowKey) -> Vec<u8> {
             part(&mut key, id);
         }
         RowKey::PreparedQueriesIndex => key.push(b'Q'),
+        RowKey::AutopilotConfig => key.push(b'a'),
     }
     key
 }
@@ -222,6 +223,7 @@ pub(crate) fn decode_row_key(bytes: &[u8]) -> Result<RowKey, CodecError> {
         b'I' => RowKey::AclIndexes,
         b'q' => RowKey::PreparedQuery(text_part(rest)?),
         b'Q' => RowKey::PreparedQueriesIndex,
+        b'a' => RowKey::AutopilotConfig,
         _ => return Err(CodecError::BadRowKey),
     };
     if !rest.is_empty() {

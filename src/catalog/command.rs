@@ -82,6 +82,10 @@ pub enum Command {
     /// `request.ttl_s`. Format 2 ([`Command::format_needed`]): proposed only once every server
     /// reads format 2; until then a session's TTL is rounded up to whole seconds.
     SessionCreateExact { request: SessionRequest, ttl_ms: u64 },
+    /// Replace the autopilot configuration, optionally check-and-set on its `ModifyIndex`
+    /// (0: only while none exists). Answers `Outcome::Bool`. Format 2: it has no older form,
+    /// so it is refused until every server reads format 2.
+    SetAutopilotConfig { settings: crate::catalog::model::AutopilotSettings, cas_index: Option<u64> },
 }
 
 /// How deep [`Command::At`] and [`Command::Batch`] may nest in decoded bytes. A batch of
@@ -151,7 +155,7 @@ impl Command {
     /// AppendEntries). A restore needs the newest format of the rows it carries.
     pub fn format_needed(&self) -> u8 {
         match self {
-            Command::SessionCreateExact { .. } => FORMAT_V2,
+            Command::SessionCreateExact { .. } | Command::SetAutopilotConfig { .. } => FORMAT_V2,
             Command::At { command, .. } => command.format_needed(),
             Command::Batch(commands) => commands.iter().map(Command::format_needed).max().unwrap_or(FORMAT_V1),
             Command::Restore { rows } => {

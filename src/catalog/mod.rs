@@ -13,6 +13,7 @@
 
 pub mod acl;
 mod apply;
+mod autopilot;
 pub mod codec;
 pub mod coordinates;
 pub mod kv;
@@ -79,6 +80,8 @@ pub struct Catalog {
     prepared_queries: BTreeMap<String, prepared_query::PreparedQuery>,
     /// The index of the last change to `prepared_queries` (its own row: `TableIndexes` is frozen).
     prepared_queries_index: u64,
+    /// The autopilot configuration, once the leader has stored one (`autopilot`).
+    autopilot: Option<model::AutopilotConfig>,
 }
 
 /// Identifies one persisted row of the catalog.
@@ -113,6 +116,42 @@ pub enum RowKey {
     /// A prepared query by ID, and the prepared-query table's index.
     PreparedQuery(String),
     PreparedQueriesIndex,
+    /// The autopilot configuration.
+    AutopilotConfig,
+}
+
+impl RowKey {
+    /// The table a persisted row key belongs to, by name (what `cairn snapshot inspect`
+    /// counts); `None` for bytes that are not a row key.
+    pub fn table_of(key: &[u8]) -> Option<&'static str> {
+        let name = match codec::decode_row_key(key).ok()? {
+            RowKey::Node(_) => "Node",
+            RowKey::Service(..) => "Service",
+            RowKey::Check(..) => "Check",
+            RowKey::Kv(_) => "KVS",
+            RowKey::Session(_) => "Session",
+            RowKey::Indexes => "Index",
+            RowKey::ConfigEntry(..) => "ConfigEntry",
+            RowKey::Tombstone(_) => "Tombstone",
+            RowKey::LockDelay(_) => "LockDelay",
+            RowKey::KvVersion(..) => "KVHistory",
+            RowKey::Settings => "Settings",
+            RowKey::ServiceIndex(_) => "ServiceIndex",
+            RowKey::RestoreFloor => "RestoreFloor",
+            RowKey::Coordinate(..) => "Coordinate",
+            RowKey::CoordinatesIndex => "CoordinateIndex",
+            RowKey::AclToken(_) => "ACLToken",
+            RowKey::AclPolicy(_) => "ACLPolicy",
+            RowKey::AclRole(_) => "ACLRole",
+            RowKey::AclAuthMethod(_) => "ACLAuthMethod",
+            RowKey::AclBindingRule(_) => "ACLBindingRule",
+            RowKey::AclIndexes => "ACLIndex",
+            RowKey::PreparedQuery(_) => "PreparedQuery",
+            RowKey::PreparedQueriesIndex => "PreparedQueryIndex",
+            RowKey::AutopilotConfig => "Autopilot",
+        };
+        Some(name)
+    }
 }
 
 /// What one `apply` changed: the rows touched (to persist) and the service names whose query
@@ -206,6 +245,7 @@ impl Catalog {
             self.coordinates_index,
             self.acl.indexes.max(),
             self.prepared_queries_index,
+            self.autopilot.as_ref().map_or(0, |config| config.modify_index),
         ]
             .into_iter()
             .max()
@@ -251,6 +291,7 @@ impl Catalog {
             RowKey::PreparedQuery(id) => codec::encode_row_value(self.prepared_queries.get(id)?),
             RowKey::PreparedQueriesIndex if self.prepared_queries_index == 0 => return None,
             RowKey::PreparedQueriesIndex => codec::encode_row_value(&self.prepared_queries_index),
+            RowKey::AutopilotConfig => codec::encode_row_value(self.autopilot.as_ref()?),
         };
         Some((key, value))
     }
@@ -296,6 +337,9 @@ impl Catalog {
         }
         if self.settings != Settings::default() {
             rows.push(RowKey::Settings);
+        }
+        if self.autopilot.is_some() {
+            rows.push(RowKey::AutopilotConfig);
         }
         rows.push(RowKey::Indexes);
         rows
@@ -359,6 +403,7 @@ impl Catalog {
                 self.prepared_queries.insert(id, codec::decode_row_value(value)?);
             }
             RowKey::PreparedQueriesIndex => self.prepared_queries_index = codec::decode_row_value(value)?,
+            RowKey::AutopilotConfig => self.autopilot = Some(codec::decode_row_value(value)?),
         }
         Ok(())
     }

@@ -196,3 +196,24 @@ impl Default for Settings {
         Settings { kv_history_versions: crate::catalog::kv::KV_HISTORY_VERSIONS_DEFAULT }
     }
 }
+
+/// The autopilot settings Consul's CE autopilot acts on, as `PUT
+/// /v1/operator/autopilot/configuration` sets them (durations in nanoseconds, Consul's
+/// `time.Duration`, so what was given is kept exactly). Consul Enterprise's redundancy zones
+/// and upgrade migrations have no place here: the API refuses them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AutopilotSettings {
+    pub cleanup_dead_servers: bool,
+    pub last_contact_threshold_ns: u64,
+    pub max_trailing_logs: u64,
+    pub min_quorum: u64,
+    pub server_stabilization_time_ns: u64,
+}
+
+/// The stored autopilot configuration with its indexes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AutopilotConfig {
+    pub settings: AutopilotSettings,
+    pub create_index: u64,
+    pub modify_index: u64,
+}

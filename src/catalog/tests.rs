@@ -183,6 +183,21 @@ fn command_encoding_is_pinned() {
         (Command::TxnOps { ops: vec![TxnOp::Service(service_op())] }, "0113 01 02 03 016e 0173 0173 00 00 00 00 00 00 00 01 01 00 00"),
         // TxnOp::Check (3), cas (1) on node "n" of passing check "c", empty definition, index 2.
         (Command::TxnOps { ops: vec![TxnOp::Check(check_op())] }, "0113 01 03 01 016e 0163 0163 00 00 00 00 00 00 00 00 00 00 02"),
+        // Format 2 (it is new in format 2), SetAutopilotConfig (tag 25): cleanup on, threshold 1 ns, 2 trailing logs, quorum 3,
+        // stabilization 4 ns; cas on index 5.
+        (
+            Command::SetAutopilotConfig {
+                settings: crate::catalog::model::AutopilotSettings {
+                    cleanup_dead_servers: true,
+                    last_contact_threshold_ns: 1,
+                    max_trailing_logs: 2,
+                    min_quorum: 3,
+                    server_stabilization_time_ns: 4,
+                },
+                cas_index: Some(5),
+            },
+            "0219 01 01 02 03 04 01 05",
+        ),
     ];
     for (command, hex) in cases {
         let hex: String = hex.split_whitespace().collect();
@@ -191,7 +206,8 @@ fn command_encoding_is_pinned() {
         assert_eq!(got, hex, "encoding of {command:?} changed");
         assert_eq!(decode_command(&bytes).expect("decodes"), command);
     }
-    assert!(decode_command(&[2, 0]).is_err(), "unknown versions are refused");
+    assert!(decode_command(&[3, 0]).is_err(), "formats newer than this build's are refused");
+    assert!(decode_command(&[0, 0]).is_err(), "format 0 never existed");
     assert!(decode_command(&[]).is_err());
 }
 

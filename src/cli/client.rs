@@ -82,6 +82,9 @@ pub(crate) struct Reply {
     pub(crate) body: Vec<u8>,
     /// `X-Consul-Index`, for blocking queries.
     pub(crate) index: Option<u64>,
+    /// The text of a `Warning` header (`299 agent "text"`), which the agent sends about a
+    /// setting it keeps but does not act on.
+    pub(crate) warning: Option<String>,
 }
 
 impl Reply {
@@ -254,6 +257,12 @@ impl Client {
         self.send(reqwest::Method::GET, self.url(path, params, true), None)
     }
 
+    /// [`Client::get`], counting the response's bytes on `progress` as they arrive (its length
+    /// set from `Content-Length` when the agent sends one).
+    pub(crate) fn get_with_progress(&self, path: &str, params: &[Param<'_>], progress: &indicatif::ProgressBar) -> Result<Reply, ClientError> {
+        self.send_observed(reqwest::Method::GET, self.url(path, params, true), None, Some(progress))
+    }
+
     pub(crate) fn put(
         &self,
         path: &str,
@@ -287,6 +296,16 @@ impl Client {
         url: String,
         body: Option<Vec<u8>>,
     ) -> Result<Reply, ClientError> {
+        self.send_observed(method, url, body, None)
+    }
+
+    fn send_observed(
+        &self,
+        method: reqwest::Method,
+        url: String,
+        body: Option<Vec<u8>>,
+        progress: Option<&indicatif::ProgressBar>,
+    ) -> Result<Reply, ClientError> {
         let mut req = self.http.request(method, &url);
         if let Some(token) = &self.token {
             req = req.header("X-Consul-Token", token);
@@ -299,11 +318,15 @@ impl Client {
             let mut resp = req.send().await.map_err(classify)?;
             let status = resp.status().as_u16();
             let index = resp.headers().get("x-consul-index").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+            let warning = resp.headers().get("warning").and_then(|v| v.to_str().ok()).map(warning_text);
             if resp
                 .content_length()
                 .is_some_and(|n| n > MAX_RESPONSE_BYTES as u64)
             {
                 return Err(ClientError::TooLarge);
+            }
+            if let (Some(progress), Some(len)) = (progress, resp.content_length()) {
+                progress.set_length(len);
             }
             let mut body = Vec::new();
             while let Some(chunk) = resp.chunk().await.map_err(classify)? {
@@ -311,8 +334,11 @@ impl Client {
                     return Err(ClientError::TooLarge);
                 }
                 body.extend_from_slice(&chunk);
+                if let Some(progress) = progress {
+                    progress.inc(chunk.len() as u64);
+                }
             }
-            Ok(Reply { status, body, index })
+            Ok(Reply { status, body, index, warning })
         })
     }
 }
@@ -347,8 +373,16 @@ impl Client {
                     refusal.extend_from_slice(&bytes);
                 }
             }
-            Reply { status, body: refusal, index: None }.ok().map(drop)
+            Reply { status, body: refusal, index: None, warning: None }.ok().map(drop)
         })
+    }
+}
+
+/// The quoted text of a `Warning` header value (`299 agent "text"`), or the value whole.
+fn warning_text(value: &str) -> String {
+    match (value.find('"'), value.rfind('"')) {
+        (Some(start), Some(end)) if end > start => value[start + 1..end].to_owned(),
+        _ => value.to_owned(),
     }
 }
 

@@ -1,5 +1,6 @@
 //! `cairn kv export [PREFIX]` and `cairn kv import [DATA|@FILE|-]`: move a KV tree between
-//! clusters as Consul's JSON (`[{"key","flags","value"}]`, value base64).
+//! clusters as Consul's JSON (`[{"key","flags","value"}]`, value base64). Both show a progress
+//! bar on a terminal (`cli::progress`).
 
 use base64::Engine;
 use clap::Parser;
@@ -7,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cli::client::{self, HttpFlags};
 use crate::cli::kv::read_data;
-use crate::cli::{Fail, Io, fail, parse};
+use crate::cli::{Fail, Io, fail, parse, progress};
 
 /// Most entries one import accepts (each becomes one write).
 const IMPORT_ENTRIES_MAX: usize = 100_000;
@@ -55,7 +56,10 @@ pub(crate) fn export(args: &[String], io: &mut Io<'_>) -> Result<(), Fail> {
     let c = client::connect(&a.http, io.env)?;
     let prefix = a.prefix.unwrap_or_default();
     let path = format!("/v1/kv/{}", client::encode(prefix.trim_start_matches('/'), true));
-    let reply = c.get(&path, &[("recurse", None)])?;
+    let bar = progress::bytes(io, "Exporting", 0);
+    let reply = c.get_with_progress(&path, &[("recurse", None)], &bar);
+    bar.finish_and_clear();
+    let reply = reply?;
     let rows: Vec<KvRow> = if reply.status == 404 { Vec::new() } else { reply.json()? };
     let entries: Vec<Entry> = rows.into_iter().map(|r| Entry { key: r.key, flags: r.flags, value: r.value.unwrap_or_default() }).collect();
     let text = serde_json::to_string_pretty(&entries).or_else(|e| fail(format!("Error! {e}")))?;
@@ -77,11 +81,18 @@ pub(crate) fn import(args: &[String], io: &mut Io<'_>) -> Result<(), Fail> {
         values.push(value);
     }
     let c = client::connect(&a.http, io.env)?;
+    let bar = progress::items(io, "Importing", entries.len() as u64);
     for (entry, value) in entries.iter().zip(values) {
         let key = format!("{}{}", a.prefix, entry.key);
         let path = format!("/v1/kv/{}", client::encode(&key, true));
-        c.put(&path, &[("flags", Some(entry.flags.to_string()))], value)?.ok()?;
-        io.note(format_args!("Imported: {key}"));
+        let written = c.put(&path, &[("flags", Some(entry.flags.to_string()))], value).and_then(|reply| reply.ok());
+        if let Err(error) = written {
+            bar.abandon();
+            return Err(error.into());
+        }
+        bar.suspend(|| io.note(format_args!("Imported: {key}")));
+        bar.inc(1);
     }
+    bar.finish_and_clear();
     Ok(())
 }

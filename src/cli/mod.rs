@@ -22,6 +22,7 @@ mod acl_format;
 mod acl_policy;
 mod acl_role;
 mod acl_token;
+mod autopilot;
 mod catalog;
 mod client;
 mod client_tls;
@@ -36,6 +37,7 @@ mod monitor;
 mod rtt;
 mod membership;
 mod operator;
+mod progress;
 mod snapshot;
 mod watch;
 mod services;
@@ -51,6 +53,8 @@ pub(crate) struct Io<'a> {
     pub(crate) env: &'a dyn Fn(&str) -> Option<String>,
     pub(crate) out: &'a mut dyn Write,
     pub(crate) err: &'a mut dyn Write,
+    /// Whether progress bars may be drawn: stderr is a terminal (`progress`).
+    pub(crate) progress: bool,
 }
 
 impl Io<'_> {
@@ -107,23 +111,26 @@ pub fn run(argv: Vec<String>) -> ExitCode {
     }
     let env = |k: &str| std::env::var(k).ok();
     let (stdout, stderr) = (std::io::stdout(), std::io::stderr());
-    run_with(&argv, &env, &mut stdout.lock(), &mut stderr.lock())
+    let progress = std::io::IsTerminal::is_terminal(&stderr);
+    let (mut out, mut err) = (stdout.lock(), stderr.lock());
+    dispatch(&argv, Io { env: &env, out: &mut out, err: &mut err, progress })
 }
 
 /// [`run`] with the environment and output streams injected (for tests).
 /// `argv[0]` is the program name and is ignored.
+#[cfg(test)]
 pub(crate) fn run_with(
     argv: &[String],
     env: &dyn Fn(&str) -> Option<String>,
     stdout: &mut dyn Write,
     stderr: &mut dyn Write,
 ) -> ExitCode {
+    dispatch(argv, Io { env, out: stdout, err: stderr, progress: false })
+}
+
+/// Runs the verb `argv` names against `io`.
+fn dispatch(argv: &[String], mut io: Io<'_>) -> ExitCode {
     let args = argv.get(1..).unwrap_or_default();
-    let mut io = Io {
-        env,
-        out: stdout,
-        err: stderr,
-    };
     let Some((verb, rest)) = args.split_first() else {
         return finish(&mut io, fail(USAGE));
     };
@@ -169,7 +176,13 @@ pub(crate) fn run_with(
             Some("transfer-leader") => operator::transfer_leader(&rest[2..], &mut io),
             _ => fail("usage: cairn operator raft list-peers|remove-peer|transfer-leader"),
         },
-        ("operator", _) => fail("usage: cairn operator raft list-peers|remove-peer|transfer-leader"),
+        ("operator", Some("autopilot")) => match rest.get(1).map(String::as_str) {
+            Some("get-config") => autopilot::get_config(&rest[2..], &mut io),
+            Some("set-config") => autopilot::set_config(&rest[2..], &mut io),
+            Some("state") => autopilot::state(&rest[2..], &mut io),
+            _ => fail("usage: cairn operator autopilot get-config|set-config|state"),
+        },
+        ("operator", _) => fail("usage: cairn operator raft list-peers|remove-peer|transfer-leader | cairn operator autopilot get-config|set-config|state"),
         ("snapshot", Some("save")) => snapshot::save(&rest[1..], &mut io),
         ("snapshot", Some("restore")) => snapshot::restore(&rest[1..], &mut io),
         ("snapshot", Some("inspect")) => snapshot::inspect(&rest[1..], &mut io),
@@ -325,7 +338,7 @@ pub(crate) fn normalize_go_flags(args: &[String], is_boolean: &dyn Fn(&str) -> b
 }
 
 /// Go's `strconv.ParseBool`, which is what `-flag=value` accepts for booleans.
-fn parse_go_bool(v: &str) -> Option<bool> {
+pub(crate) fn parse_go_bool(v: &str) -> Option<bool> {
     match v {
         "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
         "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
@@ -350,7 +363,8 @@ Available commands are:
     keyring        Manages gossip layer encryption keys
     reload         Triggers the agent to reload its configuration files
     rtt            Estimates network round trip time between nodes
-    operator       Cluster operations (raft list-peers, remove-peer, transfer-leader)
+    operator       Cluster operations (raft list-peers, remove-peer, transfer-leader;
+                   autopilot get-config, set-config, state)
     snapshot       Saves, restores and inspects snapshots of the state
     watch          Runs a blocking query in a loop and prints or handles each change
     lock           Runs a command while holding a lock (or a semaphore slot with -n)

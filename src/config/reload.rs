@@ -53,7 +53,7 @@ pub fn restart_required_changes(running: &RuntimeConfig, reloaded: &RuntimeConfi
         ("default_query_time", a.default_query_time_s != b.default_query_time_s),
         ("max_query_time", a.max_query_time_s != b.max_query_time_s),
         ("dns_config", a.dns != b.dns),
-        ("session_ttl_min", a.session_ttl_min_s != b.session_ttl_min_s),
+        ("session_ttl_min", a.session_ttl_min_ms != b.session_ttl_min_ms),
         ("kv_history_versions", a.kv_history_versions != b.kv_history_versions),
         ("kv_tombstone_ttl", a.kv_tombstone_ttl_ms != b.kv_tombstone_ttl_ms),
         ("check_output_max_size", a.check_output_max_size_bytes != b.check_output_max_size_bytes),

@@ -73,7 +73,9 @@ pub struct RuntimeConfig {
     pub default_query_time_s: u64,
     pub max_query_time_s: u64,
     pub dns: DnsOptions,
-    pub session_ttl_min_s: u64,
+    /// The shortest session TTL `session/create` accepts (Consul's `session_ttl_min`), kept to
+    /// the millisecond so "500ms" is not rounded to a second.
+    pub session_ttl_min_ms: u64,
     /// Versions of each KV key kept for `?history` (a replicated setting: the leader's wins).
     /// The catalog bounds it (`catalog::kv::KV_HISTORY_VERSIONS_MAX`).
     pub kv_history_versions: u32,
@@ -476,7 +478,7 @@ impl RuntimeConfig {
             default_query_time_s: seconds_or(raw.default_query_time, 300),
             max_query_time_s: seconds_or(raw.max_query_time, 600),
             dns: DnsOptions::build(raw.dns_config.unwrap_or_default(), &recursors)?,
-            session_ttl_min_s: seconds_or(raw.session_ttl_min, 10),
+            session_ttl_min_ms: raw.session_ttl_min.map_or(10_000, |d| u64::try_from(d.0.as_millis()).unwrap_or(u64::MAX)),
             // Opt-in: each archived version costs a row write on every server (about 15% of
             // write throughput at 64 clients, BENCHMARKS.md), which Consul users do not expect.
             kv_history_versions: raw.kv_history_versions.unwrap_or(1),

@@ -91,7 +91,7 @@ fn defaults_match_consul() {
     assert_eq!(limits.http_max_conns_per_client, 200);
     assert_eq!(config.default_query_time_s, 300);
     assert_eq!(config.max_query_time_s, 600);
-    assert_eq!(config.session_ttl_min_s, 10);
+    assert_eq!(config.session_ttl_min_ms, 10_000);
     assert_eq!(config.check_output_max_size_bytes, 4096);
     assert_eq!(config.check_update_interval_ms, 300_000);
     assert!(config.dns.allow_stale && !config.dns.only_passing);
@@ -311,8 +311,8 @@ node_id = "ADF4238A-882B-9DDC-4A9D-5B6758E4159E"
     let config = loaded.config;
     assert_eq!(config.log_level, LogLevel::Warn);
     assert_eq!(
-        (config.session_ttl_min_s, config.default_query_time_s),
-        (1, 90)
+        (config.session_ttl_min_ms, config.default_query_time_s),
+        (500, 90)
     );
     assert_eq!(config.dns.node_ttl_s, 15);
     let service_ttls: Vec<(&str, u32)> = config.dns.service_ttls_s.iter().map(|(k, v)| (k.as_str(), *v)).collect();

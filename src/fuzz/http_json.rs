@@ -125,7 +125,7 @@ fn decode(family: &str, body: &[u8], base: &Catalog) -> Result<Decoded, ApiError
         "agent check" => Ok(Decoded::Local(local_state(None, vec![check_definition(&fields()?, None, String::new())?]))),
         "catalog register" => Ok(Decoded::Write(Command::Register(crate::http::catalog::decode_registration(&fields()?, "dc1")?))),
         "txn" => Ok(Decoded::Write(Command::TxnOps { ops: crate::http::txn::decode_ops(body, "dc1")? })),
-        "session" => Ok(Decoded::Write(crate::http::session::decode_session(body, "0f1e2d3c-0000-4000-8000-000000000001".into(), "node-1", 10)?.into_command())),
+        "session" => Ok(Decoded::Write(crate::http::session::decode_session(body, "0f1e2d3c-0000-4000-8000-000000000001".into(), "node-1", std::time::Duration::from_secs(10))?.into_command())),
         "coordinate" => {
             let update: CoordinateUpdate = crate::http::coordinate::decode_update(&fields()?)?;
             Ok(Decoded::Write(Command::CoordinateBatchUpdate(vec![update])))

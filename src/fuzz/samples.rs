@@ -206,6 +206,18 @@ pub(crate) fn commands() -> Vec<Command> {
         Command::KvReapTombstones { up_to_index: 5 },
         Command::At { now_ms: 1_700_000_004_000, command: Box::new(Command::DeregisterNode { node: "node-9".into() }) },
     ]);
+    // Later samples go here, at the end: the golden bytes (`src/golden`) pin the indexes the
+    // samples above are applied at.
+    commands.push(Command::SetAutopilotConfig {
+        settings: crate::catalog::model::AutopilotSettings {
+            cleanup_dead_servers: true,
+            last_contact_threshold_ns: 200_000_000,
+            max_trailing_logs: 250,
+            min_quorum: 0,
+            server_stabilization_time_ns: 10_000_000_000,
+        },
+        cas_index: Some(0),
+    });
     commands
 }
 

@@ -9,6 +9,11 @@
 //!
 //! A snapshot is checksummed, so each input is also tried with its CRC-32 recomputed: a
 //! forger computes it too.
+//!
+//! `archive` fuzzes `raft::archive::open`, the reader of Consul's snapshot archive that every
+//! `PUT /v1/snapshot` body goes through first: each input is tried as it is and as the tar
+//! inside a gzip stream (so mutations reach the tar, JSON and checksum parsing, not only
+//! gzip's CRC), and may never make it hold more than the unpack limits allow.
 
 use crate::catalog::{Catalog, Command};
 use crate::fuzz::command::apply_and_check;
@@ -98,6 +103,47 @@ fn restore() {
                     let _ = apply_and_check(&installed, index + 1, &command);
                 }
                 verdict = Verdict::Accepted;
+            }
+            verdict
+        }
+    });
+}
+
+/// The tar inside an archive (what `archive` mutates besides whole gzip streams).
+fn tar_of(archive: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut tar = Vec::new();
+    flate2::read::GzDecoder::new(archive).read_to_end(&mut tar).expect("an archive we wrote unpacks");
+    tar
+}
+
+fn gzipped(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(bytes).expect("gzip into memory");
+    encoder.finish().expect("gzip into memory")
+}
+
+/// Snapshot archives: unpacked and verified within their limits, or refused.
+#[test]
+fn archive() {
+    let (catalog, _) = samples::catalog();
+    let rows = samples::rows(&catalog);
+    let state = encode(&header(rows.len()), &rows);
+    let archive = crate::raft::archive::write(&header(rows.len()), &state, 1_700_000_000);
+    let seeds = vec![tar_of(&archive), archive];
+    let dictionary = [&b"meta.json"[..], b"state.bin", b"SHA256SUMS", b"ustar", b"CAIRNSNAP"].iter().map(|t| t.to_vec()).collect();
+    // What one restore may hold: the body, the unpacked state and a copy of its rows.
+    let alloc_bytes_max = 4 * crate::raft::archive::SNAPSHOT_UNPACKED_BYTES_MAX;
+    let target = Target { name: "snapshot::archive", seeds, dictionary, input_bytes_max: SNAPSHOT_INPUT_BYTES_MAX, alloc_bytes_max };
+    fuzz(target, || {
+        move |input: &[u8]| {
+            let mut verdict = Verdict::Refused;
+            for bytes in [input.to_vec(), gzipped(input)] {
+                if let Ok(opened) = crate::raft::archive::open(&bytes) {
+                    assert_eq!(opened.rows.len() as u64, opened.header.row_count, "an opened snapshot holds what its header says");
+                    verdict = Verdict::Accepted;
+                }
             }
             verdict
         }

@@ -14,7 +14,7 @@ use crate::fuzz::samples;
 use crate::golden::{Case, assert_every_variant, case, check, plain, tag_of};
 
 /// How many kinds of row the catalog persists (the variants of `RowKey`).
-const ROW_KINDS: usize = 23;
+const ROW_KINDS: usize = 24;
 
 const HEADER: &str = "Golden bytes of cairn's replicated commands, outcomes and catalog rows (src/golden).
 A compatibility promise: never edit or delete a line; see docs/formats.md.";
@@ -47,9 +47,54 @@ fn prepared_query_ops() -> Vec<PreparedQueryOp> {
     vec![PreparedQueryOp::Set { query, create: true }, PreparedQueryOp::Delete { id: "00000000-2222-3333-4444-555555555555".into() }]
 }
 
-/// One of every command: the fuzzer's samples, the variants they lack, and a restore.
+/// How many of the fuzzer's samples the golden cases are built from. Samples the fuzzer adds
+/// later are left out (they would move the indexes the pinned rows were written at): a new
+/// variant gets its golden case in [`later_commands`].
+const FUZZ_SAMPLES_PINNED: usize = 27;
+
+fn pinned_samples() -> Vec<Command> {
+    let samples = samples::commands();
+    assert!(samples.len() >= FUZZ_SAMPLES_PINNED, "the fuzzer's samples shrank: the golden cases are built from them");
+    samples.into_iter().take(FUZZ_SAMPLES_PINNED).collect()
+}
+
+/// The catalog the pinned samples leave behind, then replaced by a restore of its own rows
+/// (what `samples::catalog` did when the golden cases were written), and the next index.
+pub(crate) fn samples_catalog() -> (Catalog, u64) {
+    let mut catalog = Catalog::new();
+    let mut index = 1;
+    for command in pinned_samples() {
+        apply(&mut catalog, index, &command, &mut ChangeSet::new());
+        index += 1;
+    }
+    let rows = samples::rows(&catalog);
+    assert_eq!(apply(&mut catalog, index, &Command::Restore { rows }, &mut ChangeSet::new()), Outcome::Done);
+    (catalog, index + 1)
+}
+
+/// Commands appended after the golden files were first written, in the order they came.
+fn later_commands() -> Vec<Command> {
+    let settings = crate::catalog::model::AutopilotSettings {
+        cleanup_dead_servers: true,
+        last_contact_threshold_ns: 200_000_000,
+        max_trailing_logs: 250,
+        min_quorum: 0,
+        server_stabilization_time_ns: 10_000_000_000,
+    };
+    vec![Command::SetAutopilotConfig { settings, cas_index: Some(0) }]
+}
+
+/// One of every command: the fuzzer's samples, the variants they lack, a restore, and the
+/// variants added since.
 fn commands() -> Vec<Command> {
-    let mut commands = samples::commands();
+    let mut commands = first_commands();
+    commands.extend(later_commands());
+    commands
+}
+
+/// The commands the golden files were first written with.
+fn first_commands() -> Vec<Command> {
+    let mut commands = pinned_samples();
     commands.extend(prepared_query_ops().into_iter().map(Command::PreparedQuery));
     commands.push(exact_session());
     // What the samples only send wrapped in `At` or `Batch`, unwrapped.
@@ -70,7 +115,7 @@ fn commands() -> Vec<Command> {
         ]
         .map(Command::Acl),
     );
-    let (catalog, _) = samples::catalog();
+    let (catalog, _) = samples_catalog();
     let mut rows = samples::rows(&catalog);
     rows.truncate(3);
     commands.push(Command::Restore { rows });
@@ -143,7 +188,7 @@ fn every_command_variant_is_pinned() {
 fn outcomes() -> Vec<Outcome> {
     let mut catalog = Catalog::new();
     let mut outcomes = Vec::new();
-    for (index, command) in (1..).zip(commands()) {
+    for (index, command) in (1..).zip(first_commands()) {
         outcomes.push(apply(&mut catalog, index, &command, &mut ChangeSet::new()));
     }
     let error = TxnError { op_index: 1, what: "key \"app/x\" doesn't exist".into() };
@@ -153,6 +198,9 @@ fn outcomes() -> Vec<Outcome> {
     outcomes.push(Outcome::Rejected("Missing node registration for \"node-9\"".into()));
     let lock = TxnKvOp { verb: TxnKvVerb::Get, key: "app/config".into(), value: Vec::new(), flags: 0, index: 0, session: String::new() };
     outcomes.push(apply(&mut catalog, 1_000, &Command::Txn { ops: vec![lock] }, &mut ChangeSet::new()));
+    for (index, command) in (2_000..).zip(later_commands()) {
+        outcomes.push(apply(&mut catalog, index, &command, &mut ChangeSet::new()));
+    }
     outcomes
 }
 
@@ -172,7 +220,7 @@ fn every_outcome_variant_is_pinned() {
 
 /// The sample catalog, with the rows the fuzzer's samples leave out.
 fn sample_catalog() -> Catalog {
-    let (mut catalog, mut index) = samples::catalog();
+    let (mut catalog, mut index) = samples_catalog();
     // A session that ends holding a lock leaves a lock delay behind.
     let holder = "9e0c1d2e-0000-4000-8000-00000000d1a7";
     let Command::SessionCreateExact { mut request, .. } = exact_session() else { unreachable!("exact_session is a session") };
@@ -182,7 +230,7 @@ fn sample_catalog() -> Catalog {
         Command::KvLock { key: "app/held".into(), value: Vec::new(), flags: 0, session: holder.into(), now_ms: 1_700_000_005_000 },
         Command::SessionDestroy { session: holder.into(), now_ms: 1_700_000_006_000 },
     ];
-    let extra = prepared_query_ops().into_iter().take(1).map(Command::PreparedQuery).chain([exact_session()]).chain(locked);
+    let extra = prepared_query_ops().into_iter().take(1).map(Command::PreparedQuery).chain([exact_session()]).chain(locked).chain(later_commands());
     for command in extra {
         let outcome = apply(&mut catalog, index, &command, &mut ChangeSet::new());
         assert!(!matches!(outcome, Outcome::Rejected(_)), "{command:?}: {outcome:?}");

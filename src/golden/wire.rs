@@ -124,7 +124,7 @@ fn every_server_port_message_is_pinned() {
         let name = format!("read.request.{}", format!("{read:?}").split([' ', '{']).next().unwrap_or_default());
         cases.push(rpc_case(&name, 1, read));
     }
-    let (catalog, _) = samples::catalog();
+    let (catalog, _) = crate::golden::catalog::samples_catalog();
     cases.push(rpc_case("read.answer", 1, ViewRows { index: 7, rows: samples::rows(&catalog).into_iter().take(2).collect() }));
     check("server-port", HEADER, cases);
 }

@@ -63,6 +63,8 @@ pub(super) async fn agent_self(State(state): State<AppState>, authz: Authz, Quer
             "Revision": "cairn",
             "Version": CONSUL_COMPAT_VERSION,
             "BuildDate": "",
+            // Consul 0.x's whole config carried this as a `time.Duration`: nanoseconds.
+            "SessionTTLMin": config.session_ttl_min_ms.saturating_mul(1_000_000),
         },
         "DebugConfig": {
             "Bootstrap": config.bootstrap,
@@ -70,6 +72,8 @@ pub(super) async fn agent_self(State(state): State<AppState>, authz: Authz, Quer
             "DevMode": config.dev,
             "EnableScriptChecks": config.enable_script_checks,
             "ServerMode": config.server,
+            // Consul 1.x's sanitized runtime config prints durations as Go does.
+            "SessionTTLMin": crate::checks::go_duration_text(std::time::Duration::from_millis(config.session_ttl_min_ms)),
         },
         "Coord": crate::http::coordinate::own_coord_json(agent),
         "Member": own_member(&state).map(|m| member_json(&m, m.name.clone())).unwrap_or(Value::Null),

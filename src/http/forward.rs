@@ -36,8 +36,21 @@ use crate::rpc::client::Relayed;
 pub(crate) const FORWARDED_HEADER: &str = "x-cairn-forwarded";
 const HOP_FROM_SERVER: &str = "1";
 const HOP_FROM_CLIENT: &str = "client";
-/// Read endpoints answered by the leader unless `?stale`.
-const LEADER_READ_PREFIXES: [&str; 7] = ["/v1/catalog/", "/v1/health/", "/v1/kv", "/v1/session/", "/v1/config/", "/v1/coordinate/", "/v1/query"];
+/// Read endpoints answered by the leader unless `?stale`. A snapshot is the leader's (Consul:
+/// "taken on the leader unless ?stale"), and autopilot's health, state and configuration and
+/// the usage counts are the leader's view too.
+const LEADER_READ_PREFIXES: [&str; 10] = [
+    "/v1/catalog/",
+    "/v1/health/",
+    "/v1/kv",
+    "/v1/session/",
+    "/v1/config/",
+    "/v1/coordinate/",
+    "/v1/query",
+    "/v1/snapshot",
+    "/v1/operator/autopilot/",
+    "/v1/operator/usage",
+];
 /// How long a forwarded request may take beyond its own blocking wait.
 const FORWARD_MARGIN_S: u64 = 30;
 /// Largest response relayed from the leader.

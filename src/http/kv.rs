@@ -49,9 +49,14 @@ fn not_found(meta: &QueryMeta) -> Response {
 pub(super) async fn get(State(state): State<AppState>, authz: Authz, path: Option<Path<String>>, Query(params): Query<Params>) -> Result<Response, ApiError> {
     let key = key_of(path);
     validate_key(&key)?;
+    let listing = params.contains_key("keys") || params.contains_key("recurse");
+    // Consul's KVSGet: only a listing may leave out the key, and this is answered at once, so
+    // a watcher asking for nothing is not parked for its whole wait.
+    if key.is_empty() && !listing {
+        return Err(ApiError::BadRequest("Missing key name".into()));
+    }
     let options = read_options(&state, &params, &authz)?;
     let pretty = options.pretty;
-    let listing = params.contains_key("keys") || params.contains_key("recurse");
     if listing && state.agent.config().acl_enable_key_list_policy {
         authz.require(authz.authorizer().key_list(&key), "key:list", Some(&key))?;
     } else if !listing {

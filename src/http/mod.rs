@@ -12,6 +12,7 @@ mod agent;
 mod agent_acl;
 mod agent_metrics;
 mod agent_stats;
+mod autopilot;
 pub mod authz;
 mod body_deadline;
 pub(crate) mod catalog;
@@ -157,7 +158,10 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/v1/operator/raft/configuration", get(operator::raft_configuration))
         .route("/v1/operator/raft/peer", axum::routing::delete(operator::remove_peer))
         .route("/v1/operator/raft/transfer-leader", axum::routing::post(operator::transfer_leader))
-        .route("/v1/operator/autopilot/health", get(operator::autopilot_health))
+        .route("/v1/operator/autopilot/health", get(autopilot::health))
+        .route("/v1/operator/autopilot/state", get(autopilot::autopilot_state))
+        .route("/v1/operator/autopilot/configuration", get(autopilot::get_configuration).put(autopilot::set_configuration))
+        .route("/v1/operator/usage", get(operator::usage))
         .route("/v1/operator/keyring", get(keyring::list).post(keyring::install).put(keyring::use_key).delete(keyring::remove))
         // snapshot
         .route(

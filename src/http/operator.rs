@@ -1,6 +1,7 @@
-//! `/v1/operator/*`: the Raft configuration, removing a peer, and autopilot health.
+//! `/v1/operator/*`: the Raft configuration, removing a peer, leadership transfer, and the
+//! usage counts (autopilot is `autopilot`, the keyring `keyring`).
 
-use std::time::Duration;
+use std::collections::BTreeMap;
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -10,7 +11,8 @@ use serde_json::{Value, json};
 use crate::http::AppState;
 use crate::http::authz::Authz;
 use crate::http::error::ApiError;
-use crate::http::query::{Params, check_datacenter, json_body};
+use crate::http::query::{Params, blocking_read, check_datacenter, json_body, read_options, set_meta_headers};
+use crate::watch::{Table, Topic};
 
 fn json_ok(value: &Value, params: &Params, status: StatusCode) -> Response {
     (status, [("content-type", "application/json")], json_body(value, params.contains_key("pretty"))).into_response()
@@ -52,7 +54,9 @@ pub(super) async fn raft_configuration(State(state): State<AppState>, authz: Aut
             servers.push(server);
         }
     }
-    Ok(json_ok(&json!({"Servers": servers, "Index": status.applied_index}), &params, StatusCode::OK))
+    // Consul 1.20-1.22 answer `"Index": 0` here; the applied index is in this server's own
+    // `Raft` object above.
+    Ok(json_ok(&json!({"Servers": servers, "Index": 0}), &params, StatusCode::OK))
 }
 
 pub(super) async fn remove_peer(State(state): State<AppState>, authz: Authz, Query(params): Query<Params>) -> Result<Response, ApiError> {
@@ -107,46 +111,55 @@ pub(super) async fn transfer_leader(State(state): State<AppState>, authz: Authz,
     Ok(json_ok(&json!({"Success": true}), &params, StatusCode::OK))
 }
 
-pub(super) async fn autopilot_health(State(state): State<AppState>, authz: Authz, Query(params): Query<Params>) -> Result<Response, ApiError> {
+/// The service kinds Consul counts in `ConnectServiceInstances`.
+const CONNECT_KINDS: [&str; 6] = ["api-gateway", "connect-native", "connect-proxy", "ingress-gateway", "mesh-gateway", "terminating-gateway"];
+
+/// `GET /v1/operator/usage[?global]`: Consul's usage counts for this datacenter (the only one,
+/// so `?global` answers the same), a blocking read on the nodes and services tables.
+pub(super) async fn usage(State(state): State<AppState>, authz: Authz, Query(params): Query<Params>) -> Result<Response, ApiError> {
     authz.require(authz.authorizer().operator_read(), "operator:read", None)?;
-    check_datacenter(&state, &params)?;
-    let raft = state.agent.raft().ok_or_else(|| ApiError::Internal("this agent is not a server".into()))?;
-    let status = raft.status();
-    let settings = state.agent.config().autopilot;
-    let progress = raft.replication_progress();
-    let leader = status.leader.as_ref().map(|(id, _)| *id);
-    let mut servers = Vec::new();
-    let mut healthy_voters = 0usize;
-    for (voter, members) in [(true, &status.voters), (false, &status.learners)] {
-        for (id, node) in members {
-            let last_index = match (&progress, leader == Some(*id)) {
-                (_, true) => status.last_log_index,
-                (Some(progress), false) => progress.get(id).copied().unwrap_or(0),
-                (None, false) => 0,
-            };
-            let healthy = progress.is_none() || last_index + settings.max_trailing_logs >= status.last_log_index;
-            if voter && healthy {
-                healthy_voters += 1;
+    let options = read_options(&state, &params, &authz)?;
+    let topics = vec![Topic::Table(Table::Nodes), Topic::Table(Table::Services)];
+    let (meta, usage) = blocking_read(&state, &options, topics, |catalog| {
+        let indexes = catalog.indexes();
+        let mut connect: BTreeMap<&str, u64> = CONNECT_KINDS.iter().map(|kind| (*kind, 0)).collect();
+        let (mut instances, mut billable) = (0u64, 0u64);
+        for service in catalog.services() {
+            instances += 1;
+            let native = service.opaque_json.get("Connect").is_some_and(|text| {
+                serde_json::from_str::<Value>(text).ok().and_then(|v| v.get("Native").and_then(Value::as_bool)).unwrap_or(false)
+            });
+            let kind = if native { "connect-native" } else { service.kind.as_str() };
+            if let Some(count) = connect.get_mut(kind) {
+                *count += 1;
             }
-            servers.push(json!({
-                "ID": raft_id(*id),
-                "Name": node.name,
-                "Address": node.raft_addr,
-                "SerfStatus": "alive",
-                "Version": crate::agent::members::CONSUL_COMPAT_VERSION,
-                "Leader": leader == Some(*id),
-                "LastContact": if leader == Some(*id) { "0s".to_string() } else { format!("{:?}", Duration::from_millis(status.millis_since_quorum_ack.unwrap_or(0))) },
-                "LastTerm": status.term,
-                "LastIndex": last_index,
-                "Healthy": healthy,
-                "Voter": voter,
-                "StableSince": "",
-            }));
+            // Consul's billable instances: typical services (connect-native included), not `consul`.
+            if service.kind.is_empty() && service.name != "consul" {
+                billable += 1;
+            }
         }
-    }
-    let quorum = status.voters.len() / 2 + 1;
-    let failure_tolerance = healthy_voters.saturating_sub(quorum);
-    let healthy = leader.is_some() && healthy_voters >= quorum;
-    let body = json!({"Healthy": healthy, "FailureTolerance": failure_tolerance, "Servers": servers});
-    Ok(json_ok(&body, &params, if healthy { StatusCode::OK } else { StatusCode::TOO_MANY_REQUESTS }))
+        let usage = json!({
+            "Nodes": catalog.nodes().count(),
+            "Services": catalog.service_names().len(),
+            "ServiceInstances": instances,
+            "ConnectServiceInstances": connect,
+            "BillableServiceInstances": billable,
+        });
+        (indexes.nodes.max(indexes.services), usage)
+    })
+    .await?;
+    let datacenter = state.agent.identity().datacenter.clone();
+    let body = json!({
+        "Usage": {datacenter: usage},
+        "Index": meta.index.max(1),
+        "LastContact": meta.last_contact_ms,
+        "KnownLeader": meta.known_leader,
+        "ConsistencyLevel": meta.consistency.as_str(),
+        "NotModified": false,
+        "Backend": 0,
+        "ResultsFilteredByACLs": false,
+    });
+    let mut response = json_ok(&body, &params, StatusCode::OK);
+    set_meta_headers(response.headers_mut(), &meta);
+    Ok(response)
 }

@@ -1,7 +1,14 @@
 //! `/v1/session/*`: sessions, the owners of KV locks.
 //!
-//! TTL expiry (enforced by the leader) arrives with the sessions issue; sessions here are
-//! created, listed, renewed and destroyed, and destroying one releases or deletes its locks.
+//! Sessions are created, listed, renewed and destroyed; destroying one releases or deletes its
+//! locks, and the leader ends a TTL session that is not renewed (`agent::leader`).
+//!
+//! A TTL outside `[session_ttl_min, 24h]` is refused with Consul's 500 `Invalid Session TTL
+//! '<nanoseconds>', must be between [<min>=24h0m0s]`. The TTL is kept to the millisecond
+//! (`Command::SessionCreateExact`, format 2), so `12.5s` stays `12.5s`; while a server of an
+//! older release remains, `Agent::write` proposes the format 1 command, rounded up to `13s`.
+
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -10,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::agent::new_uuid;
+use crate::checks::go_duration_text;
 use crate::catalog::command::{Command, SessionRequest};
 use crate::catalog::model::SessionBehavior;
 use crate::catalog::{Catalog, Outcome};
@@ -21,8 +29,8 @@ use crate::http::dto::SessionOut;
 use crate::http::error::ApiError;
 use crate::http::query::{Params, blocking_read, check_datacenter, json_body, read_options};
 
-/// Consul's upper bound on a session TTL.
-pub(crate) const SESSION_TTL_S_MAX: u64 = 86_400;
+/// Consul's upper bound on a session TTL (`structs.SessionTTLMax`).
+pub(crate) const SESSION_TTL_MAX: Duration = Duration::from_secs(86_400);
 /// Consul's default lock delay.
 const LOCK_DELAY_MS_DEFAULT: u64 = 15_000;
 
@@ -33,7 +41,7 @@ fn sessions_index(catalog: &Catalog) -> u64 {
 pub(super) async fn create(State(state): State<AppState>, authz: Authz, Query(params): Query<Params>, body: Bytes) -> Result<Response, ApiError> {
     check_datacenter(&state, &params)?;
     let id = new_uuid();
-    let session = decode_session(&body, id.clone(), &state.agent.identity().node_name, state.agent.config().session_ttl_min_s)?;
+    let session = decode_session(&body, id.clone(), &state.agent.identity().node_name, Duration::from_millis(state.agent.config().session_ttl_min_ms))?;
     authz.require(authz.authorizer().session_write(&session.request.node), "session:write", Some(&session.request.node))?;
     // The exact TTL needs format 2: `Agent::write` rounds it up while an older server remains.
     let (_, outcome) = state.agent.write(session.into_command()).await?;
@@ -44,8 +52,8 @@ pub(super) async fn create(State(state): State<AppState>, authz: Authz, Query(pa
 }
 
 /// The body of `PUT /v1/session/create` (empty: every default), as the session `id`, with
-/// `own_node` as the default node and `ttl_min_s` as the shortest TTL. Pure.
-pub(crate) fn decode_session(body: &[u8], id: String, own_node: &str, ttl_min_s: u64) -> Result<NewSession, ApiError> {
+/// `own_node` as the default node and `ttl_min` as the shortest TTL. Pure.
+pub(crate) fn decode_session(body: &[u8], id: String, own_node: &str, ttl_min: Duration) -> Result<NewSession, ApiError> {
     let fields = if body.iter().all(u8::is_ascii_whitespace) { Fields::parse(b"{}")? } else { Fields::parse(body)? };
     let node = match fields.name(&["Node"])? {
         node if node.is_empty() => own_node.to_string(),
@@ -70,21 +78,7 @@ pub(crate) fn decode_session(body: &[u8], id: String, own_node: &str, ttl_min_s:
         "delete" => SessionBehavior::Delete,
         other => return Err(ApiError::BadRequest(format!("Invalid Behavior setting '{other}'"))),
     };
-    let ttl_ms = match fields.duration(&["TTL"])? {
-        None => 0,
-        Some(ttl) => {
-            let min = ttl_min_s;
-            let secs = ttl.as_secs_f64();
-            if secs != 0.0 && (secs < min as f64 || secs > SESSION_TTL_S_MAX as f64) {
-                return Err(ApiError::BadRequest(format!(
-                    "Invalid Session TTL '{}', must be between [{min}s={SESSION_TTL_S_MAX}s]",
-                    fields.string(&["TTL"]).unwrap_or_default()
-                )));
-            }
-            // Kept to the millisecond (a lock must not outlive its holder's own TTL).
-            (secs * 1000.0).ceil() as u64
-        }
-    };
+    let ttl_ms = session_ttl_ms(&fields, ttl_min)?;
     let lock_delay_ms = match fields.duration(&["LockDelay"])? {
         None => LOCK_DELAY_MS_DEFAULT,
         // Consul reads a bare number below one second as seconds.
@@ -109,6 +103,26 @@ impl NewSession {
     pub(crate) fn into_command(self) -> Command {
         Command::SessionCreateExact { request: self.request, ttl_ms: self.ttl_ms }
     }
+}
+
+/// The session's TTL in whole seconds (0: none), checked as Consul's `Session.Apply` does:
+/// a TTL that does not parse or lies outside `[ttl_min, SESSION_TTL_MAX]` is a 500 with
+/// Consul's words. A fractional second is rounded up (see the module docs).
+/// The TTL in milliseconds (0: none), rounded up to the next millisecond.
+fn session_ttl_ms(fields: &Fields, ttl_min: Duration) -> Result<u64, ApiError> {
+    let ttl = match fields.get(&["TTL"]) {
+        None | Some(serde_json::Value::Null) => return Ok(0),
+        Some(serde_json::Value::String(text)) if text.is_empty() => return Ok(0),
+        Some(serde_json::Value::String(text)) => crate::config::parse_go_duration(text)
+            .map_err(|_| ApiError::Internal(format!("Session TTL '{text}' invalid: time: invalid duration \"{text}\"")))?,
+        // Consul's `TTL` is a string: anything else fails to decode.
+        Some(_) => return Err(ApiError::BadRequest("Request decode failed: field \"TTL\" must be a duration such as \"10s\"".into())),
+    };
+    if !ttl.is_zero() && (ttl < ttl_min || ttl > SESSION_TTL_MAX) {
+        let (min, max) = (go_duration_text(ttl_min), go_duration_text(SESSION_TTL_MAX));
+        return Err(ApiError::Internal(format!("Invalid Session TTL '{}', must be between [{min}={max}]", ttl.as_nanos())));
+    }
+    Ok(ttl.as_nanos().div_ceil(1_000_000) as u64)
 }
 
 pub(super) async fn destroy(State(state): State<AppState>, authz: Authz, Path(id): Path<String>, Query(params): Query<Params>) -> Result<Response, ApiError> {

@@ -195,4 +195,13 @@ impl RaftServer {
             replication.iter().map(|(id, matched)| (*id, matched.map_or(0, |l| l.index))).collect()
         })
     }
+
+    /// On the leader: the index and term of the last entry each server holds in common with
+    /// the leader's log (`(0, 0)` before the first); `None` on other servers.
+    pub fn replication_matched(&self) -> Option<BTreeMap<NodeId, (u64, u64)>> {
+        let metrics = self.raft.metrics().borrow().clone();
+        metrics.replication.map(|replication| {
+            replication.iter().map(|(id, matched)| (*id, matched.map_or((0, 0), |l| (l.index, l.leader_id.term)))).collect()
+        })
+    }
 }

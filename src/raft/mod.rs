@@ -7,6 +7,7 @@
 //! [`CatalogView`], the in-memory catalog that applied entries update and blocking queries wait
 //! on. A single server is a one-voter cluster on the same code path.
 
+pub mod archive;
 pub mod bounds;
 pub mod cluster;
 pub mod disk_full;
@@ -221,6 +222,8 @@ pub struct RaftServer {
     snapshot_chunks: bounds::SnapshotChunks,
     /// Up while the storage waits for disk space: proposals are refused meanwhile.
     space: disk_full::DiskSpace,
+    /// When each peer last answered this server's Raft messages (see `network`).
+    contacts: Arc<network::PeerContacts>,
 }
 
 impl RaftServer {
@@ -241,12 +244,13 @@ impl RaftServer {
         .validate()
         .map_err(|e| RaftStartError::Config(e.to_string()))?;
         let space = disk_full::DiskSpace::default();
+        let contacts = Arc::new(network::PeerContacts::default());
         let state_machine = state_machine::StateMachine::open(store.clone(), view.clone(), settings.snapshot_dir.clone(), space.clone())
             .map_err(RaftStartError::StateMachine)?;
         let raft = Raft::new(
             settings.node_id,
             Arc::new(config),
-            network::Network::new(rpc.clone(), space.clone()),
+            network::Network::new(rpc.clone(), space.clone(), contacts.clone()),
             log_store::LogStore::new(store.clone(), space.clone()),
             state_machine,
         )
@@ -255,14 +259,14 @@ impl RaftServer {
         tokio::spawn(metrics_watch::watch(raft.metrics()));
         let reads = read_batch::ReadBatcher::start(raft.clone(), Duration::from_millis(settings.leader_wait_ms_max));
         let writes = write_batch::WriteBatcher::start(raft.clone());
-        Ok(Arc::new(RaftServer { raft, store, settings, view, rpc, reads, writes, snapshot_chunks: Default::default(), space }))
+        Ok(Arc::new(RaftServer { raft, store, settings, view, rpc, reads, writes, snapshot_chunks: Default::default(), space, contacts }))
     }
 
-    /// A point-in-time copy of the state machine, read from one consistent RocksDB view, in
-    /// the snapshot file format. Returns the bytes and the index they are current as of.
-    pub async fn export_snapshot(&self) -> Result<(Vec<u8>, u64), std::io::Error> {
+    /// A backup of the applied state as Consul's archive (`archive`), taken at `now_ms` (the
+    /// wall clock, for the snapshot's ID and the files' times), and the index it reflects.
+    pub async fn export_snapshot(&self, now_ms: u64) -> Result<(Vec<u8>, u64), std::io::Error> {
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || state_machine::export(&store)).await.map_err(std::io::Error::other)?
+        tokio::task::spawn_blocking(move || state_machine::export(&store, now_ms)).await.map_err(std::io::Error::other)?
     }
 
     pub fn faults(&self) -> &Faults {
@@ -344,6 +348,12 @@ impl RaftServer {
     }
 
     /// This server's view of the cluster.
+    /// How long ago `peer` last answered a Raft message from this server; `None` if it never
+    /// has. On the leader this is each follower's last contact (Consul's `LastContact`).
+    pub fn last_contact(&self, peer: NodeId) -> Option<Duration> {
+        self.contacts.since(peer)
+    }
+
     pub fn status(&self) -> RaftStatus {
         let metrics = self.raft.metrics().borrow().clone();
         let membership = metrics.membership_config.membership();

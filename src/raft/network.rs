@@ -5,12 +5,17 @@
 //! POST (`/raft/snapshot`) through the one `rpc::client::RpcClient`. Timeouts come from
 //! openraft's `RPCOption::hard_ttl`.
 //!
+//! Every answer a peer sends is noted in [`PeerContacts`]: the leader's view of when each
+//! follower was last in contact, which autopilot's health reads (`LastContactThreshold`).
+//!
 //! Incoming: [`RaftServer::handle_rpc`] decodes a message that `rpc::server` received as
 //! bytes, hands it to openraft, and encodes its `Result`, so a remote Raft error comes back
 //! typed. Decoding happens here, before openraft sees anything, and so do the checks of
 //! `bounds` (terms and indexes openraft can do arithmetic on), on requests and on answers.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
@@ -34,11 +39,32 @@ use crate::rpc::{RpcError, decode, encode, encode_as};
 pub struct Network {
     rpc: Arc<RpcClient>,
     space: DiskSpace,
+    contacts: Arc<PeerContacts>,
 }
 
 impl Network {
-    pub fn new(rpc: Arc<RpcClient>, space: DiskSpace) -> Network {
-        Network { rpc, space }
+    pub fn new(rpc: Arc<RpcClient>, space: DiskSpace, contacts: Arc<PeerContacts>) -> Network {
+        Network { rpc, space, contacts }
+    }
+}
+
+/// When each peer last answered one of this server's Raft messages. One entry per server of
+/// the membership that ever answered (bounded by the membership's size).
+#[derive(Default)]
+pub struct PeerContacts {
+    /// Written by the peer clients on every answer, read by autopilot's health; held only to
+    /// copy an `Instant`.
+    answered: Mutex<HashMap<NodeId, Instant>>,
+}
+
+impl PeerContacts {
+    fn record(&self, peer: NodeId) {
+        self.answered.lock().expect("peer contacts lock poisoned").insert(peer, Instant::now());
+    }
+
+    /// How long ago `peer` last answered; `None` if it never has.
+    pub fn since(&self, peer: NodeId) -> Option<Duration> {
+        self.answered.lock().expect("peer contacts lock poisoned").get(&peer).map(Instant::elapsed)
     }
 }
 
@@ -51,6 +77,7 @@ pub struct PeerClient {
     rpc: Arc<RpcClient>,
     target: NodeId,
     target_addr: String,
+    contacts: Arc<PeerContacts>,
     /// The framed connection for AppendEntries and Vote, dialled on first use.
     framed: FramedConn,
 }
@@ -59,7 +86,14 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &ServerNode) -> PeerClient {
-        PeerClient { space: self.space.clone(), rpc: self.rpc.clone(), target, target_addr: node.raft_addr.clone(), framed: self.rpc.framed(&node.raft_addr) }
+        PeerClient {
+            space: self.space.clone(),
+            rpc: self.rpc.clone(),
+            target,
+            target_addr: node.raft_addr.clone(),
+            contacts: self.contacts.clone(),
+            framed: self.rpc.framed(&node.raft_addr),
+        }
     }
 }
 
@@ -87,6 +121,7 @@ impl PeerClient {
         E: std::error::Error + DeserializeOwned,
     {
         let result: Result<Resp, E> = decode(bytes).map_err(network_error)?;
+        self.contacts.record(self.target);
         let answer = result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))?;
         answer.check_bounds().map_err(|error| {
             tracing::warn!(target_node = self.target, %error, "refused a Raft answer from a peer");

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::raft::{NodeId, ServerNode};
 
-const MAGIC: &[u8; 9] = b"CAIRNSNAP";
+/// The first bytes of every cairn snapshot.
+pub(crate) const MAGIC: &[u8; 9] = b"CAIRNSNAP";
 const SNAPSHOT_FORMAT_V1: u8 = 1;
 /// A header larger than this is corrupt: it only holds ids and the membership.
 const SNAPSHOT_HEADER_BYTES_MAX: usize = 1 << 20;

@@ -99,11 +99,15 @@ fn read_durable(store: &Store) -> Result<DurableState, std::io::Error> {
 }
 
 /// Encodes the durable state machine as a snapshot file (consistent RocksDB view).
-pub(crate) fn export(store: &Store) -> Result<(Vec<u8>, u64), std::io::Error> {
+/// The durable state as Consul's snapshot archive, with Consul's snapshot ID
+/// (`term-index-milliseconds`), and the index it reflects.
+pub(crate) fn export(store: &Store, now_ms: u64) -> Result<(Vec<u8>, u64), std::io::Error> {
     let (rows, last_log_id, membership) = read_durable(store)?;
     let index = last_log_id.map_or(0, |l| l.index);
-    let header = SnapshotHeader { last_log_id, membership, snapshot_id: format!("export-{index}"), row_count: rows.len() as u64 };
-    Ok((snapshot::encode(&header, &rows), index))
+    let term = last_log_id.map_or(0, |l| l.leader_id.term);
+    let header = SnapshotHeader { last_log_id, membership, snapshot_id: format!("{term}-{index}-{now_ms}"), row_count: rows.len() as u64 };
+    let state = snapshot::encode(&header, &rows);
+    Ok((crate::raft::archive::write(&header, &state, now_ms / 1000), index))
 }
 
 /// Writes `bytes` to `path` atomically and durably (temp file, fsync, rename, fsync dir).

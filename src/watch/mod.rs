@@ -195,7 +195,8 @@ impl Watches {
                 | RowKey::AclBindingRule(_) => woken += registry.wake(&Topic::Table(Table::Acl), index),
                 RowKey::PreparedQuery(_) => woken += registry.wake(&Topic::Table(Table::PreparedQueries), index),
                 // History versions change only with their key's live row; tombstones, lock
-                // delays, settings and table indexes are not query results on their own.
+                // delays, settings and table indexes are not query results on their own; the
+                // autopilot configuration is read without blocking, as in Consul.
                 RowKey::KvVersion(..)
                 | RowKey::Tombstone(_)
                 | RowKey::LockDelay(_)
@@ -205,6 +206,7 @@ impl Watches {
                 | RowKey::CoordinatesIndex
                 | RowKey::PreparedQueriesIndex
                 | RowKey::AclIndexes
+                | RowKey::AutopilotConfig
                 | RowKey::Indexes => {}
             }
         }

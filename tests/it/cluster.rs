@@ -79,10 +79,16 @@ async fn three_servers_elect_one_leader_and_forward_writes() {
         })
         .count();
     assert_eq!(with_indexes, 3, "the leader knows every server's term and log index: {stdout}");
-    let health: serde_json::Value =
-        cluster.client.get(format!("{}/v1/operator/autopilot/health", cluster.servers[leader].http())).send().await.unwrap().json().await.unwrap();
-    assert_eq!(health["Healthy"], true);
-    assert_eq!(health["FailureTolerance"], 1);
+    // Autopilot's health needs every server to have answered the leader within 200 ms, which a
+    // loaded test machine may miss for a moment: it must hold within a few seconds.
+    let url = format!("{}/v1/operator/autopilot/health", cluster.servers[leader].http());
+    let healthy = crate::util::eventually(10_000, async || {
+        let Ok(response) = cluster.client.get(&url).send().await else { return false };
+        let health: serde_json::Value = response.json().await.unwrap_or_default();
+        health["Healthy"] == true && health["FailureTolerance"] == 1
+    })
+    .await;
+    assert!(healthy, "three healthy servers tolerate one failure");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

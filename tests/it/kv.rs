@@ -83,3 +83,22 @@ async fn sessions_lock_and_release_keys() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(agent.get_json("/v1/kv/cli/lock").await[0].get("Session"), None);
 }
+
+/// Consul's KVSGet: `GET /v1/kv/` names no key, so only a listing (`?recurse`, `?keys`) may
+/// leave it out; otherwise 400 `Missing key name` at once, even for a blocking read (it was a
+/// 404 that then parked a watcher for its whole wait).
+#[tokio::test]
+async fn a_read_without_a_key_is_a_400_unless_it_lists() {
+    let agent = TestAgent::start().await;
+    agent.put("/v1/kv/a", "1").await;
+    let started = std::time::Instant::now();
+    for path in ["/v1/kv/", "/v1/kv/?raw", "/v1/kv/?index=1000000&wait=30s"] {
+        let response = agent.get(path).await;
+        assert_eq!(response.status(), 400, "{path}");
+        assert_eq!(response.text().await.unwrap(), "Missing key name", "{path}");
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "the blocking read was answered at once");
+    assert_eq!(agent.get_json("/v1/kv/?recurse").await[0]["Key"], "a");
+    assert_eq!(agent.get_json("/v1/kv/?keys").await, json!(["a"]));
+    assert_eq!(agent.put("/v1/kv/", "x").await.status(), 400, "a write needs a key too");
+}

@@ -1,5 +1,6 @@
 //! Agent lifecycle: a dev server leads within a second and says so; SIGTERM and
-//! `PUT /v1/agent/leave` stop it cleanly.
+//! `PUT /v1/agent/leave` stop it cleanly; `-pid-file` is written once its dir exists, or the
+//! start fails.
 
 use std::time::{Duration, Instant};
 
@@ -48,4 +49,41 @@ async fn sigterm_and_leave_stop_the_agent_cleanly() {
     let mut child = agent.take_child();
     let status = wait_exit(&mut child, Duration::from_secs(10)).expect("exits after leave");
     assert!(status.success(), "clean exit, got {status}");
+}
+
+/// `-pid-file` inside a data dir that does not exist yet is written once the dir is made
+/// (it used to be tried first and silently skipped), holds the pid, and goes at exit; a pid
+/// file that cannot be written stops the start with an error.
+#[tokio::test]
+async fn the_pid_file_is_written_in_a_new_data_dir_and_a_failure_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("fresh");
+    let pid_file = data_dir.join("cairn.pid");
+    // The later `-data-dir` wins over the test agent's own, as Go's flags do.
+    let data_dir_flag = format!("-data-dir={}", data_dir.display());
+    let mut agent = TestAgent::start_with(&[&data_dir_flag, &format!("-pid-file={}", pid_file.display())]).await;
+    let written = std::fs::read_to_string(&pid_file).expect("the pid file exists");
+    assert_eq!(written, agent.pid().to_string(), "Consul's format: the pid, no newline");
+    let mut child = agent.take_child();
+    assert!(std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill").success());
+    assert!(wait_exit(&mut child, Duration::from_secs(10)).is_some_and(|s| s.success()));
+    assert!(!pid_file.exists(), "removed at exit");
+
+    let log = dir.path().join("failed-start.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["agent", "-dev", &format!("-data-dir={}", dir.path().join("data").display())])
+        .arg(format!("-pid-file={}", dir.path().join("no/such/dir/cairn.pid").display()))
+        .args(["-http-port", "-dns-port", "-server-port", "-serf-lan-port"].iter().zip(crate::util::distinct_free_ports(4)).map(|(flag, port)| format!("{flag}={port}")))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("run the agent");
+    let status = wait_exit(&mut child, Duration::from_secs(20));
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert!(status.is_some_and(|s| !s.success()), "a pid file that cannot be written stops the start: {status:?}");
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert!(stderr.contains("Could not write pid file") && stderr.contains("no/such/dir/cairn.pid"), "{stderr}");
 }

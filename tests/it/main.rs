@@ -28,6 +28,7 @@ mod kv;
 mod kv_history;
 mod linearizability;
 mod lock;
+mod operator;
 mod lifecycle;
 mod prepared_queries;
 mod sessions;

@@ -45,9 +45,38 @@ async fn ttl_sessions_expire_unless_renewed() {
     assert_eq!(agent.get_json(&format!("/v1/session/info/{renewed}")).await.as_array().unwrap().len(), 1);
     assert_eq!(agent.get_json("/v1/kv/held").await[0]["Session"], json!(renewed));
     assert_eq!(agent.put(&format!("/v1/session/renew/{lapsing}"), "").await.status(), 404);
-    // Bad TTLs are refused.
-    assert_eq!(agent.put("/v1/session/create", r#"{"TTL": "100000s"}"#).await.status(), 400);
-    assert_eq!(agent.put("/v1/session/create", r#"{"TTL": "soon"}"#).await.status(), 400);
+}
+
+/// Consul's `Session.Apply`: a TTL outside `[session_ttl_min, 24h]` is a 500 whose body starts
+/// `Invalid Session TTL`, with the TTL in nanoseconds and the bounds as Go prints them; the
+/// minimum is kept to the millisecond and reported in `/v1/agent/self`.
+#[tokio::test]
+async fn session_ttls_are_checked_with_consuls_status_and_words() {
+    let agent = agent_with_short_ttls().await;
+    for (ttl, expected) in [
+        ("100000s", "Invalid Session TTL '100000000000000', must be between [1s=24h0m0s]"),
+        ("999ms", "Invalid Session TTL '999000000', must be between [1s=24h0m0s]"),
+        ("soon", "Session TTL 'soon' invalid: time: invalid duration \"soon\""),
+    ] {
+        let response = agent.put("/v1/session/create", json!({"TTL": ttl}).to_string()).await;
+        assert_eq!(response.status(), 500, "{ttl}");
+        assert_eq!(response.text().await.unwrap(), expected);
+    }
+    assert_eq!(agent.put("/v1/session/create", r#"{"TTL": 10}"#).await.status(), 400, "TTL is a string");
+    assert_eq!(agent.get_json("/v1/session/list").await, json!([]), "nothing was created");
+
+    // A fractional TTL is kept exactly (format 2: `Command::SessionCreateExact`), so a lock
+    // never outlives its holder's own TTL; sub-millisecond parts round up.
+    let id = create(&agent, json!({"TTL": "7.5s"})).await;
+    assert_eq!(agent.get_json(&format!("/v1/session/info/{id}")).await[0]["TTL"], "7.5s");
+    let id = create(&agent, json!({"TTL": "2.0004s"})).await;
+    assert_eq!(agent.get_json(&format!("/v1/session/info/{id}")).await[0]["TTL"], "2.001s");
+    let id = create(&agent, json!({"TTL": "1s"})).await;
+    assert_eq!(agent.get_json(&format!("/v1/session/info/{id}")).await[0]["TTL"], "1s", "the minimum itself is allowed");
+
+    let this = agent.get_json("/v1/agent/self").await;
+    assert_eq!(this["Config"]["SessionTTLMin"], 1_000_000_000u64, "nanoseconds, as Consul's time.Duration");
+    assert_eq!(this["DebugConfig"]["SessionTTLMin"], "1s");
 }
 
 #[tokio::test]

@@ -100,6 +100,8 @@ impl Undo {
             | RowKey::AclAuthMethod(_)
             | RowKey::AclBindingRule(_)
             | RowKey::AclIndexes => return,
+            // Nor is the autopilot configuration.
+            RowKey::AutopilotConfig => return,
         };
         self.rows.push(before);
     }
