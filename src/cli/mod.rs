@@ -25,7 +25,10 @@ mod acl_token;
 mod catalog;
 mod client;
 mod client_tls;
+mod command_tree;
+mod debug;
 mod event;
+mod info;
 mod kv;
 mod kv_history;
 mod kv_transfer;
@@ -39,6 +42,7 @@ mod snapshot;
 mod watch;
 mod services;
 mod tls;
+mod validate;
 #[cfg(test)]
 mod tests;
 
@@ -155,6 +159,10 @@ pub(crate) fn run_with(
         ("leave", _) => membership::leave(rest, &mut io),
         ("force-leave", _) => membership::force_leave(rest, &mut io),
         ("reload", _) => membership::reload(rest, &mut io),
+        ("validate", _) => validate::validate(rest, &mut io),
+        ("info", _) => info::info(rest, &mut io),
+        ("debug", _) => debug::debug(rest, &mut io),
+        ("generate-assets", _) => command_tree::generate_assets(rest, &mut io),
         ("keygen", _) => membership::keygen(rest, &mut io),
         ("keyring", _) => keyring::keyring(rest, &mut io),
         ("event", _) => event::event(rest, &mut io),
@@ -337,7 +345,9 @@ Available commands are:
     acl            Interact with the ACL system (tokens, policies, roles)
     agent          Runs a Cairn agent
     catalog        Interact with the catalog
+    debug          Records a debugging archive for operators
     event          Fires a new event
+    info           Provides debugging information for operators
     kv             Interact with the key-value store
     members        Lists the members of a Cairn cluster
     join           Tells the local agent to join a cluster
@@ -353,6 +363,7 @@ Available commands are:
     lock           Runs a command while holding a lock (or a semaphore slot with -n)
     services       Interact with services
     tls            Creates a CA and certificates for TLS on the server port
+    validate       Validate config files/directories
     version        Prints the Cairn version
 
 Client commands talk to an agent's HTTP API: -http-addr, or CAIRN_HTTP_ADDR,

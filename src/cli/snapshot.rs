@@ -11,7 +11,7 @@ use crate::raft::snapshot;
 
 #[derive(Parser, Debug)]
 #[command(name = "cairn snapshot save", disable_version_flag = true)]
-struct SaveArgs {
+pub(super) struct SaveArgs {
     #[command(flatten)]
     http: HttpFlags,
     /// Where to write the snapshot.
@@ -20,7 +20,7 @@ struct SaveArgs {
 
 #[derive(Parser, Debug)]
 #[command(name = "cairn snapshot restore", disable_version_flag = true)]
-struct RestoreArgs {
+pub(super) struct RestoreArgs {
     #[command(flatten)]
     http: HttpFlags,
     /// The snapshot file to restore.
@@ -29,7 +29,7 @@ struct RestoreArgs {
 
 #[derive(Parser, Debug)]
 #[command(name = "cairn snapshot inspect", disable_version_flag = true)]
-struct InspectArgs {
+pub(super) struct InspectArgs {
     /// The snapshot file to describe.
     file: PathBuf,
 }
