@@ -172,3 +172,51 @@ fn write_assets(dir: &Path) -> std::io::Result<Vec<String>> {
     }
     Ok(written)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every leaf path of `command`, as the words after `cairn`.
+    fn leaf_paths(command: &Command, prefix: Vec<String>, out: &mut Vec<Vec<String>>) {
+        if command.get_subcommands().next().is_none() {
+            out.push(prefix);
+            return;
+        }
+        for sub in command.get_subcommands() {
+            let mut path = prefix.clone();
+            path.push(sub.get_name().to_owned());
+            leaf_paths(sub, path, out);
+        }
+    }
+
+    #[test]
+    fn every_verb_of_the_tree_dispatches() {
+        let mut paths = Vec::new();
+        leaf_paths(&command_tree(), Vec::new(), &mut paths);
+        assert!(paths.len() > 40, "{paths:?}");
+        for path in paths {
+            // `agent` would run an agent; `keygen` and `version` have no flags to ask help of.
+            if matches!(path[0].as_str(), "agent" | "keygen" | "version") {
+                continue;
+            }
+            let argv: Vec<String> = std::iter::once("cairn".to_owned()).chain(path.iter().cloned()).chain(["-h".to_owned()]).collect();
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            let code = crate::cli::run_with(&argv, &|_| None, &mut out, &mut err);
+            let help = String::from_utf8_lossy(&err);
+            assert_eq!(code, std::process::ExitCode::SUCCESS, "{path:?}: {help}");
+            assert!(help.contains(&format!("Usage: cairn {}", path.join(" "))), "{path:?} dispatches elsewhere: {help}");
+        }
+    }
+
+    #[test]
+    fn every_verb_of_the_usage_is_in_the_tree() {
+        let tree = command_tree();
+        let verbs = crate::cli::USAGE.lines().skip_while(|line| !line.starts_with("Available")).skip(1);
+        let verbs: Vec<&str> = verbs.take_while(|line| !line.trim().is_empty()).filter_map(|line| line.split_whitespace().next()).collect();
+        assert!(verbs.len() > 20, "{verbs:?}");
+        for verb in verbs {
+            assert!(tree.find_subcommand(verb).is_some(), "{verb} is in the usage, not in the tree");
+        }
+    }
+}
