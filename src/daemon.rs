@@ -5,6 +5,7 @@
 //! handed to the servers, so the servers themselves never choose addresses. The services and
 //! checks of the config files are registered at start and re-applied on reload (`reload.rs`).
 
+mod notify;
 mod reload;
 
 use std::net::SocketAddr;
@@ -67,6 +68,16 @@ pub fn run(config: RuntimeConfig, agent_args: Vec<String>) -> Result<(), DaemonE
         .build()
         .map_err(DaemonError::Runtime)?;
     runtime.block_on(run_async(config, agent_args, log_level_switch))
+}
+
+/// What `cairn validate` checks beyond `config::load`, as the agent checks it before it binds
+/// anything: the config files' service and check definitions, decoded and held to the rules
+/// the agent keeps (with no API registrations yet). Returns the decoder's warnings.
+pub fn validate_definitions(config: &RuntimeConfig) -> Result<Vec<String>, DaemonError> {
+    let (definitions, warnings) = crate::http::definitions::decode_definitions(config)?;
+    let scripts_allowed = config.enable_script_checks || config.enable_local_script_checks;
+    crate::agent::config_defs::check_definitions(&definitions, &Default::default(), 0, scripts_allowed).map_err(DaemonError::Definitions)?;
+    Ok(warnings)
 }
 
 fn level_filter(level: LogLevel) -> tracing::level_filters::LevelFilter {
@@ -266,7 +277,10 @@ async fn serve(config: RuntimeConfig, data_dir: PathBuf, agent_args: Vec<String>
         dns_servers.push(DnsServer::start(udp, tcp, dns_config(&config, &recursors), Arc::new(CatalogDns { agent: agent.clone() })));
     }
     agent.spawn_loops(results);
-    let reloader = reload::Reloader { agent: agent.clone(), agent_args, running: config.clone(), log_level_switch, https_tls: https_tls.clone() };
+    // Every listener is bound and serving: systemd may start what depends on the agent.
+    let notifier = Arc::new(notify::Notifier::default());
+    tasks.push(tokio::spawn(notifier.clone().ready_when_joined(agent.clone())));
+    let reloader = reload::Reloader { agent: agent.clone(), agent_args, running: config.clone(), log_level_switch, https_tls: https_tls.clone(), notifier: notifier.clone() };
     tasks.push(tokio::spawn(reloader.apply_then_serve(definitions, hangup)));
     if config.dev
         && let Some(raft) = agent.raft()
@@ -291,6 +305,7 @@ async fn serve(config: RuntimeConfig, data_dir: PathBuf, agent_args: Vec<String>
             }
         }
     }
+    notifier.stopping();
     agent.request_shutdown();
     for server in dns_servers {
         server.shutdown().await;

@@ -207,26 +207,7 @@ impl Agent {
         let applied_checks: BTreeSet<&String> = applied.check_ids().collect();
         let api_checks = local.checks.keys().filter(|id| !applied_checks.contains(id)).count();
         let scripts_allowed = self.config.enable_script_checks || self.config.enable_local_script_checks;
-        let all_checks = wanted.services.values().flat_map(|s| s.checks.iter()).chain(wanted.checks.values());
-        for check in all_checks {
-            if runner_is_script(check) && !scripts_allowed {
-                return Err(AgentError::Invalid(format!("check {:?}: {SCRIPTS_DISABLED}", check.registration.check_id)));
-            }
-        }
-        for check in wanted.checks.values() {
-            let service_id = &check.registration.service_id;
-            if !service_id.is_empty() && !wanted.services.contains_key(service_id) && !api_services.contains(service_id) {
-                return Err(AgentError::NotFound(format!("check {:?}: ServiceID {service_id:?} does not exist", check.registration.check_id)));
-            }
-        }
-        let services = api_services.len() + wanted.services.len();
-        let checks = api_checks + wanted.check_ids().count();
-        if services > LOCAL_SERVICES_MAX || checks > LOCAL_CHECKS_MAX {
-            return Err(AgentError::Invalid(format!(
-                "too many services or checks: an agent holds at most {LOCAL_SERVICES_MAX} services and {LOCAL_CHECKS_MAX} checks"
-            )));
-        }
-        Ok(())
+        check_definitions(wanted, &api_services, api_checks, scripts_allowed)
     }
 
     fn local_ids(&self) -> LocalIds {
@@ -293,6 +274,32 @@ impl Agent {
             (_, result) => result,
         }
     }
+}
+
+/// The rules config definitions must keep beside the API's registrations: script checks only
+/// when allowed, a standalone check's service exists, the local limits. Pure, so that
+/// `cairn validate` applies them too (with no API registrations).
+pub fn check_definitions(wanted: &ConfigDefinitions, api_services: &BTreeSet<&String>, api_checks: usize, scripts_allowed: bool) -> Result<(), AgentError> {
+    let all_checks = wanted.services.values().flat_map(|s| s.checks.iter()).chain(wanted.checks.values());
+    for check in all_checks {
+        if runner_is_script(check) && !scripts_allowed {
+            return Err(AgentError::Invalid(format!("check {:?}: {SCRIPTS_DISABLED}", check.registration.check_id)));
+        }
+    }
+    for check in wanted.checks.values() {
+        let service_id = &check.registration.service_id;
+        if !service_id.is_empty() && !wanted.services.contains_key(service_id) && !api_services.contains(service_id) {
+            return Err(AgentError::NotFound(format!("check {:?}: ServiceID {service_id:?} does not exist", check.registration.check_id)));
+        }
+    }
+    let services = api_services.len() + wanted.services.len();
+    let checks = api_checks + wanted.check_ids().count();
+    if services > LOCAL_SERVICES_MAX || checks > LOCAL_CHECKS_MAX {
+        return Err(AgentError::Invalid(format!(
+            "too many services or checks: an agent holds at most {LOCAL_SERVICES_MAX} services and {LOCAL_CHECKS_MAX} checks"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -135,7 +135,7 @@ pub(crate) struct FormatFlag {
 /// Bootstraps the ACL system: creates the initial management token and prints it.
 #[derive(Parser, Debug)]
 #[command(name = "cairn acl bootstrap", disable_version_flag = true)]
-struct BootstrapArgs {
+pub(super) struct BootstrapArgs {
     #[command(flatten)]
     format: FormatFlag,
     #[command(flatten)]
@@ -172,7 +172,7 @@ fn bootstrap(args: &[String], io: &mut Io<'_>) -> Result<(), Fail> {
 /// Sets one of the agent's own tokens: `cairn acl set-agent-token TYPE TOKEN`.
 #[derive(Parser, Debug)]
 #[command(name = "cairn acl set-agent-token", disable_version_flag = true)]
-struct AgentTokenArgs {
+pub(super) struct AgentTokenArgs {
     #[command(flatten)]
     http: HttpFlags,
     /// TYPE (default, agent, recovery, replication, config_file_service_registration, dns),

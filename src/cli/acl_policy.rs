@@ -13,7 +13,7 @@ use crate::cli::{Fail, Io, fail, parse};
 /// Creates an ACL policy.
 #[derive(Parser, Debug)]
 #[command(name = "cairn acl policy create", disable_version_flag = true)]
-struct CreateArgs {
+pub(super) struct CreateArgs {
     /// The new policy's name (required).
     #[arg(long, default_value = "")]
     name: String,
@@ -99,7 +99,7 @@ fn resolve_id(c: &Client, which: &Which) -> Result<String, Fail> {
 /// Reads one policy by -id or -name.
 #[derive(Parser, Debug)]
 #[command(name = "cairn acl policy read", disable_version_flag = true)]
-struct ReadArgs {
+pub(super) struct ReadArgs {
     #[command(flatten)]
     which: Which,
     /// Also show the hash and Raft indexes.
@@ -133,7 +133,7 @@ pub(crate) fn read(args: &[String], io: &mut Io<'_>) -> Result<(), Fail> {
 /// Updates a policy; fields not given keep their values unless -no-merge.
 #[derive(Parser, Debug)]
 #[command(name = "cairn acl policy update", disable_version_flag = true)]
-struct UpdateArgs {
+pub(super) struct UpdateArgs {
     /// The ID of the policy to update.
     #[arg(long, default_value = "")]
     id: String,
@@ -198,7 +198,7 @@ pub(crate) fn update(args: &[String], io: &mut Io<'_>) -> Result<(), Fail> {
 /// Deletes a policy by -id or -name.
 #[derive(Parser, Debug)]
 #[command(name = "cairn acl policy delete", disable_version_flag = true)]
-struct DeleteArgs {
+pub(super) struct DeleteArgs {
     #[command(flatten)]
     which: Which,
     #[command(flatten)]
@@ -220,7 +220,7 @@ pub(crate) fn delete(args: &[String], io: &mut Io<'_>) -> Result<(), Fail> {
 /// Lists every policy.
 #[derive(Parser, Debug)]
 #[command(name = "cairn acl policy list", disable_version_flag = true)]
-struct ListArgs {
+pub(super) struct ListArgs {
     /// Also show the hash and Raft indexes.
     #[arg(long)]
     meta: bool,

@@ -29,7 +29,7 @@ struct Grants {
 /// Creates an ACL role.
 #[derive(Parser, Debug)]
 #[command(name = "cairn acl role create", disable_version_flag = true)]
-struct CreateArgs {
+pub(super) struct CreateArgs {
     /// The new role's name (required).
     #[arg(long, default_value = "")]
     name: String,
@@ -96,7 +96,7 @@ fn fetch(c: &client::Client, path: &str) -> Result<Option<Vec<u8>>, client::Clie
 /// Reads one role by -id or -name.
 #[derive(Parser, Debug)]
 #[command(name = "cairn acl role read", disable_version_flag = true)]
-struct ReadArgs {
+pub(super) struct ReadArgs {
     /// The role's ID.
     #[arg(long, default_value = "")]
     id: String,
@@ -132,7 +132,7 @@ pub(crate) fn read(args: &[String], io: &mut Io<'_>) -> Result<(), Fail> {
 /// Updates a role; by default the given grants are merged into the current ones.
 #[derive(Parser, Debug)]
 #[command(name = "cairn acl role update", disable_version_flag = true)]
-struct UpdateArgs {
+pub(super) struct UpdateArgs {
     /// The ID of the role to update (required).
     #[arg(long, default_value = "")]
     id: String,
@@ -224,7 +224,7 @@ fn merged(mut role: Value, a: &UpdateArgs, services: Vec<Value>, nodes: Vec<Valu
 /// Deletes a role by -id or -name.
 #[derive(Parser, Debug)]
 #[command(name = "cairn acl role delete", disable_version_flag = true)]
-struct DeleteArgs {
+pub(super) struct DeleteArgs {
     /// The role's ID.
     #[arg(long, default_value = "")]
     id: String,
@@ -260,7 +260,7 @@ pub(crate) fn delete(args: &[String], io: &mut Io<'_>) -> Result<(), Fail> {
 /// Lists every role.
 #[derive(Parser, Debug)]
 #[command(name = "cairn acl role list", disable_version_flag = true)]
-struct ListArgs {
+pub(super) struct ListArgs {
     /// Also show the hash and Raft indexes.
     #[arg(long)]
     meta: bool,

@@ -12,7 +12,7 @@ use crate::cli::{Fail, Io, fail, parse};
 /// Creates an ACL token.
 #[derive(Parser, Debug)]
 #[command(name = "cairn acl token create", disable_version_flag = true)]
-struct CreateArgs {
+pub(super) struct CreateArgs {
     /// Create the token with this Accessor ID (a UUID; generated when not given).
     #[arg(long)]
     accessor: Option<String>,
@@ -179,7 +179,7 @@ fn token_path(accessor: &str) -> String {
 /// Reads one token: by -accessor-id, or the token the request is made with (-self).
 #[derive(Parser, Debug)]
 #[command(name = "cairn acl token read", disable_version_flag = true)]
-struct ReadArgs {
+pub(super) struct ReadArgs {
     #[command(flatten)]
     accessor: AccessorFlag,
     /// Read the token this command authenticates with (its secret, -token), not -accessor-id.
@@ -213,7 +213,7 @@ pub(crate) fn read(args: &[String], io: &mut Io<'_>) -> Result<(), Fail> {
 /// -service-identity/-node-identity replace them, the -append-* variants add).
 #[derive(Parser, Debug)]
 #[command(name = "cairn acl token update", disable_version_flag = true)]
-struct UpdateArgs {
+pub(super) struct UpdateArgs {
     #[command(flatten)]
     accessor: AccessorFlag,
     /// A new description (an empty one keeps the old).
@@ -342,7 +342,7 @@ fn merge_identities(token: &mut Value, key: &str, given: Vec<Value>, append: boo
 /// Deletes a token.
 #[derive(Parser, Debug)]
 #[command(name = "cairn acl token delete", disable_version_flag = true)]
-struct DeleteArgs {
+pub(super) struct DeleteArgs {
     #[command(flatten)]
     accessor: AccessorFlag,
     #[command(flatten)]
@@ -363,7 +363,7 @@ pub(crate) fn delete(args: &[String], io: &mut Io<'_>) -> Result<(), Fail> {
 /// Lists every token.
 #[derive(Parser, Debug)]
 #[command(name = "cairn acl token list", disable_version_flag = true)]
-struct ListArgs {
+pub(super) struct ListArgs {
     /// Also show the hash and Raft indexes.
     #[arg(long)]
     meta: bool,
@@ -387,7 +387,7 @@ pub(crate) fn list(args: &[String], io: &mut Io<'_>) -> Result<(), Fail> {
 /// Clones a token: same policies, roles and identities, new IDs.
 #[derive(Parser, Debug)]
 #[command(name = "cairn acl token clone", disable_version_flag = true)]
-struct CloneArgs {
+pub(super) struct CloneArgs {
     #[command(flatten)]
     accessor: AccessorFlag,
     /// A description for the new token.

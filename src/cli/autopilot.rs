@@ -17,7 +17,7 @@ use crate::config::parse_go_duration;
 
 #[derive(Parser, Debug)]
 #[command(name = "cairn operator autopilot get-config", disable_version_flag = true)]
-struct GetArgs {
+pub(super) struct GetArgs {
     #[command(flatten)]
     http: HttpFlags,
 }
@@ -26,7 +26,7 @@ struct GetArgs {
 /// (Consul's `BoolValue`: `-flag`, `-flag=true|false`, or left unset).
 #[derive(Parser, Debug)]
 #[command(name = "cairn operator autopilot set-config", disable_version_flag = true)]
-struct SetArgs {
+pub(super) struct SetArgs {
     /// Entries a server may trail the leader by and still be healthy.
     #[arg(long)]
     max_trailing_logs: Option<u64>,
@@ -51,7 +51,7 @@ struct SetArgs {
 
 #[derive(Parser, Debug)]
 #[command(name = "cairn operator autopilot state", disable_version_flag = true)]
-struct StateArgs {
+pub(super) struct StateArgs {
     /// Output format: pretty or json.
     #[arg(long, default_value = "pretty")]
     format: String,

@@ -16,7 +16,7 @@ use crate::cli::{Fail, Io, fail, parse};
 /// Lists all registered services in a datacenter.
 #[derive(Parser, Debug)]
 #[command(name = "cairn catalog services", disable_version_flag = true)]
-struct ServicesArgs {
+pub(super) struct ServicesArgs {
     /// Only list services on this node (id or name).
     #[arg(long)]
     node: Option<String>,
@@ -32,7 +32,7 @@ struct ServicesArgs {
 /// Lists all nodes in the given datacenter.
 #[derive(Parser, Debug)]
 #[command(name = "cairn catalog nodes", disable_version_flag = true)]
-struct NodesArgs {
+pub(super) struct NodesArgs {
     /// Also show full node IDs, tagged addresses and metadata.
     #[arg(long)]
     detailed: bool,
@@ -48,7 +48,7 @@ struct NodesArgs {
 /// Lists all known datacenters.
 #[derive(Parser, Debug)]
 #[command(name = "cairn catalog datacenters", disable_version_flag = true)]
-struct DatacentersArgs {
+pub(super) struct DatacentersArgs {
     #[command(flatten)]
     http: HttpFlags,
     #[arg(hide = true)]

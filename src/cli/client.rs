@@ -26,6 +26,8 @@ const CONNECT_TIMEOUT_S: u64 = 5;
 pub(crate) const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 /// A streamed answer (`cairn monitor`) lasts as long as the user watches: only this bounds it.
 const STREAM_TIMEOUT_S: u64 = 10 * 365 * 24 * 3600;
+/// What is kept of an error answer's body when the rest of the answer would be streamed.
+const ERROR_BODY_BYTES_MAX: usize = 64 * 1024;
 /// A token file holds one token (a UUID); anything much bigger is the wrong file.
 const TOKEN_FILE_BYTES_MAX: usize = 64 * 1024;
 pub(crate) const DEFAULT_HTTP_ADDR: &str = "http://127.0.0.1:8500";
@@ -284,6 +286,42 @@ impl Client {
     /// A write with a body and any method (`keyring` sends its key with POST, PUT and DELETE).
     pub(crate) fn send_body(&self, method: reqwest::Method, path: &str, params: &[Param<'_>], body: Vec<u8>) -> Result<Reply, ClientError> {
         self.send(method, self.url(path, params, false), Some(body))
+    }
+
+    /// A GET whose body streams into `sink` until the agent ends it, `wait` has passed, or
+    /// `bytes_max` bytes came (`cairn debug`'s log capture). Returns the bytes written; a
+    /// non-2xx answer is an error carrying its (bounded) body.
+    pub(crate) fn get_streamed(&self, path: &str, params: &[Param<'_>], wait: Duration, bytes_max: usize, sink: &mut dyn std::io::Write) -> Result<usize, ClientError> {
+        let mut req = self.http.get(self.url(path, params, true)).timeout(wait + Duration::from_secs(HTTP_REQUEST_TIMEOUT_S));
+        if let Some(token) = &self.token {
+            req = req.header("X-Consul-Token", token);
+        }
+        let base = || self.base.clone();
+        self.rt.block_on(async {
+            let deadline = tokio::time::Instant::now() + wait;
+            let sent = tokio::time::timeout_at(deadline, req.send()).await;
+            let Ok(sent) = sent else { return Ok(0) };
+            let mut resp = sent.map_err(|e| ClientError::Connect { base: base(), reason: root_cause(&e) })?;
+            let status = resp.status().as_u16();
+            let failed = !(200..300).contains(&status);
+            let (mut written, limit) = (0, if failed { ERROR_BODY_BYTES_MAX } else { bytes_max });
+            let mut error_body = Vec::new();
+            while written < limit {
+                let Ok(chunk) = tokio::time::timeout_at(deadline, resp.chunk()).await else { break };
+                let Some(chunk) = chunk.map_err(|e| ClientError::Other(root_cause(&e)))? else { break };
+                let chunk = &chunk[..chunk.len().min(limit - written)];
+                if failed {
+                    error_body.extend_from_slice(chunk);
+                } else {
+                    sink.write_all(chunk).map_err(|e| ClientError::Other(e.to_string()))?;
+                }
+                written += chunk.len();
+            }
+            if failed {
+                return Err(ClientError::Status { code: status, body: String::from_utf8_lossy(&error_body).trim_end().to_owned() });
+            }
+            Ok(written)
+        })
     }
 
     pub(crate) fn delete(&self, path: &str, params: &[Param<'_>]) -> Result<Reply, ClientError> {

@@ -15,7 +15,7 @@ use crate::cli::{Fail, Io, fail, parse};
 /// service, and tag definitions.
 #[derive(Parser, Debug)]
 #[command(name = "cairn event", disable_version_flag = true)]
-struct EventArgs {
+pub(super) struct EventArgs {
     /// Name of the event.
     #[arg(long, default_value = "")]
     name: String,

@@ -33,7 +33,7 @@ Options: -list, -list-primary, -install=KEY, -use=KEY, -remove=KEY, -relay-facto
 /// Manages the gossip encryption keys of the cluster.
 #[derive(Parser, Debug)]
 #[command(name = "cairn keyring", disable_version_flag = true)]
-struct KeyringArgs {
+pub(super) struct KeyringArgs {
     /// Install a new encryption key. This will broadcast the new key to all members in the cluster.
     #[arg(long)]
     install: Option<String>,

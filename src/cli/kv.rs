@@ -52,7 +52,7 @@ impl KvPair {
 /// Retrieves or lists data from the KV store.
 #[derive(Parser, Debug)]
 #[command(name = "cairn kv get", disable_version_flag = true)]
-struct GetArgs {
+pub(super) struct GetArgs {
     /// Base64 encode the value.
     #[arg(long)]
     base64: bool,
@@ -78,7 +78,7 @@ struct GetArgs {
 /// Sets or updates data in the KV store.
 #[derive(Parser, Debug)]
 #[command(name = "cairn kv put", disable_version_flag = true)]
-struct PutArgs {
+pub(super) struct PutArgs {
     /// Perform a Check-And-Set operation; requires -modify-index.
     #[arg(long)]
     cas: bool,
@@ -110,7 +110,7 @@ struct PutArgs {
 /// Removes data from the KV store.
 #[derive(Parser, Debug)]
 #[command(name = "cairn kv delete", disable_version_flag = true)]
-struct DeleteArgs {
+pub(super) struct DeleteArgs {
     /// Perform a Check-And-Set operation; requires -modify-index.
     #[arg(long)]
     cas: bool,

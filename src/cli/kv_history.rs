@@ -17,7 +17,7 @@ const VALUE_SHOWN_CHARS_MAX: usize = 40;
 /// Lists the versions the KV store keeps of a key.
 #[derive(Parser, Debug)]
 #[command(name = "cairn kv history", disable_version_flag = true)]
-struct HistoryArgs {
+pub(super) struct HistoryArgs {
     #[command(flatten)]
     http: HttpFlags,
     /// The key.
@@ -27,7 +27,7 @@ struct HistoryArgs {
 /// Restores an earlier version of a key (a check-and-set write).
 #[derive(Parser, Debug)]
 #[command(name = "cairn kv rollback", disable_version_flag = true)]
-struct RollbackArgs {
+pub(super) struct RollbackArgs {
     #[command(flatten)]
     http: HttpFlags,
     /// The key.

@@ -15,7 +15,7 @@ const IMPORT_ENTRIES_MAX: usize = 100_000;
 
 #[derive(Parser, Debug)]
 #[command(name = "cairn kv export", disable_version_flag = true)]
-struct ExportArgs {
+pub(super) struct ExportArgs {
     #[command(flatten)]
     http: HttpFlags,
     /// Only keys under this prefix.
@@ -24,7 +24,7 @@ struct ExportArgs {
 
 #[derive(Parser, Debug)]
 #[command(name = "cairn kv import", disable_version_flag = true)]
-struct ImportArgs {
+pub(super) struct ImportArgs {
     /// Prepend this prefix to every imported key.
     #[arg(long, default_value = "")]
     prefix: String,

@@ -27,7 +27,7 @@ const LOCK_WAIT_S: u64 = 25;
 
 #[derive(Parser, Debug)]
 #[command(name = "cairn lock", disable_version_flag = true)]
-struct LockArgs {
+pub(super) struct LockArgs {
     /// Slots of the semaphore; 1 is a plain lock.
     #[arg(short = 'n', default_value_t = 1)]
     n: u32,

@@ -20,7 +20,7 @@ use crate::cli::{Fail, Io, fail, parse};
 /// Lists the members of a Cairn cluster.
 #[derive(Parser, Debug)]
 #[command(name = "cairn members", disable_version_flag = true)]
-struct MembersArgs {
+pub(super) struct MembersArgs {
     /// Show every tag of each member instead of the summary columns.
     #[arg(long)]
     detailed: bool,

@@ -13,7 +13,7 @@ const GOSSIP_KEY_BYTES: usize = 32;
 /// Gracefully leaves the cluster and stops the local agent.
 #[derive(Parser, Debug)]
 #[command(name = "cairn leave", disable_version_flag = true)]
-struct LeaveArgs {
+pub(super) struct LeaveArgs {
     #[command(flatten)]
     http: HttpFlags,
 }
@@ -21,7 +21,7 @@ struct LeaveArgs {
 /// Forces a failed member of the cluster into the "left" state.
 #[derive(Parser, Debug)]
 #[command(name = "cairn force-leave", disable_version_flag = true)]
-struct ForceLeaveArgs {
+pub(super) struct ForceLeaveArgs {
     /// Also forget the member at once instead of keeping it as "left" for a while.
     #[arg(long)]
     prune: bool,
@@ -33,7 +33,7 @@ struct ForceLeaveArgs {
 /// Triggers the local agent to reload its configuration files.
 #[derive(Parser, Debug)]
 #[command(name = "cairn reload", disable_version_flag = true)]
-struct ReloadArgs {
+pub(super) struct ReloadArgs {
     #[command(flatten)]
     http: HttpFlags,
 }

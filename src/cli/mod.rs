@@ -26,7 +26,10 @@ mod autopilot;
 mod catalog;
 mod client;
 mod client_tls;
+mod command_tree;
+mod debug;
 mod event;
+mod info;
 mod kv;
 mod kv_history;
 mod kv_transfer;
@@ -42,6 +45,7 @@ mod snapshot;
 mod watch;
 mod services;
 mod tls;
+mod validate;
 #[cfg(test)]
 mod tests;
 
@@ -164,6 +168,10 @@ fn dispatch(argv: &[String], mut io: Io<'_>) -> ExitCode {
         ("leave", _) => membership::leave(rest, &mut io),
         ("force-leave", _) => membership::force_leave(rest, &mut io),
         ("reload", _) => membership::reload(rest, &mut io),
+        ("validate", _) => validate::validate(rest, &mut io),
+        ("info", _) => info::info(rest, &mut io),
+        ("debug", _) => debug::debug(rest, &mut io),
+        ("generate-assets", _) => command_tree::generate_assets(rest, &mut io),
         ("keygen", _) => membership::keygen(rest, &mut io),
         ("keyring", _) => keyring::keyring(rest, &mut io),
         ("event", _) => event::event(rest, &mut io),
@@ -352,7 +360,9 @@ Available commands are:
     acl            Interact with the ACL system (tokens, policies, roles)
     agent          Runs a Cairn agent
     catalog        Interact with the catalog
+    debug          Records a debugging archive for operators
     event          Fires a new event
+    info           Provides debugging information for operators
     kv             Interact with the key-value store
     members        Lists the members of a Cairn cluster
     monitor        Streams logs from a Cairn agent
@@ -363,13 +373,13 @@ Available commands are:
     keyring        Manages gossip layer encryption keys
     reload         Triggers the agent to reload its configuration files
     rtt            Estimates network round trip time between nodes
-    operator       Cluster operations (raft list-peers, remove-peer, transfer-leader;
-                   autopilot get-config, set-config, state)
+    operator       Cluster operations (operator raft ..., operator autopilot ...)
     snapshot       Saves, restores and inspects snapshots of the state
     watch          Runs a blocking query in a loop and prints or handles each change
     lock           Runs a command while holding a lock (or a semaphore slot with -n)
     services       Interact with services
     tls            Creates a CA and certificates for TLS on the server port
+    validate       Validate config files/directories
     version        Prints the Cairn version
 
 Client commands talk to an agent's HTTP API: -http-addr, or CAIRN_HTTP_ADDR,

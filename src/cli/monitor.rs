@@ -12,7 +12,7 @@ use crate::cli::{Fail, Io, fail, parse};
 /// messages as they occur in real time.
 #[derive(Parser, Debug)]
 #[command(name = "cairn monitor", disable_version_flag = true)]
-struct MonitorArgs {
+pub(super) struct MonitorArgs {
     /// Log level of the agent's messages to show: trace, debug, info, warn or err.
     #[arg(long, default_value = "INFO")]
     log_level: String,

@@ -11,7 +11,7 @@ use crate::cli::{Fail, Io, fail, parse};
 /// Lists the Raft peers as the agent's server sees them.
 #[derive(Parser, Debug)]
 #[command(name = "cairn operator raft list-peers", disable_version_flag = true)]
-struct ListPeersArgs {
+pub(super) struct ListPeersArgs {
     /// Also show each server's Raft state (term, log and applied indexes, last contact).
     #[arg(long)]
     detailed: bool,
@@ -22,7 +22,7 @@ struct ListPeersArgs {
 /// Removes a server from the Raft configuration.
 #[derive(Parser, Debug)]
 #[command(name = "cairn operator raft remove-peer", disable_version_flag = true)]
-struct RemovePeerArgs {
+pub(super) struct RemovePeerArgs {
     /// The server's Raft ID, as `list-peers` prints it.
     #[arg(long)]
     id: Option<String>,
@@ -36,7 +36,7 @@ struct RemovePeerArgs {
 /// Tells the local agent to join the LAN pool through the agent at each ADDRESS.
 #[derive(Parser, Debug)]
 #[command(name = "cairn join", disable_version_flag = true)]
-struct JoinArgs {
+pub(super) struct JoinArgs {
     #[command(flatten)]
     http: HttpFlags,
     /// `host` (the serf LAN port, 8301) or `host:port`.
@@ -102,7 +102,7 @@ pub(crate) fn remove_peer(args: &[String], io: &mut Io<'_>) -> Result<(), Fail> 
 /// Moves leadership to another voter.
 #[derive(Parser, Debug)]
 #[command(name = "cairn operator raft transfer-leader", disable_version_flag = true)]
-struct TransferArgs {
+pub(super) struct TransferArgs {
     #[command(flatten)]
     http: HttpFlags,
 }

@@ -17,7 +17,7 @@ use crate::gossip::coordinate::Coordinate;
 /// model of the cluster.
 #[derive(Parser, Debug)]
 #[command(name = "cairn rtt", disable_version_flag = true)]
-struct RttArgs {
+pub(super) struct RttArgs {
     #[command(flatten)]
     http: HttpFlags,
     /// One or two node names.

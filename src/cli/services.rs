@@ -20,7 +20,7 @@ use crate::cli::{Fail, Io, fail, parse};
 /// Register services with the local agent.
 #[derive(Parser, Debug)]
 #[command(name = "cairn services register", disable_version_flag = true)]
-struct RegisterArgs {
+pub(super) struct RegisterArgs {
     /// Service ID (defaults to the name).
     #[arg(long)]
     id: Option<String>,
@@ -49,7 +49,7 @@ struct RegisterArgs {
 /// Deregister services with the local agent.
 #[derive(Parser, Debug)]
 #[command(name = "cairn services deregister", disable_version_flag = true)]
-struct DeregisterArgs {
+pub(super) struct DeregisterArgs {
     /// ID of the service to deregister; must not be combined with files.
     #[arg(long)]
     id: Option<String>,

@@ -23,7 +23,7 @@ const BACKUP_FILE_BYTES_MAX: u64 = 64 * 1024 * 1024;
 
 #[derive(Parser, Debug)]
 #[command(name = "cairn snapshot save", disable_version_flag = true)]
-struct SaveArgs {
+pub(super) struct SaveArgs {
     #[command(flatten)]
     http: HttpFlags,
     /// Where to write the snapshot.
@@ -32,7 +32,7 @@ struct SaveArgs {
 
 #[derive(Parser, Debug)]
 #[command(name = "cairn snapshot restore", disable_version_flag = true)]
-struct RestoreArgs {
+pub(super) struct RestoreArgs {
     #[command(flatten)]
     http: HttpFlags,
     /// The snapshot file to restore.
@@ -41,7 +41,7 @@ struct RestoreArgs {
 
 #[derive(Parser, Debug)]
 #[command(name = "cairn snapshot inspect", disable_version_flag = true)]
-struct InspectArgs {
+pub(super) struct InspectArgs {
     /// Output format: pretty or json.
     #[arg(long, default_value = "pretty")]
     format: String,

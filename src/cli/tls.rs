@@ -16,7 +16,7 @@ const CERT_FILES_MAX: usize = 10_000;
 /// Creates a new certificate authority.
 #[derive(Parser, Debug)]
 #[command(name = "cairn tls ca create", disable_version_flag = true)]
-struct CaArgs {
+pub(super) struct CaArgs {
     /// Days the CA is valid for.
     #[arg(long, default_value_t = CA_DAYS_DEFAULT)]
     days: u32,
@@ -37,7 +37,7 @@ struct CaArgs {
 /// Creates a new certificate signed by the CA.
 #[derive(Parser, Debug)]
 #[command(name = "cairn tls cert create", disable_version_flag = true)]
-struct CertArgs {
+pub(super) struct CertArgs {
     /// A server certificate (server.<dc>.<domain>).
     #[arg(long)]
     server: bool,

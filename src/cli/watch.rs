@@ -26,7 +26,7 @@ const WATCH_BACKOFF_MS_MAX: u64 = 10_000;
 
 #[derive(Parser, Debug)]
 #[command(name = "cairn watch", disable_version_flag = true)]
-struct WatchArgs {
+pub(super) struct WatchArgs {
     /// key, keyprefix, services, nodes, service, checks or event.
     #[arg(long = "type")]
     watch_type: String,

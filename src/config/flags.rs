@@ -137,6 +137,11 @@ pub(super) struct AgentFlags {
     pub(super) warnings: Vec<String>,
 }
 
+/// Every `cairn agent` flag and whether it takes a value (for shell completions).
+pub(super) fn agent_flag_names() -> impl Iterator<Item = (&'static str, bool)> {
+    AGENT_FLAGS.iter().map(|(name, action)| (*name, !action.is_boolean()))
+}
+
 fn find_flag(name: &str) -> Option<FlagAction> {
     AGENT_FLAGS
         .iter()

@@ -58,6 +58,9 @@ pub struct LoadedConfig {
     pub config: RuntimeConfig,
     /// Unknown flags and keys, skipped files, deprecated keys: log these at warn.
     pub warnings: Vec<String>,
+    /// The unknown keys among the warnings, as `file: key`. The agent ignores them (so full
+    /// Consul configs load); `cairn validate` refuses them, as Consul does.
+    pub unknown_keys: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,11 +107,12 @@ pub enum ConfigError {
 pub fn load(agent_args: &[String]) -> Result<LoadedConfig, ConfigError> {
     let agent_flags = flags::parse_agent_flags(agent_args)?;
     let mut warnings = agent_flags.warnings;
+    let mut unknown_keys = Vec::new();
     let mut merged = Map::new();
     let (mut services, mut checks) = (Vec::new(), Vec::new());
     for path in &agent_flags.config_paths {
         for (file, format) in config_files_in(path, agent_flags.config_format, &mut warnings)? {
-            let mut layer = read_config_file(&file, format, &mut warnings)?;
+            let mut layer = read_config_file(&file, format, &mut warnings, &mut unknown_keys)?;
             services.extend(take_definitions(&mut layer, "services", &file));
             checks.extend(take_definitions(&mut layer, "checks", &file));
             merge_layer(&mut merged, layer);
@@ -122,7 +126,13 @@ pub fn load(agent_args: &[String]) -> Result<LoadedConfig, ConfigError> {
     let mut config = RuntimeConfig::build(raw, agent_flags.dev, &mut warnings)?;
     (config.services, config.checks) = (services, checks);
     validate(&config)?;
-    Ok(LoadedConfig { config, warnings })
+    Ok(LoadedConfig { config, warnings, unknown_keys })
+}
+
+/// Every flag `cairn agent` takes, with whether it takes a value: the CLI's completions and
+/// man page list them.
+pub fn agent_flags() -> Vec<(&'static str, bool)> {
+    flags::agent_flag_names().collect()
 }
 
 /// Consul's `Builder.Validate`: rules spanning several keys, checked on the
@@ -344,6 +354,7 @@ fn read_config_file(
     path: &Path,
     format: ConfigFormat,
     warnings: &mut Vec<String>,
+    unknown_keys: &mut Vec<String>,
 ) -> Result<Map<String, Value>, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
@@ -382,6 +393,7 @@ fn read_config_file(
             "config file {}: unknown key `{key}` ignored",
             path.display()
         ));
+        unknown_keys.push(format!("{}: {key}", path.display()));
     }
     for (old_key, new_key) in checked.deprecated_keys() {
         warnings.push(format!(

@@ -38,6 +38,8 @@ pub(super) struct Reloader {
     pub(super) log_level_switch: Option<LogLevelSwitch>,
     /// The HTTPS port's TLS, when it serves (the server port's is the agent's).
     pub(super) https_tls: Option<Arc<AgentTls>>,
+    /// Tells systemd a reload is under way (`RELOADING=1`, then `READY=1`).
+    pub(super) notifier: Arc<super::notify::Notifier>,
 }
 
 /// A port's TLS read again by a reload, to be swapped in once nothing else can fail.
@@ -82,7 +84,7 @@ impl Reloader {
             match request {
                 Some(answer) => {
                     tracing::info!("reload requested over HTTP");
-                    let result = self.reload().await;
+                    let result = self.reload_notified().await;
                     if let Err(error) = &result {
                         tracing::error!(%error, "reload failed; nothing changed");
                     }
@@ -91,12 +93,20 @@ impl Reloader {
                 }
                 None => {
                     tracing::info!("caught SIGHUP; reloading the configuration");
-                    if let Err(error) = self.reload().await {
+                    if let Err(error) = self.reload_notified().await {
                         tracing::error!(%error, "reload failed; nothing changed");
                     }
                 }
             }
         }
+    }
+
+    /// [`Reloader::reload`] between `RELOADING=1` and `READY=1` to systemd.
+    async fn reload_notified(&mut self) -> Result<(), String> {
+        self.notifier.reloading();
+        let result = self.reload().await;
+        self.notifier.reloaded();
+        result
     }
 
     /// One reload; the error is the message for the requester, worded like Consul's.

@@ -1,5 +1,5 @@
-//! The `Stats` object of `/v1/agent/self`: Consul's sections (`agent`, `consul`, `raft`,
-//! `runtime`), each a map of strings as Consul sends them, plus cairn's own memory sections:
+//! The `Stats` object of `/v1/agent/self`: Consul's sections (`agent`, `build`, `consul`,
+//! `raft`, `runtime`, `serf_lan`), each a map of strings as Consul sends them, plus cairn's own memory sections:
 //! `catalog` (entries per table), `store` (RocksDB's memory) and jemalloc's counters in
 //! `runtime` (`telemetry::runtime`). The soak (`cairn-bench --soak`) samples these beside RSS, so that a growing RSS
 //! can be told apart from growing state.
@@ -24,7 +24,15 @@ pub(super) fn stats(state: &AppState) -> Value {
         runtime["heap_resident_bytes"] = Value::String(heap.resident_bytes.to_string());
         runtime["heap_retained_bytes"] = Value::String(heap.retained_bytes.to_string());
     }
+    let members = agent.members();
+    let count = |status: crate::gossip::MemberStatus| members.iter().filter(|m| m.status == status).count().to_string();
     json!({
+        "build": {"version": env!("CARGO_PKG_VERSION"), "revision": "", "prerelease": "", "version_metadata": ""},
+        "serf_lan": {
+            "members": members.len().to_string(),
+            "failed": count(crate::gossip::MemberStatus::Failed),
+            "left": count(crate::gossip::MemberStatus::Left),
+        },
         "agent": {"checks": agent.local_checks().len().to_string(), "services": agent.local_services().len().to_string()},
         "consul": {
             "server": config.server.to_string(),
