@@ -123,6 +123,7 @@ const AGENT_FLAGS: &[(&str, FlagAction)] = &[
     ("server", FlagAction::Bool("server")),
     ("server-port", FlagAction::Port("ports.server")),
     ("ui", FlagAction::Bool("ui_config.enabled")),
+    ("ui-dir", FlagAction::Text("ui_config.dir")),
 ];
 
 /// The result of parsing the arguments after `cairn agent`.

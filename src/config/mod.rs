@@ -184,6 +184,13 @@ fn validate(config: &RuntimeConfig) -> Result<(), ConfigError> {
             format!("node_id {node_id:?} must be a uuid"),
         ));
     }
+    if let Some(dir) = &config.ui_dir {
+        // As Consul's builder: a UI directory must hold the dashboard's index.
+        rules.push((
+            !dir.join("index.html").is_file(),
+            format!("ui_config.dir {} does not contain an index.html", dir.display()),
+        ));
+    }
     rules.extend([
         (config.domain == ".", "domain cannot be empty".to_string()),
         (

@@ -53,6 +53,8 @@ pub(super) struct RawConfig {
     pub(super) pid_file: Option<PathBuf>,
     /// Deprecated in Consul in favour of `ui_config.enabled`.
     pub(super) ui: Option<bool>,
+    /// Deprecated in Consul in favour of `ui_config.dir`.
+    pub(super) ui_dir: Option<String>,
     pub(super) ui_config: Option<RawUiConfig>,
     pub(super) performance: Option<RawPerformance>,
     /// cairn-only explicit raft timings; Consul only has `performance.raft_multiplier`.
@@ -131,6 +133,9 @@ pub(super) struct RawPorts {
 #[derive(Debug, Default, Deserialize)]
 pub(super) struct RawUiConfig {
     pub(super) enabled: Option<bool>,
+    /// Serve the dashboard from this directory instead of the embedded files (Consul's
+    /// `ui_config.dir`).
+    pub(super) dir: Option<String>,
     #[serde(flatten)]
     pub(super) unknown: UnknownKeys,
 }
@@ -372,6 +377,7 @@ impl RawConfig {
         [
             (agent_master.is_some(), "acl.tokens.agent_master", "acl.tokens.agent_recovery"),
             (self.ui.is_some(), "ui", "ui_config.enabled"),
+            (self.ui_dir.is_some(), "ui_dir", "ui_config.dir"),
             (
                 master.is_some(),
                 "acl.tokens.master",

@@ -21,7 +21,7 @@ pub const TLS_HTTPS_SETTING: &str = "TLS on the HTTPS port (turning HTTPS on or 
 /// `other settings`, so nothing is ever ignored silently.
 pub fn restart_required_changes(running: &RuntimeConfig, reloaded: &RuntimeConfig) -> Vec<&'static str> {
     let (a, b) = (running, reloaded);
-    let named: [(&'static str, bool); 41] = [
+    let named: [(&'static str, bool); 42] = [
         ("node_name", a.node_name != b.node_name),
         ("node_id", a.node_id != b.node_id),
         ("datacenter", a.datacenter != b.datacenter),
@@ -47,6 +47,7 @@ pub fn restart_required_changes(running: &RuntimeConfig, reloaded: &RuntimeConfi
         ("rejoin_after_leave", a.rejoin_after_leave != b.rejoin_after_leave),
         ("pid_file", a.pid_file != b.pid_file),
         ("ui_config.enabled", a.ui != b.ui),
+        ("ui_config.dir", a.ui_dir != b.ui_dir),
         ("raft timing (performance.raft_multiplier, raft.*)", a.raft != b.raft),
         ("autopilot", a.autopilot != b.autopilot),
         ("limits", a.limits != b.limits),

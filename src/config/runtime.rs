@@ -67,6 +67,8 @@ pub struct RuntimeConfig {
     pub rejoin_after_leave: bool,
     pub pid_file: Option<PathBuf>,
     pub ui: bool,
+    /// `ui_config.dir`: the dashboard's files come from here instead of the binary.
+    pub ui_dir: Option<PathBuf>,
     pub raft: RaftTiming,
     pub autopilot: Autopilot,
     pub limits: Limits,
@@ -410,7 +412,8 @@ impl RuntimeConfig {
         let acl = raw.acl.unwrap_or_default();
         let tokens = acl.tokens.unwrap_or_default();
         let acl_default_policy = acl.default_policy.or(raw.acl_default_policy);
-        let ui_enabled = raw.ui_config.and_then(|section| section.enabled);
+        let ui_enabled = raw.ui_config.as_ref().and_then(|section| section.enabled);
+        let ui_dir = raw.ui_config.and_then(|section| section.dir).or(raw.ui_dir).map(PathBuf::from);
 
         let tls = TlsSettings::build(
             RawTlsKeys {
@@ -472,6 +475,7 @@ impl RuntimeConfig {
             rejoin_after_leave: raw.rejoin_after_leave.unwrap_or(false),
             pid_file: raw.pid_file,
             ui: ui_enabled.or(raw.ui).unwrap_or(true),
+            ui_dir,
             raft,
             autopilot: Autopilot::build(raw.autopilot.as_ref()),
             limits: Limits::build(&raw.limits.unwrap_or_default()),

@@ -196,14 +196,25 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .with_state(state)
 }
 
-/// `/` and `/ui` redirect to the dashboard, as Consul's agent does.
-async fn ui_root() -> axum::response::Redirect {
-    axum::response::Redirect::permanent("/ui/")
+/// `/` and `/ui` redirect to the dashboard, as Consul's agent does; with the dashboard off,
+/// `/` says so in Consul's words and `/ui` is a 404.
+async fn ui_root(State(state): State<AppState>, uri: axum::http::Uri) -> axum::response::Response {
+    match (state.agent.config().ui, uri.path()) {
+        (true, _) => axum::response::Redirect::permanent("/ui/").into_response(),
+        (false, "/") => "Consul Agent: UI disabled. To enable, set ui_config.enabled=true in the agent configuration and restart.".into_response(),
+        (false, _) => not_found().await.into_response(),
+    }
 }
 
-async fn ui_asset(path: Option<axum::extract::Path<String>>) -> axum::response::Response {
+/// The dashboard's files. With `ui_config.enabled = false` there is no dashboard: `/ui/`
+/// answers 404 and `/` says so, as Consul's `Index` handler does.
+async fn ui_asset(State(state): State<AppState>, path: Option<axum::extract::Path<String>>) -> axum::response::Response {
+    let config = state.agent.config();
+    if !config.ui {
+        return not_found().await.into_response();
+    }
     let path = path.map(|axum::extract::Path(p)| p).unwrap_or_default();
-    match crate::ui::asset(&path) {
+    match crate::ui::asset(&path, config.ui_dir.as_deref()) {
         Some(asset) => ([("content-type", asset.mime)], asset.bytes.into_owned()).into_response(),
         None => (StatusCode::NOT_FOUND, "404 page not found").into_response(),
     }

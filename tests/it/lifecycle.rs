@@ -87,3 +87,36 @@ async fn the_pid_file_is_written_in_a_new_data_dir_and_a_failure_stops_the_start
     let stderr = std::fs::read_to_string(&log).unwrap();
     assert!(stderr.contains("Could not write pid file") && stderr.contains("no/such/dir/cairn.pid"), "{stderr}");
 }
+
+/// `-ui-dir` (Consul's `ui_config.dir`) serves the dashboard from a directory, client routes
+/// with dots included, and never a file outside it; `-ui=false` turns the dashboard off with
+/// Consul's words at `/`.
+#[tokio::test]
+async fn ui_dir_serves_the_dashboard_from_disk_and_ui_false_turns_it_off() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("index.html"), "<p>from disk</p>").unwrap();
+    let ui_dir = dir.path().to_str().unwrap();
+    let agent = TestAgent::start_with(&["-ui-dir", ui_dir]).await;
+    for route in ["/ui/", "/ui/services/vault.proxy", "/ui/kv/config/web/flags.json", "/ui/dc1/services/web"] {
+        let response = agent.get(route).await;
+        assert_eq!(response.status(), 200, "{route}");
+        assert_eq!(response.text().await.unwrap(), "<p>from disk</p>", "{route}");
+    }
+    assert_eq!(agent.get("/ui/lib/missing.js").await.status(), 404);
+    assert_eq!(agent.get("/ui/lib/..%2F..%2Fetc%2Fpasswd").await.status(), 404);
+    drop(agent);
+
+    let agent = TestAgent::start_with(&["-ui=false"]).await;
+    assert_eq!(agent.get("/ui/").await.status(), 404);
+    let index = agent.get("/").await.text().await.unwrap();
+    assert!(index.contains("UI disabled"), "{index}");
+    drop(agent);
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["agent", "-dev", "-ui-dir", "/nonexistent-ui"])
+        .output()
+        .expect("run the agent");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("does not contain an index.html"), "{stderr}");
+}
