@@ -167,22 +167,30 @@ impl Agent {
     }
 }
 
+/// How often a client's server pool is re-read from the member list without a member event.
+const SERVER_POOL_REFRESH_MS: u64 = 5_000;
+
 /// Follows member events: keeps a client's server pool current and wakes the leader's
 /// reconcile. Runs until shutdown.
 pub(super) async fn member_events_loop(agent: Arc<Agent>) {
     let mut events = agent.gossip.subscribe();
     let mut shutdown = agent.shutdown_requested();
     let mut servers_seen = Vec::new();
+    let mut changed = true;
     loop {
         agent.refresh_server_pool(&mut servers_seen);
-        agent.members_changed.send_modify(|n| *n = n.wrapping_add(1));
+        if changed {
+            agent.members_changed.send_modify(|n| *n = n.wrapping_add(1));
+        }
         tokio::select! {
             event = events.recv() => match event {
-                Ok(_) => {}
+                Ok(_) => changed = true,
                 // Missed events only mean we re-read the whole member list, which we do anyway.
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => changed = true,
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             },
+            // A safety net: the pool is re-read now and then even without an event.
+            _ = tokio::time::sleep(Duration::from_millis(SERVER_POOL_REFRESH_MS)) => changed = false,
             _ = shutdown.changed() => return,
         }
     }

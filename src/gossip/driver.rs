@@ -478,6 +478,11 @@ impl Driver {
             }
         }
         self.rescale();
+        self.publish_members();
+    }
+
+    /// Makes the member list that `Gossip::members` reads current.
+    pub(super) fn publish_members(&mut self) {
         if self.view.take_changed() {
             *self.shared.members.lock().expect("gossip members lock poisoned") = Arc::new(self.view.members());
         }

@@ -187,7 +187,15 @@ impl Driver {
         }
     }
 
-    pub(super) fn emit(&self, events: Vec<MemberEvent>) {
+    /// Sends member events to subscribers. The member list is published first: a subscriber
+    /// woken by an event re-reads `Gossip::members` at once (a client's server pool does), and
+    /// a list published only at the end of the flush could still lack the member the event
+    /// announced; no further event would come to correct it.
+    pub(super) fn emit(&mut self, events: Vec<MemberEvent>) {
+        if events.is_empty() {
+            return;
+        }
+        self.publish_members();
         for event in events {
             tracing::debug!(?event, "gossip: member event");
             // Serf's member counters (`serf.member.*`); a reap is not one of them.

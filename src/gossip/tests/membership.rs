@@ -48,6 +48,29 @@ async fn join_events_carry_tags() {
     assert_eq!((member.tags, member.status), (tags("b", "node"), MemberStatus::Alive));
 }
 
+/// A subscriber woken by a member event re-reads the member list at once (a client agent's
+/// server pool does): the list must already hold what the event announced. It used to be
+/// published only after the events were sent, so a subscriber on another worker thread could
+/// read the old list, and with no later event a client agent never learned of its servers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_member_list_already_holds_what_an_event_announces() {
+    let a = Setup::new("a").start().await;
+    let mut a_events = a.gossip.subscribe();
+    let b = Setup::new("b").start().await;
+    b.join(&a).await;
+    let join = next_event(&mut a_events, "b", |event| matches!(event, MemberEvent::Join(_))).await;
+    let MemberEvent::Join(joined) = join else { panic!("not a join: {join:?}") };
+    assert_eq!(a.tags_of("b"), Some(joined.tags), "the list a read as soon as b's join arrived");
+    for round in 0..20 {
+        let role = format!("role-{round}");
+        b.gossip.set_tags(tags("b", &role)).expect("small tags");
+        let update = next_event(&mut a_events, "b", |event| matches!(event, MemberEvent::Update(_))).await;
+        let MemberEvent::Update(updated) = update else { panic!("not an update: {update:?}") };
+        assert_eq!(updated.tags, tags("b", &role));
+        assert_eq!(a.tags_of("b"), Some(updated.tags), "round {round}: the list a read as soon as the update arrived");
+    }
+}
+
 #[tokio::test]
 async fn a_crash_is_detected_and_a_restart_rejoins() {
     let (a, b, c) = three().await;
