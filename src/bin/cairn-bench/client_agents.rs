@@ -7,7 +7,10 @@
 //!   same client agents. Target: registrations ≥ 0.8× KV puts. The two workloads alternate in
 //!   `rounds` rounds (KV first in odd rounds, registrations first in even ones), so a drift of
 //!   the machine or of the stores over the run weighs on both alike; each round's ratio is
-//!   printed, and the row is all rounds together.
+//!   printed, and the row is all rounds together. Beside throughput, each workload's CPU
+//!   time per 1,000 operations is read from `/proc/<pid>/stat` for the servers and the client
+//!   agents: on this CPU-bound machine the throughput ratio follows the CPU one, and the CPU
+//!   figure does not move with what else the machine runs.
 //! - **DNS on a client agent**: `web.service.consul` A queries answered by a client agent (from
 //!   its local view, warmed first) against the same queries on a server. Target ≥ 0.9×.
 
@@ -35,7 +38,8 @@ const DNS_TIMEOUT_MS: u64 = 1_000;
 const FORMATION_TIMEOUT_S: u64 = 60;
 
 /// Runs the workloads at every concurrency in `clients`, `duration` each.
-pub(crate) async fn run(clients: &[usize], duration: Duration, rounds: usize) -> Result<(), String> {
+/// With `only` (`registrations` or `kv`), runs that workload alone (for a profiler) and stops.
+pub(crate) async fn run(clients: &[usize], duration: Duration, rounds: usize, only: Option<&str>) -> Result<(), String> {
     let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).pool_max_idle_per_host(1024).build().map_err(|e| e.to_string())?;
     let mut cluster = Cluster::start_with(SERVERS, "")?;
     cluster.leader(&http, Duration::from_secs(FORMATION_TIMEOUT_S)).await.ok_or("no leader")?;
@@ -44,28 +48,60 @@ pub(crate) async fn run(clients: &[usize], duration: Duration, rounds: usize) ->
         agents.push(cluster.add_client()?);
     }
     let targets: Arc<Vec<String>> = Arc::new(agents.iter().map(|&i| cluster.http_of(i)).collect());
+    let server_pids: Vec<u32> = (0..SERVERS).filter_map(|i| cluster.pid_of(i)).collect();
+    let client_pids: Vec<u32> = agents.iter().filter_map(|&i| cluster.pid_of(i)).collect();
     for target in targets.iter() {
         wait_writable(&http, target).await?;
     }
     println!("3 servers, 3 client agents; every request goes to a client agent");
     println!("{:<26} {:>8} {:>10} {:>9} {:>9} {:>7}", "workload", "workers", "ops/s", "p50 ms", "p99 ms", "errors");
     let mut json = Vec::new();
+    if let Some(workload) = only {
+        for &c in clients {
+            let before = CpuTicks::read(&server_pids, &client_pids);
+            let stats = match workload {
+                "registrations" => registrations(&http, &targets, c, duration).await,
+                "kv" => kv_puts(&http, &targets, c, duration).await,
+                other => return Err(format!("--only {other}: use registrations or kv")),
+            };
+            let (servers, clients) = CpuTicks::read(&server_pids, &client_pids).since(&before).ms_per_thousand(stats.operations());
+            row(workload, c, &stats);
+            println!("  CPU ms per 1,000 operations: servers {servers:.0}, clients {clients:.0}");
+        }
+        return Ok(());
+    }
     for &c in clients {
         let (mut kv, mut reg) = (Stats::default(), Stats::default());
+        let (mut kv_cpu, mut reg_cpu) = (CpuTicks::default(), CpuTicks::default());
         for round in 0..rounds {
-            let (k, r) = if round % 2 == 0 {
-                let k = kv_puts(&http, &targets, c, duration).await;
-                (k, registrations(&http, &targets, c, duration).await)
-            } else {
-                let r = registrations(&http, &targets, c, duration).await;
-                (kv_puts(&http, &targets, c, duration).await, r)
-            };
+            let kv_first = round % 2 == 0;
+            let mut phases = Vec::new();
+            for registering in [!kv_first, kv_first] {
+                let before = CpuTicks::read(&server_pids, &client_pids);
+                let stats = if registering {
+                    registrations(&http, &targets, c, duration).await
+                } else {
+                    kv_puts(&http, &targets, c, duration).await
+                };
+                let spent = CpuTicks::read(&server_pids, &client_pids).since(&before);
+                phases.push((registering, stats, spent));
+            }
+            phases.sort_by_key(|(registering, _, _)| *registering);
+            let mut phases = phases.into_iter();
+            let (Some((_, k, k_cpu)), Some((_, r, r_cpu))) = (phases.next(), phases.next()) else { unreachable!("two phases") };
             println!("  round {}: {:.0} KV puts/s, {:.0} registrations/s: {:.2}x", round + 1, k.throughput(), r.throughput(), r.throughput() / k.throughput().max(1.0));
+            (kv_cpu, reg_cpu) = (kv_cpu.plus(&k_cpu), reg_cpu.plus(&r_cpu));
             (kv, reg) = (kv.merge(k), reg.merge(r));
         }
         json.push(row("kv put via clients", c, &kv));
         json.push(row("service register", c, &reg));
         println!("  registrations / KV puts at {c} workers: {:.2}x (target >= 0.8x)", reg.throughput() / kv.throughput().max(1.0));
+        let (kv_servers, kv_clients) = kv_cpu.ms_per_thousand(kv.operations());
+        let (reg_servers, reg_clients) = reg_cpu.ms_per_thousand(reg.operations());
+        println!(
+            "  CPU ms per 1,000 ops (servers + clients): KV puts {kv_servers:.0} + {kv_clients:.0}, registrations {reg_servers:.0} + {reg_clients:.0}: {:.2}x",
+            (kv_servers + kv_clients) / (reg_servers + reg_clients).max(1.0)
+        );
     }
 
     // DNS: one service with three passing instances, registered at the first client agent.
@@ -86,6 +122,46 @@ pub(crate) async fn run(clients: &[usize], duration: Duration, rounds: usize) ->
     println!("  client DNS / server DNS: {:.2}x (target >= 0.9x)", on_client.throughput() / on_server.throughput().max(1.0));
     println!("RESULT {{\"client_agents\":[{}]}}", json.join(","));
     Ok(())
+}
+
+/// CPU time (user + system, in clock ticks) of the servers and of the client agents.
+#[derive(Clone, Copy, Debug, Default)]
+struct CpuTicks {
+    servers: u64,
+    clients: u64,
+}
+
+impl CpuTicks {
+    fn read(servers: &[u32], clients: &[u32]) -> CpuTicks {
+        CpuTicks { servers: servers.iter().map(|&pid| process_ticks(pid)).sum(), clients: clients.iter().map(|&pid| process_ticks(pid)).sum() }
+    }
+
+    fn since(&self, before: &CpuTicks) -> CpuTicks {
+        CpuTicks { servers: self.servers.saturating_sub(before.servers), clients: self.clients.saturating_sub(before.clients) }
+    }
+
+    fn plus(&self, other: &CpuTicks) -> CpuTicks {
+        CpuTicks { servers: self.servers + other.servers, clients: self.clients + other.clients }
+    }
+
+    /// (servers, clients) CPU milliseconds per 1,000 operations.
+    fn ms_per_thousand(&self, operations: usize) -> (f64, f64) {
+        // SAFETY: sysconf only reads a constant of the running system.
+        let ticks_per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        let per = |ticks: u64| ticks as f64 * 1000.0 / ticks_per_s * 1000.0 / operations.max(1) as f64;
+        (per(self.servers), per(self.clients))
+    }
+}
+
+/// utime + stime of a process from `/proc/<pid>/stat` (0 when it cannot be read).
+fn process_ticks(pid: u32) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0 };
+    // The command name may hold spaces; the fields after its closing parenthesis do not.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, rest)| rest) else { return 0 };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the name: state is field 3 of the whole line, utime 14 and stime 15.
+    let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    field(14) + field(15)
 }
 
 fn row(name: &str, workers: usize, stats: &Stats) -> String {

@@ -16,7 +16,7 @@
 //! runs a simulated LAN gossip pool in one process, against memberlist's defaults
 //! (`gossip_sim.rs`).
 //!
-//! `--client-agents [--clients 64] [--rounds 3]` instead starts 3 servers and 3 client agents
+//! `--client-agents [--clients 64] [--rounds 3] [--only registrations|kv]` instead starts 3 servers and 3 client agents
 //! and measures service registration against KV puts through the clients (interleaved in
 //! `--rounds` rounds of `--duration-s` each), and DNS on a client against a server
 //! (`client_agents.rs`).
@@ -83,6 +83,8 @@ struct Options {
     vs_etcd: bool,
     client_agents: bool,
     puts_only: bool,
+    /// `--client-agents --only registrations|kv`: one workload alone, for a profiler.
+    only: Option<String>,
     #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
     out: Option<std::path::PathBuf>,
 }
@@ -104,6 +106,7 @@ fn parse_options() -> Result<Options, String> {
         vs_etcd: false,
         client_agents: false,
         puts_only: false,
+        only: None,
         out: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -113,6 +116,7 @@ fn parse_options() -> Result<Options, String> {
             "vs-etcd" => options.vs_etcd = true,
             "client-agents" => options.client_agents = true,
             "puts-only" => options.puts_only = true,
+            "only" => options.only = Some(value()?),
             "out" => options.out = Some(value()?.into()),
             "cluster" => options.cluster = value()?.parse().map_err(|e| format!("--cluster: {e}"))?,
             "watchers" => options.watchers = value()?.parse().map_err(|e| format!("--watchers: {e}"))?,
@@ -267,6 +271,10 @@ impl Stats {
         self.latencies_us.extend(other.latencies_us);
         self.latencies_us.sort_unstable();
         self
+    }
+
+    pub(crate) fn operations(&self) -> usize {
+        self.operations
     }
 
     pub(crate) fn throughput(&self) -> f64 {
@@ -435,7 +443,7 @@ async fn main() -> std::process::ExitCode {
         }
     }
     if options.client_agents {
-        return match client_agents::run(&options.clients, options.duration, options.rounds.max(1)).await {
+        return match client_agents::run(&options.clients, options.duration, options.rounds.max(1), options.only.as_deref()).await {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(message) => {
                 eprintln!("cairn-bench: {message}");
