@@ -335,6 +335,19 @@ async fn the_raft_view_follows_a_leader_killed_with_sigkill() {
     // A write meanwhile (a coordinate update, say) would change the indexes, and the answer.
     assert!(same != hash || unchanged.elapsed() >= Duration::from_millis(900), "an unchanged view waits");
 
+    tracing::info!("phase: a client agent relays both to a server");
+    let client = cluster.add_client(&[]);
+    let relayed = eventually(30_000, async || {
+        let services = cluster.client.get(format!("{}/v1/internal/ui/services", cluster.servers[client].http())).send().await;
+        let has_consul = match services {
+            Ok(response) => response.json::<Value>().await.is_ok_and(|v| v.as_array().is_some_and(|a| a.iter().any(|s| s["Name"] == "consul"))),
+            Err(_) => false,
+        };
+        has_consul && raft_view(&cluster, client, "").await.is_some_and(|(_, view)| view["Leader"] == leader_name.as_str() && view["Servers"].as_array().is_some_and(|s| s.len() == 3))
+    })
+    .await;
+    assert!(relayed, "a client agent answers the dashboard's endpoints through a server");
+
     tracing::info!("phase: kill -9 of the leader: a parked ?stale poll wakes; a new leader; the dead one failed");
     let survivor = follower;
     let (stale_hash, _) = raft_view(&cluster, survivor, "?stale").await.unwrap();
