@@ -107,7 +107,7 @@ pub fn unhonoured(settings: &AutopilotSettings) -> Option<&'static str> {
     )
 }
 
-fn serf_status(status: MemberStatus) -> &'static str {
+pub(crate) fn serf_status(status: MemberStatus) -> &'static str {
     match status {
         MemberStatus::None => "none",
         MemberStatus::Alive => "alive",

@@ -64,6 +64,8 @@ pub(super) async fn leader_loop(agent: Arc<Agent>, raft: Arc<RaftServer>) {
         if leader_id != last_leader {
             if let Some((_, node)) = &status.leader {
                 tracing::info!(term = status.term, "New leader elected: payload={}", node.name);
+                let change = crate::agent::raft_view::LeaderChange { term: status.term, leader: node.name.clone(), at_ms: crate::agent::wall_clock_ms() };
+                agent.leader_changes().record(change);
             }
             last_leader = leader_id;
             duties = Duties::default();

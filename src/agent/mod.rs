@@ -32,6 +32,7 @@ pub mod members;
 mod operations;
 mod persist;
 pub mod prepared_query;
+pub mod raft_view;
 mod reconcile;
 pub mod remote_view;
 pub mod role;
@@ -151,6 +152,8 @@ pub struct Agent {
     session_deadlines: Mutex<std::collections::HashMap<String, Instant>>,
     /// When each server's autopilot health last changed, as this server saw it (`autopilot`).
     autopilot_stability: autopilot::Stability,
+    /// The leaders this server saw elected, for the dashboard (`raft_view`).
+    leader_changes: raft_view::LeaderChanges,
     /// Set to `true` to stop the agent (signal, `PUT /v1/agent/leave`).
     shutdown: watch::Sender<bool>,
     /// Which services and checks come from config files, and the reload queue (`config_defs`).
@@ -249,6 +252,7 @@ impl Agent {
             full_sync_wanted: tokio::sync::Notify::new(),
             session_deadlines: Mutex::new(std::collections::HashMap::new()),
             autopilot_stability: autopilot::Stability::default(),
+            leader_changes: raft_view::LeaderChanges::default(),
             scheduler,
             shutdown,
             config_defs: config_defs::ConfigDefs::default(),

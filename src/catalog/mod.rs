@@ -24,6 +24,7 @@ pub mod query;
 mod node_table;
 mod service_table;
 pub mod txn;
+pub mod ui_summary;
 #[cfg(test)]
 mod acl_tests;
 #[cfg(test)]

@@ -38,8 +38,9 @@ const HOP_FROM_SERVER: &str = "1";
 const HOP_FROM_CLIENT: &str = "client";
 /// Read endpoints answered by the leader unless `?stale`. A snapshot is the leader's (Consul:
 /// "taken on the leader unless ?stale"), and autopilot's health, state and configuration and
-/// the usage counts are the leader's view too.
-const LEADER_READ_PREFIXES: [&str; 10] = [
+/// the usage counts are the leader's view too, as are the dashboard's summaries and Raft view.
+const LEADER_READ_PREFIXES: [&str; 11] = [
+    "/v1/internal/ui/",
     "/v1/catalog/",
     "/v1/health/",
     "/v1/kv",

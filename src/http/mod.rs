@@ -32,6 +32,8 @@ mod prepared_query_json;
 mod route_timers;
 mod health;
 mod host;
+mod internal_ui;
+mod internal_ui_raft;
 mod kv;
 pub mod query;
 pub mod server;
@@ -133,6 +135,12 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/v1/health/checks/{*name}", get(health::checks))
         .route("/v1/health/node/{*node}", get(health::node))
         .route("/v1/health/state/{state}", get(health::state))
+        // the dashboard's summaries (Consul's internal UI endpoints) and cairn's Raft view
+        .route("/v1/internal/ui/services", get(internal_ui::services))
+        .route("/v1/internal/ui/nodes", get(internal_ui::nodes))
+        .route("/v1/internal/ui/node/{node}", get(internal_ui::node))
+        .route("/v1/internal/ui/catalog-overview", get(internal_ui::catalog_overview))
+        .route("/v1/internal/ui/raft", get(internal_ui_raft::raft))
         // kv
         .route("/v1/kv/", get(kv::get).put(kv::put).delete(kv::delete))
         .route("/v1/kv/{*key}", get(kv::get).put(kv::put).delete(kv::delete))

@@ -60,6 +60,9 @@ pub enum Table {
     Acl,
     /// Prepared queries (`/v1/query`).
     PreparedQueries,
+    /// Nodes, services and checks together: the dashboard's whole-catalog summaries
+    /// (`/v1/internal/ui/*`), so that their watchers share one slot and its memoized answer.
+    CatalogHealth,
 }
 
 /// The registry of watched topics.
@@ -176,14 +179,17 @@ impl Watches {
                 RowKey::Node(node) => {
                     woken += registry.wake(&Topic::Node(node.clone()), index);
                     woken += registry.wake(&Topic::Table(Table::Nodes), index);
+                    woken += registry.wake(&Topic::Table(Table::CatalogHealth), index);
                 }
                 RowKey::Service(node, _) => {
                     woken += registry.wake(&Topic::Node(node.clone()), index);
                     woken += registry.wake(&Topic::Table(Table::Services), index);
+                    woken += registry.wake(&Topic::Table(Table::CatalogHealth), index);
                 }
                 RowKey::Check(node, _) => {
                     woken += registry.wake(&Topic::Node(node.clone()), index);
                     woken += registry.wake(&Topic::Table(Table::Checks), index);
+                    woken += registry.wake(&Topic::Table(Table::CatalogHealth), index);
                 }
                 RowKey::Session(_) => woken += registry.wake(&Topic::Table(Table::Sessions), index),
                 RowKey::ConfigEntry(..) => woken += registry.wake(&Topic::Table(Table::ConfigEntries), index),

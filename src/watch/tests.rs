@@ -107,3 +107,20 @@ async fn identical_queries_compute_once_per_change() {
     }
     assert_eq!(computed.get(), 3, "one computation per query shape per change");
 }
+
+#[tokio::test]
+async fn the_dashboard_topic_wakes_on_nodes_services_and_checks_but_not_kv() {
+    let watches = Watches::new();
+    let mut catalog = Catalog::new();
+    let mut health = watches.subscribe(Topic::Table(Table::CatalogHealth));
+    health.mark_seen();
+    watches.publish(1, &changes_of(&mut catalog, 1, set("app/x")));
+    assert!(!woke(&mut health).await, "a KV write woke the dashboard's summaries");
+    let check = crate::catalog::tests::check("c1", "", crate::catalog::model::HealthStatus::Passing);
+    watches.publish(2, &changes_of(&mut catalog, 2, crate::catalog::tests::registration("n1", None, vec![check])));
+    assert!(woke(&mut health).await);
+    assert_eq!(health.mark_seen(), 2);
+    let update = Command::UpdateCheck { node: "n1".into(), check_id: "c1".into(), status: crate::catalog::model::HealthStatus::Critical, output: String::new() };
+    watches.publish(3, &changes_of(&mut catalog, 3, update));
+    assert!(woke(&mut health).await, "a check's status change wakes it");
+}

@@ -41,6 +41,7 @@ mod telemetry;
 mod systemd_notify;
 mod tidy;
 mod txn;
+mod ui_endpoints;
 mod upgrade;
 mod util;
 mod watch;

@@ -32,6 +32,11 @@
 //! a registration takes to show in DNS, and RSS, with an empty and a large catalog
 //! (`dns_scale.rs`).
 //!
+//! `--seed-ui-catalog [--http ADDR] [--services 5000] [--instances 20000] [--nodes 500]` instead
+//! registers the dashboard's large catalog into a running agent as fast as it can and prints
+//! one JSON line; `--ui-summary` times the pure dashboard summaries of that catalog in this
+//! process (`ui_catalog.rs`).
+//!
 //! `--cluster N` instead starts N servers on loopback and measures write throughput, failover
 //! time and snapshot catch-up (`cluster.rs`; `--snapshot-mb` sets the state machine size).
 //!
@@ -53,6 +58,7 @@ mod dns_scale;
 mod dns_vs_nsd;
 mod gossip_sim;
 mod soak;
+mod ui_catalog;
 #[cfg(feature = "etcd")]
 mod versus;
 mod watchers;
@@ -419,6 +425,12 @@ async fn main() -> std::process::ExitCode {
     }
     if args.iter().any(|a| a == "--dns-scale") {
         return dns_scale::main(&args).await;
+    }
+    if args.iter().any(|a| a == "--seed-ui-catalog") {
+        return ui_catalog::seed_main(&args).await;
+    }
+    if args.iter().any(|a| a == "--ui-summary") {
+        return ui_catalog::summary_main(&args);
     }
     let mut options = match parse_options() {
         Ok(options) => options,
