@@ -118,6 +118,9 @@ export class Hub {
         this.markOffline(reason === 'timeout' ? 'the agent did not answer in time' : 'the agent cannot be reached');
         this.emit(topic, { type: 'error', offline: true, status: 0, message: this.conn.error });
         topic.recovering = true;
+        // The agent may have restarted with a lower index: a blocking query on the old index
+        // would then wait its whole 30 s. Ask afresh (a plain GET) once it answers.
+        topic.index = 0;
         await this.whenOnline();
         continue;
       }

@@ -1,4 +1,4 @@
-// nodes.js — the Nodes tab (#/nodes): every node with its address, health and service count,
+// nodes.js — the Nodes tab (#/nodes): every node with its address, health (its node-level checks) and service count,
 // from ONE blocking query on /v1/internal/ui/nodes (Consul's node dump with services and
 // checks). Filter, health filter and sort run in the browser and live in the URL; the table
 // is virtualised, so 500 nodes cost a screenful of rows. Without the endpoint it falls back to
@@ -11,7 +11,9 @@ import { select } from './services.js';
 
 const RANK = { maintenance: 0, critical: 1, warning: 2, passing: 3 };
 
-function nodeRow(node, checks, services) {
+/** A node's health is its node-level checks' (serfHealth, maintenance), as the overview counts. */
+function nodeRow(node, allChecks, services) {
+  const checks = allChecks.filter((c) => !c.ServiceID);
   const status = worstCheck(checks);
   const meta = Object.entries(node.Meta || {}).map(([k, v]) => `${k}=${v}`).join(' ');
   return { name: node.Node, address: node.Address, status, counts: countStatuses(checks), services, meta,
