@@ -74,7 +74,7 @@ function ring(model) {
     const [px, py] = pos[i];
     const lag = leader && leader.lastLog != null && x.lastLog != null ? Math.max(0, leader.lastLog - x.lastLog) : null;
     const frac = leader && leader.lastLog ? Math.min(1, (x.lastLog || 0) / leader.lastLog) : 1;
-    return s('g', { class: `srv srv-${serverHealth(x)} role-${x.role}`, transform: `translate(${px},${py})` },
+    return s('g', { class: `srv srv-${serverHealth(x)} srv-is-${x.role}`, transform: `translate(${px},${py})` },
       s('circle', { r: 38, class: 'srv-disc' }),
       x.role === 'leader' ? s('circle', { r: 46, class: 'srv-halo' }) : null,
       s('text', { y: -8, class: 'srv-name' }, x.name),
