@@ -32,7 +32,7 @@ export class Hub {
     this.queue = []; // {topic, grant} waiting for a slot
     this.onlineWaiters = [];
     this.probing = false;
-    this.stats = { requests: 0, blocking: 0, byPath: {} };
+    this.stats = { requests: 0, blocking: 0, byPath: {}, recent: [] }; // recent: the last requests' timings
   }
 
   /** Start delivering `spec` ({path, token, allow404, poll}) to `send(msg)` under `id`. */
@@ -173,8 +173,11 @@ export class Hub {
     if (blocking) this.stats.blocking += 1;
     const path = url.split('?')[0];
     this.stats.byPath[path] = (this.stats.byPath[path] || 0) + 1;
+    const started = performance.timeOrigin + performance.now();
     const res = await fetch(url, { signal, cache: 'no-store', headers: token ? { 'X-Consul-Token': token } : {} });
     const text = await res.text();
+    this.stats.recent.push({ url, started: Math.round(started), ms: Math.round(performance.timeOrigin + performance.now() - started) });
+    if (this.stats.recent.length > 20) this.stats.recent.shift();
     const header = res.headers.get('X-Consul-Index');
     const index = header != null && /^\d+$/.test(header) ? Number(header) : null;
     return { ok: res.ok, status: res.status, index, text };

@@ -58,6 +58,7 @@ export function watch(path, onData, { signal, allow404 = false, poll = 0, onErro
   const onMsg = (msg) => {
     if (signal?.aborted) return;
     if (msg.type === 'data') {
+      performance.mark(`cairn:data ${path}`); // for the benchmark: when each answer reached the page
       onData(msg.status === 404 ? null : parseBody(msg.text), msg.index, msg.status);
       return;
     }
