@@ -55,11 +55,18 @@ function hashParts() {
   return q < 0 ? { path: raw, query: new URLSearchParams() } : { path: raw.slice(0, q), query: new URLSearchParams(raw.slice(q + 1)) };
 }
 
-/** Rewrite the URL's query (filters, sorts) without a new history entry or a re-route. */
+/**
+ * Rewrite the URL's query (filters, sorts) without a new history entry or a re-route; a burst
+ * of keystrokes writes it once, 200 ms after the last, and never onto another page's URL.
+ */
+let queryTimer = 0;
 function setQuery(params) {
   const { path } = hashParts();
   const qs = new URLSearchParams(Object.entries(params).filter(([, v]) => v != null && v !== '')).toString();
-  history.replaceState(history.state, '', `#${path}${qs ? `?${qs}` : ''}`);
+  clearTimeout(queryTimer);
+  queryTimer = setTimeout(() => {
+    if (hashParts().path === path) history.replaceState(history.state, '', `#${path}${qs ? `?${qs}` : ''}`);
+  }, 200);
 }
 
 /** "web · Services · cairn": every page's title names what it shows. */

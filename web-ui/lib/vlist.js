@@ -3,10 +3,10 @@
 // with spacer rows above and below keeping the scrollbar true. Rows must stay one line high
 // (the `.vtable` styles make cells nowrap with an ellipsis).
 
-const OVERSCAN = 12;
+const OVERSCAN = 8;
 
 /**
- * `renderRow(item)` returns a <tr>. `empty()` returns the <tr> shown for no rows. Returns
+ * `renderRow(item)` returns a <tr> (built once per item object and reused). `empty()` returns the <tr> shown for no rows. Returns
  * {set(items)}; call set() whenever the rows (or their order) change.
  */
 export function virtualBody(table, tbody, { renderRow, empty, columns, signal }) {
@@ -16,8 +16,18 @@ export function virtualBody(table, tbody, { renderRow, empty, columns, signal })
   let frame = 0;
   const top = spacer(columns);
   const bottom = spacer(columns);
+  // Rows already built, by item: a filter keystroke re-shows them instead of rebuilding them.
+  // New data means new item objects, so a changed row is always rebuilt.
+  const built = new WeakMap();
+  let rowH = 0; // read from CSS once, and again on resize (the phone layout changes it)
 
-  const rowHeight = () => parseFloat(getComputedStyle(table).getPropertyValue('--row-h')) || 40;
+  const rowHeight = () => rowH || (rowH = parseFloat(getComputedStyle(table).getPropertyValue('--row-h')) || 40);
+  const rowFor = (item, i) => {
+    if (typeof item !== 'object' || item === null) return renderRow(item, i); // (KV keys: strings)
+    let tr = built.get(item);
+    if (!tr) { tr = renderRow(item, i); built.set(item, tr); }
+    return tr;
+  };
 
   function draw(force) {
     frame = 0;
@@ -37,16 +47,17 @@ export function virtualBody(table, tbody, { renderRow, empty, columns, signal })
     top.firstChild.style.height = `${start * rowH}px`;
     bottom.firstChild.style.height = `${(items.length - end) * rowH}px`;
     const rows = [];
-    for (let i = start; i < end; i += 1) rows.push(renderRow(items[i], i));
+    for (let i = start; i < end; i += 1) rows.push(rowFor(items[i], i));
     tbody.replaceChildren(...(start > 0 ? [top] : []), ...rows, ...(end < items.length ? [bottom] : []));
   }
 
   const schedule = () => { if (!frame) frame = requestAnimationFrame(() => draw(false)); };
   window.addEventListener('scroll', schedule, { passive: true });
-  window.addEventListener('resize', schedule, { passive: true });
+  const resized = () => { rowH = 0; schedule(); };
+  window.addEventListener('resize', resized, { passive: true });
   signal?.addEventListener('abort', () => {
     window.removeEventListener('scroll', schedule);
-    window.removeEventListener('resize', schedule);
+    window.removeEventListener('resize', resized);
     cancelAnimationFrame(frame);
   });
   return {
