@@ -1,5 +1,5 @@
-// header.js — the dashboard's top bar: this agent's node, datacenter and Raft state (agent/self
-// polled every 2 s through the shared hub, so every tab shares one poll), the connection state
+// header.js — the dashboard's top bar: this agent's node, datacenter and Raft state (its raft
+// view polled every 2 s through the shared hub, so every tab shares one poll), the connection state
 // (never "live" or "leader" while the agent does not answer), the live-updates and theme
 // toggles, and the log of leader changes this browser has seen (for the overview).
 
@@ -10,6 +10,8 @@ const $ = (id) => document.getElementById(id);
 const LEADER_LOG_KEY = 'cairn:leader-log';
 const LEADER_LOG_MAX = 20;
 let lastSelf = null;
+let lastRaftView = null; // this server's own raft view, when the agent has one
+let viewRendered = false; // the Raft figures come from the raft view, not agent/self
 let connection = { state: 'live' };
 const selfListeners = new Set();
 
@@ -54,7 +56,7 @@ function renderSelf(self) {
   const raft = self.Stats?.raft;
   setText('node-name', cfg.NodeName);
   setText('datacenter', cfg.Datacenter);
-  if (connection.state === 'offline') return;
+  if (connection.state === 'offline' || (viewRendered && cfg.Server)) return;
   showRole(raft?.state ? raft.state.toLowerCase() : (cfg.Server ? 'unknown' : 'client'));
   setText('raft-term', raft?.term);
   setText('raft-last-index', raft?.last_log_index);
@@ -77,9 +79,13 @@ function renderConnection(state) {
   replace(el, h('span', { class: 'dot' }), text);
   if (state.state === 'offline') {
     // What the agent was is no longer known: never keep claiming "leader".
+    lastRaftView = null;
     showRole('unknown');
     for (const id of ['raft-leader']) setText(id, null);
-  } else if (lastSelf) renderSelf(lastSelf);
+  } else if (lastSelf) {
+    renderSelf(lastSelf);
+    if (lastRaftView) renderRaftView(lastRaftView);
+  }
 }
 
 function startToggles() {
@@ -109,20 +115,56 @@ function startToggles() {
   showTheme();
 }
 
-/** Start the header's polls; `signal` stops them (log out). */
+/**
+ * Start the header's polls; `signal` stops them (log out). The Raft figures come from this
+ * server's own raft view (`/v1/internal/ui/raft?stale`, a few bytes, every 2 s), which is also
+ * the liveness heartbeat. agent/self (identity, and the figures on an agent without the raft
+ * view) is read once, a moment after the page's own data was asked for, then every 30 s: with
+ * a large catalog it takes the agent ~0.5 s and stalls its other answers meanwhile.
+ */
 export function startHeader(signal) {
-  watch('/v1/agent/self', (self) => {
+  const onSelfData = (self) => {
     if (!self) return;
     lastSelf = self;
     renderSelf(self);
+    if (lastRaftView) renderRaftView(lastRaftView);
     for (const fn of selfListeners) fn(self);
-  }, { signal, poll: 2000 });
+  };
+  const selfLater = setTimeout(() => watch('/v1/agent/self', onSelfData, { signal, poll: 30000 }), 600);
+  signal.addEventListener('abort', () => clearTimeout(selfLater));
+  const raft = new AbortController();
+  signal.addEventListener('abort', () => raft.abort());
+  watch('/v1/internal/ui/raft?stale', (view, _index, code) => {
+    if (code === 404) {
+      // An agent without the raft view: agent/self every 2 s carries the figures.
+      raft.abort();
+      clearTimeout(selfLater);
+      watch('/v1/agent/self', onSelfData, { signal, poll: 2000 });
+      return;
+    }
+    lastRaftView = view;
+    if (lastSelf) renderRaftView(view);
+  }, { signal: raft.signal, allow404: true, poll: 2000 });
   watch('/v1/status/peers', (peers) => {
     setText('raft-peers', Array.isArray(peers) ? (peers.length ? peers.join(', ') : 'none') : null);
     $('raft-peers').dataset.count = Array.isArray(peers) ? peers.length : '';
   }, { signal, poll: 5000 });
 }
 
+/** This server's entry of its own raft view → the header's role, term and indexes. */
+function renderRaftView(view) {
+  if (!view || !lastSelf?.Config?.Server || connection.state === 'offline') return;
+  const me = (view.Servers || []).find((x) => x.Name === lastSelf.Config.NodeName);
+  if (!me) return;
+  viewRendered = true;
+  showRole(me.Role === 'non-voter' ? 'follower' : me.Role);
+  setText('raft-term', view.Term ?? me.Term);
+  setText('raft-last-index', me.LastLogIndex);
+  setText('raft-applied-index', me.AppliedIndex ?? me.CommitIndex);
+  const leader = (view.Servers || []).find((x) => x.Name === view.Leader);
+  setText('raft-leader', leader?.Address || view.Leader);
+  recordLeader(view.Leader, view.Term ?? null);
+}
 export function initHeader() {
   onConnection(renderConnection);
   startToggles();
