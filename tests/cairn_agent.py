@@ -14,6 +14,14 @@ import urllib.error
 import urllib.request
 
 CAIRN_BIN = os.environ.get("CAIRN_BIN", "/root/.cache/cairn-target/debug/cairn")
+# A prebuilt (release) binary carries its own copy of web-ui/; CAIRN_UI_DIR makes it serve the
+# files of this checkout instead (`-ui-dir`). A debug build reads web-ui/ from disk anyway.
+CAIRN_UI_DIR = os.environ.get("CAIRN_UI_DIR", "")
+
+
+def ui_dir_args():
+    """`-ui-dir <dir>` when CAIRN_UI_DIR is set, else nothing."""
+    return ["-ui-dir", CAIRN_UI_DIR] if CAIRN_UI_DIR else []
 # How long an agent may take to start and elect itself.
 START_S = 30
 
@@ -78,7 +86,7 @@ def start(tmp, extra_args):
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             [CAIRN_BIN, "agent", "-dev", "-node=web-host", f"-data-dir={tmp}/data-{http}",
-             f"-http-port={http}", f"-dns-port={dns}", f"-server-port={server}", f"-serf-lan-port={serf}", *extra_args],
+             f"-http-port={http}", f"-dns-port={dns}", f"-server-port={server}", f"-serf-lan-port={serf}", *ui_dir_args(), *extra_args],
             stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{http}"
     deadline = time.monotonic() + START_S

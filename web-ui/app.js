@@ -1,133 +1,148 @@
-// app.js — entry point of the cairn web dashboard (served at /ui/): the header with the
-// agent's node, datacenter and live Raft state, the tabs, the hash router that mounts
-// one view at a time (each view's blocking queries stop when it is left), and the ACL token
-// login panel shown when the agent answers 403.
+// app.js — entry point of the cairn web dashboard (served at /ui/): the hash router that mounts
+// one view at a time (each view's watches stop when it is left), deep links in path form
+// (`/ui/kv/config/web/flags.json`, Consul's `/ui/dc1/services/web`) turned into hash routes,
+// page titles that name the resource, focus moved to the page heading on navigation, and the
+// ACL token login panel shown when the agent answers 403.
 
-import { h, replace, decodePath } from './lib/dom.js';
-import { getJSON, poll, onConnection, request, getToken, setToken, onAuth } from './lib/api.js';
-import { mountServiceList, mountServiceDetail } from './views/services.js';
-import { mountNodeList, mountNodeDetail } from './views/nodes.js';
+import { decodePath } from './lib/dom.js';
+import { request, getToken, setToken, onAuth } from './lib/api.js';
+import { startLive } from './lib/live.js';
+import { initHeader, startHeader } from './lib/header.js';
+import { mountOverview } from './views/overview.js';
+import { mountServiceList } from './views/services.js';
+import { mountServiceDetail, mountInstance } from './views/service.js';
+import { mountNodeList } from './views/nodes.js';
+import { mountNodeDetail, mountSession } from './views/node.js';
 import { mountKv } from './views/kv.js';
+import { mountCluster } from './views/cluster.js';
+import { mountAcl } from './views/acl.js';
 
 const $ = (id) => document.getElementById(id);
+const seg = (m, i) => decodePath(m[i]);
 
 // ---- routing ----------------------------------------------------------------------------
 
 const ROUTES = [
+  { re: /^\/overview\/?$/, tab: 'overview', mount: mountOverview },
   { re: /^\/services\/?$/, tab: 'services', mount: mountServiceList },
-  { re: /^\/services\/(.+)$/, tab: 'services', mount: mountServiceDetail, params: (m) => ({ name: decodePath(m[1]) }) },
+  { re: /^\/services\/([^/]+)\/instances\/([^/]+)\/(.+)$/, tab: 'services', mount: mountInstance,
+    params: (m) => ({ name: seg(m, 1), node: seg(m, 2), id: seg(m, 3) }) },
+  { re: /^\/services\/(.+)$/, tab: 'services', mount: mountServiceDetail, params: (m) => ({ name: seg(m, 1) }) },
   { re: /^\/nodes\/?$/, tab: 'nodes', mount: mountNodeList },
-  { re: /^\/nodes\/(.+)$/, tab: 'nodes', mount: mountNodeDetail, params: (m) => ({ name: decodePath(m[1]) }) },
+  { re: /^\/nodes\/(.+)$/, tab: 'nodes', mount: mountNodeDetail, params: (m) => ({ name: seg(m, 1) }) },
+  { re: /^\/sessions\/(.+)$/, tab: 'nodes', mount: mountSession, params: (m) => ({ id: seg(m, 1) }) },
   { re: /^\/kv(?:\/(.*))?$/, tab: 'kv', mount: mountKv, params: (m) => ({ path: decodePath(m[1] || '') }) },
+  { re: /^\/cluster\/?$/, tab: 'cluster', mount: mountCluster },
+  { re: /^\/acls(?:\/(tokens|policies|roles))?\/?$/, tab: 'acls', mount: mountAcl, params: (m) => ({ kind: m[1] || 'tokens' }) },
 ];
+const TOP = ['overview', 'services', 'nodes', 'kv', 'cluster', 'acls', 'sessions'];
+// Consul's UI puts a tab name after a resource (`/services/web/instances`, `/nodes/n1/health-checks`).
+const SUBTABS = ['health-checks', 'service-instances', 'instances', 'sessions', 'lock-sessions', 'metadata',
+  'intentions', 'routing', 'tags', 'topology', 'services', 'upstreams', 'exposed-paths', 'rtt'];
 
 let current = null; // AbortController of the mounted view
-let tabLabel = 'Services';
-
-function setTitle() {
-  const node = $('node-name').textContent;
-  document.title = node && node !== '—' ? `${tabLabel} · ${node} · cairn` : `${tabLabel} · cairn`;
-}
+let routedOnce = false;
 
 function navigate(hash) {
   if (location.hash === hash) route();
   else location.hash = hash;
 }
 
+/** Split "#/services?filter=web" into its path and query. */
+function hashParts() {
+  const raw = location.hash.replace(/^#/, '') || '/';
+  const q = raw.indexOf('?');
+  return q < 0 ? { path: raw, query: new URLSearchParams() } : { path: raw.slice(0, q), query: new URLSearchParams(raw.slice(q + 1)) };
+}
+
+/**
+ * Rewrite the URL's query (filters, sorts) without a new history entry or a re-route; a burst
+ * of keystrokes writes it once, 200 ms after the last, and never onto another page's URL.
+ */
+let queryTimer = 0;
+function setQuery(params) {
+  const { path } = hashParts();
+  const qs = new URLSearchParams(Object.entries(params).filter(([, v]) => v != null && v !== '')).toString();
+  clearTimeout(queryTimer);
+  queryTimer = setTimeout(() => {
+    if (hashParts().path === path) history.replaceState(history.state, '', `#${path}${qs ? `?${qs}` : ''}`);
+  }, 200);
+}
+
+/** "web · Services · cairn": every page's title names what it shows. */
+function setTitle(...parts) {
+  document.title = [...parts.filter(Boolean), 'cairn'].join(' · ');
+}
+
 function route() {
   if (!$('login').hidden) return; // nothing is mounted until a token is accepted
-  const path = location.hash.replace(/^#/, '') || '/';
+  const { path, query } = hashParts();
   const match = ROUTES.map((r) => [r, r.re.exec(path)]).find(([, m]) => m);
   if (!match) {
-    location.replace('#/services');
+    location.replace('#/overview');
     return;
   }
   const [r, m] = match;
   current?.abort();
   current = new AbortController();
   for (const a of document.querySelectorAll('nav.tabs a')) {
-    a.classList.toggle('active', a.dataset.tab === r.tab);
-    if (a.dataset.tab === r.tab) a.setAttribute('aria-current', 'page');
+    const active = a.dataset.tab === r.tab;
+    a.classList.toggle('active', active);
+    if (active) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
   }
   const root = $('view');
   root.replaceChildren();
   root.dataset.view = r.tab;
-  r.mount(root, { signal: current.signal, params: r.params ? r.params(m) : {}, navigate });
-  tabLabel = document.querySelector(`nav.tabs a[data-tab="${r.tab}"]`).textContent;
-  setTitle();
+  const section = document.querySelector(`nav.tabs a[data-tab="${r.tab}"]`).textContent;
+  setTitle(section);
+  r.mount(root, {
+    signal: current.signal, params: r.params ? r.params(m) : {}, query, navigate, setQuery,
+    setTitle: (resource) => setTitle(resource, section),
+  });
+  // Focus the new page's heading, so a screen reader announces it and Tab starts there.
+  if (routedOnce) {
+    const heading = root.querySelector('h1');
+    if (heading) {
+      heading.tabIndex = -1;
+      heading.focus({ preventScroll: true });
+    }
+    window.scrollTo(0, 0);
+  }
+  routedOnce = true;
 }
 
-// A deep link like /ui/services/web (the server answers it with index.html) becomes #/services/web.
+/**
+ * A deep link in path form (the server answers every /ui/ route with index.html) becomes the
+ * hash route: `/ui/kv/a/b.json` → `#/kv/a/b.json`; Consul's `/ui/dc1/services/web/instances`
+ * → `#/services/web`; its `?filter=` query is kept.
+ */
 function adoptPathRoute() {
   const rest = location.pathname.replace(/^\/ui\/?/, '');
-  if (rest && !location.hash) history.replaceState(null, '', `/ui/#/${rest}`);
-}
-
-// ---- header: agent identity and Raft state ---------------------------------------------
-
-function setText(id, value) {
-  const el = $(id);
-  const text = value == null || value === '' ? '—' : String(value);
-  if (el.textContent !== text) el.textContent = text;
-}
-
-function renderSelf(self, peers) {
-  const cfg = self.Config || {};
-  const raft = self.Stats?.raft;
-  const consul = self.Stats?.consul || {};
-  setText('node-name', cfg.NodeName);
-  setText('datacenter', cfg.Datacenter);
-  setTitle();
-  const role = raft?.state ? raft.state.toLowerCase() : (cfg.Server ? 'unknown' : 'client');
-  const roleEl = $('raft-role');
-  setText('raft-role', role);
-  roleEl.className = `role role-${['leader', 'follower', 'candidate', 'client'].includes(role) ? role : 'unknown'}`;
-  roleEl.dataset.role = role;
-  setText('raft-term', raft?.term);
-  setText('raft-last-index', raft?.last_log_index);
-  setText('raft-applied-index', raft?.applied_index);
-  setText('raft-leader', consul.leader_addr);
-  setText('raft-peers', Array.isArray(peers) ? (peers.length ? peers.join(', ') : 'none') : null);
-  $('raft-peers').dataset.count = Array.isArray(peers) ? peers.length : '';
-}
-
-function startHeader() {
-  // agent/self has no X-Consul-Index to block on: poll it (and the peer list) every 2 s.
-  poll(async (signal) => {
-    const [self, peers] = await Promise.all([
-      getJSON('/v1/agent/self', { signal }),
-      getJSON('/v1/status/peers', { signal }).catch(() => null),
-    ]);
-    renderSelf(self, peers);
-  }, { interval: 2000 });
-
-  let ticker = null;
-  onConnection((state) => {
-    const el = $('conn-status');
-    clearInterval(ticker);
-    el.dataset.state = state.ok ? 'live' : 'error';
-    if (state.ok) {
-      replace(el, h('span', { class: 'dot' }), 'live');
-      el.title = 'Connected: views update through blocking queries';
-      return;
-    }
-    const tick = () => {
-      const secs = Math.max(0, Math.ceil((state.retryAt - Date.now()) / 1000));
-      replace(el, h('span', { class: 'dot' }), secs > 0 ? `reconnecting in ${secs}s` : 'reconnecting…');
-    };
-    el.title = state.error;
-    tick();
-    ticker = setInterval(tick, 500);
-  });
+  if (!rest) return;
+  if (location.hash) {
+    history.replaceState(null, '', `/ui/${location.hash}`);
+    return;
+  }
+  let parts = rest.split('/');
+  if (!TOP.includes(parts[0]) && TOP.includes(parts[1])) parts = parts.slice(1); // the datacenter
+  if (parts[0] === 'services' && parts.length > 2) {
+    if (parts[2] === 'instances' && parts.length >= 5) parts = parts.slice(0, 5);
+    else if (SUBTABS.includes(parts[2])) parts = parts.slice(0, 2);
+  }
+  if ((parts[0] === 'nodes' || parts[0] === 'acls') && parts.length > 2 && SUBTABS.includes(parts[2])) parts = parts.slice(0, 2);
+  if (parts[0] === 'kv' && parts.length > 2 && parts[parts.length - 1] === 'edit') parts = parts.slice(0, -1);
+  history.replaceState(null, '', `/ui/#/${parts.join('/')}${location.search}`);
 }
 
 // ---- ACL token login ----------------------------------------------------------------------
 
+let headerCtl = null;
+
 /**
  * The agent refused a request (403). Without a token, or when the agent does not know the
  * token ("ACL not found"), hide every view and ask for one; a known token that merely lacks a
- * permission leaves the views to show their own error.
+ * permission leaves the views to show their own "permission denied".
  */
 function authRequired(message) {
   const token = getToken();
@@ -142,6 +157,7 @@ function authRequired(message) {
   showLoginError(token ? message : '');
   $('login-token').value = '';
   $('login-token').focus();
+  setTitle('Log in');
 }
 
 function showLoginError(message) {
@@ -150,11 +166,18 @@ function showLoginError(message) {
   el.hidden = !message;
 }
 
+function restartHeader() {
+  headerCtl?.abort();
+  headerCtl = new AbortController();
+  startHeader(headerCtl.signal);
+}
+
 function leaveLogin() {
   $('login').hidden = true;
   $('view').hidden = false;
   document.querySelector('nav.tabs').hidden = false;
   $('logout').hidden = !getToken();
+  restartHeader();
   route();
 }
 
@@ -190,19 +213,23 @@ function logout() {
   $('logout').hidden = true;
   current?.abort();
   $('view').replaceChildren(); // forget what the token could see, at once
-  for (const id of ['node-name', 'datacenter']) setText(id, null);
+  for (const id of ['node-name', 'datacenter']) $(id).textContent = '—';
+  restartHeader();
   route();
 }
 
-function startLogin() {
+async function main() {
+  adoptPathRoute();
+  await startLive();
+  initHeader();
   $('logout').hidden = !getToken();
   $('logout').addEventListener('click', logout);
   $('login-form').addEventListener('submit', submitLogin);
   onAuth(authRequired);
+  restartHeader();
+  window.addEventListener('hashchange', route);
+  route();
+  window.__cairn = { ready: true, live: await import('./lib/live.js') };
 }
 
-adoptPathRoute();
-startLogin();
-startHeader();
-window.addEventListener('hashchange', route);
-route();
+main();

@@ -5,7 +5,9 @@ a known initial management token, registers a service with that token, and check
 Chromium: without a token the "requires an ACL token" panel shows and no service name is
 visible; a wrong token gets the agent's "ACL not found"; the right token shows the services
 (and is kept in localStorage as `cairn:token`); "Log out" forgets it and hides them again.
-Runs like test_dashboard.py (see tests/ui/README.md); it reuses that file's helpers.
+It also checks the ACL pages: the management token sees its tokens, policies and roles; a token
+without acl:read sees "permission denied" there while the rest of the dashboard works.
+Runs like test_dashboard.py (see tests/ui/README.md).
 """
 
 import json
@@ -21,7 +23,9 @@ import uuid
 import pytest
 from playwright.sync_api import expect
 
-from test_dashboard import CAIRN_BIN, LIVE, browser, free_ports, stop, tail  # noqa: F401 (browser is a fixture)
+from cairn_agent import free_ports, stop, ui_dir_args
+from harness import CAIRN_BIN, LIVE, tail
+from test_dashboard import browser  # noqa: F401 (a fixture)
 
 MANAGEMENT = str(uuid.uuid4())
 SERVICE = "acl-web-7f3a"  # a name that appears nowhere else on the page
@@ -54,7 +58,7 @@ def acl_agent():
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             [CAIRN_BIN, "agent", "-dev", "-node=acl-ui-node", f"-data-dir={data}", f"-config-file={config}",
-             f"-http-port={http}", f"-dns-port={dns}", f"-server-port={server}", f"-serf-lan-port={serf}"],
+             f"-http-port={http}", f"-dns-port={dns}", f"-server-port={server}", f"-serf-lan-port={serf}", *ui_dir_args()],
             stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{http}"
     try:
@@ -109,5 +113,34 @@ def test_token_login_shows_services_and_logout_hides_them(acl_agent, browser):
         expect(login).to_be_visible()
         assert page.evaluate("localStorage.getItem('cairn:token')") is None
         assert errors == [], errors
+    finally:
+        context.close()
+
+
+def test_acl_pages_and_permission_denied(acl_agent, browser):
+    # A policy that may read services and nodes but not ACLs, and a token for it.
+    status, text = call(acl_agent, "PUT", "/v1/acl/policy", {"Name": "ui-reader", "Rules": 'service_prefix "" { policy = "read" }\nnode_prefix "" { policy = "read" }\nagent_prefix "" { policy = "read" }'}, MANAGEMENT)
+    assert status == 200, text
+    status, text = call(acl_agent, "PUT", "/v1/acl/token", {"Description": "ui reader", "Policies": [{"Name": "ui-reader"}]}, MANAGEMENT)
+    assert status == 200, text
+    reader = json.loads(text)["SecretID"]
+
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    page = context.new_page()
+    try:
+        page.goto(acl_agent + "/ui/#/acls/tokens")
+        page.evaluate("t => localStorage.setItem('cairn:token', t)", MANAGEMENT)
+        page.reload()
+        expect(page.get_by_test_id("acl-tokens")).to_contain_text("ui reader")
+        page.get_by_test_id("acl-tab-policies").click()
+        expect(page.get_by_test_id("acl-policies")).to_contain_text("ui-reader")
+        expect(page).to_have_title("Policies · ACL · cairn")
+
+        page.evaluate("t => localStorage.setItem('cairn:token', t)", reader)
+        page.reload()
+        expect(page.get_by_test_id("permission-denied")).to_contain_text("Permission denied")
+        expect(page.get_by_test_id("login")).to_be_hidden()  # a known token: no login panel
+        page.goto(acl_agent + "/ui/#/services")
+        expect(page.locator(f'[data-service="{SERVICE}"]')).to_be_visible(timeout=LIVE)
     finally:
         context.close()

@@ -1,105 +1,109 @@
-// nodes.js — the Nodes tab: catalog nodes with their health checks (#/nodes) and one node's
-// checks and services (#/nodes/<node>).
+// nodes.js — the Nodes tab (#/nodes): every node with its address, health (its node-level checks) and service count,
+// from ONE blocking query on /v1/internal/ui/nodes (Consul's node dump with services and
+// checks). Filter, health filter and sort run in the browser and live in the URL; the table
+// is virtualised, so 500 nodes cost a screenful of rows. Without the endpoint it falls back to
+// /v1/catalog/nodes + /v1/health/state/any.
 
-import { h, replace, badge, worst, countStatuses, statusCounts, tagList, notice } from '../lib/dom.js';
-import { watch, getJSON, coalesce, mapLimit } from '../lib/api.js';
-import { checksTable } from './services.js';
+import { h, replace, badge, worstCheck, countStatuses, statusCounts, notice, errorNotice, encodePath } from '../lib/dom.js';
+import { watch } from '../lib/live.js';
+import { virtualBody } from '../lib/vlist.js';
+import { select } from './services.js';
 
-/**
- * #/nodes. Blocking watches on /v1/catalog/nodes and /v1/health/state/any; either firing
- * re-reads /v1/health/node/<node> for every node (plain GETs, 4 at a time).
- */
-export function mountNodeList(root, { signal }) {
-  let nodes = null;
-  let checks = new Map(); // node -> checks[]
-  let error = null;
+const RANK = { maintenance: 0, critical: 1, warning: 2, passing: 3 };
 
-  const status = h('div');
-  const tbody = h('tbody');
-  replace(root,
-    h('div', { class: 'toolbar' }, h('h2', null, 'Nodes')),
-    status,
-    h('table', { class: 'grid', 'data-testid': 'nodes-table' },
-      h('thead', null, h('tr', null, h('th', null, 'Node'), h('th', null, 'Address'), h('th', null, 'Datacenter'), h('th', null, 'Health'), h('th', null, 'Checks'))),
-      tbody));
-
-  function render() {
-    if (error) replace(status, notice(`Could not load nodes: ${error}`, 'error'));
-    else if (nodes === null) replace(status, notice('Loading nodes…'));
-    else replace(status);
-    const list = [...(nodes || [])].sort((a, b) => a.Node.localeCompare(b.Node));
-    replace(tbody, list.map((n) => {
-      const cs = checks.get(n.Node);
-      return h('tr', { 'data-testid': 'node-row', 'data-node': n.Node },
-        h('td', null, h('a', { href: `#/nodes/${encodeURIComponent(n.Node)}`, class: 'strong' }, n.Node)),
-        h('td', null, h('code', null, n.Address)),
-        h('td', null, n.Datacenter),
-        h('td', null, cs ? [badge(worst(cs.map((c) => c.Status))), ' ', statusCounts(countStatuses(cs))] : badge('unknown', '…')),
-        h('td', null, cs ? h('ul', { class: 'checklist' }, cs.map((c) =>
-          h('li', { 'data-check': c.CheckID }, badge(c.Status, c.Status, 'check-badge'), ' ', c.Name || c.CheckID))) : ''));
-    }));
-    if (nodes && list.length === 0) tbody.append(h('tr', null, h('td', { colspan: 5, class: 'empty' }, 'No nodes.')));
-  }
-
-  const refreshChecks = coalesce(async () => {
-    if (!nodes || signal.aborted) return;
-    try {
-      const names = nodes.map((n) => n.Node);
-      const results = await mapLimit(names, 4, (n) => getJSON(`/v1/health/node/${encodeURIComponent(n)}`, { signal }));
-      checks = new Map(names.map((n, i) => [n, results[i] || []]));
-      error = null;
-    } catch (err) {
-      if (signal.aborted) return;
-      error = err.message;
-    }
-    render();
-  });
-
-  watch('/v1/catalog/nodes', (data) => { nodes = data || []; error = null; render(); refreshChecks(); },
-    { signal, onError: (e) => { error = e.message; render(); } });
-  watch('/v1/health/state/any', () => refreshChecks(), { signal });
-  render();
+/** A node's health is its node-level checks' (serfHealth, maintenance), as the overview counts. */
+function nodeRow(node, allChecks, services) {
+  const checks = allChecks.filter((c) => !c.ServiceID);
+  const status = worstCheck(checks);
+  const meta = Object.entries(node.Meta || {}).map(([k, v]) => `${k}=${v}`).join(' ');
+  return { name: node.Node, address: node.Address, status, counts: countStatuses(checks), services, meta,
+    search: `${node.Node}\n${node.Address}\n${meta}`.toLowerCase() };
 }
 
-/** #/nodes/<node>: blocking watches on /v1/health/node/<node> and /v1/catalog/node/<node>. */
-export function mountNodeDetail(root, { signal, params }) {
-  const name = params.name;
-  const enc = encodeURIComponent(name);
-  const info = h('div', { class: 'muted' });
-  const status = h('div');
-  const checksBox = h('div', null, notice('Loading checks…'));
-  const servicesBox = h('div');
-  const headBadge = h('span');
-  replace(root,
-    h('div', { class: 'toolbar' },
-      h('h2', null, h('a', { href: '#/nodes', class: 'crumb' }, 'Nodes'), ' / ', h('span', { 'data-testid': 'node-detail-name' }, name), ' ', headBadge)),
-    info, status,
-    h('h3', null, 'Health checks'), checksBox,
-    h('h3', null, 'Services'), servicesBox);
+export function mountNodeList(root, { signal, query, setQuery, setTitle }) {
+  let rows = null;
+  let error = null;
+  let fallback = false;
+  setTitle(null);
 
-  const onError = (e) => replace(status, notice(`Could not load node: ${e.message}`, 'error'));
-  watch(`/v1/health/node/${enc}`, (data) => {
-    const cs = data || [];
-    replace(status);
-    replace(headBadge, cs.length ? badge(worst(cs.map((c) => c.Status))) : null);
-    replace(checksBox, checksTable(cs));
-  }, { signal, onError });
-  watch(`/v1/catalog/node/${enc}`, (data) => {
-    replace(status);
-    if (!data || !data.Node) {
-      replace(info, 'This node is not in the catalog.');
-      replace(servicesBox);
-      return;
-    }
-    replace(info, 'Address ', h('code', null, data.Node.Address), ' · datacenter ', data.Node.Datacenter);
-    const svcs = Object.values(data.Services || {}).sort((a, b) => a.ID.localeCompare(b.ID));
-    replace(servicesBox, svcs.length === 0 ? notice('No services on this node.') :
-      h('table', { class: 'grid', 'data-testid': 'node-services' },
-        h('thead', null, h('tr', null, h('th', null, 'Service'), h('th', null, 'ID'), h('th', null, 'Port'), h('th', null, 'Tags'))),
-        h('tbody', null, svcs.map((s) => h('tr', { 'data-service': s.Service },
-          h('td', null, h('a', { href: `#/services/${encodeURIComponent(s.Service)}` }, s.Service)),
-          h('td', null, h('code', null, s.ID)),
-          h('td', null, s.Port),
-          h('td', null, tagList(s.Tags)))))));
-  }, { signal, onError, allow404: true });
+  const filter = h('input', { type: 'search', class: 'filter', placeholder: 'Filter by name, address or meta', 'aria-label': 'Filter nodes',
+    'data-testid': 'node-filter', value: query.get('filter') || '', oninput: () => { apply(); saveQuery(); } });
+  const statusSel = select('node-status-filter', 'Health', query.get('status') || '',
+    [['', 'All health'], ['passing', 'Passing'], ['warning', 'Warning'], ['critical', 'Critical'], ['maintenance', 'Maintenance']], () => { apply(); saveQuery(); });
+  const sortSel = select('node-sort', 'Sort', query.get('sort') || 'name',
+    [['name', 'Name A–Z'], ['health', 'Health (worst first)'], ['services', 'Most services']], () => { sortRows(); apply(); saveQuery(); });
+  const count = h('span', { class: 'muted', 'data-testid': 'node-count', 'aria-live': 'polite' });
+  const status = h('div');
+  const tbody = h('tbody');
+  const table = h('table', { class: 'grid vtable', 'data-testid': 'nodes-table' },
+    h('colgroup', null, h('col', { class: 'w-name' }), h('col', { class: 'w-addr opt' }), h('col', { class: 'w-health' }), h('col', { class: 'w-num' })),
+    h('thead', null, h('tr', null, h('th', { scope: 'col' }, 'Node'), h('th', { scope: 'col', class: 'opt' }, 'Address'),
+      h('th', { scope: 'col' }, 'Health'), h('th', { scope: 'col', class: 'num' }, 'Services'))),
+    tbody);
+  replace(root, h('div', { class: 'toolbar' }, h('h1', null, 'Nodes'), count),
+    h('div', { class: 'filters' }, filter, statusSel.box, sortSel.box), status, table);
+
+  const body = virtualBody(table, tbody, {
+    columns: 4, signal,
+    renderRow: (n) => h('tr', { 'data-testid': 'node-row', 'data-node': n.name, 'data-status': n.status },
+      h('td', null, h('a', { href: `#/nodes/${encodePath(n.name)}`, class: 'strong' }, n.name)),
+      h('td', { class: 'opt' }, h('code', null, n.address)),
+      h('td', null, badge(n.status), ' ', statusCounts(n.counts)),
+      h('td', { class: 'num', 'data-testid': 'node-service-count' }, n.services ?? '—')),
+    empty: () => h('tr', null, h('td', { colspan: 4, class: 'empty' },
+      rows === null ? 'Loading nodes…' : (filter.value || statusSel.el.value ? 'No node matches the filter.' : 'No nodes.'))),
+  });
+
+  function saveQuery() {
+    setQuery({ filter: filter.value, status: statusSel.el.value, sort: sortSel.el.value === 'name' ? '' : sortSel.el.value });
+  }
+
+  function sortRows() {
+    if (!rows) return;
+    const by = sortSel.el.value;
+    const byName = (a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+    if (by === 'health') rows.sort((a, b) => RANK[a.status] - RANK[b.status] || byName(a, b));
+    else if (by === 'services') rows.sort((a, b) => (b.services ?? 0) - (a.services ?? 0) || byName(a, b));
+    else rows.sort(byName);
+  }
+
+  function apply() {
+    const q = filter.value.trim().toLowerCase();
+    const want = statusSel.el.value;
+    const shown = (rows || []).filter((n) => (!want || n.status === want) && (!q || n.search.includes(q)));
+    count.textContent = rows ? (shown.length === rows.length ? `${rows.length} nodes` : `${shown.length} of ${rows.length} nodes`) : '';
+    body.set(shown);
+    if (error) replace(status, errorNotice('nodes', error));
+    else if (fallback) replace(status, notice('This agent has no /v1/internal/ui/nodes: service counts are not shown.', 'info', 'fallback-notice'));
+    else replace(status);
+  }
+
+  const onError = (err) => { error = err; apply(); };
+  const dump = new AbortController();
+  signal.addEventListener('abort', () => dump.abort());
+  watch('/v1/internal/ui/nodes', (data, _index, code) => {
+    if (code === 404) { dump.abort(); startFallback(); return; }
+    rows = (data || []).map((n) => nodeRow(n, n.Checks || [], (n.Services || []).length));
+    error = null;
+    sortRows();
+    apply();
+  }, { signal: dump.signal, allow404: true, onError });
+
+  function startFallback() {
+    fallback = true;
+    let nodes = null;
+    let checks = null;
+    const recompute = () => {
+      if (!nodes || !checks) return;
+      const byNode = new Map();
+      for (const c of checks) (byNode.get(c.Node) || byNode.set(c.Node, []).get(c.Node)).push(c);
+      rows = nodes.map((n) => nodeRow(n, byNode.get(n.Node) || [], null));
+      error = null;
+      sortRows();
+      apply();
+    };
+    watch('/v1/catalog/nodes', (data) => { nodes = data || []; recompute(); }, { signal, onError });
+    watch('/v1/health/state/any', (data) => { checks = data || []; recompute(); }, { signal, onError });
+  }
+  apply();
 }

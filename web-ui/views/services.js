@@ -1,123 +1,136 @@
-// services.js — the Services tab: the catalog's services with instance counts and health
-// (list, #/services) and one service's instances with their checks (#/services/<name>).
+// services.js — the Services tab (#/services): every service with its instance count and
+// health, from ONE blocking query on /v1/internal/ui/services (Consul's per-service health
+// summaries), so a change anywhere costs one request. Filter (name or tag), health filter and
+// sort run in the browser over the loaded summary and live in the URL
+// (`?filter=web&status=critical&sort=health`); the table is virtualised. On an agent without
+// the endpoint it falls back to /v1/catalog/services + /v1/health/state/any (two queries).
 
-import { h, replace, badge, worst, countStatuses, statusCounts, tagList, notice } from '../lib/dom.js';
-import { watch, getJSON, coalesce, mapLimit } from '../lib/api.js';
+import { h, replace, badge, statusCounts, tagList, notice, errorNotice, encodePath } from '../lib/dom.js';
+import { watch } from '../lib/live.js';
+import { virtualBody } from '../lib/vlist.js';
 
-/** Health summary of one service from its /v1/health/service entries. */
-function summarize(entries) {
-  const checks = entries.flatMap((e) => e.Checks || []);
-  return {
-    instances: entries.length,
-    counts: countStatuses(checks),
-    status: worst(entries.map((e) => worst((e.Checks || []).map((c) => c.Status)))),
-  };
+const RANK = { critical: 0, warning: 1, passing: 2 };
+const TAGS_SHOWN_MAX = 6;
+
+/** Consul's ServiceSummary → {name, tags, instances, counts, status, search}. */
+function fromSummary(s) {
+  const counts = { passing: s.ChecksPassing || 0, warning: s.ChecksWarning || 0, critical: s.ChecksCritical || 0 };
+  return row(s.Name, s.Tags || [], s.InstanceCount ?? 0, counts, s.Kind || '');
 }
 
-/**
- * #/services. Two blocking watches: /v1/catalog/services (the list of names) and
- * /v1/health/state/any (moves whenever any check changes). Either one firing re-reads
- * /v1/health/service/<name> for each service (plain GETs, 4 at a time).
- */
-export function mountServiceList(root, { signal }) {
-  let services = null; // name -> tags
-  let health = new Map(); // name -> summary
-  let error = null;
+function row(name, tags, instances, counts, kind) {
+  const status = counts.critical > 0 ? 'critical' : counts.warning > 0 ? 'warning' : 'passing';
+  return { name, tags, instances, counts, status, kind, search: `${name}\n${tags.join('\n')}`.toLowerCase() };
+}
 
-  const filter = h('input', { type: 'search', class: 'filter', placeholder: 'Filter services by name or tag', 'aria-label': 'Filter services', 'data-testid': 'service-filter', oninput: () => render() });
+/** The fallback: summaries computed from the catalog's names and every check. */
+function fromChecks(services, checks) {
+  const byNode = new Map();
+  for (const c of checks) if (!c.ServiceID) (byNode.get(c.Node) || byNode.set(c.Node, []).get(c.Node)).push(c);
+  const acc = new Map(Object.keys(services).map((n) => [n, { instances: new Set(), counts: { passing: 0, warning: 0, critical: 0 } }]));
+  for (const c of checks) {
+    const a = c.ServiceName && acc.get(c.ServiceName);
+    if (!a) continue;
+    const inst = `${c.Node}\u0000${c.ServiceID}`;
+    if (!a.instances.has(inst)) {
+      a.instances.add(inst);
+      for (const nc of byNode.get(c.Node) || []) a.counts[nc.Status in a.counts ? nc.Status : 'critical'] += 1;
+    }
+    a.counts[c.Status in a.counts ? c.Status : 'critical'] += 1;
+  }
+  return Object.keys(services).map((n) => row(n, services[n] || [], acc.get(n).instances.size, acc.get(n).counts, ''));
+}
+
+export function mountServiceList(root, { signal, query, setQuery, setTitle }) {
+  let rows = null; // every service, sorted by the current sort
+  let error = null;
+  let source = 'summary';
+  setTitle(null);
+
+  const filter = h('input', { type: 'search', class: 'filter', placeholder: 'Filter by name or tag', 'aria-label': 'Filter services by name or tag',
+    'data-testid': 'service-filter', value: query.get('filter') || '', oninput: () => { apply(); saveQuery(); } });
+  const statusSel = select('service-status-filter', 'Health', query.get('status') || '',
+    [['', 'All health'], ['passing', 'Passing'], ['warning', 'Warning'], ['critical', 'Critical']], () => { apply(); saveQuery(); });
+  const sortSel = select('service-sort', 'Sort', query.get('sort') || 'name',
+    [['name', 'Name A–Z'], ['-name', 'Name Z–A'], ['health', 'Health (worst first)'], ['instances', 'Most instances']], () => { sortRows(); apply(); saveQuery(); });
+  const count = h('span', { class: 'muted', 'data-testid': 'service-count', 'aria-live': 'polite' });
   const status = h('div');
   const tbody = h('tbody');
-  const table = h('table', { class: 'grid', 'data-testid': 'services-table' },
-    h('thead', null, h('tr', null, h('th', null, 'Service'), h('th', null, 'Health'), h('th', { class: 'num' }, 'Instances'), h('th', null, 'Tags'))),
+  const table = h('table', { class: 'grid vtable', 'data-testid': 'services-table' },
+    h('colgroup', null, h('col', { class: 'w-name' }), h('col', { class: 'w-health' }), h('col', { class: 'w-num' }), h('col', { class: 'w-tags opt' })),
+    h('thead', null, h('tr', null, h('th', { scope: 'col' }, 'Service'), h('th', { scope: 'col' }, 'Health'),
+      h('th', { scope: 'col', class: 'num' }, 'Instances'), h('th', { scope: 'col', class: 'opt' }, 'Tags'))),
     tbody);
-  replace(root, h('div', { class: 'toolbar' }, h('h2', null, 'Services'), filter), status, table);
+  replace(root,
+    h('div', { class: 'toolbar' }, h('h1', null, 'Services'), count),
+    h('div', { class: 'filters' }, filter, statusSel.box, sortSel.box),
+    status, table);
 
-  function render() {
-    if (error) replace(status, notice(`Could not load services: ${error}`, 'error'));
-    else if (services === null) replace(status, notice('Loading services…'));
-    else replace(status);
-    const q = filter.value.trim().toLowerCase();
-    const names = Object.keys(services || {}).sort()
-      .filter((n) => !q || n.toLowerCase().includes(q) || (services[n] || []).some((t) => t.toLowerCase().includes(q)));
-    replace(tbody, names.map((name) => {
-      const sum = health.get(name);
-      return h('tr', { 'data-testid': 'service-row', 'data-service': name },
-        h('td', null, h('a', { href: `#/services/${encodeURIComponent(name)}`, class: 'strong' }, name)),
-        h('td', null, sum ? [badge(sum.status), ' ', statusCounts(sum.counts)] : badge('unknown', '…')),
-        h('td', { class: 'num', 'data-testid': 'instance-count' }, sum ? sum.instances : ''),
-        h('td', null, tagList(services[name])));
-    }));
-    if (services && names.length === 0) tbody.append(h('tr', null, h('td', { colspan: 4, class: 'empty' }, q ? 'No service matches the filter.' : 'No services registered.')));
-  }
-
-  const refreshHealth = coalesce(async () => {
-    if (!services || signal.aborted) return;
-    const names = Object.keys(services);
-    try {
-      const results = await mapLimit(names, 4, (n) => getJSON(`/v1/health/service/${encodeURIComponent(n)}`, { signal }));
-      health = new Map(names.map((n, i) => [n, summarize(results[i] || [])]));
-      error = null;
-    } catch (err) {
-      if (signal.aborted) return;
-      error = err.message;
-    }
-    render();
+  const body = virtualBody(table, tbody, {
+    columns: 4, signal,
+    renderRow: (s) => h('tr', { 'data-testid': 'service-row', 'data-service': s.name, 'data-status': s.status },
+      h('td', null, h('a', { href: `#/services/${encodePath(s.name)}`, class: 'strong' }, s.name),
+        s.kind ? h('span', { class: 'muted' }, ` (${s.kind})`) : null),
+      h('td', null, badge(s.status), ' ', statusCounts(s.counts)),
+      h('td', { class: 'num', 'data-testid': 'instance-count' }, s.instances),
+      h('td', { class: 'opt' }, tagList(s.tags.slice(0, TAGS_SHOWN_MAX)), s.tags.length > TAGS_SHOWN_MAX ? ` +${s.tags.length - TAGS_SHOWN_MAX}` : null)),
+    empty: () => h('tr', null, h('td', { colspan: 4, class: 'empty' },
+      rows === null ? 'Loading services…' : (filter.value || statusSel.el.value ? 'No service matches the filter.' : 'No services registered.'))),
   });
 
-  watch('/v1/catalog/services', (data) => { services = data || {}; error = null; render(); refreshHealth(); },
-    { signal, onError: (e) => { error = e.message; render(); } });
-  watch('/v1/health/state/any', () => refreshHealth(), { signal });
-  render();
+  function saveQuery() {
+    setQuery({ filter: filter.value, status: statusSel.el.value, sort: sortSel.el.value === 'name' ? '' : sortSel.el.value });
+  }
+
+  function sortRows() {
+    if (!rows) return;
+    const by = sortSel.el.value;
+    const byName = (a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+    if (by === '-name') rows.sort((a, b) => byName(b, a));
+    else if (by === 'health') rows.sort((a, b) => RANK[a.status] - RANK[b.status] || b.counts.critical - a.counts.critical || byName(a, b));
+    else if (by === 'instances') rows.sort((a, b) => b.instances - a.instances || byName(a, b));
+    else rows.sort(byName);
+  }
+
+  function apply() {
+    const q = filter.value.trim().toLowerCase();
+    const want = statusSel.el.value;
+    const shown = (rows || []).filter((s) => (!want || s.status === want) && (!q || s.search.includes(q)));
+    count.textContent = rows ? (shown.length === rows.length ? `${rows.length} services` : `${shown.length} of ${rows.length} services`) : '';
+    body.set(shown);
+    if (error) replace(status, errorNotice('services', error));
+    else if (source === 'fallback') replace(status, notice('This agent has no /v1/internal/ui/services: health is summed from every check (instances without checks are not counted).', 'info', 'fallback-notice'));
+    else replace(status);
+  }
+
+  const onError = (err) => { error = err; apply(); };
+  const summaries = new AbortController();
+  signal.addEventListener('abort', () => summaries.abort());
+  watch('/v1/internal/ui/services', (data, _index, code) => {
+    if (code === 404) { summaries.abort(); startFallback(); return; }
+    rows = (data || []).filter((s) => !s.PeerName).map(fromSummary);
+    error = null;
+    sortRows();
+    apply();
+  }, { signal: summaries.signal, allow404: true, onError });
+
+  function startFallback() {
+    source = 'fallback';
+    let services = null;
+    let checks = null;
+    const recompute = () => { if (services && checks) { rows = fromChecks(services, checks); error = null; sortRows(); apply(); } };
+    watch('/v1/catalog/services', (data) => { services = data || {}; recompute(); }, { signal, onError });
+    watch('/v1/health/state/any', (data) => { checks = data || []; recompute(); }, { signal, onError });
+  }
+  apply();
 }
 
-/** #/services/<name>: one blocking watch on /v1/health/service/<name>. */
-export function mountServiceDetail(root, { signal, params }) {
-  const name = params.name;
-  const status = h('div');
-  const body = h('div', { 'data-testid': 'service-instances' });
-  const headBadge = h('span');
-  replace(root,
-    h('div', { class: 'toolbar' },
-      h('h2', null, h('a', { href: '#/services', class: 'crumb' }, 'Services'), ' / ', h('span', { 'data-testid': 'service-name' }, name), ' ', headBadge)),
-    status, body);
-  replace(status, notice('Loading instances…'));
-
-  const render = (entries) => {
-    replace(status);
-    replace(headBadge, entries.length ? badge(summarize(entries).status) : null);
-    if (entries.length === 0) {
-      replace(body, notice(`No instances of “${name}” are registered.`, 'info', 'no-instances'));
-      return;
-    }
-    replace(body, entries.map(instanceCard));
-  };
-
-  watch(`/v1/health/service/${encodeURIComponent(name)}`, (data) => render(data || []),
-    { signal, onError: (e) => replace(status, notice(`Could not load instances: ${e.message}`, 'error')) });
-}
-
-function instanceCard(entry) {
-  const svc = entry.Service || {};
-  const node = entry.Node || {};
-  const checks = entry.Checks || [];
-  const addr = `${svc.Address || node.Address || ''}:${svc.Port ?? ''}`;
-  return h('section', { class: 'card', 'data-testid': 'instance', 'data-instance': svc.ID, 'data-node': node.Node },
-    h('header', { class: 'card-head' },
-      h('span', { class: 'strong' }, svc.ID), ' ',
-      badge(worst(checks.map((c) => c.Status))),
-      h('span', { class: 'muted' }, ' on ', h('a', { href: `#/nodes/${encodeURIComponent(node.Node || '')}` }, node.Node), ' · ', h('code', null, addr)),
-      ' ', tagList(svc.Tags)),
-    checksTable(checks));
-}
-
-/** The checks table shared by the service and node pages. */
-export function checksTable(checks) {
-  if (!checks.length) return notice('No health checks.', 'info', 'no-checks');
-  return h('table', { class: 'grid checks', 'data-testid': 'checks-table' },
-    h('thead', null, h('tr', null, h('th', null, 'Check ID'), h('th', null, 'Name'), h('th', null, 'Status'), h('th', null, 'Output'))),
-    h('tbody', null, checks.map((c) => h('tr', { 'data-testid': 'check-row', 'data-check': c.CheckID },
-      h('td', null, h('code', null, c.CheckID)),
-      h('td', null, c.Name, c.ServiceName ? h('span', { class: 'muted' }, ` (${c.ServiceName})`) : null),
-      h('td', null, badge(c.Status)),
-      h('td', null, c.Output ? h('pre', { class: 'output' }, c.Output) : h('span', { class: 'muted' }, '—'))))));
+/** A labelled <select>: {box, el}. */
+export function select(testid, label, value, options, onchange) {
+  const id = `sel-${testid}`;
+  const el = h('select', { id, 'data-testid': testid, onchange },
+    options.map(([v, text]) => h('option', { value: v }, text)));
+  el.value = value;
+  if (el.value !== value) el.value = options[0][0];
+  return { el, box: h('span', { class: 'select' }, h('label', { for: id, class: 'visually-hidden' }, label), el) };
 }
