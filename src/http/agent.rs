@@ -77,7 +77,7 @@ pub(super) async fn agent_self(State(state): State<AppState>, authz: Authz, Quer
         },
         "Coord": crate::http::coordinate::own_coord_json(agent),
         "Member": own_member(&state).map(|m| member_json(&m, m.name.clone())).unwrap_or(Value::Null),
-        "Stats": crate::http::agent_stats::stats(&state),
+        "Stats": crate::http::agent_stats::stats(&state, params.contains_key("fsm-digest")),
         "Meta": config.node_meta,
         "xDS": {"SupportedProxies": {}, "Port": -1, "Ports": {"Plaintext": -1, "TLS": -1}},
     });

@@ -276,7 +276,7 @@ impl TestCluster {
 
     /// `(applied index, state digest)` of server `i`'s state machine.
     pub(crate) async fn digest(&self, i: usize) -> Option<(String, String)> {
-        let url = format!("{}/v1/agent/self", self.servers[i].http());
+        let url = format!("{}/v1/agent/self?fsm-digest", self.servers[i].http());
         let me: serde_json::Value = self.client.get(url).timeout(Duration::from_secs(2)).send().await.ok()?.json().await.ok()?;
         let raft = &me["Stats"]["raft"];
         Some((raft["fsm_applied_index"].as_str()?.to_string(), raft["fsm_digest"].as_str()?.to_string()))

@@ -215,7 +215,7 @@ impl Cluster {
     }
 
     async fn digest(&self, client: &reqwest::Client, i: usize) -> Option<(u64, String)> {
-        let me: serde_json::Value = client.get(format!("http://{}/v1/agent/self", self.servers[i].http())).send().await.ok()?.json().await.ok()?;
+        let me: serde_json::Value = client.get(format!("http://{}/v1/agent/self?fsm-digest", self.servers[i].http())).send().await.ok()?.json().await.ok()?;
         let raft = &me["Stats"]["raft"];
         Some((raft["fsm_applied_index"].as_str()?.parse().ok()?, raft["fsm_digest"].as_str()?.to_string()))
     }
