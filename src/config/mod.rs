@@ -21,6 +21,7 @@
 
 mod flags;
 pub mod gossip;
+mod go_duration;
 mod raw;
 pub mod recursors;
 mod reload;
