@@ -9,7 +9,7 @@ import { watch } from '../lib/live.js';
 import { virtualBody } from '../lib/vlist.js';
 import { codeEditor } from '../lib/editor.js';
 import { languageOf, validate } from '../lib/validate.js';
-import { select } from './services.js';
+import { select } from '../lib/listing.js';
 import { kvHistory } from './kv_history.js';
 
 export const kvHref = (key) => `#/kv/${encodePath(key)}`;

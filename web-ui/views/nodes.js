@@ -7,7 +7,7 @@
 import { h, replace, badge, worstCheck, countStatuses, statusCounts, notice, errorNotice, encodePath } from '../lib/dom.js';
 import { watch } from '../lib/live.js';
 import { virtualBody } from '../lib/vlist.js';
-import { select } from './services.js';
+import { select, byName, filterRows, countLabel } from '../lib/listing.js';
 
 const RANK = { maintenance: 0, critical: 1, warning: 2, passing: 3 };
 
@@ -61,17 +61,14 @@ export function mountNodeList(root, { signal, query, setQuery, setTitle }) {
   function sortRows() {
     if (!rows) return;
     const by = sortSel.el.value;
-    const byName = (a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
     if (by === 'health') rows.sort((a, b) => RANK[a.status] - RANK[b.status] || byName(a, b));
     else if (by === 'services') rows.sort((a, b) => (b.services ?? 0) - (a.services ?? 0) || byName(a, b));
     else rows.sort(byName);
   }
 
   function apply() {
-    const q = filter.value.trim().toLowerCase();
-    const want = statusSel.el.value;
-    const shown = (rows || []).filter((n) => (!want || n.status === want) && (!q || n.search.includes(q)));
-    count.textContent = rows ? (shown.length === rows.length ? `${rows.length} nodes` : `${shown.length} of ${rows.length} nodes`) : '';
+    const shown = filterRows(rows, filter.value, statusSel.el.value);
+    count.textContent = countLabel(shown, rows, 'nodes');
     body.set(shown);
     if (error) replace(status, errorNotice('nodes', error));
     else if (fallback) replace(status, notice('This agent has no /v1/internal/ui/nodes: service counts are not shown.', 'info', 'fallback-notice'));

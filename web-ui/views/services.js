@@ -8,6 +8,7 @@
 import { h, replace, badge, statusCounts, tagList, notice, errorNotice, encodePath } from '../lib/dom.js';
 import { watch } from '../lib/live.js';
 import { virtualBody } from '../lib/vlist.js';
+import { select, byName, filterRows, countLabel } from '../lib/listing.js';
 
 const RANK = { critical: 0, warning: 1, passing: 2 };
 const TAGS_SHOWN_MAX = 6;
@@ -85,7 +86,6 @@ export function mountServiceList(root, { signal, query, setQuery, setTitle }) {
   function sortRows() {
     if (!rows) return;
     const by = sortSel.el.value;
-    const byName = (a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
     if (by === '-name') rows.sort((a, b) => byName(b, a));
     else if (by === 'health') rows.sort((a, b) => RANK[a.status] - RANK[b.status] || b.counts.critical - a.counts.critical || byName(a, b));
     else if (by === 'instances') rows.sort((a, b) => b.instances - a.instances || byName(a, b));
@@ -93,10 +93,8 @@ export function mountServiceList(root, { signal, query, setQuery, setTitle }) {
   }
 
   function apply() {
-    const q = filter.value.trim().toLowerCase();
-    const want = statusSel.el.value;
-    const shown = (rows || []).filter((s) => (!want || s.status === want) && (!q || s.search.includes(q)));
-    count.textContent = rows ? (shown.length === rows.length ? `${rows.length} services` : `${shown.length} of ${rows.length} services`) : '';
+    const shown = filterRows(rows, filter.value, statusSel.el.value);
+    count.textContent = countLabel(shown, rows, 'services');
     body.set(shown);
     if (error) replace(status, errorNotice('services', error));
     else if (source === 'fallback') replace(status, notice('This agent has no /v1/internal/ui/services: health is summed from every check (instances without checks are not counted).', 'info', 'fallback-notice'));
@@ -125,12 +123,3 @@ export function mountServiceList(root, { signal, query, setQuery, setTitle }) {
   apply();
 }
 
-/** A labelled <select>: {box, el}. */
-export function select(testid, label, value, options, onchange) {
-  const id = `sel-${testid}`;
-  const el = h('select', { id, 'data-testid': testid, onchange },
-    options.map(([v, text]) => h('option', { value: v }, text)));
-  el.value = value;
-  if (el.value !== value) el.value = options[0][0];
-  return { el, box: h('span', { class: 'select' }, h('label', { for: id, class: 'visually-hidden' }, label), el) };
-}
