@@ -67,11 +67,23 @@ fn memo_key(endpoint: &str, params: &Params) -> String {
 
 /// `GET /v1/internal/ui/services`.
 pub(super) async fn services(State(state): State<AppState>, authz: Authz, Query(params): Query<Params>) -> Result<Response, ApiError> {
-    let options = read_options(&state, &params, &authz)?;
-    let key = memo_key("services", &params);
+    list(&state, &authz, &params, "services", render_services).await
+}
+
+/// A list endpoint: one blocking read on the catalog's health topic, its rendered body shared
+/// by identical watchers (same endpoint, parameters and token).
+async fn list(
+    state: &AppState,
+    authz: &Authz,
+    params: &Params,
+    endpoint: &str,
+    render: fn(&Catalog, &Authz, Option<&Filter>, bool) -> Rendered,
+) -> Result<Response, ApiError> {
+    let options = read_options(state, params, authz)?;
+    let key = memo_key(endpoint, params);
     let topic = Topic::Table(Table::CatalogHealth);
-    let (meta, rendered) = blocking_read_shared(&state, &options, topic, &key, |catalog| {
-        (health_index(catalog), render_services(catalog, &authz, options.filter.as_ref(), options.pretty))
+    let (meta, rendered) = blocking_read_shared(state, &options, topic, &key, |catalog| {
+        (health_index(catalog), render(catalog, authz, options.filter.as_ref(), options.pretty))
     })
     .await?;
     Ok(rendered_response(&meta, rendered))
@@ -192,14 +204,7 @@ fn node_info_out(info: &NodeInfo<'_>, authz: &Authz) -> (Option<NodeInfoOut>, bo
 
 /// `GET /v1/internal/ui/nodes`.
 pub(super) async fn nodes(State(state): State<AppState>, authz: Authz, Query(params): Query<Params>) -> Result<Response, ApiError> {
-    let options = read_options(&state, &params, &authz)?;
-    let key = memo_key("nodes", &params);
-    let topic = Topic::Table(Table::CatalogHealth);
-    let (meta, rendered) = blocking_read_shared(&state, &options, topic, &key, |catalog| {
-        (health_index(catalog), render_nodes(catalog, &authz, options.filter.as_ref(), options.pretty))
-    })
-    .await?;
-    Ok(rendered_response(&meta, rendered))
+    list(&state, &authz, &params, "nodes", render_nodes).await
 }
 
 fn render_nodes(catalog: &Catalog, authz: &Authz, filter: Option<&Filter>, pretty: bool) -> Rendered {
