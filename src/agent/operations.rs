@@ -173,20 +173,18 @@ impl Agent {
         };
         let mut persisted: Vec<String> = checks.iter().map(|c| c.registration.check_id.clone()).collect();
         persisted.extend(removed.iter().cloned());
-        // On disk and in the catalog at once: neither waits for the other, and the request
-        // answers once both are done (a failed persist fails it, as before).
-        let persist = self.persist_local(vec![id.clone()], persisted);
-        let sync = async {
-            for check_id in &removed {
-                self.scheduler.remove(check_id);
-            }
-            for check in &checks {
-                self.start_runner(&check.registration.check_id, check);
-            }
-            self.sync_local_change(&SyncScope::Service(id.clone())).await
-        };
-        let (persisted, synced) = tokio::join!(persist, sync);
-        persisted?;
+        // On disk and in the catalog at once: the write to disk is queued, the sync runs, and
+        // only then is the disk's answer read (`Persisting`: it is nearly always there by
+        // then). The request answers once both are done; a failed persist fails it.
+        let persisting = self.persist_queue(vec![id.clone()], persisted).await?;
+        for check_id in &removed {
+            self.scheduler.remove(check_id);
+        }
+        for check in &checks {
+            self.start_runner(&check.registration.check_id, check);
+        }
+        let synced = self.sync_local_change(&SyncScope::Service(id.clone())).await;
+        persisting.done().await?;
         synced
     }
 

@@ -106,17 +106,44 @@ fn write_loop(state: &LocalCell, store: &Store, mut requests: mpsc::Receiver<Mes
     }
 }
 
+/// A persist request on its way to the writer thread; [`Persisting::done`] waits for it.
+///
+/// Queue first, wait later: a caller with other work (a registration's sync to the servers)
+/// queues the write, does that work, and only then asks for the outcome. By then the write is
+/// nearly always done, so the answer costs no wake-up; awaiting both at once woke the task one
+/// more time per registration, for the disk's answer alone, and on a busy client agent those
+/// wake-ups (a worker thread unparked from another thread) cost more CPU than the
+/// registration's own code (`cairn-bench --client-agents`, BENCHMARKS.md).
+#[must_use = "a queued persist must be waited for before the change is acknowledged"]
+pub(crate) struct Persisting(oneshot::Receiver<Result<(), String>>);
+
+impl Persisting {
+    /// The write's outcome: `Ok` once the entries are on disk, synced.
+    pub(crate) async fn done(self) -> Result<(), AgentError> {
+        self.0.await.map_err(|_| writer_stopped())?.map_err(AgentError::Rejected)
+    }
+}
+
+fn writer_stopped() -> AgentError {
+    AgentError::Rejected("persisting local state failed: the writer has stopped".into())
+}
+
 impl Agent {
     /// Writes the current entries (or their absence) for these service and check IDs, synced.
     pub(crate) async fn persist_local(&self, service_ids: Vec<String>, check_ids: Vec<String>) -> Result<(), AgentError> {
+        self.persist_queue(service_ids, check_ids).await?.done().await
+    }
+
+    /// Queues the write [`Agent::persist_local`] makes, without waiting for it (see
+    /// [`Persisting`]).
+    pub(crate) async fn persist_queue(&self, service_ids: Vec<String>, check_ids: Vec<String>) -> Result<Persisting, AgentError> {
         // Config entries are read from the files at every start, never from the data dir (as
         // Consul): they are not written, and a copy the API saved under the same ID goes.
         let services = service_ids.into_iter().map(|id| (self.config_defs.is_config_service(&id), id)).map(|(from_config, id)| (id, from_config));
         let checks = check_ids.into_iter().map(|id| (self.config_defs.is_config_check(&id), id)).map(|(from_config, id)| (id, from_config));
         let (services, checks) = (services.collect(), checks.collect());
         let (done, written) = oneshot::channel();
-        let stopped = || AgentError::Rejected("persisting local state failed: the writer has stopped".into());
-        self.persister.queue.send(Message::Write(Request { services, checks, done })).await.map_err(|_| stopped())?;
-        written.await.map_err(|_| stopped())?.map_err(AgentError::Rejected)
+        self.persister.queue.send(Message::Write(Request { services, checks, done })).await.map_err(|_| writer_stopped())?;
+        Ok(Persisting(written))
     }
 }

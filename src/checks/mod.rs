@@ -220,6 +220,8 @@ struct Runner {
     live: Arc<Mutex<bool>>,
     /// State shared with `ttl_update`; `Some` only for TTL checks.
     ttl: Option<Arc<ttl::TtlShared>>,
+    /// The options it was started with.
+    options: RunOptions,
 }
 
 impl Runner {
@@ -254,6 +256,11 @@ impl Scheduler {
 
     /// `add` with per-check options (thresholds, output limit).
     pub fn add_with(&self, check_id: &str, kind: CheckKind, options: RunOptions) {
+        if let CheckKind::Ttl { ttl } = &kind
+            && self.restart_ttl(check_id, *ttl, options)
+        {
+            return;
+        }
         let Some(handle) = runtime_handle(check_id) else { return };
         let live = Arc::new(Mutex::new(true));
         let emitter = self.emitter(check_id, &live, options.output_bytes_max);
@@ -369,7 +376,7 @@ impl Scheduler {
                 (handle.spawn(run_periodic(emitter, interval, probe, thresholds).instrument(span)), None)
             }
         };
-        runners.insert(check_id.to_owned(), Runner { task, live, ttl });
+        runners.insert(check_id.to_owned(), Runner { task, live, ttl, options });
         tracing::debug!(check_id, "check runner started");
     }
 
@@ -389,7 +396,7 @@ impl Scheduler {
             previous.stop();
         }
         let span = tracing::info_span!("check", check_id);
-        runners.insert(check_id.to_owned(), Runner { task: handle.spawn(task.instrument(span)), live, ttl: None });
+        runners.insert(check_id.to_owned(), Runner { task: handle.spawn(task.instrument(span)), live, ttl: None, options: RunOptions::default() });
     }
 
     /// Whether a runner (or task) is running for this check id.
@@ -406,6 +413,17 @@ impl Scheduler {
             dropped: Arc::clone(&self.dropped),
             output_bytes_max: if output_bytes_max == 0 { limit } else { output_bytes_max.min(limit) },
         }
+    }
+
+    /// A TTL check registered again with the same TTL and options keeps its runner, its timer
+    /// restarted (`TtlShared::restart`). Replacing the runner cost an abort, a spawn and a
+    /// wake-up per registration, which a client agent under many registrations felt
+    /// (`cairn-bench --client-agents`). Returns false when a new runner is needed.
+    fn restart_ttl(&self, check_id: &str, ttl: std::time::Duration, options: RunOptions) -> bool {
+        let runners = lock(&self.runners);
+        runners
+            .get(check_id)
+            .is_some_and(|runner| runner.options == options && !runner.task.is_finished() && runner.ttl.as_ref().is_some_and(|shared| shared.restart(ttl)))
     }
 
     /// Stops the runner for this id, if any. No result from it is sent after

@@ -159,6 +159,41 @@ async fn ttl_lapses_to_critical_and_is_revived() {
     );
 }
 
+/// A TTL check registered again keeps its runner (`Scheduler::restart_ttl`) but behaves as a
+/// new one: nothing emitted at registration, the timer started over, the last output
+/// forgotten; a different TTL gets a new runner, and so does a re-registration after a lapse.
+#[tokio::test]
+async fn ttl_registered_again_starts_its_timer_over() {
+    let (sched, mut rx) = scheduler(16, 4096);
+    let ttl = |ms| CheckKind::Ttl { ttl: Duration::from_millis(ms) };
+    sched.add("ttl", ttl(300));
+    sched.ttl_update("ttl", CheckStatus::Passing, "before").unwrap();
+    assert_eq!(rx.try_recv().unwrap().output, "before");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let again = Instant::now();
+    sched.add("ttl", ttl(300));
+    assert!(rx.try_recv().is_err(), "a registration emits nothing");
+    // The old deadline (100 ms from now) passes quietly; the new one (300 ms) fires.
+    let expired = next_result(&mut rx, Duration::from_millis(1000)).await;
+    let lapse = again.elapsed();
+    assert!(lapse >= Duration::from_millis(300), "expired {lapse:?} after the re-registration");
+    assert_eq!((expired.status, expired.output.as_str()), (CheckStatus::Critical, "TTL expired"));
+
+    // After a lapse, a re-registration arms the timer again.
+    let again = Instant::now();
+    sched.add("ttl", ttl(300));
+    let expired = next_result(&mut rx, Duration::from_millis(1000)).await;
+    assert!(again.elapsed() >= Duration::from_millis(300), "{:?}", again.elapsed());
+    assert_eq!(expired.status, CheckStatus::Critical);
+
+    // A shorter TTL takes effect at once (a new runner, not the old deadline).
+    sched.add("ttl", ttl(10_000));
+    let again = Instant::now();
+    sched.add("ttl", ttl(100));
+    let expired = next_result(&mut rx, Duration::from_millis(1000)).await;
+    assert_eq!(expired.status, CheckStatus::Critical, "expired {:?} after the re-registration", again.elapsed());
+}
+
 #[tokio::test]
 async fn ttl_update_errors_and_truncation() {
     let (sched, mut rx) = scheduler(16, 64);

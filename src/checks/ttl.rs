@@ -56,15 +56,36 @@ impl TtlShared {
     /// Records a status report: emits it at once and restarts the TTL.
     pub(super) fn update(&self, status: CheckStatus, output: &str) {
         let output = truncate_update_output(output, self.emitter.output_bytes_max);
-        {
+        let wake = {
             let mut state = lock(&self.state);
-            state.deadline = Instant::now() + self.ttl;
-            state.expired = false;
+            let wake = restart_timer(&mut state, self.ttl);
             state.last_output.clone_from(&output);
             tracing::debug!(check_id = %self.emitter.check_id, status = status.as_str(), "TTL check updated");
             self.emitter.emit(status, output);
+            wake
+        };
+        if wake {
+            self.reset.notify_one();
         }
-        self.reset.notify_one();
+    }
+
+    /// A re-registration of this check with the same `ttl` (Consul replaces the check's
+    /// `CheckTTL`): the timer starts over and the last output is forgotten, as with a new
+    /// runner, and nothing is emitted. Returns false, changing nothing, when `ttl` differs:
+    /// the caller starts a new runner then.
+    pub(super) fn restart(&self, ttl: Duration) -> bool {
+        if ttl != self.ttl {
+            return false;
+        }
+        let wake = {
+            let mut state = lock(&self.state);
+            state.last_output.clear();
+            restart_timer(&mut state, self.ttl)
+        };
+        if wake {
+            self.reset.notify_one();
+        }
+        true
     }
 
     /// Reports the expiry if the deadline has really passed. Returns false
@@ -92,6 +113,18 @@ impl TtlShared {
         let state = lock(&self.state);
         (!state.expired).then_some(state.deadline)
     }
+}
+
+/// Moves the deadline to `ttl` from now. Returns whether the expiry task must be woken: only
+/// when it reported an expiry and now waits for a reset. A task sleeping toward the old
+/// deadline needs no wake-up, since the new one is never earlier (the TTL is the same and the
+/// clock monotonic): it wakes at the old one, finds nothing due, and sleeps on to the new one.
+/// Sparing that wake-up matters for agents whose services heartbeat through `check/pass`.
+fn restart_timer(state: &mut TtlState, ttl: Duration) -> bool {
+    let wake = state.expired;
+    state.deadline = Instant::now() + ttl;
+    state.expired = false;
+    wake
 }
 
 /// The expiry task: sleeps until the deadline, re-reading it whenever an
