@@ -217,7 +217,7 @@ mod tests {
     }
     use crate::agent::local::{LocalCheck, LocalService};
     use crate::catalog::command::{CheckRegistration, ServiceRegistration};
-    use crate::catalog::model::{CheckDefinition, HealthStatus, Weights};
+    use crate::catalog::model::{CheckDefinition, HealthStatus};
     use crate::catalog::{ChangeSet, apply};
 
     fn node() -> Registration {
@@ -239,15 +239,8 @@ mod tests {
             registration: ServiceRegistration {
                 id: id.into(),
                 name: "web".into(),
-                tags: vec![],
-                address: String::new(),
-                tagged_addresses: BTreeMap::new(),
-                meta: BTreeMap::new(),
                 port: 80,
-                kind: String::new(),
-                enable_tag_override: false,
-                weights: Weights::default(),
-                opaque_json: BTreeMap::new(),
+                ..Default::default()
             },
         }
     }

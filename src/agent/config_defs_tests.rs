@@ -4,22 +4,15 @@
 use super::{ConfigAction, ConfigDefinitions, LocalIds, ServiceDefinition, diff};
 use crate::agent::local::{CheckRunner, LocalCheck};
 use crate::catalog::command::{CheckRegistration, ServiceRegistration};
-use crate::catalog::model::{CheckDefinition, HealthStatus, Weights};
+use crate::catalog::model::{CheckDefinition, HealthStatus};
 
 fn service(id: &str, port: u16, checks: &[(&str, u64)]) -> ServiceDefinition {
     ServiceDefinition {
         registration: ServiceRegistration {
             id: id.into(),
             name: id.into(),
-            tags: Vec::new(),
-            address: String::new(),
-            tagged_addresses: Default::default(),
-            meta: Default::default(),
             port,
-            kind: String::new(),
-            enable_tag_override: false,
-            weights: Weights::default(),
-            opaque_json: Default::default(),
+            ..Default::default()
         },
         checks: checks.iter().map(|(check_id, ttl_ms)| check(check_id, id, *ttl_ms)).collect(),
     }

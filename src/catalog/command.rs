@@ -222,8 +222,9 @@ pub struct Registration {
     pub checks: Vec<CheckRegistration>,
 }
 
-/// The service part of a registration.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// The service part of a registration. `Default` is for tests and tools: the decoders name
+/// every field.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceRegistration {
     pub id: String,
     pub name: String,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::catalog::codec::{decode_command, encode_command};
 use crate::catalog::command::{CheckRegistration, Command, Registration, ServiceRegistration, SessionRequest};
-use crate::catalog::model::{CheckDefinition, HealthStatus, SessionBehavior, Weights};
+use crate::catalog::model::{CheckDefinition, HealthStatus, SessionBehavior};
 use crate::catalog::txn::{TxnCatalogVerb, TxnCheckOp, TxnKvOp, TxnKvVerb, TxnNodeOp, TxnOp, TxnServiceOp};
 use crate::catalog::{Catalog, ChangeSet, Outcome, apply};
 
@@ -22,14 +22,8 @@ pub(crate) fn registration(node: &str, service: Option<(&str, &str)>, checks: Ve
             id: id.into(),
             name: name.into(),
             tags: vec!["v1".into()],
-            address: String::new(),
-            tagged_addresses: BTreeMap::new(),
-            meta: BTreeMap::new(),
             port: 8080,
-            kind: String::new(),
-            enable_tag_override: false,
-            weights: Weights::default(),
-            opaque_json: BTreeMap::new(),
+            ..Default::default()
         }),
         checks,
     })

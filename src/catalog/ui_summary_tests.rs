@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use crate::catalog::Catalog;
 use crate::catalog::command::{CheckRegistration, Command, Registration, ServiceRegistration};
-use crate::catalog::model::{HealthStatus, Weights};
+use crate::catalog::model::{HealthStatus};
 use crate::catalog::tests::check;
 use crate::catalog::ui_summary::{StatusCounts, catalog_overview, node_info, node_infos, service_summaries};
 use crate::catalog::{ChangeSet, apply};
@@ -39,14 +39,11 @@ fn register(catalog: &mut Catalog, index: &mut u64, node: &str, service: Option<
             id: s.id.into(),
             name: s.name.into(),
             tags: s.tags.iter().map(|t| t.to_string()).collect(),
-            address: String::new(),
-            tagged_addresses: BTreeMap::new(),
             meta: pairs(s.meta),
             port: 80,
             kind: s.kind.into(),
-            enable_tag_override: false,
-            weights: Weights::default(),
             opaque_json: pairs(s.opaque),
+            ..Default::default()
         }),
         checks,
     });

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use cairn::catalog::command::{CheckRegistration, Command, Registration, ServiceRegistration};
-use cairn::catalog::model::{CheckDefinition, HealthStatus, Weights};
+use cairn::catalog::model::{CheckDefinition, HealthStatus};
 use cairn::catalog::{Catalog, ChangeSet, apply, ui_summary};
 use serde_json::{Value, json};
 
@@ -211,14 +211,8 @@ fn build_catalog(args: &Args) -> Catalog {
                 id: instance.id.clone(),
                 name: instance.name.clone(),
                 tags: instance.tags.clone(),
-                address: String::new(),
-                tagged_addresses: BTreeMap::new(),
-                meta: BTreeMap::new(),
                 port: 8080,
-                kind: String::new(),
-                enable_tag_override: false,
-                weights: Weights::default(),
-                opaque_json: BTreeMap::new(),
+                ..Default::default()
             }),
             checks: checks.collect(),
         });

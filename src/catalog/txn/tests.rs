@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::catalog::command::{CheckRegistration, Command, Registration, ServiceRegistration, SessionRequest};
-use crate::catalog::model::{HealthStatus, SessionBehavior, Weights};
+use crate::catalog::model::{HealthStatus, SessionBehavior};
 use crate::catalog::txn::{TxnCatalogVerb, TxnCheckOp, TxnError, TxnKvOp, TxnKvVerb, TxnNodeOp, TxnOp, TxnOpResult, TxnServiceOp};
 use crate::catalog::{Catalog, ChangeSet, Outcome, apply};
 
@@ -54,14 +54,8 @@ fn service(verb: TxnCatalogVerb, node: &str, id: &str, index: u64) -> TxnOp {
         id: id.into(),
         name: "web".into(),
         tags: vec!["v2".into()],
-        address: String::new(),
-        tagged_addresses: BTreeMap::new(),
-        meta: BTreeMap::new(),
         port: 80,
-        kind: String::new(),
-        enable_tag_override: false,
-        weights: Weights::default(),
-        opaque_json: BTreeMap::new(),
+        ..Default::default()
     };
     TxnOp::Service(TxnServiceOp { verb, node: node.into(), service, index })
 }
