@@ -4,9 +4,9 @@
 //! Every write of a client agent (an anti-entropy sync, a coordinate update) is a round trip
 //! to a server and, from a follower, one more to the leader. Under many concurrent
 //! registrations those round trips, not the Raft commit, bounded a client's throughput. Here a
-//! lone write goes at once from its own task (a quiet agent adds no wait); writes that arrive
-//! while [`CLIENT_WRITES_IN_FLIGHT_MAX`] are in flight queue, and one task sends what queued
-//! as a single batch. The leader's write batching (`raft::write_batch`) joins that batch's
+//! write goes at once from its own task while fewer than [`CLIENT_WRITES_IN_FLIGHT_MAX`] are
+//! in flight (a quiet agent adds no wait); writes that arrive while that many are in flight
+//! queue, and one task sends what queued as a single batch when one returns. The leader's write batching (`raft::write_batch`) joins that batch's
 //! commands to its own entry and answers with one outcome per command, so each writer gets
 //! exactly what a write of its own would have given it; a failed batch fails each of its
 //! writers with the same error, as a failed write of its own would have.
@@ -30,11 +30,14 @@ const CLIENT_WRITE_BATCH_COMMANDS_MAX: usize = 256;
 /// A batch stops growing before its keys and values pass this size (a single larger write
 /// still goes, alone).
 const CLIENT_WRITE_BATCH_BYTES_MAX: usize = 256 * 1024;
-/// Most writes or batches on their way to the servers at once. Measured side by side
-/// (`cairn-bench --client-agents --clients 16,64`, three runs each, registrations / KV puts):
-/// 1 in flight 0.62-0.70x at 16 workers and 0.69-0.79x at 64; unbatched 0.64-0.71x and
-/// 0.52-0.62x.
-const CLIENT_WRITES_IN_FLIGHT_MAX: usize = 1;
+/// Most writes or batches on their way to the servers at once. Fewer makes bigger batches and
+/// fewer round trips; more lets a write leave without waiting for the batch ahead of it, and
+/// gives the leader more writes to join in one Raft entry. With writes sent as frames
+/// (`rpc::frames`) a round trip is cheap enough that 8 wins at both concurrencies measured
+/// (`cairn-bench --client-agents --clients 16,64`, registrations / KV puts, BENCHMARKS.md
+/// "Session 14"): 1 in flight 0.70-0.76x at 16 workers and 0.76-0.83x at 64; 4: 0.77-0.78x and
+/// 0.83-0.86x; 8: 0.92-1.01x and 0.89-0.92x; 16: 0.86x and 0.74x; unbatched 0.80-0.83x and 0.71x.
+const CLIENT_WRITES_IN_FLIGHT_MAX: usize = 8;
 
 type Reply = oneshot::Sender<Result<Written, WriteError>>;
 

@@ -7,7 +7,7 @@
 //!   server leads, it forwards the command once to that leader (`/raft/forward`, applied only
 //!   there). A client sends the command to a server chosen at random (`/rpc/write`, which
 //!   applies or forwards it), trying the next server when one cannot be reached; writes made
-//!   while one is in flight travel together as one batch (`client_writes`). Both wait for
+//!   while several are in flight travel together as one batch (`client_writes`). Both wait for
 //!   a leader up to Consul's `rpc_hold_timeout` and then fail with `No cluster leader`; a
 //!   client that knows no server fails at once with `No known Consul servers`, as Consul's;
 //! - **reads** ([`Agent::read_route`]): a server answers `?stale` itself and everything else
@@ -179,7 +179,7 @@ impl Agent {
     async fn forward_to_leader(&self, leader_addr: &str, command: &Command, deadline: Instant) -> Result<Written, WriteError> {
         let timeout = deadline.saturating_duration_since(Instant::now());
         let answer: Result<Written, String> =
-            self.rpc.call_as(leader_addr, "/raft/forward", command.format_needed(), command, timeout).await.map_err(|e| WriteError::Forward(e.to_string()))?;
+            self.rpc.write(leader_addr, WriteRoute::LeaderOnly, command.format_needed(), command, timeout).await.map_err(|e| WriteError::Forward(e.to_string()))?;
         answer.map_err(WriteError::from_remote)
     }
 
@@ -246,7 +246,7 @@ pub(crate) async fn write_through_servers(rpc: &RpcClient, pool: &ServerPool, co
         let mut last_error = WriteError::NoServers;
         for server in &servers {
             let timeout = deadline.saturating_duration_since(Instant::now());
-            match rpc.call_as::<_, Result<Written, String>>(server, "/rpc/write", command.format_needed(), command, timeout).await {
+            match rpc.write::<_, Result<Written, String>>(server, WriteRoute::AnyServer, command.format_needed(), command, timeout).await {
                 Ok(Ok(written)) => return Ok(written),
                 Ok(Err(reason)) => match WriteError::from_remote(reason) {
                     WriteError::NoLeader => last_error = WriteError::NoLeader,

@@ -1,7 +1,8 @@
 //! [`RpcClient`]: the one client of the server port, shared by everything that calls a server.
 //!
 //! One pooled HTTP client (reqwest) for the HTTP routes, and [`frames::FramedConn`]s for
-//! the framed ones. Every call has a timeout, refuses a target that a fault plan cuts us from,
+//! the framed ones: Raft's own (one per replication stream, `raft::network`) and writes
+//! ([`RpcClient::write`], from a pool of idle connections per server). Every call has a timeout, refuses a target that a fault plan cuts us from,
 //! carries our own server address (`x-cairn-from`) so the target can refuse us in turn, and
 //! reads at most [`RPC_BODY_BYTES_MAX`] of an answer. The scheme lives here only: with TLS to
 //! servers (`verify_outgoing`) both the HTTP calls and the frames go over TLS, with the
@@ -11,9 +12,10 @@
 //! their address (`rpc::server::admit`), and on a host with several addresses (or several
 //! agents on loopback) the kernel would otherwise pick a source the pool does not know.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, Method, StatusCode};
 use bytes::Bytes;
@@ -22,12 +24,21 @@ use serde::de::DeserializeOwned;
 
 use crate::rpc::fault::{FROM_HEADER, Faults};
 use crate::rpc::server::REFUSED_HEADER;
-use crate::rpc::frames::FramedConn;
+use crate::rpc::frames::{FramedCallError, FramedConn, write_kind};
+use crate::rpc::server::WriteRoute;
 use crate::tls::AgentTls;
 use crate::rpc::{RPC_BODY_BYTES_MAX, RPC_CONNECT_TIMEOUT_MS, RpcError, decode, encode, encode_as};
 
 /// How long a pooled connection to a server may stay idle.
 const POOL_IDLE_TIMEOUT_MS: u64 = 90_000;
+/// Idle write connections kept per server; a burst beyond it dials more, closed afterwards.
+const WRITE_CONNS_IDLE_PER_SERVER_MAX: usize = 16;
+/// Servers whose idle write connections are kept (a datacenter has 3 or 5; addresses of
+/// servers long gone are dropped beyond this).
+const WRITE_POOL_SERVERS_MAX: usize = 64;
+/// An idle write connection older than this is closed instead of used: well before the
+/// server hangs up on it (`frames`' idle timeout, 300 s), so a write never races that.
+const WRITE_CONN_IDLE_MS_MAX: u64 = 60_000;
 /// Longest error body kept for an error message.
 const ERROR_BODY_BYTES_MAX: usize = 1024;
 
@@ -50,6 +61,8 @@ pub struct RpcClient {
     /// TLS to servers, if configured; `scheme` follows it.
     tls: Option<Arc<AgentTls>>,
     scheme: &'static str,
+    /// Idle framed connections for writes, by server address, each with when it went idle.
+    write_conns: std::sync::Mutex<HashMap<String, Vec<(Instant, FramedConn)>>>,
 }
 
 impl RpcClient {
@@ -60,7 +73,8 @@ impl RpcClient {
         let http = build_http(source_ip, tls.as_deref())?;
         let generation = tls.as_ref().map_or(0, |tls| tls.generation());
         let scheme = if tls.is_some() { "https" } else { "http" };
-        Ok(RpcClient { http: std::sync::Mutex::new((generation, http)), faults, own_addr, source_ip, tls, scheme })
+        let write_conns = std::sync::Mutex::new(HashMap::new());
+        Ok(RpcClient { http: std::sync::Mutex::new((generation, http)), faults, own_addr, source_ip, tls, scheme, write_conns })
     }
 
     /// The pooled HTTP client, built again first if a reload replaced the TLS configuration.
@@ -121,6 +135,61 @@ impl RpcClient {
             return Err(status_error(addr, status, &bytes));
         }
         Ok(bytes.to_vec())
+    }
+
+    /// Sends a write (`/rpc/write` for [`WriteRoute::AnyServer`], `/raft/forward` for
+    /// [`WriteRoute::LeaderOnly`]) to the server at `addr` as a frame, and decodes the answer.
+    /// A server that refuses the frame has applied nothing, so the write then goes over HTTP,
+    /// whose answer decides: that is how a server older than the write frames is served, and
+    /// how a refusal reads exactly as it always has (`RpcError::NotAdmitted`, a 400 status).
+    pub async fn write<Req: Serialize, Resp: DeserializeOwned>(&self, addr: &str, route: WriteRoute, format: u8, request: &Req, timeout: Duration) -> Result<Resp, RpcError> {
+        self.reachable(addr)?;
+        let body = encode_as(format, request);
+        let mut conn = self.idle_write_conn(addr).unwrap_or_else(|| self.framed(addr));
+        match conn.call_kind(write_kind(route), &body, timeout).await {
+            Ok(answer) => {
+                self.keep_write_conn(addr, conn);
+                decode(&answer)
+            }
+            Err(FramedCallError::Refused(_)) => {
+                let path = match route {
+                    WriteRoute::AnyServer => "/rpc/write",
+                    WriteRoute::LeaderOnly => "/raft/forward",
+                };
+                self.call_raw(addr, path, body, timeout).await.and_then(|bytes| decode(&bytes))
+            }
+            Err(FramedCallError::Unreachable { addr, reason }) => Err(RpcError::Unreachable { addr, reason }),
+            Err(FramedCallError::Timeout { addr }) => Err(RpcError::Timeout { addr }),
+            // Sent, and then the connection failed: the outcome is unknown, as on a timeout.
+            Err(FramedCallError::Network(reason)) => Err(RpcError::Malformed(format!("{addr}: {reason}"))),
+        }
+    }
+
+    /// An idle write connection to `addr` that is young enough and still open.
+    fn idle_write_conn(&self, addr: &str) -> Option<FramedConn> {
+        let mut pool = self.write_conns.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let idle = pool.get_mut(addr)?;
+        while let Some((since, mut conn)) = idle.pop() {
+            if since.elapsed() < Duration::from_millis(WRITE_CONN_IDLE_MS_MAX) && !conn.is_stale() {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    /// Puts a connection that answered whole back in the pool, within the pool's limits.
+    fn keep_write_conn(&self, addr: &str, conn: FramedConn) {
+        let mut pool = self.write_conns.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !pool.contains_key(addr) && pool.len() >= WRITE_POOL_SERVERS_MAX {
+            pool.retain(|_, idle| !idle.is_empty());
+            if pool.len() >= WRITE_POOL_SERVERS_MAX {
+                return;
+            }
+        }
+        let idle = pool.entry(addr.to_string()).or_default();
+        if idle.len() < WRITE_CONNS_IDLE_PER_SERVER_MAX {
+            idle.push((Instant::now(), conn));
+        }
     }
 
     /// GETs `path` on the server at `addr` and decodes the answer.

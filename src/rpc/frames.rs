@@ -1,21 +1,32 @@
-//! The hot server-port messages (Raft's AppendEntries and Vote) as length-prefixed frames on a
-//! kept-alive TCP connection, on the same port as the HTTP routes of `rpc::server`.
+//! The hot server-port messages as length-prefixed frames on a kept-alive TCP connection, on
+//! the same port as the HTTP routes of `rpc::server`: Raft's AppendEntries and Vote, and the
+//! writes agents send (`/rpc/write`, `/raft/forward`).
 //!
 //! Measured on a 3-server loopback cluster, an AppendEntries round trip over HTTP (reqwest to
 //! axum) took about 170 µs more than the follower spent handling it; that overhead sat on the
-//! path of every write. Here a connection starts with the byte [`FRAME_MAGIC`] (never the first
-//! byte of an HTTP request), which the server port's accept loop sniffs. Then, in turn:
+//! path of every write. Writes paid it too: a client agent's write to a server, and a
+//! follower's forward of it to the leader, each cost a client agent or a server about as much
+//! CPU as a whole relayed KV put (`cairn-bench --client-agents`, BENCHMARKS.md). Here a
+//! connection starts with the byte [`FRAME_MAGIC`] (never the first byte of an HTTP request),
+//! which the server port's accept loop sniffs. Then, in turn:
 //!
 //! - request: `u32` length (big-endian) of the rest, `u8` kind, `u16` length + the sender's
 //!   server address (for fault injection, like `x-cairn-from`), the body (`rpc::encode`);
 //! - answer: `u32` length of the rest, `u8` status ([`STATUS_OK`] or [`STATUS_REFUSED`]), the
 //!   body (`rpc::encode` of the `Result`, or the refusal's text).
 //!
+//! Who may send what is `rpc::server`'s rule for the matching route ([`FrameCall::needs`]):
+//! Raft frames and forwarded writes only servers, a write any member of the LAN pool. A
+//! stranger is refused before its first frame is read; a member that sends a server's frame is
+//! refused once it is read, and hung up on. A refusal means nothing was applied, so the caller
+//! may send the request again over HTTP; a server older than the write frames answers them
+//! `unknown frame kind`, and `rpc::client` does just that.
+//!
 //! One request is in flight per connection ([`FramedConn`] is called with `&mut self`; openraft
-//! gives each replication stream and each election its own peer client). A call that fails or
-//! is cancelled mid-exchange drops its connection, and the next call dials again. Snapshots,
-//! forwarded writes, joins and forwarded reads stay on HTTP. Bodies are opaque here: the
-//! [`Endpoint`] decodes them.
+//! gives each replication stream and each election its own peer client, and `rpc::client`
+//! keeps a pool of idle write connections per server). A call that fails or is cancelled
+//! mid-exchange drops its connection, and the next call dials again. Snapshots, joins and
+//! reads stay on HTTP. Bodies are opaque here: the [`Endpoint`] decodes them.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -25,7 +36,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::rpc::fault::Faults;
-use crate::rpc::server::{Endpoint, Needs, RaftCall, admit};
+use crate::rpc::server::{Endpoint, Needs, RaftCall, WriteRoute, admit};
 use crate::rpc::IoStream;
 use crate::tls::{AgentTls, CertRole};
 use crate::rpc::{RPC_BODY_BYTES_MAX, RPC_CONNECT_TIMEOUT_MS, TLS_HANDSHAKE_TIMEOUT_MS};
@@ -34,6 +45,10 @@ use crate::rpc::{RPC_BODY_BYTES_MAX, RPC_CONNECT_TIMEOUT_MS, TLS_HANDSHAKE_TIMEO
 pub const FRAME_MAGIC: u8 = 0xCB;
 const KIND_APPEND: u8 = 1;
 const KIND_VOTE: u8 = 2;
+/// A write to apply here or at this server's leader (`/rpc/write`).
+const KIND_WRITE: u8 = 3;
+/// A follower's forwarded write, applied only if this server leads (`/raft/forward`).
+const KIND_FORWARD: u8 = 4;
 pub(crate) const STATUS_OK: u8 = 0;
 pub(crate) const STATUS_REFUSED: u8 = 1;
 /// Longest wait for the next request on an idle server-side connection (peers send heartbeats
@@ -126,7 +141,8 @@ pub async fn serve(mut stream: Box<dyn IoStream>, peer: SocketAddr, cert: Option
         return;
     }
     loop {
-        if let Err(refusal) = admit(endpoint.as_ref(), peer.ip(), cert, Needs::Server) {
+        // Every frame needs at least a member (a server's frames need more, judged below).
+        if let Err(refusal) = admit(endpoint.as_ref(), peer.ip(), cert, Needs::Member) {
             // Answer once, before the caller's frame is even read, then hang up.
             let _ = stream.write_all(&answer_frame(STATUS_REFUSED, refusal.as_bytes())).await;
             return;
@@ -139,30 +155,67 @@ pub async fn serve(mut stream: Box<dyn IoStream>, peer: SocketAddr, cert: Option
                 return;
             }
         };
-        let answer = match parse_request(&rest) {
-            Err(error) => answer_frame(STATUS_REFUSED, error.to_string().as_bytes()),
-            Ok((_, from, _)) if !from.is_empty() && endpoint.faults().blocks(from) => {
-                answer_frame(STATUS_REFUSED, b"partitioned (fault injection)")
-            }
-            Ok((kind, _, body)) => match call_of(kind) {
-                Some(call) => match endpoint.raft(call, body).await {
-                    Ok(answer) => answer_frame(STATUS_OK, &answer),
-                    Err(error) => answer_frame(STATUS_REFUSED, error.as_bytes()),
-                },
-                None => answer_frame(STATUS_REFUSED, format!("unknown frame kind {kind}").as_bytes()),
-            },
-        };
-        if stream.write_all(&answer).await.is_err() {
+        let (answer, hang_up) = answer_request(&rest, peer, cert, endpoint.as_ref()).await;
+        if stream.write_all(&answer).await.is_err() || hang_up {
             return;
         }
     }
 }
 
-/// The Raft message a frame kind carries (only the hot ones travel as frames).
-fn call_of(kind: u8) -> Option<RaftCall> {
+/// The answer to one request frame, and whether to hang up after it (the caller may not send
+/// what it sent).
+async fn answer_request(rest: &[u8], peer: SocketAddr, cert: Option<CertRole>, endpoint: &dyn Endpoint) -> (Vec<u8>, bool) {
+    let (kind, from, body) = match parse_request(rest) {
+        Ok(request) => request,
+        Err(error) => return (answer_frame(STATUS_REFUSED, error.to_string().as_bytes()), false),
+    };
+    if !from.is_empty() && endpoint.faults().blocks(from) {
+        return (answer_frame(STATUS_REFUSED, b"partitioned (fault injection)"), false);
+    }
+    let Some(call) = call_of(kind) else {
+        return (answer_frame(STATUS_REFUSED, format!("unknown frame kind {kind}").as_bytes()), false);
+    };
+    if let Err(refusal) = admit(endpoint, peer.ip(), cert, call.needs()) {
+        return (answer_frame(STATUS_REFUSED, refusal.as_bytes()), true);
+    }
+    let answered = match call {
+        FrameCall::Raft(call) => endpoint.raft(call, body).await,
+        FrameCall::Write(route) => {
+            // Consul's `rpc.request` counts the agents' writes, as the HTTP routes do.
+            metrics::counter!(crate::telemetry::names::RPC_REQUEST).increment(1);
+            endpoint.write(body, route).await
+        }
+    };
+    match answered {
+        Ok(answer) => (answer_frame(STATUS_OK, &answer), false),
+        Err(error) => (answer_frame(STATUS_REFUSED, error.as_bytes()), false),
+    }
+}
+
+/// What a request frame asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameCall {
+    Raft(RaftCall),
+    Write(WriteRoute),
+}
+
+impl FrameCall {
+    /// Who may send it: as the matching HTTP route (`rpc::server::Needs::of`).
+    pub fn needs(self) -> Needs {
+        match self {
+            FrameCall::Raft(_) | FrameCall::Write(WriteRoute::LeaderOnly) => Needs::Server,
+            FrameCall::Write(WriteRoute::AnyServer) => Needs::Member,
+        }
+    }
+}
+
+/// The call a frame kind carries (only the hot ones travel as frames).
+fn call_of(kind: u8) -> Option<FrameCall> {
     match kind {
-        KIND_APPEND => Some(RaftCall::Append),
-        KIND_VOTE => Some(RaftCall::Vote),
+        KIND_APPEND => Some(FrameCall::Raft(RaftCall::Append)),
+        KIND_VOTE => Some(FrameCall::Raft(RaftCall::Vote)),
+        KIND_WRITE => Some(FrameCall::Write(WriteRoute::AnyServer)),
+        KIND_FORWARD => Some(FrameCall::Write(WriteRoute::LeaderOnly)),
         _ => None,
     }
 }
@@ -176,6 +229,14 @@ pub fn kind_of(call: RaftCall) -> Option<u8> {
     }
 }
 
+/// The frame kind of a write sent along `route`.
+pub fn write_kind(route: WriteRoute) -> u8 {
+    match route {
+        WriteRoute::AnyServer => KIND_WRITE,
+        WriteRoute::LeaderOnly => KIND_FORWARD,
+    }
+}
+
 /// Why a framed call failed: `Unreachable` means the request was never sent.
 #[derive(Debug, thiserror::Error)]
 pub enum FramedCallError {
@@ -183,6 +244,9 @@ pub enum FramedCallError {
     Unreachable { addr: String, reason: String },
     #[error("{0}")]
     Network(String),
+    /// Sent (maybe), and no whole answer came in time: the outcome is unknown.
+    #[error("{addr} did not answer in time")]
+    Timeout { addr: String },
     #[error("peer refused: {0}")]
     Refused(String),
 }
@@ -233,9 +297,25 @@ impl FramedConn {
         Ok(stream)
     }
 
-    /// One request and its answer's body (an encoded `Result` of the peer's handler).
+    /// One Raft request and its answer's body (an encoded `Result` of the peer's handler).
     pub async fn call(&mut self, call: RaftCall, body: &[u8], timeout: Duration) -> Result<Vec<u8>, FramedCallError> {
         let Some(kind) = kind_of(call) else { return Err(FramedCallError::Network(format!("{call:?} is not framed"))) };
+        self.call_kind(kind, body, timeout).await
+    }
+
+    /// True when the kept connection is known to be dead (the server hung up, or sent bytes
+    /// nobody asked for): checked without waiting, before an idle connection is used again,
+    /// so that a write is not sent into a connection the server already closed.
+    pub(crate) fn is_stale(&mut self) -> bool {
+        use futures::FutureExt;
+        let Some(stream) = self.stream.as_mut() else { return false };
+        let mut probe = [0u8; 1];
+        // Pending: nothing to read and no hang-up, the healthy case.
+        stream.read(&mut probe).now_or_never().is_some()
+    }
+
+    /// One request of frame kind `kind` and its answer's body.
+    pub(crate) async fn call_kind(&mut self, kind: u8, body: &[u8], timeout: Duration) -> Result<Vec<u8>, FramedCallError> {
         if self.faults.blocks(&self.addr) {
             return Err(FramedCallError::Unreachable { addr: self.addr.clone(), reason: "partitioned (fault injection)".into() });
         }
@@ -254,7 +334,7 @@ impl FramedConn {
             Ok(Ok((stream, Some(answer)))) => (stream, answer),
             Ok(Ok((_, None))) => return Err(FramedCallError::Network("connection closed".into())),
             Ok(Err(e)) => return Err(FramedCallError::Network(e.to_string())),
-            Err(_) => return Err(FramedCallError::Network(FrameError::Timeout.to_string())),
+            Err(_) => return Err(FramedCallError::Timeout { addr: self.addr.clone() }),
         };
         let Some((&status, body)) = answer.split_first() else {
             return Err(FramedCallError::Network(FrameError::Malformed("empty answer").to_string()));
@@ -304,6 +384,22 @@ mod tests {
         for bad in [&[][..], &[1][..], &[1, 0][..], &[1, 0, 9, b'a'][..], &[1, 0, 1, 0xff][..]] {
             assert!(parse_request(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn every_frame_kind_needs_what_its_http_route_needs() {
+        use crate::rpc::server::Needs;
+        for (call, route) in [(RaftCall::Append, "/raft/append"), (RaftCall::Vote, "/raft/vote")] {
+            let kind = kind_of(call).unwrap();
+            assert_eq!(call_of(kind), Some(FrameCall::Raft(call)));
+            assert_eq!(FrameCall::Raft(call).needs(), Needs::of(route));
+        }
+        for (route, path) in [(WriteRoute::AnyServer, "/rpc/write"), (WriteRoute::LeaderOnly, "/raft/forward")] {
+            assert_eq!(call_of(write_kind(route)), Some(FrameCall::Write(route)));
+            assert_eq!(FrameCall::Write(route).needs(), Needs::of(path), "{path}");
+        }
+        assert_eq!(call_of(0), None);
+        assert_eq!(call_of(9), None);
     }
 
     #[test]

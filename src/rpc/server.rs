@@ -5,8 +5,8 @@
 //! | `POST /raft/append`, `/raft/vote`, `/raft/snapshot` | a Raft message (opaque here) | Raft peers (append and vote usually come as `frames`) |
 //! | `GET /raft/info` | — | servers forming or rejoining a cluster |
 //! | `POST /raft/join` | a join request | a server asking to be added |
-//! | `POST /raft/forward` | a command | a follower: apply it only if this server leads |
-//! | `POST /rpc/write` | a command | any agent: this server applies it or forwards it to its leader |
+//! | `POST /raft/forward` | a command | a follower: apply it only if this server leads (usually as a frame) |
+//! | `POST /rpc/write` | a command | any agent: this server applies it or forwards it to its leader (usually as a frame) |
 //! | `POST /rpc/read` | a view request | a client agent: catalog rows for its anti-entropy and DNS |
 //! | `POST /raft/fault` | a fault plan (JSON) | tests, when fault injection is on |
 //! | `/fwd/...` | an HTTP API request | an agent relaying a read to a server (the API router, nested) |
@@ -16,8 +16,9 @@
 //! the connections per peer IP by [`RPC_CONNS_PER_PEER_MAX`] (in `daemon`'s accept loop).
 //! Requests from a peer that a fault plan cuts us from are refused.
 //!
-//! **Who may call** ([`Needs`], [`admit`]): the Raft routes (and Raft frames) only servers of
-//! this cluster, `/rpc/*` and `/fwd` any member of the LAN pool (servers and client agents).
+//! **Who may call** ([`Needs`], [`admit`]): the Raft routes (and Raft frames, and forwarded
+//! writes as frames) only servers of this cluster, `/rpc/*` (and writes as frames) and `/fwd`
+//! any member of the LAN pool (servers and client agents).
 //! A certificate verified by the TLS handshake says who the caller is (`tls::CertRole`, put
 //! in the request by the accept loop); without one the [`Endpoint`] says what the caller's
 //! address is ([`PeerKind`]). Anyone else gets 403 and a

@@ -108,3 +108,59 @@ async fn a_stranger_cannot_use_the_server_port() {
         assert!(cluster.leader_seen_by(i).await.is_some(), "server {i} still serves");
     }
 }
+
+/// Writes travel as frames (`rpc::frames`, kinds 3 and 4) with the rights of their HTTP routes:
+/// a client agent may send a write (`/rpc/write`), not a follower's forward (`/raft/forward`)
+/// nor a Raft message, and a stranger none of them.
+#[tokio::test]
+async fn framed_writes_are_admitted_as_their_routes_are() {
+    let mut cluster = TestCluster::start(3).await;
+    let leader = cluster.wait_for_leader(Duration::from_secs(30)).await;
+    let target = cluster.servers[leader].server_addr();
+    let client = cluster.add_client(&[]);
+    let client_ip = cluster.servers[client].ip;
+
+    // The client agent's own writes (anti-entropy) reach the catalog over frames, once the
+    // agent is up and the servers know it from gossip.
+    let register_url = format!("{}/v1/agent/service/register", cluster.servers[client].http());
+    let catalog = format!("{}/v1/catalog/service/framed-web", cluster.servers[leader].http());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let _ = cluster.client.put(&register_url).body(r#"{"Name":"framed-web","Port":80}"#).send().await;
+        let rows: serde_json::Value = cluster.client.get(&catalog).send().await.unwrap().json().await.unwrap();
+        if rows.as_array().is_some_and(|rows| rows.len() == 1) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the client's registration never reached the catalog: {rows}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let write = |key: &str| body(&cairn::catalog::Command::KvSet { key: key.into(), value: b"v".to_vec(), flags: 0, cas_index: None });
+    let vote = openraft::raft::VoteRequest::<u64>::new(openraft::Vote::new(1, 99), None);
+    // Admitted: a client agent's write, answered with the write's own outcome (once the leader
+    // knows the agent from gossip: its registration may have gone through another server).
+    loop {
+        let (status, text) = frame_from(client_ip, &target, 3, &write("framed")).await;
+        if status == 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "a client agent's framed write is never applied: {text}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Refused, and nothing applied: a member's forward and vote, a stranger's write.
+    for (attack, source, kind, payload) in [
+        ("a client agent's forward", client_ip, 4u8, write("forwarded")),
+        ("a client agent's vote", client_ip, 2, body(&vote)),
+        ("a stranger's write", STRANGER, 3, write("strangers")),
+        ("a stranger's forward", STRANGER, 4, write("strangers")),
+    ] {
+        let (status, text) = frame_from(source, &target, kind, &payload).await;
+        assert_eq!(status, 1, "{attack}: refused");
+        assert!(text.contains("Permission denied"), "{attack}: {text}");
+    }
+
+    let kv = |key: &str| cluster.client.get(format!("{}/v1/kv/{key}", cluster.servers[leader].http())).send();
+    assert_eq!(kv("framed").await.unwrap().status(), 200);
+    assert_eq!(kv("forwarded").await.unwrap().status(), 404);
+    assert_eq!(kv("strangers").await.unwrap().status(), 404);
+}
