@@ -2,11 +2,12 @@
 //!
 //! One pooled HTTP client (reqwest) for the HTTP routes, and [`frames::FramedConn`]s for
 //! the framed ones: Raft's own (one per replication stream, `raft::network`) and writes
-//! ([`RpcClient::write`], from a pool of idle connections per server). Every call has a timeout, refuses a target that a fault plan cuts us from,
-//! carries our own server address (`x-cairn-from`) so the target can refuse us in turn, and
-//! reads at most [`RPC_BODY_BYTES_MAX`] of an answer. The scheme lives here only: with TLS to
-//! servers (`verify_outgoing`) both the HTTP calls and the frames go over TLS, with the
-//! agent's certificate and `tls::AgentTls`'s verifier.
+//! ([`RpcClient::write`], from a pool of idle connections per server). Every call has a
+//! timeout, refuses a target that a fault plan cuts us from, carries our own server address
+//! (`x-cairn-from`) so the target can refuse us in turn, and reads at most
+//! [`RPC_BODY_BYTES_MAX`] of an answer. The scheme lives here only: with TLS to servers
+//! (`verify_outgoing`) both the HTTP calls and the frames go over TLS, with the agent's
+//! certificate and `tls::AgentTls`'s verifier.
 //!
 //! Connections leave from the agent's bind address when it has one: servers admit callers by
 //! their address (`rpc::server::admit`), and on a host with several addresses (or several
