@@ -6,7 +6,8 @@
 //! registrations those round trips, not the Raft commit, bounded a client's throughput. Here a
 //! write goes at once from its own task while fewer than [`CLIENT_WRITES_IN_FLIGHT_MAX`] are
 //! in flight (a quiet agent adds no wait); writes that arrive while that many are in flight
-//! queue, and one task sends what queued as a single batch when one returns. The leader's write batching (`raft::write_batch`) joins that batch's
+//! queue, and one task sends what queued as a single batch when one returns. The leader's
+//! write batching (`raft::write_batch`) joins that batch's
 //! commands to its own entry and answers with one outcome per command, so each writer gets
 //! exactly what a write of its own would have given it; a failed batch fails each of its
 //! writers with the same error, as a failed write of its own would have.
@@ -33,10 +34,11 @@ const CLIENT_WRITE_BATCH_BYTES_MAX: usize = 256 * 1024;
 /// Most writes or batches on their way to the servers at once. Fewer makes bigger batches and
 /// fewer round trips; more lets a write leave without waiting for the batch ahead of it, and
 /// gives the leader more writes to join in one Raft entry. With writes sent as frames
-/// (`rpc::frames`) a round trip is cheap enough that 8 wins at both concurrencies measured
-/// (`cairn-bench --client-agents --clients 16,64`, registrations / KV puts, BENCHMARKS.md
-/// "Session 14"): 1 in flight 0.70-0.76x at 16 workers and 0.76-0.83x at 64; 4: 0.77-0.78x and
-/// 0.83-0.86x; 8: 0.92-1.01x and 0.89-0.92x; 16: 0.86x and 0.74x; unbatched 0.80-0.83x and 0.71x.
+/// (`rpc::frames`) a round trip is cheap enough that 8 measured best at 16 workers and no worse
+/// than 2 or 4 at 64 (`cairn-bench --client-agents --clients 16,64`, registrations / KV puts,
+/// BENCHMARKS.md "Session 14"): 1 in flight 0.70-0.76x at 16 workers and 0.76-0.83x at 64;
+/// 2: 0.78-0.91x at 64; 4: 0.77-0.78x and 0.80-0.86x; 8: 0.81-1.01x and 0.73-0.92x; 16: 0.86x
+/// and 0.74x; unbatched 0.80-0.83x and 0.71x.
 const CLIENT_WRITES_IN_FLIGHT_MAX: usize = 8;
 
 type Reply = oneshot::Sender<Result<Written, WriteError>>;
