@@ -113,7 +113,13 @@ pub(crate) fn diff_scoped(local: &LocalState, catalog: &Catalog, node: &Registra
 
     // Checks that differ, by service: a service's go in one command with it (as Consul's
     // `syncService` sends a service with its checks), a node check in one of its own.
-    let catalog_checks: Vec<&Check> = catalog.node_checks_iter(&node.node).filter(|c| in_scope(&c.service_id, &c.check_id)).collect();
+    // The catalog's checks in scope, found through its indexes (a registration's run must not
+    // cost a scan of every check on a node with hundreds of services).
+    let catalog_checks: Vec<&Check> = match scope {
+        None => catalog.node_checks_iter(&node.node).collect(),
+        Some(SyncScope::Service(id)) => catalog.service_checks(&node.node, id).collect(),
+        Some(SyncScope::NodeCheck(id)) => catalog.check(&node.node, id).filter(|c| c.service_id.is_empty()).into_iter().collect(),
+    };
     let mut differing: BTreeMap<&str, Vec<CheckRegistration>> = BTreeMap::new();
     for (id, check) in local.checks.iter().filter(|(id, c)| in_scope(&c.registration.service_id, id)) {
         // A deferred output (`check_update_interval`) is not a difference until it is due.

@@ -173,10 +173,11 @@ impl Agent {
         };
         let mut persisted: Vec<String> = checks.iter().map(|c| c.registration.check_id.clone()).collect();
         persisted.extend(removed.iter().cloned());
-        // On disk and in the catalog at once: the write to disk is queued, the sync runs, and
-        // only then is the disk's answer read (`Persisting`: it is nearly always there by
-        // then). The request answers once both are done; a failed persist fails it.
-        let persisting = self.persist_queue(vec![id.clone()], persisted).await?;
+        // On disk and in the catalog at once: the change is written (not yet synced), the sync
+        // to the servers runs, and only then does the request wait for the disk (`Persisting`:
+        // a WAL sync has nearly always covered the write by then). The request answers once
+        // both are done; a failed persist fails it.
+        let persisting = self.persist_queue(vec![id.clone()], persisted)?;
         for check_id in &removed {
             self.scheduler.remove(check_id);
         }

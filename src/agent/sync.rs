@@ -133,6 +133,11 @@ impl Agent {
         for command in node_updates {
             all_applied &= self.sync_write(command).await?;
         }
+        // A change run's usual case, one command, spares the concurrent machinery below.
+        if rest.len() == 1 {
+            let command = rest.into_iter().next().expect("one command");
+            return Ok(all_applied & self.sync_write(command).await?);
+        }
         let mut writes = futures::stream::iter(rest).map(|command| self.sync_write(command)).buffer_unordered(SYNC_WRITES_IN_FLIGHT_MAX);
         let mut first_error = None;
         while let Some(result) = writes.next().await {

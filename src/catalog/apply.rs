@@ -281,15 +281,19 @@ fn refresh_check_service_fields(catalog: &mut Catalog, index: u64, node: &str, s
         return;
     };
     let (name, tags) = (service.name.clone(), service.tags.clone());
-    // Only this node's checks: the map is ordered by (node, check ID).
-    let node_checks = catalog.checks.range_mut((node.to_string(), String::new())..).take_while(|((check_node, _), _)| check_node == node);
-    for ((check_node, check_id), check) in node_checks {
-        if check.service_id == service_id && (check.service_name != name || check.service_tags != tags) {
-            check.service_name = name.clone();
-            check.service_tags = tags.clone();
-            check.modify_index = index;
+    for key in catalog.checks.service_check_keys(node, service_id) {
+        let mut refreshed = false;
+        catalog.checks.update(&key, |check| {
+            if check.service_name != name || check.service_tags != tags {
+                check.service_name = name.clone();
+                check.service_tags = tags.clone();
+                check.modify_index = index;
+                refreshed = true;
+            }
+        });
+        if refreshed {
             catalog.indexes.checks = index;
-            changes.touch(RowKey::Check(check_node.clone(), check_id.clone()));
+            changes.touch(RowKey::Check(key.0, key.1));
         }
     }
 }
@@ -331,14 +335,19 @@ fn upsert_check(catalog: &mut Catalog, index: u64, node: &str, check: &CheckRegi
 
 fn update_check(catalog: &mut Catalog, index: u64, node: &str, check_id: &str, status: HealthStatus, output: &str, changes: &mut ChangeSet) -> Outcome {
     let key = (node.to_string(), check_id.to_string());
-    let Some(check) = catalog.checks.get_mut(&key) else {
+    let mut changed_service = None;
+    let known = catalog.checks.update(&key, |check| {
+        if check.status != status || check.output != output {
+            check.status = status;
+            check.output = output.to_string();
+            check.modify_index = index;
+            changed_service = Some(check.service_name.clone());
+        }
+    });
+    if !known {
         return Outcome::Rejected(format!("unknown check {check_id:?} on node {node:?}"));
-    };
-    if check.status != status || check.output != output {
-        check.status = status;
-        check.output = output.to_string();
-        check.modify_index = index;
-        let service_name = check.service_name.clone();
+    }
+    if let Some(service_name) = changed_service {
         catalog.indexes.checks = index;
         changes.touch(RowKey::Check(key.0, key.1));
         touch_check_services(catalog, node, &service_name, changes);
@@ -355,13 +364,14 @@ pub(super) fn deregister_node(catalog: &mut Catalog, index: u64, node: &str, now
     changes.touch(RowKey::Node(node.to_string()));
     // Consul deletes a node's coordinates with the node.
     crate::catalog::coordinates::remove_node(catalog, index, node, changes);
-    let services: Vec<_> = catalog.services.keys().filter(|(n, _)| n == node).cloned().collect();
+    let first = (node.to_string(), String::new());
+    let services: Vec<_> = catalog.services.range(first.clone()..).take_while(|((n, _), _)| n == node).map(|(key, _)| key.clone()).collect();
     for key in services {
         catalog.services.remove(&key);
         catalog.indexes.services = index;
         changes.touch(RowKey::Service(key.0, key.1));
     }
-    let checks: Vec<_> = catalog.checks.keys().filter(|(n, _)| n == node).cloned().collect();
+    let checks: Vec<_> = catalog.checks.range(first..).take_while(|((n, _), _)| n == node).map(|(key, _)| key.clone()).collect();
     for key in checks {
         catalog.checks.remove(&key);
         catalog.indexes.checks = index;
@@ -382,13 +392,7 @@ pub(super) fn deregister_service(catalog: &mut Catalog, index: u64, node: &str, 
     changes.touch_service(&service.name);
     catalog.indexes.services = index;
     changes.touch(RowKey::Service(key.0, key.1));
-    let checks: Vec<_> = catalog
-        .checks
-        .iter()
-        .filter(|((n, _), c)| n == node && c.service_id == service_id)
-        .map(|(k, _)| k.clone())
-        .collect();
-    for key in checks {
+    for key in catalog.checks.service_check_keys(node, service_id) {
         catalog.checks.remove(&key);
         catalog.indexes.checks = index;
         invalidate_sessions_of_check(catalog, index, node, &key.1, now_ms, changes);

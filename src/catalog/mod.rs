@@ -22,6 +22,7 @@ pub mod model;
 pub mod prepared_query;
 pub mod query;
 mod node_table;
+mod check_table;
 mod service_table;
 pub mod txn;
 pub mod ui_summary;
@@ -39,7 +40,7 @@ use std::collections::{BTreeMap, BTreeSet};
 pub use apply::{Outcome, apply};
 pub use command::Command;
 
-use crate::catalog::model::{Check, ConfigEntry, KvEntry, Session, Settings, TableIndexes};
+use crate::catalog::model::{ConfigEntry, KvEntry, Session, Settings, TableIndexes};
 
 /// The whole replicated state held in memory. Rows are keyed so that iteration order is
 /// deterministic (`BTreeMap`), which keeps snapshots and digests byte-identical across servers.
@@ -49,7 +50,7 @@ pub struct Catalog {
     /// Keyed by (node, service ID).
     services: service_table::ServiceTable,
     /// Keyed by (node, check ID).
-    checks: BTreeMap<(String, String), Check>,
+    checks: check_table::CheckTable,
     kv: BTreeMap<String, KvEntry>,
     sessions: BTreeMap<String, Session>,
     /// Keyed by (kind, name).

@@ -114,6 +114,16 @@ impl Catalog {
         checks.take_while(move |((n, _), _)| *n == node).map(|(_, c)| c)
     }
 
+    /// The checks on `node` bound to its service `service_id`, by check ID.
+    pub fn service_checks<'a>(&'a self, node: &str, service_id: &str) -> impl Iterator<Item = &'a Check> + 'a {
+        self.checks.service_check_keys(node, service_id).into_iter().filter_map(|key| self.checks.get(&key))
+    }
+
+    /// The check `check_id` on `node`.
+    pub fn check(&self, node: &str, check_id: &str) -> Option<&Check> {
+        self.checks.get(&(node.to_string(), check_id.to_string()))
+    }
+
     /// Checks bound to any instance of the service `name`.
     pub fn service_name_checks(&self, name: &str) -> Vec<&Check> {
         self.checks.values().filter(|c| !c.service_id.is_empty() && c.service_name == name).collect()

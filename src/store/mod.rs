@@ -8,7 +8,7 @@
 //! | `raft_meta` | `vote`, `committed`, `last_purged` | versioned bytes | Raft log store (synced) |
 //! | `sm` | catalog row key | versioned row bytes | Raft state machine |
 //! | `sm_meta` | `last_applied`, `membership` | versioned bytes | Raft state machine, same batch as `sm` |
-//! | `agent` | agent-local key | versioned bytes | the agent's local state (synced) |
+//! | `agent` | agent-local key | versioned bytes | the agent's local state (unsynced, then a shared WAL sync) |
 //!
 //! All column families share one write-ahead log, so a batch that spans them is atomic, and a
 //! synced write also makes every earlier unsynced write durable.
@@ -259,7 +259,8 @@ impl Store {
         Ok(())
     }
 
-    /// Puts and deletes agent-local entries in one synced write.
+    /// Writes agent-local entries in one batch, *not yet durable*, like [`Store::log_write`]:
+    /// durable after the next [`Store::sync_wal`] (`agent::persist` groups those).
     pub fn agent_write(&self, puts: Vec<(String, Vec<u8>)>, deletes: Vec<String>) -> Result<(), StoreError> {
         let cf = self.cf(CF_AGENT)?;
         let mut batch = WriteBatch::default();
@@ -269,7 +270,7 @@ impl Store {
         for key in deletes {
             batch.delete_cf(cf, key);
         }
-        self.db.write_opt(batch, &Self::synced())?;
+        self.db.write_opt(batch, &WriteOptions::default())?;
         Ok(())
     }
 

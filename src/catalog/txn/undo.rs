@@ -162,7 +162,12 @@ impl Undo {
                 Before::Service(key, None) => {
                     catalog.services.remove(&key);
                 }
-                Before::Check(key, row) => put(&mut catalog.checks, key, row),
+                Before::Check(key, Some(row)) => {
+                    catalog.checks.insert(key, row);
+                }
+                Before::Check(key, None) => {
+                    catalog.checks.remove(&key);
+                }
                 Before::Kv(state) => state.restore(catalog),
                 Before::Session(key, row) => put(&mut catalog.sessions, key, row),
                 Before::ConfigEntry(key, row) => put(&mut catalog.config_entries, key, row),
