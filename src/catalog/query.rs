@@ -124,9 +124,12 @@ impl Catalog {
         self.checks.get(&(node.to_string(), check_id.to_string()))
     }
 
-    /// Checks bound to any instance of the service `name`.
+    /// Checks bound to any instance of the service `name`, by node and check ID; found through
+    /// the two indexes (instances by name, checks by service), not a scan of every check.
     pub fn service_name_checks(&self, name: &str) -> Vec<&Check> {
-        self.checks.values().filter(|c| !c.service_id.is_empty() && c.service_name == name).collect()
+        let mut checks: Vec<&Check> = self.services.named(name).flat_map(|service| self.service_checks(&service.node, &service.id)).collect();
+        checks.sort_by(|a, b| (&a.node, &a.check_id).cmp(&(&b.node, &b.check_id)));
+        checks
     }
 
     pub fn checks(&self) -> impl Iterator<Item = &Check> {

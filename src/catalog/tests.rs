@@ -151,6 +151,38 @@ fn rows_round_trip_through_persistence() {
     assert_eq!(reloaded.digest(), catalog.digest());
 }
 
+/// The checks-by-service index (`check_table`) behind `service_checks` and
+/// `service_name_checks` follows every write, and equals the one rebuilt from the rows.
+#[test]
+fn a_services_checks_are_found_through_the_index_after_every_kind_of_write() {
+    let mut catalog = Catalog::new();
+    let ids = |checks: Vec<&crate::catalog::model::Check>| checks.iter().map(|c| format!("{}/{}", c.node, c.check_id)).collect::<Vec<_>>();
+    let passing = HealthStatus::Passing;
+    run(&mut catalog, 1, registration("n2", Some(("web1", "web")), vec![check("b", "web1", passing), check("a", "web1", passing)]));
+    run(&mut catalog, 2, registration("n1", Some(("web1", "web")), vec![check("z", "web1", passing)]));
+    run(&mut catalog, 3, registration("n1", Some(("db1", "db")), vec![check("d", "db1", passing), check("mem", "", passing)]));
+    assert_eq!(ids(catalog.service_name_checks("web")), ["n1/z", "n2/a", "n2/b"], "by node, then check ID");
+    assert_eq!(ids(catalog.service_checks("n1", "db1").collect()), ["n1/d"], "not the node check");
+    // A check re-registered under another service moves; a renamed service takes its checks.
+    run(&mut catalog, 4, registration("n2", Some(("db1", "db")), vec![check("b", "db1", passing)]));
+    run(&mut catalog, 5, registration("n1", Some(("web1", "api")), vec![]));
+    assert_eq!(ids(catalog.service_name_checks("web")), ["n2/a"]);
+    assert_eq!(ids(catalog.service_name_checks("api")), ["n1/z"]);
+    assert_eq!(ids(catalog.service_name_checks("db")), ["n1/d", "n2/b"]);
+    // Deregistering a service takes its checks, a node all of its own.
+    run(&mut catalog, 6, Command::DeregisterService { node: "n2".into(), service_id: "db1".into() });
+    assert!(catalog.check("n2", "b").is_none() && catalog.check("n2", "a").is_some());
+    run(&mut catalog, 7, Command::DeregisterNode { node: "n1".into() });
+    assert_eq!(ids(catalog.service_name_checks("db")), Vec::<String>::new());
+    assert_eq!(ids(catalog.checks().collect()), ["n2/a"]);
+    let mut reloaded = Catalog::new();
+    for row in catalog.all_rows() {
+        let (key, value) = catalog.encode_row(&row).expect("row exists");
+        reloaded.load_row(&key, &value).expect("row decodes");
+    }
+    assert_eq!(reloaded, catalog, "the maintained index equals the rebuilt one");
+}
+
 /// The encoding of each command is a compatibility promise: these bytes must never change.
 #[test]
 fn command_encoding_is_pinned() {
