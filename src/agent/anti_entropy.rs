@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::agent::local::LocalState;
+use crate::agent::local::{LocalCheck, LocalState};
 use crate::catalog::Catalog;
 use crate::catalog::command::{CheckRegistration, Command, Registration};
 use crate::catalog::model::{Check, Node, Service};
@@ -85,16 +85,19 @@ pub(super) fn scoped_local(local: &LocalState, scope: Option<&SyncScope>) -> Loc
     {
         scoped.services.insert(id.clone(), service.clone());
     }
-    for (id, check) in &local.checks {
-        if scope.covers(&check.registration.service_id, id) {
-            scoped.checks.insert(id.clone(), check.clone());
-            // A deferred output must stay deferred in a scoped diff too.
-            if let Some(due) = local.deferred_output.get(id) {
-                scoped.deferred_output.insert(id.clone(), *due);
-            }
-            if let Some(since) = local.critical_since.get(id) {
-                scoped.critical_since.insert(id.clone(), *since);
-            }
+    // The scope's checks through the local index, not a scan of every check on the agent.
+    let in_scope: Box<dyn Iterator<Item = (&String, &LocalCheck)>> = match scope {
+        SyncScope::Service(id) => Box::new(local.checks.of_service(id)),
+        SyncScope::NodeCheck(id) => Box::new(local.checks.get_key_value(id).filter(|(_, c)| c.registration.service_id.is_empty()).into_iter()),
+    };
+    for (id, check) in in_scope {
+        scoped.checks.insert(id.clone(), check.clone());
+        // A deferred output must stay deferred in a scoped diff too.
+        if let Some(due) = local.deferred_output.get(id) {
+            scoped.deferred_output.insert(id.clone(), *due);
+        }
+        if let Some(since) = local.critical_since.get(id) {
+            scoped.critical_since.insert(id.clone(), *since);
         }
     }
     scoped
@@ -326,9 +329,9 @@ mod tests {
         // the node check.
         assert_eq!(diff(&local, &catalog, &node()).len(), 1 + 1 + 1);
         // A check that alone differs goes with its service, which is unchanged.
-        local.checks.get_mut("web2-c").unwrap().registration.output = "new".into();
+        local.checks.update("web2-c", |c| c.registration.output = "new".into()).unwrap();
         converge(&local, &mut catalog);
-        local.checks.get_mut("web2-c").unwrap().registration.output = "newer".into();
+        local.checks.update("web2-c", |c| c.registration.output = "newer".into()).unwrap();
         let web2 = SyncScope::Service("web2".into());
         let changed = diff_scoped(&local, &catalog, &node(), Some(&web2));
         assert!(matches!(&changed[..], [Command::Register(r)] if r.checks.len() == 1 && r.service.is_some()), "{changed:?}");
@@ -359,7 +362,7 @@ mod tests {
         assert_eq!(diff(&local, &catalog, &node()), vec![]);
 
         // A deferred output (`check_update_interval`) is not synced until it is due.
-        local.checks.get_mut("service:web1").unwrap().registration.output = "new".into();
+        local.checks.update("service:web1", |c| c.registration.output = "new".into()).unwrap();
         local.deferred_output.insert("service:web1".into(), std::time::Instant::now());
         assert_eq!(diff(&local, &catalog, &node()), vec![]);
         local.deferred_output.clear();

@@ -53,13 +53,16 @@ pub(crate) fn record(
     } else {
         local.critical_since.remove(id);
     }
-    let Some(check) = local.checks.get_mut(id) else { return (false, None) };
-    let status_changed = check.registration.status != status;
-    let output_changed = check.registration.output != output;
-    check.registration.status = status;
-    check.registration.output = output.to_string();
-    if status_changed {
-        let persisted = check.clone();
+    let recorded = local.checks.update(id, |check| {
+        let status_changed = check.registration.status != status;
+        let output_changed = check.registration.output != output;
+        check.registration.status = status;
+        check.registration.output = output.to_string();
+        (output_changed, status_changed.then(|| check.clone()))
+    });
+    // A status change persists the check; a change of output alone does not.
+    let Some((output_changed, to_persist)) = recorded else { return (false, None) };
+    if let Some(persisted) = to_persist {
         local.deferred_output.remove(id);
         return (true, Some(persisted));
     }

@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::command::{CheckRegistration, ServiceRegistration};
 
+mod checks;
+pub use checks::LocalChecks;
+
 /// Format versions of persisted local entries. V1: the first shape (TTL, HTTP, TCP and script
 /// runners; no check options). V2: `LocalCheck::options`, `CheckRunner::Http::tls_server_name`
 /// and the gRPC, H2PING, UDP and alias runners. V1 bytes still decode (`v1`); V2 is written.
@@ -70,7 +73,8 @@ pub struct LocalService {
 #[derive(Clone, Debug, Default)]
 pub struct LocalState {
     pub services: BTreeMap<String, LocalService>,
-    pub checks: BTreeMap<String, LocalCheck>,
+    /// Indexed by service too (`checks`).
+    pub checks: LocalChecks,
     /// Not persisted. When each check last turned critical (Consul's `CriticalTime`), for
     /// `DeregisterCriticalServiceAfter`; a restart starts the clocks anew, as in Consul.
     pub critical_since: BTreeMap<String, Instant>,

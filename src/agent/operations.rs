@@ -153,12 +153,8 @@ impl Agent {
             local.services.insert(id.clone(), service.clone());
             let removed = if replace_existing_checks {
                 let keep: Vec<&str> = checks.iter().map(|c| c.registration.check_id.as_str()).collect();
-                let doomed: Vec<String> = local
-                    .checks
-                    .values()
-                    .filter(|c| c.registration.service_id == id && !keep.contains(&c.registration.check_id.as_str()))
-                    .map(|c| c.registration.check_id.clone())
-                    .collect();
+                let doomed: Vec<String> =
+                    local.checks.of_service(&id).filter(|(check_id, _)| !keep.contains(&check_id.as_str())).map(|(check_id, _)| check_id.clone()).collect();
                 for check_id in &doomed {
                     local.checks.remove(check_id);
                 }
@@ -196,8 +192,7 @@ impl Agent {
             if local.services.remove(id).is_none() {
                 return Err(AgentError::NotFound(format!("Unknown service ID {id:?}. Ensure that the service ID is passed, not the service name.")));
             }
-            let doomed: Vec<String> =
-                local.checks.values().filter(|c| c.registration.service_id == id).map(|c| c.registration.check_id.clone()).collect();
+            let doomed: Vec<String> = local.checks.of_service(id).map(|(check_id, _)| check_id.clone()).collect();
             for check_id in &doomed {
                 local.checks.remove(check_id);
             }
