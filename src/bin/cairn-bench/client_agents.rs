@@ -10,9 +10,11 @@
 //!   printed, and the row is all rounds together. Beside throughput, each workload's CPU
 //!   time per 1,000 operations is read from `/proc/<pid>/stat` for the servers and the client
 //!   agents: on this CPU-bound machine the throughput ratio follows the CPU one, and the CPU
-//!   figure does not move with what else the machine runs.
+//!   figure does not move with what else the machine runs. Each round also prints the share
+//!   of the machine's CPU time the hypervisor gave elsewhere ("steal") during each workload.
 //! - **DNS on a client agent**: `web.service.consul` A queries answered by a client agent (from
-//!   its local view, warmed first) against the same queries on a server. Target ≥ 0.9×.
+//!   its local view, warmed first) against the same queries on a server, alternated in
+//!   `rounds` rounds as above. Target ≥ 0.9×.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -77,19 +79,25 @@ pub(crate) async fn run(clients: &[usize], duration: Duration, rounds: usize, on
             let kv_first = round % 2 == 0;
             let mut phases = Vec::new();
             for registering in [!kv_first, kv_first] {
-                let before = CpuTicks::read(&server_pids, &client_pids);
+                let (before, steal_before) = (CpuTicks::read(&server_pids, &client_pids), MachineTicks::read());
                 let stats = if registering {
                     registrations(&http, &targets, c, duration).await
                 } else {
                     kv_puts(&http, &targets, c, duration).await
                 };
                 let spent = CpuTicks::read(&server_pids, &client_pids).since(&before);
-                phases.push((registering, stats, spent));
+                phases.push((registering, stats, spent, MachineTicks::read().steal_percent_since(&steal_before)));
             }
-            phases.sort_by_key(|(registering, _, _)| *registering);
+            phases.sort_by_key(|(registering, ..)| *registering);
             let mut phases = phases.into_iter();
-            let (Some((_, k, k_cpu)), Some((_, r, r_cpu))) = (phases.next(), phases.next()) else { unreachable!("two phases") };
-            println!("  round {}: {:.0} KV puts/s, {:.0} registrations/s: {:.2}x", round + 1, k.throughput(), r.throughput(), r.throughput() / k.throughput().max(1.0));
+            let (Some((_, k, k_cpu, k_steal)), Some((_, r, r_cpu, r_steal))) = (phases.next(), phases.next()) else { unreachable!("two phases") };
+            println!(
+                "  round {}: {:.0} KV puts/s (steal {k_steal:.0}%), {:.0} registrations/s (steal {r_steal:.0}%): {:.2}x",
+                round + 1,
+                k.throughput(),
+                r.throughput(),
+                r.throughput() / k.throughput().max(1.0)
+            );
             (kv_cpu, reg_cpu) = (kv_cpu.plus(&k_cpu), reg_cpu.plus(&r_cpu));
             (kv, reg) = (kv.merge(k), reg.merge(r));
         }
@@ -115,8 +123,19 @@ pub(crate) async fn run(clients: &[usize], duration: Duration, rounds: usize, on
     for dns in [client_dns, server_dns] {
         wait_dns(dns).await?;
     }
-    let on_client = dns_load(client_dns, duration).await;
-    let on_server = dns_load(server_dns, duration).await;
+    // Alternated like the registration rounds: client first in odd rounds, server first in
+    // even ones, so that a slow stretch of the machine weighs on both.
+    let (mut on_client, mut on_server) = (Stats::default(), Stats::default());
+    for round in 0..rounds {
+        let (mut client, mut server) = (None, None);
+        for on_client_now in [round % 2 == 0, round % 2 != 0] {
+            let stats = dns_load(if on_client_now { client_dns } else { server_dns }, duration).await;
+            *(if on_client_now { &mut client } else { &mut server }) = Some(stats);
+        }
+        let (Some(client), Some(server)) = (client, server) else { unreachable!("two phases") };
+        println!("  dns round {}: {:.0} on the client/s, {:.0} on the server/s: {:.2}x", round + 1, client.throughput(), server.throughput(), client.throughput() / server.throughput().max(1.0));
+        (on_client, on_server) = (on_client.merge(client), on_server.merge(server));
+    }
     json.push(row("dns A on a client agent", DNS_WORKERS, &on_client));
     json.push(row("dns A on a server", DNS_WORKERS, &on_server));
     println!("  client DNS / server DNS: {:.2}x (target >= 0.9x)", on_client.throughput() / on_server.throughput().max(1.0));
@@ -150,6 +169,30 @@ impl CpuTicks {
         let ticks_per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
         let per = |ticks: u64| ticks as f64 * 1000.0 / ticks_per_s * 1000.0 / operations.max(1) as f64;
         (per(self.servers), per(self.clients))
+    }
+}
+
+/// The machine's CPU time from `/proc/stat`: all of it, and the part the hypervisor gave to
+/// other guests ("steal"). On a shared VM steal moves from second to second and weighs on
+/// whichever workload runs then; each round prints it so that a reader can tell a slow round
+/// of the machine from a slow workload.
+#[derive(Clone, Copy, Debug, Default)]
+struct MachineTicks {
+    total: u64,
+    steal: u64,
+}
+
+impl MachineTicks {
+    fn read() -> MachineTicks {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        // "cpu  user nice system idle iowait irq softirq steal ...": the first eight count.
+        let fields: Vec<u64> = stat.lines().next().unwrap_or_default().split_whitespace().skip(1).take(8).filter_map(|f| f.parse().ok()).collect();
+        MachineTicks { total: fields.iter().sum(), steal: fields.get(7).copied().unwrap_or(0) }
+    }
+
+    fn steal_percent_since(&self, before: &MachineTicks) -> f64 {
+        let total = self.total.saturating_sub(before.total).max(1) as f64;
+        self.steal.saturating_sub(before.steal) as f64 * 100.0 / total
     }
 }
 
