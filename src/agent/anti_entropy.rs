@@ -225,8 +225,7 @@ mod tests {
         diff_scoped(local, catalog, node, None)
     }
     use crate::agent::local::{LocalCheck, LocalService};
-    use crate::catalog::command::{CheckRegistration, ServiceRegistration};
-    use crate::catalog::model::{CheckDefinition, HealthStatus};
+    use crate::catalog::command::ServiceRegistration;
     use crate::catalog::{ChangeSet, apply};
 
     fn node() -> Registration {
@@ -279,19 +278,7 @@ mod tests {
     }
 
     fn check(id: &str, service_id: &str) -> LocalCheck {
-        LocalCheck {
-            registration: CheckRegistration {
-                check_id: id.into(),
-                name: "c".into(),
-                status: HealthStatus::Critical,
-                notes: String::new(),
-                output: String::new(),
-                service_id: service_id.into(),
-                definition: CheckDefinition::default(),
-            },
-            runner: None,
-            options: Default::default(),
-        }
+        LocalCheck::for_test(id, service_id)
     }
 
     #[test]
@@ -341,22 +328,7 @@ mod tests {
     fn diff_converges_and_then_is_empty() {
         let mut local = LocalState::default();
         local.services.insert("web1".into(), service("web1"));
-        local.checks.insert(
-            "service:web1".into(),
-            LocalCheck {
-                registration: CheckRegistration {
-                    check_id: "service:web1".into(),
-                    name: "c".into(),
-                    status: HealthStatus::Critical,
-                    notes: String::new(),
-                    output: String::new(),
-                    service_id: "web1".into(),
-                    definition: CheckDefinition::default(),
-                },
-                runner: None,
-                options: crate::agent::local::CheckOptions::default(),
-            },
-        );
+        local.checks.insert("service:web1".into(), check("service:web1", "web1"));
         let mut catalog = Catalog::new();
         assert!(converge(&local, &mut catalog) > 0);
         assert_eq!(diff(&local, &catalog, &node()), vec![]);

@@ -3,8 +3,7 @@
 
 use super::{ConfigAction, ConfigDefinitions, LocalIds, ServiceDefinition, diff};
 use crate::agent::local::{CheckRunner, LocalCheck};
-use crate::catalog::command::{CheckRegistration, ServiceRegistration};
-use crate::catalog::model::{CheckDefinition, HealthStatus};
+use crate::catalog::command::ServiceRegistration;
 
 fn service(id: &str, port: u16, checks: &[(&str, u64)]) -> ServiceDefinition {
     ServiceDefinition {
@@ -19,19 +18,9 @@ fn service(id: &str, port: u16, checks: &[(&str, u64)]) -> ServiceDefinition {
 }
 
 fn check(id: &str, service_id: &str, ttl_ms: u64) -> LocalCheck {
-    LocalCheck {
-        registration: CheckRegistration {
-            check_id: id.into(),
-            name: id.into(),
-            status: HealthStatus::Critical,
-            notes: String::new(),
-            output: String::new(),
-            service_id: service_id.into(),
-            definition: CheckDefinition { check_type: "ttl".into(), ..CheckDefinition::default() },
-        },
-        runner: Some(CheckRunner::Ttl { ttl_ms }),
-        options: Default::default(),
-    }
+    let mut check = LocalCheck { runner: Some(CheckRunner::Ttl { ttl_ms }), ..LocalCheck::for_test(id, service_id) };
+    check.registration.definition.check_type = "ttl".into();
+    check
 }
 
 fn definitions(services: Vec<ServiceDefinition>, checks: Vec<LocalCheck>) -> ConfigDefinitions {

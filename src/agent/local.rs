@@ -104,6 +104,24 @@ impl Persisted for LocalCheck {
     }
 }
 
+impl LocalCheck {
+    /// A critical check named after its ID, bound to `service_id` (empty: a node check), with
+    /// no runner and no options: what unit tests start from.
+    #[cfg(test)]
+    pub(crate) fn for_test(id: &str, service_id: &str) -> LocalCheck {
+        let registration = CheckRegistration {
+            check_id: id.into(),
+            name: id.into(),
+            status: crate::catalog::model::HealthStatus::Critical,
+            notes: String::new(),
+            output: String::new(),
+            service_id: service_id.into(),
+            definition: crate::catalog::model::CheckDefinition::default(),
+        };
+        LocalCheck { registration, runner: None, options: CheckOptions::default() }
+    }
+}
+
 pub(crate) fn encode<T: Persisted>(value: &T) -> Vec<u8> {
     let mut out = vec![LOCAL_FORMAT_V2];
     out.extend(postcard::to_allocvec(value).expect("postcard serializes local state"));

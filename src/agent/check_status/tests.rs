@@ -4,21 +4,12 @@ use std::time::{Duration, Instant};
 
 use super::*;
 use crate::agent::local::{CheckOptions, CheckRunner, LocalCheck};
-use crate::catalog::model::CheckDefinition;
 
 fn check(id: &str, service_id: &str, deregister_after_ms: u64) -> LocalCheck {
     LocalCheck {
-        registration: CheckRegistration {
-            check_id: id.into(),
-            name: id.into(),
-            status: HealthStatus::Critical,
-            notes: String::new(),
-            output: String::new(),
-            service_id: service_id.into(),
-            definition: CheckDefinition::default(),
-        },
         runner: Some(CheckRunner::Ttl { ttl_ms: 1000 }),
         options: CheckOptions { deregister_critical_service_after_ms: deregister_after_ms, ..CheckOptions::default() },
+        ..LocalCheck::for_test(id, service_id)
     }
 }
 

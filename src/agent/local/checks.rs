@@ -97,21 +97,8 @@ impl FromIterator<(String, LocalCheck)> for LocalChecks {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::local::CheckOptions;
-    use crate::catalog::command::CheckRegistration;
-    use crate::catalog::model::{CheckDefinition, HealthStatus};
-
     fn check(id: &str, service_id: &str) -> LocalCheck {
-        let registration = CheckRegistration {
-            check_id: id.into(),
-            name: id.into(),
-            status: HealthStatus::Critical,
-            notes: String::new(),
-            output: String::new(),
-            service_id: service_id.into(),
-            definition: CheckDefinition::default(),
-        };
-        LocalCheck { registration, runner: None, options: CheckOptions::default() }
+        LocalCheck::for_test(id, service_id)
     }
 
     fn ids_of(checks: &LocalChecks, service_id: &str) -> Vec<String> {
