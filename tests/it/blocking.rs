@@ -2,11 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::util::TestAgent;
-
-fn index_of(response: &reqwest::Response) -> u64 {
-    response.headers()["x-consul-index"].to_str().unwrap().parse().unwrap()
-}
+use crate::util::{TestAgent, Watched, index_of};
 
 #[tokio::test]
 async fn blocking_query_returns_on_change_and_on_timeout() {
@@ -51,18 +47,6 @@ async fn blocking_query_returns_on_change_and_on_timeout() {
     assert_eq!(waiter.await.unwrap(), 200);
 }
 
-/// Starts a blocking GET of `path` at `index` and returns its handle: (elapsed, index, status).
-fn watch(agent: &TestAgent, path: &str, index: u64, wait: &str) -> tokio::task::JoinHandle<(Duration, u64, u16)> {
-    let separator = if path.contains('?') { '&' } else { '?' };
-    let url = agent.url(&format!("{path}{separator}index={index}&wait={wait}"));
-    let client = agent.client.clone();
-    tokio::spawn(async move {
-        let started = Instant::now();
-        let response = client.get(url).send().await.unwrap();
-        (started.elapsed(), index_of(&response), response.status().as_u16())
-    })
-}
-
 #[tokio::test]
 async fn watchers_wake_only_for_their_own_key_or_prefix() {
     let agent = TestAgent::start().await;
@@ -70,10 +54,10 @@ async fn watchers_wake_only_for_their_own_key_or_prefix() {
     agent.put("/v1/kv/theirs/b", "1").await;
     let key_index = index_of(&agent.get("/v1/kv/mine/a").await);
     let prefix_index = index_of(&agent.get("/v1/kv/mine/?recurse").await);
-    let key_watch = watch(&agent, "/v1/kv/mine/a", key_index, "1500ms");
-    let prefix_watch = watch(&agent, "/v1/kv/mine/?recurse", prefix_index, "1500ms");
+    let key_watch = agent.watch("/v1/kv/mine/a", key_index, "1500ms");
+    let prefix_watch = agent.watch("/v1/kv/mine/?recurse", prefix_index, "1500ms");
     let sibling_index = index_of(&agent.get("/v1/kv/mine/b").await);
-    let sibling_watch = watch(&agent, "/v1/kv/mine/b", sibling_index, "1500ms");
+    let sibling_watch = agent.watch("/v1/kv/mine/b", sibling_index, "1500ms");
     tokio::time::sleep(Duration::from_millis(200)).await;
     // Writes elsewhere, and even a key that merely shares a prefix string, wake none of them.
     for i in 0..20 {
@@ -82,7 +66,7 @@ async fn watchers_wake_only_for_their_own_key_or_prefix() {
     }
     let watches = [("key", key_watch, key_index), ("prefix", prefix_watch, prefix_index), ("sibling", sibling_watch, sibling_index)];
     for (name, handle, started_at) in watches {
-        let (elapsed, index, _) = handle.await.unwrap();
+        let Watched { elapsed, index, .. } = handle.await.unwrap();
         assert!(elapsed >= Duration::from_millis(1400), "{name} watcher woke early, after {elapsed:?}");
         assert_eq!(index, started_at, "{name} watcher's index moved without a change");
     }
@@ -94,12 +78,12 @@ async fn prefix_index_does_not_go_backwards_on_delete() {
     agent.put("/v1/kv/app/a", "1").await;
     agent.put("/v1/kv/app/b", "2").await;
     let before = index_of(&agent.get("/v1/kv/app/?recurse").await);
-    let waiter = watch(&agent, "/v1/kv/app/?recurse", before, "30s");
+    let waiter = agent.watch("/v1/kv/app/?recurse", before, "30s");
     tokio::time::sleep(Duration::from_millis(200)).await;
     // Deleting the newest key would move max(ModifyIndex) back to app/a's; the tombstone
     // keeps it moving forward, and the delete wakes the watcher.
     assert_eq!(agent.delete("/v1/kv/app/b").await.status(), 200);
-    let (elapsed, woke_at, status) = waiter.await.unwrap();
+    let Watched { elapsed, index: woke_at, status, .. } = waiter.await.unwrap();
     assert_eq!(status, 200);
     assert!(woke_at > before, "index went from {before} to {woke_at}");
     assert!(elapsed < Duration::from_secs(10));
@@ -120,14 +104,14 @@ async fn health_watchers_wake_for_their_service_only() {
         assert_eq!(agent.put("/v1/agent/service/register", body.to_string()).await.status(), 200);
     }
     let web_index = index_of(&agent.get("/v1/health/service/web").await);
-    let web_watch = watch(&agent, "/v1/health/service/web", web_index, "30s");
+    let web_watch = agent.watch("/v1/health/service/web", web_index, "30s");
     let db_index = index_of(&agent.get("/v1/health/service/db").await);
-    let db_watch = watch(&agent, "/v1/health/service/db", db_index, "1500ms");
+    let db_watch = agent.watch("/v1/health/service/db", db_index, "1500ms");
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(agent.put("/v1/agent/check/pass/web-ttl", "").await.status(), 200);
-    let (_, woke_at, _) = web_watch.await.unwrap();
+    let woke_at = web_watch.await.unwrap().index;
     assert!(woke_at > web_index);
-    let (elapsed, db_after, _) = db_watch.await.unwrap();
+    let Watched { elapsed, index: db_after, .. } = db_watch.await.unwrap();
     assert!(elapsed >= Duration::from_millis(1400), "db watcher woke after {elapsed:?} for a web change");
     assert_eq!(db_after, db_index);
 }

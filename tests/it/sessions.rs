@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::util::{TestAgent, eventually};
+use crate::util::{TestAgent, eventually, index_of};
 
 async fn agent_with_short_ttls() -> TestAgent {
     let dir = tempfile::tempdir().unwrap();
@@ -93,10 +93,6 @@ async fn a_critical_check_invalidates_its_sessions_and_releases_locks() {
     // A session cannot be created on a critical check.
     let response = agent.put("/v1/session/create", json!({"Checks": ["db-alive"]}).to_string()).await;
     assert_eq!(response.status(), 500);
-}
-
-fn index_of(response: &reqwest::Response) -> u64 {
-    response.headers()["x-consul-index"].to_str().unwrap().parse().unwrap()
 }
 
 async fn acquire(agent: &TestAgent, key: &str, session: &str) -> bool {

@@ -10,11 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::cluster_util::TestCluster;
-use crate::util::{TestAgent, eventually};
-
-fn index_of(response: &reqwest::Response) -> u64 {
-    response.headers()["x-consul-index"].to_str().unwrap().parse().unwrap()
-}
+use crate::util::{TestAgent, Watched, eventually, index_of};
 
 async fn register(agent: &TestAgent, body: Value) {
     register_with(agent, body, None).await;
@@ -173,19 +169,6 @@ async fn filters_and_bad_input_get_consuls_answers() {
     assert_eq!(agent.get("/v1/internal/ui/services?dc=elsewhere").await.status(), 500);
 }
 
-/// A blocking GET of `path` at `index`, returning (elapsed, index, body).
-fn watch(agent: &TestAgent, path: &str, index: u64, wait: &str) -> tokio::task::JoinHandle<(Duration, u64, Value)> {
-    let separator = if path.contains('?') { '&' } else { '?' };
-    let url = agent.url(&format!("{path}{separator}index={index}&wait={wait}"));
-    let client = agent.client.clone();
-    tokio::spawn(async move {
-        let started = Instant::now();
-        let response = client.get(url).send().await.unwrap();
-        let index = index_of(&response);
-        (started.elapsed(), index, response.json().await.unwrap_or(Value::Null))
-    })
-}
-
 #[tokio::test]
 async fn blocking_wakes_on_a_check_change_and_not_on_a_kv_write() {
     let agent = TestAgent::start().await;
@@ -201,12 +184,12 @@ async fn blocking_wakes_on_a_check_change_and_not_on_a_kv_write() {
         for path in paths {
             indexes.push(index_of(&agent.get(path).await));
         }
-        let waiters: Vec<_> = paths.iter().zip(&indexes).map(|(path, index)| watch(&agent, path, *index, "1500ms")).collect();
+        let waiters: Vec<_> = paths.iter().zip(&indexes).map(|(path, index)| agent.watch(path, *index, "1500ms")).collect();
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(agent.put("/v1/kv/unrelated", "x").await.status(), 200);
         let mut catalog_changed = false;
         for (waiter, index) in waiters.into_iter().zip(&indexes) {
-            let (elapsed, new_index, _) = waiter.await.unwrap();
+            let Watched { elapsed, index: new_index, .. } = waiter.await.unwrap();
             catalog_changed |= new_index != *index;
             assert!(new_index != *index || elapsed >= Duration::from_millis(1500), "returned after {elapsed:?} with the same index");
         }
@@ -217,14 +200,14 @@ async fn blocking_wakes_on_a_check_change_and_not_on_a_kv_write() {
     };
 
     tracing::info!("phase: a check's status change wakes every one of them, shared watchers included");
-    let mut waiters: Vec<_> = paths.iter().zip(&indexes).map(|(path, index)| watch(&agent, path, *index, "30s")).collect();
-    waiters.push(watch(&agent, paths[0], indexes[0], "30s"));
+    let mut waiters: Vec<_> = paths.iter().zip(&indexes).map(|(path, index)| agent.watch(path, *index, "30s")).collect();
+    waiters.push(agent.watch(paths[0], indexes[0], "30s"));
     tokio::time::sleep(Duration::from_millis(200)).await;
     let service = json!({"ID": "web3", "Service": "web", "Port": 80});
     register(&agent, json!({"Node": "ext2", "Address": "10.1.0.2", "Service": service, "Checks": [check("web3-alive", "web3", "passing")]})).await;
     let mut bodies = Vec::new();
     for (waiter, index) in waiters.into_iter().zip(indexes.iter().chain([&indexes[0]])) {
-        let (elapsed, new_index, body) = waiter.await.unwrap();
+        let Watched { elapsed, index: new_index, body, .. } = waiter.await.unwrap();
         assert!(elapsed < Duration::from_secs(10), "woke after {elapsed:?}");
         assert!(new_index > *index);
         bodies.push(body);

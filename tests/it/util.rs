@@ -204,6 +204,19 @@ impl TestAgent {
         self.client.get(self.url(path)).send().await.expect("GET")
     }
 
+    /// Starts a blocking GET of `path` at `index` with `?wait=`, and returns its handle.
+    pub(crate) fn watch(&self, path: &str, index: u64, wait: &str) -> tokio::task::JoinHandle<Watched> {
+        let separator = if path.contains('?') { '&' } else { '?' };
+        let url = self.url(&format!("{path}{separator}index={index}&wait={wait}"));
+        let client = self.client.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let response = client.get(url).send().await.unwrap();
+            let (index, status) = (index_of(&response), response.status().as_u16());
+            Watched { elapsed: started.elapsed(), index, status, body: response.json().await.unwrap_or(serde_json::Value::Null) }
+        })
+    }
+
     pub(crate) async fn get_json(&self, path: &str) -> serde_json::Value {
         let response = self.get(path).await;
         assert!(response.status().is_success(), "GET {path} -> {}", response.status());
@@ -297,4 +310,18 @@ pub(crate) fn spawn_cli(agent: &TestAgent, args: &[&str]) -> (std::process::Chil
         }
     });
     (child, lines)
+}
+
+/// What a blocking GET ([`TestAgent::watch`]) came back with: how long it waited, its index,
+/// its status and its JSON body (`Null` when it has none).
+pub(crate) struct Watched {
+    pub(crate) elapsed: Duration,
+    pub(crate) index: u64,
+    pub(crate) status: u16,
+    pub(crate) body: serde_json::Value,
+}
+
+/// A response's `X-Consul-Index` (every blocking endpoint sets it).
+pub(crate) fn index_of(response: &reqwest::Response) -> u64 {
+    response.headers()["x-consul-index"].to_str().unwrap().parse().unwrap()
 }
