@@ -377,7 +377,7 @@ pub(super) fn deregister_node(catalog: &mut Catalog, index: u64, node: &str, now
         catalog.indexes.checks = index;
         changes.touch(RowKey::Check(key.0, key.1));
     }
-    let sessions: Vec<_> = catalog.sessions.values().filter(|s| s.node == node).map(|s| s.id.clone()).collect();
+    let sessions: Vec<_> = catalog.sessions.of_node(node).map(|s| s.id.clone()).collect();
     for session in sessions {
         invalidate_session(catalog, index, &session, now_ms, changes);
     }
@@ -452,8 +452,8 @@ fn session_create(catalog: &mut Catalog, index: u64, request: &SessionRequest, t
 fn invalidate_sessions_of_check(catalog: &mut Catalog, index: u64, node: &str, check_id: &str, now_ms: Option<u64>, changes: &mut ChangeSet) {
     let doomed: Vec<String> = catalog
         .sessions
-        .values()
-        .filter(|s| s.node == node && s.node_checks.iter().chain(&s.service_checks).any(|c| c == check_id))
+        .of_node(node)
+        .filter(|s| s.node_checks.iter().chain(&s.service_checks).any(|c| c == check_id))
         .map(|s| s.id.clone())
         .collect();
     for session in doomed {
@@ -469,12 +469,7 @@ fn invalidate_session(catalog: &mut Catalog, index: u64, session_id: &str, now_m
     };
     catalog.indexes.sessions = index;
     changes.touch(RowKey::Session(session_id.to_string()));
-    let held: Vec<String> = catalog
-        .kv
-        .values()
-        .filter(|e| e.session.as_deref() == Some(session_id))
-        .map(|e| e.key.clone())
-        .collect();
+    let held = catalog.kv.held_by(session_id);
     let delete_keys = session.behavior == SessionBehavior::Delete;
     for key in held {
         kv::lose_lock(catalog, index, &key, delete_keys, session.lock_delay_ms, now_ms, changes);

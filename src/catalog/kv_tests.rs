@@ -1,10 +1,13 @@
 //! Unit tests of the KV rules in `catalog::kv`: tombstones and prefix indexes, lock-delay,
-//! history, and transactions rolling all of them back.
+//! history, transactions rolling all of them back, and the indexes that find a session's locks
+//! and a node's sessions.
+
+use std::collections::BTreeMap;
 
 use crate::catalog::command::{Command, SessionRequest};
-use crate::catalog::model::SessionBehavior;
-use crate::catalog::tests::{registration, run};
-use crate::catalog::txn::{TxnKvOp, TxnKvVerb};
+use crate::catalog::model::{HealthStatus, SessionBehavior};
+use crate::catalog::tests::{check, registration, run};
+use crate::catalog::txn::{TxnCatalogVerb, TxnKvOp, TxnKvVerb, TxnNodeOp, TxnOp};
 use crate::catalog::{Catalog, ChangeSet, Outcome, apply};
 
 fn set(key: &str, value: &str) -> Command {
@@ -129,4 +132,85 @@ fn rolled_back_txn_restores_history_and_tombstones() {
     for row in changes.rows() {
         assert_eq!(catalog.encode_row(row), before.encode_row(row), "persisted rows match memory for {row:?}");
     }
+}
+
+fn locker(id: &str, node: &str, node_checks: &[&str], behavior: SessionBehavior) -> Command {
+    Command::SessionCreate(SessionRequest {
+        id: id.into(),
+        name: String::new(),
+        node: node.into(),
+        node_checks: node_checks.iter().map(|c| c.to_string()).collect(),
+        service_checks: vec![],
+        lock_delay_ms: 0,
+        behavior,
+        ttl_s: 0,
+    })
+}
+
+fn lock_key(key: &str, session: &str) -> Command {
+    Command::KvLock { key: key.into(), value: vec![], flags: 0, session: session.into(), now_ms: 0 }
+}
+
+fn holders(catalog: &Catalog) -> Vec<String> {
+    catalog.kv.values().filter_map(|e| e.session.as_ref().map(|s| format!("{}={s}", e.key))).collect()
+}
+
+fn node_sessions(catalog: &Catalog, node: &str) -> Vec<String> {
+    catalog.node_sessions(node).map(|s| s.id.clone()).collect()
+}
+
+/// The indexes behind ending a session (`kv_table`: the keys a session holds; `session_table`:
+/// a node's sessions) follow every way a session ends and every rollback, only the right locks
+/// go, and they equal the indexes rebuilt from the rows.
+#[test]
+fn sessions_end_with_exactly_their_locks_through_the_indexes() {
+    let mut catalog = Catalog::new();
+    let passing = HealthStatus::Passing;
+    for (index, node) in [(1, "n1"), (2, "n2"), (3, "n10")] {
+        run(&mut catalog, index, registration(node, None, vec![check("serf", "", passing)]));
+    }
+    run(&mut catalog, 4, locker("s1", "n1", &["serf"], SessionBehavior::Release));
+    run(&mut catalog, 5, locker("s2", "n1", &[], SessionBehavior::Release));
+    run(&mut catalog, 6, locker("s3", "n2", &["serf"], SessionBehavior::Delete));
+    run(&mut catalog, 7, locker("s4", "n10", &["serf"], SessionBehavior::Release));
+    for (index, (key, session)) in [("a", "s1"), ("b", "s1"), ("c", "s2"), ("d", "s3"), ("e", "s4")].into_iter().enumerate() {
+        assert_eq!(run(&mut catalog, 8 + index as u64, lock_key(key, session)), Outcome::Bool(true));
+    }
+    assert_eq!(node_sessions(&catalog, "n1"), ["s1", "s2"], "not n10's");
+
+    // A rolled-back transaction leaves no lock behind, nor takes one away.
+    let txn_lock = TxnKvOp { verb: TxnKvVerb::Lock, key: "f".into(), value: vec![], flags: 0, index: 0, session: "s2".into() };
+    let fail = TxnKvOp { verb: TxnKvVerb::CheckIndex, key: "missing".into(), value: vec![], flags: 0, index: 9, session: String::new() };
+    let drop_n2 = TxnNodeOp {
+        verb: TxnCatalogVerb::Delete,
+        node_id: String::new(),
+        node: "n2".into(),
+        address: String::new(),
+        datacenter: String::new(),
+        tagged_addresses: BTreeMap::new(),
+        meta: BTreeMap::new(),
+        index: 0,
+    };
+    let ops = vec![TxnOp::Kv(txn_lock), TxnOp::Node(drop_n2), TxnOp::Kv(fail)];
+    assert!(matches!(run(&mut catalog, 20, Command::TxnOps { ops }), Outcome::TxnOps(Err(_))));
+    assert_eq!(holders(&catalog), ["a=s1", "b=s1", "c=s2", "d=s3", "e=s4"]);
+    assert_eq!(node_sessions(&catalog, "n2"), ["s3"], "the rollback brought n2's session back");
+
+    run(&mut catalog, 21, registration("n1", None, vec![check("serf", "", HealthStatus::Critical)]));
+    assert_eq!(holders(&catalog), ["c=s2", "d=s3", "e=s4"], "a critical check ends only the sessions bound to it");
+    assert_eq!(node_sessions(&catalog, "n1"), ["s2"]);
+    run(&mut catalog, 22, Command::DeregisterNode { node: "n1".into() });
+    assert_eq!(holders(&catalog), ["d=s3", "e=s4"], "a node's deregistration ends its sessions");
+    run(&mut catalog, 23, Command::SessionDestroy { session: "s3".into(), now_ms: 0 });
+    assert!(catalog.kv_get("d").is_none(), "a delete-behaviour session takes its keys");
+    assert_eq!(holders(&catalog), ["e=s4"]);
+    assert_eq!(node_sessions(&catalog, "n10"), ["s4"]);
+
+    let mut reloaded = Catalog::new();
+    for row in catalog.all_rows() {
+        let (key, value) = catalog.encode_row(&row).expect("row exists");
+        reloaded.load_row(&key, &value).expect("row decodes");
+    }
+    assert_eq!(reloaded, catalog, "the maintained indexes equal the rebuilt ones");
+    assert_eq!(reloaded.kv.held_by("s4"), ["e"]);
 }

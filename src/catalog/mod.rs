@@ -23,7 +23,9 @@ pub mod prepared_query;
 pub mod query;
 mod node_table;
 mod check_table;
+mod kv_table;
 mod service_table;
+mod session_table;
 pub mod txn;
 pub mod ui_summary;
 #[cfg(test)]
@@ -40,7 +42,7 @@ use std::collections::{BTreeMap, BTreeSet};
 pub use apply::{Outcome, apply};
 pub use command::Command;
 
-use crate::catalog::model::{ConfigEntry, KvEntry, Session, Settings, TableIndexes};
+use crate::catalog::model::{ConfigEntry, KvEntry, Settings, TableIndexes};
 
 /// The whole replicated state held in memory. Rows are keyed so that iteration order is
 /// deterministic (`BTreeMap`), which keeps snapshots and digests byte-identical across servers.
@@ -51,8 +53,8 @@ pub struct Catalog {
     services: service_table::ServiceTable,
     /// Keyed by (node, check ID).
     checks: check_table::CheckTable,
-    kv: BTreeMap<String, KvEntry>,
-    sessions: BTreeMap<String, Session>,
+    kv: kv_table::KvTable,
+    sessions: session_table::SessionTable,
     /// Keyed by (kind, name).
     config_entries: BTreeMap<(String, String), ConfigEntry>,
     indexes: TableIndexes,

@@ -178,6 +178,11 @@ impl Catalog {
         self.sessions.values()
     }
 
+    /// The sessions of `node`, by ID (an index, not a scan).
+    pub fn node_sessions<'a>(&'a self, node: &'a str) -> impl Iterator<Item = &'a Session> + 'a {
+        self.sessions.of_node(node)
+    }
+
     pub fn config_entry(&self, kind: &str, name: &str) -> Option<&ConfigEntry> {
         self.config_entries.get(&(kind.to_string(), name.to_string()))
     }

@@ -13,14 +13,14 @@
 //! foca's configuration follows the pool size.
 
 mod state;
+mod timers;
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use foca::{AccumulatingRuntime, Timer};
+use foca::AccumulatingRuntime;
 use rand010::RngExt as _;
 use rand010::rngs::StdRng;
 use tokio::net::UdpSocket;
@@ -85,33 +85,6 @@ pub(super) enum Command {
     Pause(Duration),
 }
 
-/// A foca timer in the heap: ordered by deadline, then by submission.
-struct Scheduled {
-    deadline: Instant,
-    sequence: u64,
-    timer: Timer<NodeId>,
-}
-
-impl PartialEq for Scheduled {
-    fn eq(&self, other: &Scheduled) -> bool {
-        (self.deadline, self.sequence) == (other.deadline, other.sequence)
-    }
-}
-
-impl Eq for Scheduled {}
-
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, other: &Scheduled) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Scheduled {
-    fn cmp(&self, other: &Scheduled) -> std::cmp::Ordering {
-        (self.deadline, self.sequence).cmp(&(other.deadline, other.sequence))
-    }
-}
-
 /// Everything `Driver::new` needs.
 pub(super) struct DriverParts {
     pub(super) id: NodeId,
@@ -132,8 +105,7 @@ pub(super) struct Driver {
     udp: UdpSocket,
     sealer: Sealer,
     /// foca's timers, earliest first.
-    timers: BinaryHeap<Reverse<Scheduled>>,
-    timer_sequence: u64,
+    timers: timers::TimerQueue,
     view: MemberView,
     /// Shared with foca's broadcast handler; locked only between awaits.
     tables: Arc<Mutex<Tables>>,
@@ -176,8 +148,7 @@ impl Driver {
             runtime: AccumulatingRuntime::new(),
             udp: parts.udp,
             sealer: parts.sealer,
-            timers: BinaryHeap::new(),
-            timer_sequence: 0,
+            timers: timers::TimerQueue::default(),
             view: MemberView::new(&parts.id, parts.tags, now),
             tables,
             shared: parts.shared,
@@ -210,7 +181,7 @@ impl Driver {
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let next_timer = self.timers.peek().map(|Reverse(scheduled)| scheduled.deadline);
+            let next_timer = self.timers.next_deadline();
             tokio::select! {
                 received = self.udp.recv_from(&mut buffer) => match received {
                     Ok((bytes, from)) => self.on_datagram(&buffer[..bytes], from),
@@ -293,14 +264,13 @@ impl Driver {
 
     pub(super) fn on_timers_due(&mut self) {
         let now = Instant::now();
-        while self.timers.peek().is_some_and(|Reverse(scheduled)| scheduled.deadline <= now) {
-            let Some(Reverse(scheduled)) = self.timers.pop() else { break };
-            if !timer_still_due(self.foca.iter_membership_state(), &scheduled.timer) {
+        while let Some(timer) = self.timers.pop_due(now) {
+            if !timer_still_due(self.foca.iter_membership_state(), &timer) {
                 // foca 2.0.0 would tell a member that refuted its suspicion it is down.
-                tracing::trace!(timer = ?scheduled.timer, "gossip: stale suspicion timer dropped");
+                tracing::trace!(?timer, "gossip: stale suspicion timer dropped");
                 continue;
             }
-            self.foca_call(|foca, runtime| foca.handle_timer(scheduled.timer, runtime));
+            self.foca_call(|foca, runtime| foca.handle_timer(timer, runtime));
             self.flush();
         }
     }
@@ -461,9 +431,7 @@ impl Driver {
             }
             let now = Instant::now();
             while let Some((after, timer)) = self.runtime.to_schedule() {
-                self.timer_sequence += 1;
-                let scheduled = Scheduled { deadline: now + after, sequence: self.timer_sequence, timer };
-                self.timers.push(Reverse(scheduled));
+                self.timers.push(now, after, timer);
             }
             while let Some(notification) = self.runtime.to_notify() {
                 self.on_notification(notification, now);
@@ -531,17 +499,5 @@ mod tests {
         assert_eq!(push_pull_interval(33), PUSH_PULL_INTERVAL * 2);
         assert_eq!(push_pull_interval(64), PUSH_PULL_INTERVAL * 2);
         assert_eq!(push_pull_interval(1000), PUSH_PULL_INTERVAL * 6);
-    }
-
-    #[test]
-    fn timers_order_by_deadline_then_submission() {
-        let now = Instant::now();
-        let timer = || Timer::PeriodicGossip(0);
-        let mut heap = BinaryHeap::new();
-        heap.push(Reverse(Scheduled { deadline: now + Duration::from_millis(5), sequence: 1, timer: timer() }));
-        heap.push(Reverse(Scheduled { deadline: now, sequence: 3, timer: timer() }));
-        heap.push(Reverse(Scheduled { deadline: now, sequence: 2, timer: timer() }));
-        let order: Vec<u64> = std::iter::from_fn(|| heap.pop().map(|Reverse(s)| s.sequence)).collect();
-        assert_eq!(order, [2, 3, 1]);
     }
 }

@@ -158,7 +158,7 @@ pub(super) async fn info(State(state): State<AppState>, authz: Authz, Path(id): 
 pub(super) async fn node(State(state): State<AppState>, authz: Authz, Path(node): Path<String>, Query(params): Query<Params>) -> Result<Response, ApiError> {
     let options = read_options(&state, &params, &authz)?;
     let (meta, sessions) = blocking_read(&state, &options, vec![Topic::Table(Table::Sessions)], |catalog| {
-        let sessions: Vec<SessionOut> = catalog.sessions().filter(|s| s.node == node).map(SessionOut::from).collect();
+        let sessions: Vec<SessionOut> = catalog.node_sessions(&node).map(SessionOut::from).collect();
         (sessions_index(catalog), sessions)
     })
     .await?;

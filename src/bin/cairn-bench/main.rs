@@ -37,6 +37,10 @@
 //! one JSON line; `--ui-summary` times the pure dashboard summaries of that catalog in this
 //! process (`ui_catalog.rs`).
 //!
+//! `--session-ends [--keys 1000000] [--samples 200]` instead times how long the pure catalog
+//! apply takes to end a session (destroyed, or its check critical) in a large KV store
+//! (`session_ends.rs`).
+//!
 //! `--cluster N` instead starts N servers on loopback and measures write throughput, failover
 //! time and snapshot catch-up (`cluster.rs`; `--snapshot-mb` sets the state machine size).
 //!
@@ -57,6 +61,7 @@ mod cluster;
 mod dns_scale;
 mod dns_vs_nsd;
 mod gossip_sim;
+mod session_ends;
 mod soak;
 mod ui_catalog;
 #[cfg(feature = "etcd")]
@@ -431,6 +436,9 @@ async fn main() -> std::process::ExitCode {
     }
     if args.iter().any(|a| a == "--ui-summary") {
         return ui_catalog::summary_main(&args);
+    }
+    if args.iter().any(|a| a == "--session-ends") {
+        return session_ends::main(&args);
     }
     let mut options = match parse_options() {
         Ok(options) => options,

@@ -122,11 +122,10 @@ impl Undo {
         rows.extend(catalog.checks.range(from..).take_while(|((n, _), _)| n == node).map(|((n, id), _)| RowKey::Check(n.clone(), id.clone())));
         // Removing the node removes its coordinates.
         rows.extend(crate::catalog::coordinates::node_keys(catalog, node).map(|(n, s)| RowKey::Coordinate(n, s)));
-        let sessions: BTreeSet<&str> = catalog.sessions.values().filter(|s| s.node == node).map(|s| s.id.as_str()).collect();
+        let sessions: BTreeSet<&str> = catalog.sessions.of_node(node).map(|s| s.id.as_str()).collect();
         rows.extend(sessions.iter().map(|id| RowKey::Session(id.to_string())));
         if !sessions.is_empty() {
-            let held = catalog.kv.values().filter(|e| e.session.as_deref().is_some_and(|s| sessions.contains(s)));
-            rows.extend(held.map(|e| RowKey::Kv(e.key.clone())).collect::<Vec<_>>());
+            rows.extend(sessions.iter().flat_map(|id| catalog.kv.held_by(id)).map(RowKey::Kv));
             // Ending a session deletes the prepared queries bound to it.
             let bound = catalog.prepared_queries.values().filter(|q| sessions.contains(q.session.as_str()));
             rows.extend(bound.map(|q| RowKey::PreparedQuery(q.id.clone())).collect::<Vec<_>>());
@@ -169,7 +168,12 @@ impl Undo {
                     catalog.checks.remove(&key);
                 }
                 Before::Kv(state) => state.restore(catalog),
-                Before::Session(key, row) => put(&mut catalog.sessions, key, row),
+                Before::Session(key, Some(row)) => {
+                    catalog.sessions.insert(key, row);
+                }
+                Before::Session(key, None) => {
+                    catalog.sessions.remove(&key);
+                }
                 Before::ConfigEntry(key, row) => put(&mut catalog.config_entries, key, row),
                 Before::Coordinate(key, row) => put(&mut catalog.coordinates, key, row),
                 Before::PreparedQuery(key, row) => put(&mut catalog.prepared_queries, key, row),
