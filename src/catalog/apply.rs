@@ -471,9 +471,7 @@ fn invalidate_session(catalog: &mut Catalog, index: u64, session_id: &str, now_m
     changes.touch(RowKey::Session(session_id.to_string()));
     let held = catalog.kv.held_by(session_id);
     let delete_keys = session.behavior == SessionBehavior::Delete;
-    for key in held {
-        kv::lose_lock(catalog, index, &key, delete_keys, session.lock_delay_ms, now_ms, changes);
-    }
+    kv::lose_locks(catalog, index, &held, delete_keys, session.lock_delay_ms, now_ms, changes);
     // Consul deletes the prepared queries bound to a session with it.
     crate::catalog::prepared_query::remove_for_session(catalog, index, session_id, changes);
 }

@@ -99,26 +99,36 @@ pub(super) fn unlock(catalog: &mut Catalog, index: u64, key: &str, value: &[u8],
     Outcome::Bool(true)
 }
 
-/// What an invalidated session leaves behind on one key it held: the lock released (or the key
-/// deleted), and a lock-delay if the session asked for one and the time is known.
-pub(super) fn lose_lock(catalog: &mut Catalog, index: u64, key: &str, delete_key: bool, lock_delay_ms: u64, now_ms: Option<u64>, changes: &mut ChangeSet) {
-    if delete_key {
-        remove(catalog, index, key, changes);
-    } else if let Some(existing) = catalog.kv.get(key) {
-        let entry = KvEntry { session: None, modify_index: index, ..existing.clone() };
-        replace(catalog, index, entry, changes);
-    }
-    if let (Some(now_ms), true) = (now_ms, lock_delay_ms > 0) {
-        let delay_ms = lock_delay_ms.min(KV_LOCK_DELAY_MS_MAX);
-        catalog.lock_delays.retain(|k, until_ms| {
-            let keep = *until_ms > now_ms;
-            if !keep {
-                changes.touch(RowKey::LockDelay(k.clone()));
-            }
-            keep
-        });
-        catalog.lock_delays.insert(key.to_string(), now_ms + delay_ms);
-        changes.touch(RowKey::LockDelay(key.to_string()));
+/// What an invalidated session leaves behind on the keys it held: each lock released (or the
+/// key deleted), and a lock-delay on each if the session asked for one and the time is known.
+/// Lock-delays already over are dropped once, before: not once per key, which made ending a
+/// session that held many keys quadratic. A session that held nothing changes nothing (every
+/// server, of any version, must leave the same rows).
+pub(super) fn lose_locks(catalog: &mut Catalog, index: u64, keys: &[String], delete_keys: bool, lock_delay_ms: u64, now_ms: Option<u64>, changes: &mut ChangeSet) {
+    let delayed_until_ms = match (now_ms, lock_delay_ms > 0 && !keys.is_empty()) {
+        (Some(now_ms), true) => {
+            catalog.lock_delays.retain(|k, until_ms| {
+                let keep = *until_ms > now_ms;
+                if !keep {
+                    changes.touch(RowKey::LockDelay(k.clone()));
+                }
+                keep
+            });
+            Some(now_ms + lock_delay_ms.min(KV_LOCK_DELAY_MS_MAX))
+        }
+        _ => None,
+    };
+    for key in keys {
+        if delete_keys {
+            remove(catalog, index, key, changes);
+        } else if let Some(existing) = catalog.kv.get(key) {
+            let entry = KvEntry { session: None, modify_index: index, ..existing.clone() };
+            replace(catalog, index, entry, changes);
+        }
+        if let Some(until_ms) = delayed_until_ms {
+            catalog.lock_delays.insert(key.clone(), until_ms);
+            changes.touch(RowKey::LockDelay(key.clone()));
+        }
     }
 }
 

@@ -87,6 +87,33 @@ fn lock_delay_follows_invalidation_by_a_timestamped_command() {
 }
 
 #[test]
+fn every_key_of_an_ended_session_gets_its_lock_delay_and_old_ones_are_reaped() {
+    let mut catalog = Catalog::new();
+    run(&mut catalog, 1, registration("n1", None, vec![]));
+    run(&mut catalog, 2, session("s0", 1_000, SessionBehavior::Release));
+    assert_eq!(run(&mut catalog, 3, lock("s0", 0)), Outcome::Bool(true));
+    run(&mut catalog, 4, Command::SessionDestroy { session: "s0".into(), now_ms: 100 });
+    assert_eq!(catalog.lock_delays.keys().collect::<Vec<_>>(), ["lock"], "until 1,100");
+    run(&mut catalog, 5, session("idle", 1_000, SessionBehavior::Release));
+    run(&mut catalog, 6, Command::SessionDestroy { session: "idle".into(), now_ms: 5_000 });
+    assert_eq!(catalog.lock_delays.len(), 1, "a session that held nothing changes no lock-delay");
+    run(&mut catalog, 7, session("s1", 2_000, SessionBehavior::Release));
+    for (index, key) in [(8, "a"), (9, "b"), (10, "c")] {
+        let lock = Command::KvLock { key: key.into(), value: vec![], flags: 0, session: "s1".into(), now_ms: 5_000 };
+        assert_eq!(run(&mut catalog, index, lock), Outcome::Bool(true));
+    }
+    let mut changes = ChangeSet::new();
+    apply(&mut catalog, 11, &Command::SessionDestroy { session: "s1".into(), now_ms: 6_000 }, &mut changes);
+    let delays: Vec<(&str, u64)> = catalog.lock_delays.iter().map(|(k, until)| (k.as_str(), *until)).collect();
+    assert_eq!(delays, [("a", 8_000), ("b", 8_000), ("c", 8_000)], "the expired one on `lock` is gone");
+    let touched: Vec<String> = changes.rows().filter_map(|row| match row {
+        crate::catalog::RowKey::LockDelay(key) => Some(key.clone()),
+        _ => None,
+    }).collect();
+    assert_eq!(touched.len(), 4, "the three new lock-delays and the reaped one are persisted: {touched:?}");
+}
+
+#[test]
 fn behavior_delete_removes_held_keys_and_leaves_tombstones() {
     let mut catalog = Catalog::new();
     run(&mut catalog, 1, registration("n1", None, vec![]));

@@ -37,7 +37,7 @@
 //! one JSON line; `--ui-summary` times the pure dashboard summaries of that catalog in this
 //! process (`ui_catalog.rs`).
 //!
-//! `--session-ends [--keys 1000000] [--samples 200]` instead times how long the pure catalog
+//! `--session-ends [--keys 1000000] [--samples 200] [--held 1]` instead times how long the pure catalog
 //! apply takes to end a session (destroyed, or its check critical) in a large KV store
 //! (`session_ends.rs`).
 //!

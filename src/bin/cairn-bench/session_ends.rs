@@ -3,23 +3,26 @@
 //! behind it).
 //!
 //! ```text
-//! cairn-bench --session-ends [--keys 1000000] [--samples 200]
+//! cairn-bench --session-ends [--keys 1000000] [--samples 200] [--held 1]
 //! ```
 //!
 //! It builds, in this process, a catalog of one node (`n-0`, with a passing node check
-//! `serfHealth`) and `--keys` KV keys. Then, per sample, a session bound to that check locks
-//! one of the keys, and two ways to end a session are timed:
+//! `serfHealth`) and `--keys` KV keys. Then, per sample, a session bound to that check, with
+//! Consul's default lock-delay (15 s), locks `--held` consecutive keys, and two ways to end a
+//! session are timed:
 //! - **destroy**: `Command::SessionDestroy` (`PUT /v1/session/destroy`, or a TTL expiring);
 //! - **check critical**: the node check goes critical (a failed node), which ends every session
 //!   bound to it. The check is set passing again, untimed, after each sample.
 //!
-//! Each sample's key must come back unlocked, or the run fails. Prints the percentiles in
+//! The clock stamped into the commands moves a minute per session, past any lock-delay. Each
+//! sample's keys must come back unlocked, each under a lock-delay, or the run fails. Prints the percentiles in
 //! microseconds and one `RESULT {...}` JSON line.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
 use cairn::catalog::command::{CheckRegistration, Command, Registration, SessionRequest};
+use cairn::catalog::kv::KV_LOCK_DELAY_MS_MAX;
 use cairn::catalog::model::{CheckDefinition, HealthStatus, SessionBehavior};
 use cairn::catalog::{Catalog, ChangeSet, apply};
 use serde_json::json;
@@ -28,26 +31,34 @@ use serde_json::json;
 const BUILD_BATCH_KEYS: usize = 1_000;
 /// The node check every session is bound to.
 const NODE_CHECK: &str = "serfHealth";
+/// Each session's lock-delay: Consul's default.
+const LOCK_DELAY_MS: u64 = 15_000;
 
 struct Args {
     keys: usize,
     samples: usize,
+    /// Keys each session locks.
+    held: usize,
 }
 
 fn parse(args: &[String]) -> Result<Args, String> {
-    let mut parsed = Args { keys: 1_000_000, samples: 200 };
+    let mut parsed = Args { keys: 1_000_000, samples: 200, held: 1 };
     let number = |flag: &str, text: String| text.parse::<usize>().map_err(|e| format!("--{flag}: {e}"));
     crate::walk_flags(args, |flag, value| {
         match flag {
             "session-ends" => {}
             "keys" => parsed.keys = number(flag, value()?)?,
             "samples" => parsed.samples = number(flag, value()?)?,
+            "held" => parsed.held = number(flag, value()?)?,
             other => return Err(format!("unknown flag --{other} for --session-ends")),
         }
         Ok(())
     })?;
-    if parsed.keys == 0 || parsed.samples == 0 {
-        return Err("--keys and --samples must be at least 1".into());
+    if parsed.keys == 0 || parsed.samples == 0 || parsed.held == 0 {
+        return Err("--keys, --samples and --held must be at least 1".into());
+    }
+    if parsed.held > parsed.keys {
+        return Err("--held cannot be more than --keys".into());
     }
     Ok(parsed)
 }
@@ -56,10 +67,11 @@ pub(crate) fn main(args: &[String]) -> std::process::ExitCode {
     crate::exit_status(parse(args).and_then(|args| run(&args)))
 }
 
-/// The catalog under test, and the next Raft index to apply at.
+/// The catalog under test, the last Raft index applied, and the proposers' clock.
 struct Bench {
     catalog: Catalog,
     index: u64,
+    now_ms: u64,
 }
 
 impl Bench {
@@ -106,7 +118,7 @@ fn node_check(status: HealthStatus) -> Command {
 }
 
 fn build(args: &Args) -> Bench {
-    let mut bench = Bench { catalog: Catalog::new(), index: 0 };
+    let mut bench = Bench { catalog: Catalog::new(), index: 0, now_ms: 1_800_000_000_000 };
     bench.apply(&node_check(HealthStatus::Passing));
     let value = vec![b'v'; 64];
     for first in (0..args.keys).step_by(BUILD_BATCH_KEYS) {
@@ -117,29 +129,57 @@ fn build(args: &Args) -> Bench {
     bench
 }
 
-/// Creates session `id` bound to the node check and locks key `k` with it.
-fn hold(bench: &mut Bench, id: &str, k: usize) -> Result<(), String> {
+/// The keys a session of sample `k` locks.
+fn held_keys(args: &Args, k: usize) -> impl Iterator<Item = String> {
+    (k..k + args.held).map(|k| key(k % args.keys))
+}
+
+/// Moves the clock past any lock-delay, creates session `id` bound to the node check and
+/// locks the sample's keys with it.
+fn hold(bench: &mut Bench, args: &Args, id: &str, k: usize) -> Result<(), String> {
+    bench.now_ms += KV_LOCK_DELAY_MS_MAX + 1;
     let request = SessionRequest {
         id: id.into(),
         name: "bench".into(),
         node: "n-0".into(),
         node_checks: vec![NODE_CHECK.into()],
         service_checks: Vec::new(),
-        lock_delay_ms: 0,
+        lock_delay_ms: LOCK_DELAY_MS,
         behavior: SessionBehavior::Release,
         ttl_s: 0,
     };
     bench.apply(&Command::SessionCreate(request));
-    bench.apply(&Command::KvLock { key: key(k), value: b"held".to_vec(), flags: 0, session: id.into(), now_ms: 1_800_000_000_000 });
-    let locked = bench.catalog.kv_get(&key(k)).and_then(|e| e.session.as_deref()) == Some(id);
-    if locked { Ok(()) } else { Err(format!("session {id} could not lock {}", key(k))) }
+    for key in held_keys(args, k) {
+        bench.apply(&Command::KvLock { key: key.clone(), value: b"held".to_vec(), flags: 0, session: id.into(), now_ms: bench.now_ms });
+        if bench.catalog.kv_get(&key).and_then(|e| e.session.as_deref()) != Some(id) {
+            return Err(format!("session {id} could not lock {key}"));
+        }
+    }
+    Ok(())
 }
 
-fn released(bench: &Bench, k: usize) -> Result<(), String> {
-    match bench.catalog.kv_get(&key(k)) {
-        Some(entry) if entry.session.is_none() => Ok(()),
-        _ => Err(format!("{} is still locked after its session ended", key(k))),
+/// Every key of the sample is unlocked, and refuses a lock during its lock-delay.
+fn released(bench: &mut Bench, args: &Args, k: usize) -> Result<(), String> {
+    for key in held_keys(args, k) {
+        if bench.catalog.kv_get(&key).is_none_or(|entry| entry.session.is_some()) {
+            return Err(format!("{key} is still locked after its session ended"));
+        }
     }
+    let first = key(k);
+    bench.apply(&Command::SessionCreate(SessionRequest {
+        id: "probe".into(),
+        name: String::new(),
+        node: "n-0".into(),
+        node_checks: Vec::new(),
+        service_checks: Vec::new(),
+        lock_delay_ms: 0,
+        behavior: SessionBehavior::Release,
+        ttl_s: 0,
+    }));
+    bench.apply(&Command::KvLock { key: first.clone(), value: Vec::new(), flags: 0, session: "probe".into(), now_ms: bench.now_ms });
+    let refused = bench.catalog.kv_get(&first).is_some_and(|e| e.session.is_none());
+    bench.apply(&Command::SessionDestroy { session: "probe".into(), now_ms: bench.now_ms });
+    if refused { Ok(()) } else { Err(format!("{first} was locked again during its lock-delay")) }
 }
 
 fn percentiles(mut samples: Vec<f64>) -> (f64, f64, f64) {
@@ -151,20 +191,20 @@ fn percentiles(mut samples: Vec<f64>) -> (f64, f64, f64) {
 fn run(args: &Args) -> Result<(), String> {
     let started = Instant::now();
     let mut bench = build(args);
-    eprintln!("cairn-bench: {} keys applied in {:.1} s", args.keys, started.elapsed().as_secs_f64());
+    eprintln!("cairn-bench: {} keys applied in {:.1} s; {} held per session", args.keys, started.elapsed().as_secs_f64(), args.held);
     let (mut destroy_us, mut critical_us) = (Vec::new(), Vec::new());
     for sample in 0..args.samples {
         // Spread the locked keys over the whole key space.
         let k = sample * 7_919 % args.keys;
         let id = format!("00000000-0000-4000-8000-{sample:012}");
-        hold(&mut bench, &id, k)?;
-        destroy_us.push(bench.time(&Command::SessionDestroy { session: id.clone(), now_ms: 1_800_000_000_000 }));
-        released(&bench, k)?;
+        hold(&mut bench, args, &id, k)?;
+        destroy_us.push(bench.time(&Command::SessionDestroy { session: id.clone(), now_ms: bench.now_ms }));
+        released(&mut bench, args, k)?;
 
         let id = format!("00000000-0000-4000-9000-{sample:012}");
-        hold(&mut bench, &id, k)?;
-        critical_us.push(bench.time(&node_check(HealthStatus::Critical)));
-        released(&bench, k)?;
+        hold(&mut bench, args, &id, k)?;
+        critical_us.push(bench.time(&node_check(HealthStatus::Critical).stamped(bench.now_ms)));
+        released(&mut bench, args, k)?;
         if bench.catalog.session(&id).is_some() {
             return Err(format!("session {id} outlived its critical check"));
         }
@@ -175,7 +215,7 @@ fn run(args: &Args) -> Result<(), String> {
     println!("  {:<16} {:>10.1} {:>10.1} {:>10.1}", "destroy", destroy.0, destroy.1, destroy.2);
     println!("  {:<16} {:>10.1} {:>10.1} {:>10.1}", "check critical", critical.0, critical.1, critical.2);
     let result = json!({
-        "keys": args.keys, "samples": args.samples,
+        "keys": args.keys, "samples": args.samples, "held": args.held,
         "destroy_p50_us": destroy.0, "destroy_p99_us": destroy.1, "destroy_max_us": destroy.2,
         "check_critical_p50_us": critical.0, "check_critical_p99_us": critical.1, "check_critical_max_us": critical.2,
     });
