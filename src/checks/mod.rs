@@ -265,14 +265,9 @@ impl Scheduler {
         let live = Arc::new(Mutex::new(true));
         let emitter = self.emitter(check_id, &live, options.output_bytes_max);
         let thresholds = options.thresholds;
-        // The first HTTP check builds a client (loading root certificates);
+        // The first HTTP check builds a client (loading root certificates):
         // do that before taking the map lock.
-        let http_client = match &kind {
-            CheckKind::Http {
-                tls_skip_verify, ..
-            } => Some(self.http.get(*tls_skip_verify)),
-            _ => None,
-        };
+        let runnable = probe_of(check_id, kind, &self.http);
         // Hold the map lock across stop + spawn + insert so concurrent adds of
         // one id cannot leave two runners reporting for it.
         let mut runners = lock(&self.runners);
@@ -281,97 +276,12 @@ impl Scheduler {
         }
         // Every log line of the runner carries the check id.
         let span = tracing::info_span!("check", check_id);
-        let (task, ttl) = match kind {
-            CheckKind::Ttl { ttl } => {
+        let (task, ttl) = match runnable {
+            Runnable::Ttl(ttl) => {
                 let shared = Arc::new(ttl::TtlShared::new(ttl, emitter));
-                (
-                    handle.spawn(ttl::run(Arc::clone(&shared)).instrument(span)),
-                    Some(shared),
-                )
+                (handle.spawn(ttl::run(Arc::clone(&shared)).instrument(span)), Some(shared))
             }
-            CheckKind::Http {
-                url,
-                method,
-                headers,
-                body,
-                tls_skip_verify,
-                tls_server_name,
-                interval,
-                timeout,
-            } => {
-                if !tls_server_name.is_empty() {
-                    // The HTTP decoder refuses TLSServerName for HTTP checks (reqwest names
-                    // the URL's host); a persisted one would only come from a newer release.
-                    tracing::warn!(check_id, tls_server_name, "HTTP check TLSServerName is not supported; the URL's host is verified");
-                }
-                let probe = Probe::Http(http::HttpProbe {
-                    client: http_client.unwrap_or_else(|| self.http.get(tls_skip_verify)),
-                    method: if method.trim().is_empty() {
-                        "GET".to_owned()
-                    } else {
-                        method
-                    },
-                    url,
-                    headers,
-                    body,
-                    timeout: nonzero_or(timeout, NETWORK_TIMEOUT_DEFAULT),
-                });
-                let interval = clamp_interval(check_id, interval);
-                (
-                    handle.spawn(run_periodic(emitter, interval, probe, thresholds).instrument(span)),
-                    None,
-                )
-            }
-            CheckKind::Tcp {
-                address,
-                interval,
-                timeout,
-            } => {
-                let probe = Probe::Tcp {
-                    address,
-                    timeout: nonzero_or(timeout, NETWORK_TIMEOUT_DEFAULT),
-                };
-                let interval = clamp_interval(check_id, interval);
-                (
-                    handle.spawn(run_periodic(emitter, interval, probe, thresholds).instrument(span)),
-                    None,
-                )
-            }
-            CheckKind::Script {
-                args,
-                interval,
-                timeout,
-            } => {
-                let probe = Probe::Script {
-                    args,
-                    timeout: nonzero_or(timeout, SCRIPT_TIMEOUT_DEFAULT),
-                };
-                let interval = clamp_interval(check_id, interval);
-                (
-                    handle.spawn(run_periodic(emitter, interval, probe, thresholds).instrument(span)),
-                    None,
-                )
-            }
-            CheckKind::Grpc { target, use_tls, tls_skip_verify, tls_server_name, interval, timeout } => {
-                let probe = Probe::Grpc(grpc::GrpcProbe {
-                    target,
-                    tls: use_tls.then_some(tls::TlsOptions { skip_verify: tls_skip_verify, server_name: tls_server_name }),
-                    timeout: nonzero_or(timeout, NETWORK_TIMEOUT_DEFAULT),
-                });
-                let interval = clamp_interval(check_id, interval);
-                (handle.spawn(run_periodic(emitter, interval, probe, thresholds).instrument(span)), None)
-            }
-            CheckKind::H2Ping { address, use_tls, tls_skip_verify, tls_server_name, interval, timeout } => {
-                let probe = Probe::H2Ping(h2ping::H2PingProbe {
-                    address,
-                    tls: use_tls.then_some(tls::TlsOptions { skip_verify: tls_skip_verify, server_name: tls_server_name }),
-                    timeout: nonzero_or(timeout, NETWORK_TIMEOUT_DEFAULT),
-                });
-                let interval = clamp_interval(check_id, interval);
-                (handle.spawn(run_periodic(emitter, interval, probe, thresholds).instrument(span)), None)
-            }
-            CheckKind::Udp { address, interval, timeout } => {
-                let probe = Probe::Udp { address, timeout: nonzero_or(timeout, NETWORK_TIMEOUT_DEFAULT) };
+            Runnable::Periodic(probe, interval) => {
                 let interval = clamp_interval(check_id, interval);
                 (handle.spawn(run_periodic(emitter, interval, probe, thresholds).instrument(span)), None)
             }
@@ -480,6 +390,53 @@ fn runtime_handle(check_id: &str) -> Option<tokio::runtime::Handle> {
         Err(err) => {
             tracing::error!(check_id, error = %err, "cannot start check runner outside a tokio runtime");
             None
+        }
+    }
+}
+
+/// What runs a check: a TTL timer, or a probe every interval.
+enum Runnable {
+    Ttl(Duration),
+    Periodic(Probe, Duration),
+}
+
+/// The runner of a check of `kind`; an HTTP check gets the shared client for its TLS setting.
+fn probe_of(check_id: &str, kind: CheckKind, http_clients: &http::HttpClients) -> Runnable {
+    let tls_options = |use_tls: bool, skip_verify: bool, server_name: String| use_tls.then_some(tls::TlsOptions { skip_verify, server_name });
+    match kind {
+        CheckKind::Ttl { ttl } => Runnable::Ttl(ttl),
+        CheckKind::Http { url, method, headers, body, tls_skip_verify, tls_server_name, interval, timeout } => {
+            if !tls_server_name.is_empty() {
+                // The HTTP decoder refuses TLSServerName for HTTP checks (reqwest names
+                // the URL's host); a persisted one would only come from a newer release.
+                tracing::warn!(check_id, tls_server_name, "HTTP check TLSServerName is not supported; the URL's host is verified");
+            }
+            let probe = Probe::Http(http::HttpProbe {
+                client: http_clients.get(tls_skip_verify),
+                method: if method.trim().is_empty() { "GET".to_owned() } else { method },
+                url,
+                headers,
+                body,
+                timeout: nonzero_or(timeout, NETWORK_TIMEOUT_DEFAULT),
+            });
+            Runnable::Periodic(probe, interval)
+        }
+        CheckKind::Tcp { address, interval, timeout } => {
+            Runnable::Periodic(Probe::Tcp { address, timeout: nonzero_or(timeout, NETWORK_TIMEOUT_DEFAULT) }, interval)
+        }
+        CheckKind::Script { args, interval, timeout } => {
+            Runnable::Periodic(Probe::Script { args, timeout: nonzero_or(timeout, SCRIPT_TIMEOUT_DEFAULT) }, interval)
+        }
+        CheckKind::Grpc { target, use_tls, tls_skip_verify, tls_server_name, interval, timeout } => {
+            let tls = tls_options(use_tls, tls_skip_verify, tls_server_name);
+            Runnable::Periodic(Probe::Grpc(grpc::GrpcProbe { target, tls, timeout: nonzero_or(timeout, NETWORK_TIMEOUT_DEFAULT) }), interval)
+        }
+        CheckKind::H2Ping { address, use_tls, tls_skip_verify, tls_server_name, interval, timeout } => {
+            let tls = tls_options(use_tls, tls_skip_verify, tls_server_name);
+            Runnable::Periodic(Probe::H2Ping(h2ping::H2PingProbe { address, tls, timeout: nonzero_or(timeout, NETWORK_TIMEOUT_DEFAULT) }), interval)
+        }
+        CheckKind::Udp { address, interval, timeout } => {
+            Runnable::Periodic(Probe::Udp { address, timeout: nonzero_or(timeout, NETWORK_TIMEOUT_DEFAULT) }, interval)
         }
     }
 }

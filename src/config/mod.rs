@@ -13,7 +13,7 @@
 //! 3. Layers are deep-merged as JSON: later objects override earlier ones key by
 //!    key, arrays append (Consul's rule, so `retry_join` and `services` from
 //!    several files add up). The flags are the last layer.
-//! 4. `runtime.rs` applies the defaults, then `validate` checks the rules that
+//! 4. `runtime.rs` (with `sections.rs`) applies the defaults, then `validate` checks the rules that
 //!    span keys (Consul's `Builder.Validate`) on the typed result.
 //!
 //! The only IO is reading the named files, listing config directories and
@@ -26,6 +26,7 @@ mod raw;
 pub mod recursors;
 mod reload;
 mod runtime;
+mod sections;
 pub mod telemetry;
 pub mod tls;
 #[cfg(test)]
@@ -37,10 +38,8 @@ use serde_json::{Map, Value};
 
 use self::flags::ConfigFormat;
 use self::raw::RawConfig;
-pub use self::runtime::{
-    AclTokens, Autopilot, DEFAULT_SERF_LAN_PORT, DnsOptions, DurationError, Limits, LogLevel, Ports, RaftTiming, RuntimeConfig,
-    parse_go_duration,
-};
+pub use self::runtime::{AclTokens, DurationError, LogLevel, RuntimeConfig, parse_go_duration};
+pub use self::sections::{Autopilot, DEFAULT_SERF_LAN_PORT, DnsOptions, Limits, Ports, RaftTiming};
 
 pub use self::reload::{TLS_HTTPS_SETTING, TLS_RPC_SETTING, restart_required_changes};
 

@@ -1,36 +1,24 @@
 //! The validated, fully defaulted runtime configuration the rest of cairn reads.
 //!
-//! This is the only place defaults live: `raw.rs` only says what a file or flag
-//! set, and [`RuntimeConfig::build`] turns "unset" into Consul's default (or the
-//! `-dev` default) and converts durations into plain integer fields whose names
-//! end in their unit. The cross-field rules (Consul's `Builder.Validate`) run on
+//! Defaults live here and in the section builders: `raw.rs` only says what a file
+//! or flag set, and [`RuntimeConfig::build`] turns "unset" into Consul's default
+//! (or the `-dev` default) and converts durations into plain integer fields whose
+//! names end in their unit. The self-contained sections (ports, Raft timing,
+//! autopilot, limits, DNS) are built in `sections.rs`; gossip, TLS and telemetry
+//! in their own modules. The cross-field rules (Consul's `Builder.Validate`) run on
 //! the finished value in `mod.rs`, so they read typed, defaulted fields only.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
-use std::time::Duration;
 
 use super::ConfigError;
 pub use super::go_duration::{DurationError, parse_go_duration};
-use super::recursors::{Recursor, RecursorStrategy, parse_recursors, parse_strategy, recursor_timeout_ms};
 use super::gossip::{GossipSettings, RawGossip};
+use super::raw::RawConfig;
+use super::sections::{Autopilot, DnsOptions, Limits, Ports, RaftTiming, seconds_or};
 use super::telemetry::{LogFileConfig, RawLogFile, TelemetrySettings};
 use super::tls::{RawTlsBlock, RawTlsKeys, TlsSettings};
-use super::raw::{GoDuration, Port, RawConfig, RawDnsConfig, RawLimits, RawPorts, RawRaft};
-
-const DEFAULT_HTTP_PORT: u16 = 8500;
-const DEFAULT_DNS_PORT: u16 = 8600;
-const DEFAULT_SERVER_PORT: u16 = 8300;
-pub const DEFAULT_SERF_LAN_PORT: u16 = 8301;
-/// Consul's production default; `-dev` uses 1 (the fastest supported).
-/// Consul defaults to 5 (5 s election timeout); cairn defaults to Consul's production advice,
-/// 1, so that writes resume within about 2 s after a leader dies on a LAN.
-const DEFAULT_RAFT_MULTIPLIER: u32 = 1;
-const DEFAULT_KV_MAX_VALUE_SIZE_BYTES: usize = 512 * 1024;
-const DEFAULT_TXN_MAX_REQ_LEN_BYTES: usize = 512 * 1024;
-/// Head-room for JSON framing and base64 expansion around the largest payload.
-const HTTP_BODY_OVERHEAD_BYTES: usize = 64 * 1024;
 
 /// Everything the agent needs to start, with no `Option` left where a default exists.
 #[derive(Debug, Clone, PartialEq)]
@@ -117,80 +105,6 @@ pub struct RuntimeConfig {
     pub node_meta: BTreeMap<String, String>,
 }
 
-/// Listener ports; `None` means the listener is disabled (Consul's `-1`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ports {
-    pub http: Option<u16>,
-    pub dns: Option<u16>,
-    pub server: u16,
-    pub serf_lan: u16,
-    pub https: Option<u16>,
-    pub grpc: Option<u16>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Autopilot {
-    /// Remove failed servers from the Raft configuration when a replacement joins.
-    pub cleanup_dead_servers: bool,
-    /// A server that has not heard from the leader for longer is unhealthy.
-    pub last_contact_threshold_ms: u64,
-    /// A server more than this many entries behind the leader is unhealthy.
-    pub max_trailing_logs: u64,
-    /// A new server must stay healthy this long before it becomes a voter.
-    pub server_stabilization_time_ms: u64,
-}
-
-impl Autopilot {
-    /// Consul's defaults.
-    fn build(raw: Option<&super::raw::RawAutopilot>) -> Autopilot {
-        let millis = |value: Option<GoDuration>, default: u64| {
-            value.map_or(default, |duration| u64::try_from(duration.0.as_millis()).unwrap_or(u64::MAX))
-        };
-        Autopilot {
-            cleanup_dead_servers: raw.and_then(|r| r.cleanup_dead_servers).unwrap_or(true),
-            last_contact_threshold_ms: millis(raw.and_then(|r| r.last_contact_threshold), 200),
-            max_trailing_logs: raw.and_then(|r| r.max_trailing_logs).unwrap_or(250),
-            server_stabilization_time_ms: millis(raw.and_then(|r| r.server_stabilization_time), 10_000),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RaftTiming {
-    pub raft_multiplier: u32,
-    pub heartbeat_interval_ms: u64,
-    pub election_timeout_min_ms: u64,
-    pub election_timeout_max_ms: u64,
-    pub snapshot_threshold_entries: u64,
-    pub trailing_logs_entries: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    pub kv_max_value_size_bytes: usize,
-    pub txn_max_req_len_bytes: usize,
-    pub http_max_conns_per_client: u32,
-    /// Derived: the larger of the two payload limits plus 64 KiB of framing.
-    pub http_body_bytes_max: usize,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DnsOptions {
-    pub only_passing: bool,
-    pub node_ttl_s: u32,
-    /// Consul's `dns_config.service_ttl`: a service name, a `prefix*` or `*` → seconds.
-    pub service_ttls_s: BTreeMap<String, u32>,
-    pub allow_stale: bool,
-    pub a_record_limit: usize,
-    pub udp_answer_limit: usize,
-    pub enable_truncate: bool,
-    /// Upstream DNS servers for names outside our domains (`recursors`, `-recursor`).
-    pub recursors: Vec<Recursor>,
-    pub recursor_strategy: RecursorStrategy,
-    /// One exchange with one recursor (Consul's `recursor_timeout`, 2 s by default).
-    pub recursor_timeout_ms: u64,
-}
-
 /// ACL secrets; `Debug` prints only whether each is set, so logging the config is safe.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct AclTokens {
@@ -245,13 +159,43 @@ impl LogLevel {
     }
 }
 
-/// Whole seconds, rounding a fractional second up so "500ms" never becomes 0.
-fn seconds_rounded_up(duration: Duration) -> u64 {
-    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
+/// The TLS keys, the `tls` block and the pre-1.12 top-level ones beside it, taken out of `raw`.
+fn tls_keys(raw: &mut RawConfig) -> RawTlsKeys {
+    RawTlsKeys {
+        tls: raw.tls.take(),
+        legacy: RawTlsBlock {
+            ca_file: raw.ca_file.take(),
+            ca_path: raw.ca_path.take(),
+            cert_file: raw.cert_file.take(),
+            key_file: raw.key_file.take(),
+            verify_incoming: raw.verify_incoming.take(),
+            verify_outgoing: raw.verify_outgoing.take(),
+            verify_server_hostname: raw.verify_server_hostname.take(),
+            tls_min_version: raw.tls_min_version.take(),
+            tls_cipher_suites: raw.tls_cipher_suites.take(),
+            unknown: Default::default(),
+        },
+        verify_incoming_rpc: raw.verify_incoming_rpc.take(),
+        verify_incoming_https: raw.verify_incoming_https.take(),
+    }
 }
 
-fn seconds_or(value: Option<GoDuration>, default_s: u64) -> u64 {
-    value.map_or(default_s, |duration| seconds_rounded_up(duration.0))
+/// The configured node name, else the hostname; a name DNS cannot carry is allowed with a
+/// warning, as in Consul.
+fn node_name(configured: Option<String>, warnings: &mut Vec<String>) -> String {
+    let name = configured.filter(|name| !name.is_empty()).unwrap_or_else(default_node_name);
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        warnings.push(format!("node name {name:?} will not be discoverable via dns due to invalid characters"));
+    }
+    name
+}
+
+/// A domain with its trailing dot.
+fn fully_qualified(mut domain: String) -> String {
+    if !domain.ends_with('.') {
+        domain.push('.');
+    }
+    domain
 }
 
 /// The machine's hostname without libc: procfs first, then /etc/hostname.
@@ -264,28 +208,17 @@ fn default_node_name() -> String {
         .unwrap_or_else(|| "cairn".to_string())
 }
 
-/// A port that may be disabled: unset -> default, `<= 0` -> disabled (Consul's rule).
-fn optional_port(value: Option<Port>, default: Option<u16>) -> Option<u16> {
-    match value {
-        None => default,
-        Some(Port(port)) => u16::try_from(port).ok().filter(|port| *port > 0),
-    }
-}
-
-fn required_port(key: &str, value: Option<Port>, default: u16) -> Result<u16, ConfigError> {
-    optional_port(value, Some(default))
-        .ok_or_else(|| ConfigError::Invalid(format!("{key} cannot be disabled")))
-}
-
 impl RuntimeConfig {
     /// Applies defaults (dev-aware) to the merged sources, like Consul's
     /// `Builder.Build`; the cross-field rules are checked afterwards by
     /// `validate` in `mod.rs`, like Consul's `Builder.Validate`.
     pub(super) fn build(
-        raw: RawConfig,
+        mut raw: RawConfig,
         dev: bool,
         warnings: &mut Vec<String>,
     ) -> Result<Self, ConfigError> {
+        // First, before any field is moved out of `raw`.
+        let tls = TlsSettings::build(tls_keys(&mut raw), raw.server.unwrap_or(dev))?;
         let mut bootstrap = raw.bootstrap.unwrap_or(dev);
         let mut bootstrap_expect = raw.bootstrap_expect.unwrap_or(0);
         // Consul converts before validating, so `bootstrap_expect = 1` is legal even in -dev.
@@ -294,26 +227,9 @@ impl RuntimeConfig {
                 .push("bootstrap_expect is set to 1; this is the same as bootstrap mode".into());
             (bootstrap, bootstrap_expect) = (true, 0);
         }
-        let node_name = raw.node_name.filter(|name| !name.is_empty());
-        let node_name = node_name.unwrap_or_else(default_node_name);
-        if !node_name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        {
-            warnings.push(format!(
-                "node name {node_name:?} will not be discoverable via dns due to invalid characters"
-            ));
-        }
-        let mut domain = raw.domain.unwrap_or_else(|| "consul.".to_string());
-        if !domain.ends_with('.') {
-            domain.push('.');
-        }
-        let alt_domain = raw.alt_domain.filter(|alt| !alt.trim().is_empty()).map(|mut alt| {
-            if !alt.ends_with('.') {
-                alt.push('.');
-            }
-            alt
-        });
+        let node_name = node_name(raw.node_name, warnings);
+        let domain = fully_qualified(raw.domain.unwrap_or_else(|| "consul.".to_string()));
+        let alt_domain = raw.alt_domain.filter(|alt| !alt.trim().is_empty()).map(fully_qualified);
         let primary_datacenter = raw.primary_datacenter.or(raw.acl_datacenter.clone());
         let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let any_addr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
@@ -336,26 +252,6 @@ impl RuntimeConfig {
         let ui_enabled = raw.ui_config.as_ref().and_then(|section| section.enabled);
         let ui_dir = raw.ui_config.and_then(|section| section.dir).or(raw.ui_dir).map(PathBuf::from);
 
-        let tls = TlsSettings::build(
-            RawTlsKeys {
-                tls: raw.tls,
-                legacy: RawTlsBlock {
-                    ca_file: raw.ca_file,
-                    ca_path: raw.ca_path,
-                    cert_file: raw.cert_file,
-                    key_file: raw.key_file,
-                    verify_incoming: raw.verify_incoming,
-                    verify_outgoing: raw.verify_outgoing,
-                    verify_server_hostname: raw.verify_server_hostname,
-                    tls_min_version: raw.tls_min_version,
-                    tls_cipher_suites: raw.tls_cipher_suites,
-                    unknown: Default::default(),
-                },
-                verify_incoming_rpc: raw.verify_incoming_rpc,
-                verify_incoming_https: raw.verify_incoming_https,
-            },
-            raw.server.unwrap_or(dev),
-        )?;
         Ok(RuntimeConfig {
             node_name,
             // Consul lowercases both identifiers before checking them.
@@ -450,95 +346,6 @@ impl RuntimeConfig {
             tls_https: tls.https,
             primary_datacenter: primary_datacenter.map(|name| name.to_ascii_lowercase()),
             node_meta: raw.node_meta.unwrap_or_default(),
-        })
-    }
-}
-
-impl Ports {
-    /// Server RPC and LAN gossip cannot be switched off; the listeners can.
-    fn build(raw: &RawPorts) -> Result<Self, ConfigError> {
-        Ok(Ports {
-            http: optional_port(raw.http, Some(DEFAULT_HTTP_PORT)),
-            dns: optional_port(raw.dns, Some(DEFAULT_DNS_PORT)),
-            server: required_port("ports.server", raw.server, DEFAULT_SERVER_PORT)?,
-            serf_lan: required_port("ports.serf_lan", raw.serf_lan, DEFAULT_SERF_LAN_PORT)?,
-            https: optional_port(raw.https, None),
-            grpc: optional_port(raw.grpc, None),
-        })
-    }
-}
-
-impl RaftTiming {
-    fn build(
-        raft_multiplier: Option<u32>,
-        overrides: &RawRaft,
-        snapshot_threshold: Option<u64>,
-        trailing_logs: Option<u64>,
-        dev: bool,
-    ) -> Self {
-        let raft_multiplier =
-            raft_multiplier.unwrap_or(if dev { 1 } else { DEFAULT_RAFT_MULTIPLIER });
-        // Dev mode wants a leader well within a second; otherwise scale like Consul
-        // (multiplier 1 = 1 s election timeout). The range is checked by `validate`.
-        let (heartbeat_ms, election_min_ms, election_max_ms) = if dev && raft_multiplier == 1 {
-            (50, 150, 300)
-        } else {
-            // Per unit: 100 ms heartbeat, 500-1000 ms randomized election timeout.
-            let multiplier = u64::from(raft_multiplier);
-            (100 * multiplier, 500 * multiplier, 1000 * multiplier)
-        };
-        let millis = |value: Option<GoDuration>, default: u64| {
-            value.map_or(default, |duration| {
-                u64::try_from(duration.0.as_millis()).unwrap_or(u64::MAX)
-            })
-        };
-        RaftTiming {
-            raft_multiplier,
-            heartbeat_interval_ms: millis(overrides.heartbeat_interval, heartbeat_ms),
-            election_timeout_min_ms: millis(overrides.election_timeout_min, election_min_ms),
-            election_timeout_max_ms: millis(overrides.election_timeout_max, election_max_ms),
-            snapshot_threshold_entries: snapshot_threshold.unwrap_or(16384),
-            trailing_logs_entries: trailing_logs.unwrap_or(10240),
-        }
-    }
-}
-
-impl Limits {
-    fn build(raw: &RawLimits) -> Self {
-        let kv_max_value_size_bytes = raw
-            .kv_max_value_size
-            .unwrap_or(DEFAULT_KV_MAX_VALUE_SIZE_BYTES);
-        let txn_max_req_len_bytes = raw.txn_max_req_len.unwrap_or(DEFAULT_TXN_MAX_REQ_LEN_BYTES);
-        let largest_payload_bytes = kv_max_value_size_bytes.max(txn_max_req_len_bytes);
-        Limits {
-            kv_max_value_size_bytes,
-            txn_max_req_len_bytes,
-            http_max_conns_per_client: raw.http_max_conns_per_client.unwrap_or(200),
-            http_body_bytes_max: largest_payload_bytes.saturating_add(HTTP_BODY_OVERHEAD_BYTES),
-        }
-    }
-}
-
-impl DnsOptions {
-    fn build(raw: RawDnsConfig, recursors: &[String]) -> Result<Self, ConfigError> {
-        let ttl_s = |value| u32::try_from(seconds_or(value, 0)).unwrap_or(u32::MAX);
-        let service_ttls_s = raw
-            .service_ttl
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(service, ttl)| (service, ttl_s(Some(ttl))))
-            .collect();
-        Ok(DnsOptions {
-            only_passing: raw.only_passing.unwrap_or(false),
-            node_ttl_s: ttl_s(raw.node_ttl),
-            service_ttls_s,
-            allow_stale: raw.allow_stale.unwrap_or(true),
-            a_record_limit: raw.a_record_limit.unwrap_or(0),
-            udp_answer_limit: raw.udp_answer_limit.unwrap_or(3),
-            enable_truncate: raw.enable_truncate.unwrap_or(false),
-            recursors: parse_recursors(recursors)?,
-            recursor_strategy: parse_strategy(raw.recursor_strategy.as_deref())?,
-            recursor_timeout_ms: recursor_timeout_ms(raw.recursor_timeout.map(|timeout| timeout.0))?,
         })
     }
 }
