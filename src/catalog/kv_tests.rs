@@ -14,12 +14,17 @@ fn set(key: &str, value: &str) -> Command {
     Command::KvSet { key: key.into(), value: value.as_bytes().to_vec(), flags: 0, cas_index: None }
 }
 
+/// A session on n1 bound to no check.
 fn session(id: &str, lock_delay_ms: u64, behavior: SessionBehavior) -> Command {
+    session_on(id, "n1", &[], lock_delay_ms, behavior)
+}
+
+fn session_on(id: &str, node: &str, node_checks: &[&str], lock_delay_ms: u64, behavior: SessionBehavior) -> Command {
     Command::SessionCreate(SessionRequest {
         id: id.into(),
         name: String::new(),
-        node: "n1".into(),
-        node_checks: vec![],
+        node: node.into(),
+        node_checks: node_checks.iter().map(|c| c.to_string()).collect(),
         service_checks: vec![],
         lock_delay_ms,
         behavior,
@@ -161,19 +166,6 @@ fn rolled_back_txn_restores_history_and_tombstones() {
     }
 }
 
-fn locker(id: &str, node: &str, node_checks: &[&str], behavior: SessionBehavior) -> Command {
-    Command::SessionCreate(SessionRequest {
-        id: id.into(),
-        name: String::new(),
-        node: node.into(),
-        node_checks: node_checks.iter().map(|c| c.to_string()).collect(),
-        service_checks: vec![],
-        lock_delay_ms: 0,
-        behavior,
-        ttl_s: 0,
-    })
-}
-
 fn lock_key(key: &str, session: &str) -> Command {
     Command::KvLock { key: key.into(), value: vec![], flags: 0, session: session.into(), now_ms: 0 }
 }
@@ -196,10 +188,10 @@ fn sessions_end_with_exactly_their_locks_through_the_indexes() {
     for (index, node) in [(1, "n1"), (2, "n2"), (3, "n10")] {
         run(&mut catalog, index, registration(node, None, vec![check("serf", "", passing)]));
     }
-    run(&mut catalog, 4, locker("s1", "n1", &["serf"], SessionBehavior::Release));
-    run(&mut catalog, 5, locker("s2", "n1", &[], SessionBehavior::Release));
-    run(&mut catalog, 6, locker("s3", "n2", &["serf"], SessionBehavior::Delete));
-    run(&mut catalog, 7, locker("s4", "n10", &["serf"], SessionBehavior::Release));
+    run(&mut catalog, 4, session_on("s1", "n1", &["serf"], 0, SessionBehavior::Release));
+    run(&mut catalog, 5, session_on("s2", "n1", &[], 0, SessionBehavior::Release));
+    run(&mut catalog, 6, session_on("s3", "n2", &["serf"], 0, SessionBehavior::Delete));
+    run(&mut catalog, 7, session_on("s4", "n10", &["serf"], 0, SessionBehavior::Release));
     for (index, (key, session)) in [("a", "s1"), ("b", "s1"), ("c", "s2"), ("d", "s3"), ("e", "s4")].into_iter().enumerate() {
         assert_eq!(run(&mut catalog, 8 + index as u64, lock_key(key, session)), Outcome::Bool(true));
     }
