@@ -26,20 +26,41 @@ def ui_dir_args():
 START_S = 30
 
 
-def free_ports(n):
-    """n distinct ports free on 127.0.0.1 for both TCP and UDP (the DNS port needs both)."""
-    held, ports = [], []
-    while len(ports) < n:
+# Ports tried before giving up on one free for both TCP and UDP.
+PORT_PAIR_TRIES = 100
+
+
+def bound_pair(host="127.0.0.1"):
+    """(tcp, udp, port): a TCP and a UDP socket bound to one port on `host`, free for both
+    (the DNS port needs both). A port whose UDP twin is taken (a client's ephemeral port, say)
+    is skipped."""
+    for _ in range(PORT_PAIR_TRIES):
         tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        tcp.bind(("127.0.0.1", 0))
+        tcp.bind((host, 0))
         port = tcp.getsockname()[1]
         udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
-            udp.bind(("127.0.0.1", port))
+            udp.bind((host, port))
+            return tcp, udp, port
         except OSError:
             tcp.close()
             udp.close()
-            continue
+    raise OSError(f"no port on {host} was free for both TCP and UDP")
+
+
+def free_port_on(host):
+    """One port free on `host` for both TCP and UDP."""
+    tcp, udp, port = bound_pair(host)
+    tcp.close()
+    udp.close()
+    return port
+
+
+def free_ports(n):
+    """n distinct ports free on 127.0.0.1 for both TCP and UDP."""
+    held, ports = [], []
+    while len(ports) < n:
+        tcp, udp, port = bound_pair()
         held += [tcp, udp]
         ports.append(port)
     for s in held:

@@ -6,31 +6,17 @@ Run: `python -m pytest -q tests/dns` (`.ci/run` does, with the binary in $CAIRN_
 """
 
 import re
-import socket
 import subprocess
 
 import pytest
 
-from cairn_agent import ok
+from cairn_agent import bound_pair, ok
 
 
 @pytest.fixture(scope="module")
 def silent_recursor():
     """A UDP and TCP port that accepts and never answers: every forwarded name times out."""
-    for _ in range(100):
-        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        udp.bind(("127.0.0.1", 0))
-        port = udp.getsockname()[1]
-        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            # The UDP port's TCP twin may be taken (a client's ephemeral port): try another.
-            tcp.bind(("127.0.0.1", port))
-            break
-        except OSError:
-            udp.close()
-            tcp.close()
-    else:
-        pytest.fail("no port on 127.0.0.1 was free for both UDP and TCP")
+    tcp, udp, port = bound_pair()
     tcp.listen(16)
     yield f"127.0.0.1:{port}"
     udp.close()

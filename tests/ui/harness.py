@@ -13,7 +13,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -24,7 +23,7 @@ import urllib.request
 import pytest
 from playwright.sync_api import sync_playwright
 
-from cairn_agent import free_ports, stop, ui_dir_args
+from cairn_agent import free_port_on, free_ports, stop, ui_dir_args
 
 CAIRN_BIN = os.environ.get("CAIRN_BIN", "/root/.cache/cairn-target/debug/cairn")
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -164,22 +163,6 @@ retry_interval = "1s"
 """
 
 
-def _free_port_on(ip):
-    while True:
-        tcp = socket.socket()
-        tcp.bind((ip, 0))
-        port = tcp.getsockname()[1]
-        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            udp.bind((ip, port))
-            return port
-        except OSError:
-            continue
-        finally:
-            tcp.close()
-            udp.close()
-
-
 class Cluster:
     """Three servers (`-server -bootstrap-expect=3`) on distinct 127.x.y.z addresses, every one
     retry-joining the others, as tests/it/cluster_util.rs starts them."""
@@ -193,7 +176,7 @@ class Cluster:
             ip = f"127.{random.randint(1, 254)}.{random.randint(0, 254)}.{random.randint(2, 254)}"
             ports = []
             while len(ports) < 4:
-                p = _free_port_on(ip)
+                p = free_port_on(ip)
                 if p not in ports:
                     ports.append(p)
             self.servers.append({"name": f"s{i + 1}", "ip": ip, "http": ports[0], "server": ports[1], "dns": ports[2], "serf": ports[3], "proc": None})
